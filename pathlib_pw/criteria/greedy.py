@@ -1,0 +1,102 @@
+"""Greedy Taylor pruning, the paper's "pathological" pruner (PAPER.md section 3).
+
+Neurons whose Taylor score |a * g| is zero (dead at this input) are given the largest score, so the
+pruner keeps them: a path full of dead neurons still keeps the output, which is the paper's point
+that pruning objectives alone do not find critical pathways.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.sites import activations_and_gradients
+
+
+def _taylor(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, masks: list[torch.Tensor] | None):
+    edit = None
+    if masks is not None:
+        float_masks = [m.to(x.dtype) for m in masks]
+
+        def edit(index: int, output: torch.Tensor) -> torch.Tensor:
+            return output * float_masks[index]
+
+    _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit)
+    return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt
+
+
+def greedy(
+    model: nn.Module,
+    x: torch.Tensor,
+    sparsity: torch.Tensor,
+    target: torch.Tensor | int | None,
+    variant: str,
+    step: float = 1.0,
+    rounds: int | None = None,
+) -> Pathway:
+    """Iterative Taylor pruning with re-scoring through the masked network.
+
+    ``"intended"``: each round removes, among the neurons still kept, the lowest-scored ones until
+    ``step`` more percent of all neurons are removed; removed neurons stay removed; stops at the
+    requested sparsity (``ceil(sparsity / step)`` rounds unless ``rounds`` is given).
+
+    ``"original_code"``: the authors' loop for ``rounds`` rounds (they used 99, 98 for decoding):
+    scores <= 0 replaced by the maximum, threshold at the ``i * step``-th percentile, then every
+    neuron with score <= 0 put back. Neurons pruned in one round score 0 in the next and are restored,
+    so masks oscillate and the requested ``sparsity`` is never used; ``rounds`` defaults to 99.
+    """
+    if not (isinstance(step, (int, float)) and 0 < step < 100):
+        raise ValueError(f"step must be a percentage in (0, 100), got {step!r}")
+    if rounds is not None and (not isinstance(rounds, int) or rounds < 1):
+        raise ValueError(f"rounds must be a positive int or None, got {rounds!r}")
+    if variant == "original_code":
+        return _original_code(model, x, sparsity, target, step, 99 if rounds is None else rounds)
+
+    scores, names, tgt = _taylor(model, x, target, None)
+    masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
+    wanted = sparsity.to(torch.float64)
+    n_rounds = rounds if rounds is not None else max(1, math.ceil(float(sparsity.max()) / step))
+    for i in range(n_rounds):
+        level = torch.clamp(wanted, max=(i + 1) * step)
+        # removed neurons rank below everything, dead kept neurons above every living one
+        above = _image_max(scores) * 2 + 1
+        ranked = [
+            torch.where(m, torch.where(s > 0, s, _per_image(above, s)), torch.full_like(s, -1.0))
+            for s, m in zip(scores, masks)
+        ]
+        new_masks, _ = global_threshold(ranked, level)
+        masks = [m & nm for m, nm in zip(masks, new_masks)]
+        if i + 1 < n_rounds:
+            scores, _, _ = _taylor(model, x, tgt, masks)
+    return Pathway.from_masks(
+        masks, names, "greedy", requested_sparsity=sparsity.float(), target=tgt.cpu(), rounds=n_rounds, variant="intended"
+    )
+
+
+def _image_max(scores: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([s.flatten(1).amax(1) for s in scores], 1).amax(1)
+
+
+def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.view(-1, *([1] * (like.dim() - 1))).expand_as(like)
+
+
+def _original_code(
+    model: nn.Module, x: torch.Tensor, sparsity: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
+) -> Pathway:
+    scores, names, tgt = _taylor(model, x, target, None)
+    masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
+    for i in range(rounds):
+        top = _image_max(scores)
+        replaced = [torch.where(s > 0, s, _per_image(top, s)) for s in scores]
+        level = torch.full((x.shape[0],), min(i * step, 99.999999), dtype=torch.float64)
+        keep, _ = global_threshold(replaced, level)
+        masks = [k | (s <= 0) for k, s in zip(keep, scores)]
+        if i + 1 < rounds:  # the authors re-score once more after the last round; unused
+            scores, _, _ = _taylor(model, x, tgt, masks)
+    return Pathway.from_masks(
+        masks, names, "greedy", requested_sparsity=sparsity.float(), target=tgt.cpu(), rounds=rounds, variant="original_code"
+    )

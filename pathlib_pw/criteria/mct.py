@@ -1,0 +1,31 @@
+"""NeuronMCT: first-order Taylor contribution |a * d logit / d a| of every neuron (PAPER.md section 3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.sites import activations_and_gradients
+
+
+def neuron_mct_scores(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None = None
+) -> tuple[list[torch.Tensor], list[str], torch.Tensor, list[torch.Tensor]]:
+    """Per-site scores |a * g| with ``(scores, site names, target, activations)``."""
+    _, acts, grads, names, tgt = activations_and_gradients(model, x, target)
+    return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt, acts
+
+
+def neuron_mct(
+    model: nn.Module, x: torch.Tensor, sparsity: torch.Tensor, target: torch.Tensor | int | None, variant: str
+) -> Pathway:
+    """Keep the neurons of highest |activation x gradient| of the target logit, global threshold.
+
+    Khakzar et al., CVPR 2021, section 3 ("NeuronMCT").
+    """
+    scores, names, tgt, _ = neuron_mct_scores(model, x, target)
+    masks, thr = global_threshold(scores, sparsity)
+    return Pathway.from_masks(
+        masks, names, "neuron_mct", requested_sparsity=sparsity.float(), threshold=thr.float().cpu(), target=tgt.cpu()
+    )

@@ -1,0 +1,224 @@
+"""Images without internet: real photos shipped inside installed wheels, a local ImageNet val folder,
+and scikit-learn's bundled digits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import models
+
+__all__ = [
+    "IMAGENET_VAL_ENV",
+    "IMAGE_SUFFIXES",
+    "PHOTOS",
+    "Photo",
+    "iter_imagenet_val",
+    "list_imagenet_val",
+    "load_digits_tensors",
+    "load_imagenet_val",
+    "load_photo",
+    "load_photos",
+]
+
+IMAGENET_VAL_ENV = "PATHLIB_PW_IMAGENET_VAL"
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpeg", ".jpg", ".png"})
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _motorcycle(side: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return skimage.data.stereo_motorcycle()[side]
+
+    return load
+
+
+def _sklearn(file_name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(file_name)
+
+    return load
+
+
+def _matplotlib(file_name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from matplotlib.cbook import get_sample_data
+        from PIL import Image
+
+        with Image.open(get_sample_data(file_name, asfileobj=False)) as im:
+            return np.asarray(im.convert("RGB"))
+
+    return load
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A real photo bundled in an installed package (read from local disk, never downloaded)."""
+
+    name: str
+    source: str
+    licence: str
+    description: str
+    loader: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+
+_SKI = "scikit-image 0.26 (skimage/data, in the wheel)"
+# Each entry was checked to load with the network blocked; skimage's eagle/skin/lily etc. are fetched
+# with pooch at run time and are left out on purpose.
+PHOTOS: dict[str, Photo] = {
+    p.name: p
+    for p in [
+        Photo("chelsea", f"{_SKI}: skimage.data.chelsea()", "CC0 (photographer Stefan van der Walt)",
+              "tabby cat (ImageNet: Egyptian cat / tabby)", _skimage("chelsea")),
+        Photo("coffee", f"{_SKI}: skimage.data.coffee()", "CC0 (photographer Rachel Michetti)",
+              "cup of coffee on a saucer (ImageNet: espresso / cup)", _skimage("coffee")),
+        Photo("astronaut", f"{_SKI}: skimage.data.astronaut()", "public domain (NASA)",
+              "astronaut Eileen Collins with a flag", _skimage("astronaut")),
+        Photo("rocket", f"{_SKI}: skimage.data.rocket()", "public domain (SpaceX photos)",
+              "Falcon 9 launch", _skimage("rocket")),
+        Photo("motorcycle_left", f"{_SKI}: skimage.data.stereo_motorcycle()[0]",
+              "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
+              "motorcycle, left stereo view", _motorcycle(0)),
+        Photo("motorcycle_right", f"{_SKI}: skimage.data.stereo_motorcycle()[1]",
+              "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
+              "motorcycle, right stereo view", _motorcycle(1)),
+        Photo("china", "scikit-learn: sklearn.datasets.load_sample_image('china.jpg')",
+              "CC-BY 2.0, danielbuechele (Flickr)", "Chinese temple roofs", _sklearn("china.jpg")),
+        Photo("flower", "scikit-learn: sklearn.datasets.load_sample_image('flower.jpg')",
+              "CC-BY 2.0, vultilion (Flickr)", "flower close-up", _sklearn("flower.jpg")),
+        Photo("grace_hopper", "matplotlib: matplotlib.cbook.get_sample_data('grace_hopper.jpg')",
+              "public domain (U.S. Navy photo)", "portrait of Grace Hopper in uniform",
+              _matplotlib("grace_hopper.jpg")),
+    ]
+}
+
+
+def load_photo(name: str) -> np.ndarray:
+    """The bundled photo ``name`` as an HxWx3 uint8 RGB array."""
+    if name not in PHOTOS:
+        raise ValueError(f"name must be one of {', '.join(PHOTOS)}; got {name!r}")
+    img = np.asarray(PHOTOS[name].loader())
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return np.ascontiguousarray(img[..., :3], dtype=np.uint8)
+
+
+def load_photos(names: Sequence[str] | str | None = None, size: int = 224) -> tuple[torch.Tensor, list[str]]:
+    """Normalized (B,3,size,size) batch of bundled photos (all, in registry order, if ``names`` is None)."""
+    if names is None:
+        names = list(PHOTOS)
+    elif isinstance(names, str):
+        names = [names]
+    names = list(names)
+    images = [load_photo(n) for n in names]  # validates every name first
+    return models.preprocess(images, size=size), names
+
+
+_LAYOUT = (
+    "Expected layout: a folder of ImageNet validation images (*.JPEG, *.jpg or *.png), flat "
+    "(val/ILSVRC2012_val_00000001.JPEG, ...) or in class folders (val/n01440764/*.JPEG, ...), searched "
+    "recursively. No package ships ImageNet; download it from image-net.org yourself."
+)
+
+
+def list_imagenet_val(root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
+    """Resolve the ImageNet val folder and return it with its sorted relative image paths (posix)."""
+    if root is None or str(root) == "":
+        root = os.environ.get(IMAGENET_VAL_ENV) or None
+        if root is None:
+            raise FileNotFoundError(
+                f"No ImageNet validation folder given: pass root=... or set the environment variable "
+                f"{IMAGENET_VAL_ENV} to the folder. {_LAYOUT}"
+            )
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"ImageNet validation folder {str(path)!r} does not exist or is not a folder "
+            f"(from root= or {IMAGENET_VAL_ENV}). {_LAYOUT}"
+        )
+    files = sorted(
+        p.relative_to(path).as_posix()
+        for p in path.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"ImageNet validation folder {str(path)!r} contains no *.JPEG/*.jpg/*.png images "
+            f"(from root= or {IMAGENET_VAL_ENV}). {_LAYOUT}"
+        )
+    return path, files
+
+
+def _select(files: list[str], n: int | None, seed: int) -> list[str]:
+    if n is None:
+        return files
+    if not 0 < n <= len(files):
+        raise ValueError(f"n must be between 1 and {len(files)} (the number of images found); got {n}")
+    idx = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
+    return [files[i] for i in sorted(idx)]  # a seeded subset, kept in file-name order
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:  # convert: some ImageNet JPEGs are grayscale or CMYK
+        return np.asarray(im.convert("RGB"))
+
+
+def iter_imagenet_val(
+    root: str | os.PathLike | None = None,
+    n: int | None = None,
+    *,
+    seed: int = 0,
+    size: int = 224,
+    batch_size: int = 64,
+) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """Like :func:`load_imagenet_val`, but yields (batch, names) of at most ``batch_size`` images."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    path, files = list_imagenet_val(root)
+    chosen = _select(files, n, seed)
+    for start in range(0, len(chosen), batch_size):
+        names = chosen[start : start + batch_size]
+        yield models.preprocess([_read_rgb(path / f) for f in names], size=size), names
+
+
+def load_imagenet_val(
+    root: str | os.PathLike | None = None, n: int | None = None, *, seed: int = 0, size: int = 224
+) -> tuple[torch.Tensor, list[str]]:
+    """Normalized batch of ``n`` images (all if None) drawn with ``seed`` from a local ImageNet val folder.
+
+    ``root`` defaults to the environment variable PATHLIB_PW_IMAGENET_VAL. Returns the batch and the
+    image paths relative to ``root``, in sorted order.
+    """
+    batches, names = [], []
+    for x, nm in iter_imagenet_val(root, n, seed=seed, size=size, batch_size=256):
+        batches.append(x)
+        names.extend(nm)
+    return torch.cat(batches), names
+
+
+def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled digits: x (1797,1,8,8) float32 in [0,1] and y (1797,) int64 labels 0-9."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    return x, torch.from_numpy(d.target.astype(np.int64))

