@@ -1,6 +1,6 @@
 """pathlib_pw: critical pathways, PathwayGrad and their evaluation (Khakzar et al., CVPR 2021)."""
 
-from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway
+from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pathways
 from pathlib_pw.data import load_imagenet_val, load_photos
 from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.models import load_model, preprocess
@@ -17,6 +17,7 @@ __all__ = [
     "Pathway",
     "dead_share",
     "extract_pathway",
+    "extract_pathways",
     "jaccard",
     "load_imagenet_val",
     "load_model",

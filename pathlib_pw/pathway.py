@@ -159,33 +159,36 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
 
     All sites' scores of one image are pooled; ``thr`` is their ``p``-th percentile (linear
     interpolation, as ``numpy.percentile``) and every neuron with ``score <= thr`` is removed. With
-    pos = p/100 * (N-1), ``thr`` lies in ``[v_k, v_{k+1})`` for the sorted scores and k = floor(pos),
+    pos = p/100 * (N-1) and k = floor(pos), ``thr`` lies in ``[v_k, v_{k+1})`` of the sorted scores,
     and no score lies strictly between two neighbouring order statistics: the removed set is exactly
-    ``score <= v_k``, so one ``kthvalue`` per image suffices. Returns the masks and ``thr`` (B,).
+    ``score <= v_k``. One ``kthvalue`` per image therefore gives the paper's masks. Returns the masks
+    and ``v_k`` (B,), the largest removed score.
     """
     flat = torch.cat([s.flatten(1) for s in scores], dim=1)
     n = flat.shape[1]
-    p = sparsity.to(torch.float64).cpu()
-    pos = p / 100.0 * (n - 1)
-    k = torch.floor(pos).long()
-    # a float32 kthvalue over millions of entries per image; NaN would break the order
-    if torch.isnan(flat).any():
-        raise ValueError("scores contain NaN")
-    v_lo = _kth_per_row(flat, k)
-    v_hi = _kth_per_row(flat, torch.clamp(k + 1, max=n - 1))
-    frac = (pos - k.double()).to(flat.device)
-    thr = v_lo.double() + frac * (v_hi.double() - v_lo.double())
-    keep_flat = flat > v_lo.view(-1, 1)
+    k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
+    cut = kth_smallest(flat, k)
+    keep_flat = flat > cut.view(-1, 1)
     masks = []
     start = 0
     for s in scores:
         size = s[0].numel()
         masks.append(keep_flat[:, start : start + size].view(s.shape))
         start += size
-    return masks, thr
+    return masks, cut
 
 
-def _kth_per_row(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def threshold_pathway(
+    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, sites: Sequence[str], method: str, **info: Any
+) -> Pathway:
+    """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``."""
+    masks, cut = global_threshold(scores, sparsity)
+    return Pathway.from_masks(
+        masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info
+    )
+
+
+def kth_smallest(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """The (k+1)-th smallest value of each row (k is 0-based, one per row)."""
     if bool((k == k[0]).all()):
         return flat.kthvalue(int(k[0]) + 1, dim=1).values

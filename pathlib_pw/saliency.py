@@ -43,10 +43,12 @@ def _predicted(model: nn.Module, x: torch.Tensor, target: Target, path: Pathway 
     return resolve_target(target, logits)
 
 
-def _input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _input_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """d logit[target] / d input; ``target`` is resolved against this forward pass's logits."""
     inp = x.detach().requires_grad_(True)
     logits = model(inp)
-    (grad,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), inp)
+    tgt = resolve_target(target, logits)
+    (grad,) = torch.autograd.grad(logits.gather(1, tgt.view(-1, 1)).sum(), inp)
     return grad
 
 
@@ -64,9 +66,10 @@ def pathway_grad(model: nn.Module, x: torch.Tensor, path: Pathway, target: Targe
     if target is None and "target" in path.info and len(path) == x.shape[0]:
         target = path.info["target"]
     with evaluating(model):
-        tgt = _predicted(model, x, target)
+        if target is None:  # explain the unmasked network's prediction, not the masked one's
+            target = _predicted(model, x, None)
         with path.applied(model):
-            grad = _input_gradient(model, x, tgt)
+            grad = _input_gradient(model, x, target)
     return normalize(reduce_channels(grad))
 
 

@@ -126,6 +126,8 @@ def check_input(x: object, name: str = "x") -> torch.Tensor:
         raise TypeError(f"{name} must be a floating-point tensor (float32/float64/...), got dtype {x.dtype}")
     if x.dim() != 4 or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape (B, C, H, W) with B >= 1, got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
 

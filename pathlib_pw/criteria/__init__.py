@@ -57,7 +57,7 @@ def extract_pathway(
 
     Args:
         model: a CNN whose rectifiers are ``nn.ReLU``/``nn.ReLU6`` modules; its weights and mode are
-            unchanged afterwards (it is run in eval mode).
+            unchanged afterwards (it is run in eval mode). Put it on the GPU to compute there.
         x: normalized images (B, C, H, W); moved to the model's device.
         method: one of ``CRITERIA`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ``random``, ``dgr``,
             ``active_subnet``).
@@ -74,6 +74,31 @@ def extract_pathway(
         A :class:`~pathlib_pw.pathway.Pathway` with one mask per site and image, the realized
         sparsity, and in ``info`` the requested sparsity, the explained ``target`` and criterion extras.
     """
+    if method != "active_subnet" and sparsity is None:
+        raise ValueError(f"sparsity (percent of neurons removed, in [0, 100)) is required for method {method!r}")
+    if method == "active_subnet" and sparsity is not None:
+        raise ValueError("sparsity must be None for method 'active_subnet' (it is derived from each image)")
+    levels = None if sparsity is None else [sparsity]
+    return extract_pathways(model, x, method, levels, target, variant, batch_size=batch_size, **options)[0]
+
+
+def extract_pathways(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str,
+    sparsities: Sequence[float | Sequence[float] | torch.Tensor] | None,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    variant: str = "intended",
+    *,
+    batch_size: int | None = None,
+    **options: Any,
+) -> list[Pathway]:
+    """:func:`extract_pathway` at several sparsities, scoring each image once.
+
+    Scores (NeuronMCT, NeuronIntGrad), gates (DGR) and the authors' Greedy loop do not depend on the
+    sparsity, and an intended Greedy run passes through every multiple of its step: one call here
+    costs about as much as the largest sparsity alone. Returns one Pathway per entry of ``sparsities``.
+    """
     if method not in CRITERIA:
         raise ValueError(f"method must be one of {sorted(CRITERIA)}, got {method!r}")
     if variant not in VARIANTS[method]:
@@ -89,14 +114,14 @@ def extract_pathway(
         raise TypeError(f"unknown option(s) {unknown} for method {method!r}; accepted options: {accepted}")
     batch = x.shape[0]
     if method == "active_subnet":
-        if sparsity is not None:
-            raise ValueError("sparsity must be None for method 'active_subnet' (it is derived from each image)")
-        percent = None
+        if sparsities is not None:
+            raise ValueError("sparsities must be None for method 'active_subnet' (it is derived from each image)")
+        percents = None
     else:
-        if sparsity is None:
-            raise ValueError(f"sparsity (percent of neurons removed, in [0, 100)) is required for method {method!r}")
-        percent = as_percent(sparsity, batch)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        if sparsities is None or isinstance(sparsities, (int, float, torch.Tensor)) or len(sparsities) == 0:
+            raise ValueError(f"sparsities must be a non-empty list of sparsities in percent for method {method!r}")
+        percents = [as_percent(level, batch) for level in sparsities]
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if "seed" in accepted:
         options["seed"] = _per_image_seeds(options.get("seed", 0), batch)
@@ -112,18 +137,17 @@ def extract_pathway(
     parts = []
     for start in range(0, batch, step):
         chunk = slice(start, start + step)
-        chunk_options = {k: (v[chunk] if k == "seed" else v) for k, v in options.items()}
         parts.append(
             fn(
                 model,
                 x[chunk],
-                None if percent is None else percent[chunk],
+                None if percents is None else [p[chunk] for p in percents],
                 target if target is None or isinstance(target, int) else target[chunk],
                 variant,
-                **chunk_options,
+                **{k: (v[chunk] if k == "seed" else v) for k, v in options.items()},
             )
         )
-    return parts[0] if len(parts) == 1 else Pathway.cat(parts)
+    return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
 
 
 def _per_image_seeds(seed: int | Sequence[int] | torch.Tensor, batch: int) -> torch.Tensor:
@@ -136,4 +160,4 @@ def _per_image_seeds(seed: int | Sequence[int] | torch.Tensor, batch: int) -> to
     return seeds
 
 
-__all__ = ["CRITERIA", "VARIANTS", "extract_pathway"]
+__all__ = ["CRITERIA", "VARIANTS", "extract_pathway", "extract_pathways"]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.mct import neuron_mct_scores
-from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.pathway import Pathway, threshold_pathway
 
 
 def base_sparsity(activations: list[torch.Tensor]) -> torch.Tensor:
@@ -18,13 +18,9 @@ def base_sparsity(activations: list[torch.Tensor]) -> torch.Tensor:
 
 def active_subnet(
     model: nn.Module, x: torch.Tensor, sparsity: None, target: torch.Tensor | int | None, variant: str
-) -> Pathway:
+) -> list[Pathway]:
     """NeuronMCT at p = int(100 * base sparsity) + 1 percent, as the authors' helper does."""
     scores, names, tgt, acts = neuron_mct_scores(model, x, target)
     base = base_sparsity(acts)
     percent = (torch.floor(100.0 * base) + 1.0).clamp(max=99.0)
-    masks, thr = global_threshold(scores, percent)
-    return Pathway.from_masks(
-        masks, names, "active_subnet", requested_sparsity=percent.float(), base_sparsity=base.float(),
-        threshold=thr.float().cpu(), target=tgt.cpu(),
-    )
+    return [threshold_pathway(scores, percent, names, "active_subnet", base_sparsity=base.float(), target=tgt.cpu())]

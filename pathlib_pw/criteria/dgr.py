@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.pathway import Pathway, threshold_pathway
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
 
 INITS = ("1", "r")
@@ -21,7 +21,7 @@ GATE_SHAPES = ("neuron", "channel")
 def dgr(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: torch.Tensor,
+    sparsity: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     init: str = "1",
@@ -33,7 +33,7 @@ def dgr(
     gates: str = "neuron",
     max_retries: int = 100,
     seed: torch.Tensor | int = 0,
-) -> Pathway:
+) -> list[Pathway]:
     """Keep the neurons whose trained gate lies above the global ``sparsity``-th percentile.
 
     Args:
@@ -81,12 +81,13 @@ def dgr(
             )
             best.update(failed, again)
     scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
-    masks, thr = global_threshold(scores, sparsity)
-    return Pathway.from_masks(
-        masks, names, "dgr", requested_sparsity=sparsity.float(), threshold=thr.float().cpu(), target=tgt.cpu(),
-        kept_prediction=best.kept.cpu(), best_loss=best.loss.cpu(), final_lambda=lams.cpu(), retries=retries,
-        init=init, gates=gates,
-    )
+    return [
+        threshold_pathway(
+            scores, level, names, "dgr", target=tgt.cpu(), kept_prediction=best.kept.cpu(), best_loss=best.loss.cpu(),
+            final_lambda=lams.cpu(), retries=retries, init=init, gates=gates,
+        )
+        for level in sparsity
+    ]
 
 
 class _Best:

@@ -31,12 +31,12 @@ def _taylor(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None
 def greedy(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: torch.Tensor,
+    sparsity: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     step: float = 1.0,
     rounds: int | None = None,
-) -> Pathway:
+) -> list[Pathway]:
     """Iterative Taylor pruning with re-scoring through the masked network.
 
     ``"intended"``: each round removes, among the neurons still kept, the lowest-scored ones until
@@ -53,12 +53,37 @@ def greedy(
     if rounds is not None and (not isinstance(rounds, int) or rounds < 1):
         raise ValueError(f"rounds must be a positive int or None, got {rounds!r}")
     if variant == "original_code":
-        return _original_code(model, x, sparsity, target, step, 99 if rounds is None else rounds)
+        masks, names, tgt = _original_code(model, x, target, step, 99 if rounds is None else rounds)
+        return [
+            Pathway.from_masks(masks, names, "greedy", requested_sparsity=level.float(), target=tgt.cpu(),
+                               rounds=99 if rounds is None else rounds, variant=variant)
+            for level in sparsity
+        ]
+    # a run towards p passes exactly through the path of every p' < p that is a multiple of step
+    shared = rounds is None and all(
+        bool((level == level[0]).all()) and math.isclose(float(level[0]) / step, round(float(level[0]) / step))
+        for level in sparsity
+    )
+    if not shared:
+        return [_intended(model, x, [level], target, step, rounds)[0] for level in sparsity]
+    return _intended(model, x, sparsity, target, step, None)
 
+
+def _intended(
+    model: nn.Module,
+    x: torch.Tensor,
+    levels: list[torch.Tensor],
+    target: torch.Tensor | int | None,
+    step: float,
+    rounds: int | None,
+) -> list[Pathway]:
+    """One pruning run towards the largest level, with a snapshot when each level is reached."""
     scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
-    wanted = sparsity.to(torch.float64)
-    n_rounds = rounds if rounds is not None else max(1, math.ceil(float(sparsity.max()) / step))
+    wanted = torch.stack([lv.to(torch.float64) for lv in levels]).amax(0)
+    n_rounds = rounds if rounds is not None else max(1, math.ceil(float(wanted.max()) / step - 1e-9))
+    snapshots: dict[int, list[torch.Tensor]] = {}
+    due = {j: (n_rounds if rounds is not None else max(1, math.ceil(float(lv.max()) / step - 1e-9))) for j, lv in enumerate(levels)}
     for i in range(n_rounds):
         level = torch.clamp(wanted, max=(i + 1) * step)
         # removed neurons rank below everything, dead kept neurons above every living one
@@ -69,11 +94,16 @@ def greedy(
         ]
         new_masks, _ = global_threshold(ranked, level)
         masks = [m & nm for m, nm in zip(masks, new_masks)]
+        for j, r in due.items():
+            if r == i + 1:
+                snapshots[j] = masks
         if i + 1 < n_rounds:
             scores, _, _ = _taylor(model, x, tgt, masks)
-    return Pathway.from_masks(
-        masks, names, "greedy", requested_sparsity=sparsity.float(), target=tgt.cpu(), rounds=n_rounds, variant="intended"
-    )
+    return [
+        Pathway.from_masks(snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(),
+                           rounds=due[j], variant="intended")
+        for j, lv in enumerate(levels)
+    ]
 
 
 def _image_max(scores: list[torch.Tensor]) -> torch.Tensor:
@@ -85,8 +115,8 @@ def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _original_code(
-    model: nn.Module, x: torch.Tensor, sparsity: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
-) -> Pathway:
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
+) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
     scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     for i in range(rounds):
@@ -97,6 +127,4 @@ def _original_code(
         masks = [k | (s <= 0) for k, s in zip(keep, scores)]
         if i + 1 < rounds:  # the authors re-score once more after the last round; unused
             scores, _, _ = _taylor(model, x, tgt, masks)
-    return Pathway.from_masks(
-        masks, names, "greedy", requested_sparsity=sparsity.float(), target=tgt.cpu(), rounds=rounds, variant="original_code"
-    )
+    return masks, names, tgt

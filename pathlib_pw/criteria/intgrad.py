@@ -38,13 +38,13 @@ def original_code_alphas(steps: int = DEFAULT_STEPS) -> torch.Tensor:
 def neuron_intgrad(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: torch.Tensor,
+    sparsity: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     steps: int = DEFAULT_STEPS,
     alpha_chunk: int | None = None,
     recompute: str = "auto",
-) -> Pathway:
+) -> list[Pathway]:
     """Keep the neurons of highest integrated-gradient contribution (Khakzar et al., CVPR 2021).
 
     Args:
@@ -78,12 +78,17 @@ def neuron_intgrad(
             grads = _mean_gradients_full(model, x, tgt, alphas, alpha_chunk)
         scores = [(a * g).abs() for a, g in zip(acts, grads)]
         scored = len(names)
-    masks, thr = global_threshold(scores[:scored], sparsity)
-    masks += [torch.ones_like(a, dtype=torch.bool) for a in acts[scored:]]
-    return Pathway.from_masks(
-        masks, names, "neuron_intgrad", requested_sparsity=sparsity.float(), threshold=thr.float().cpu(),
-        target=tgt.cpu(), scored_sites=scored, variant=variant,
-    )
+    paths = []
+    for level in sparsity:
+        masks, cut = global_threshold(scores[:scored], level)
+        masks += [torch.ones_like(a, dtype=torch.bool) for a in acts[scored:]]
+        paths.append(
+            Pathway.from_masks(
+                masks, names, "neuron_intgrad", requested_sparsity=level.float(), threshold=cut.float().cpu(),
+                target=tgt.cpu(), scored_sites=scored, variant=variant,
+            )
+        )
+    return paths
 
 
 def _alpha_batches(alphas: torch.Tensor, chunk: int | None) -> list[torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.pathway import Pathway, threshold_pathway
 from pathlib_pw.sites import activations_and_gradients
 
 
@@ -18,14 +18,11 @@ def neuron_mct_scores(
 
 
 def neuron_mct(
-    model: nn.Module, x: torch.Tensor, sparsity: torch.Tensor, target: torch.Tensor | int | None, variant: str
-) -> Pathway:
+    model: nn.Module, x: torch.Tensor, sparsity: list[torch.Tensor], target: torch.Tensor | int | None, variant: str
+) -> list[Pathway]:
     """Keep the neurons of highest |activation x gradient| of the target logit, global threshold.
 
     Khakzar et al., CVPR 2021, section 3 ("NeuronMCT").
     """
     scores, names, tgt, _ = neuron_mct_scores(model, x, target)
-    masks, thr = global_threshold(scores, sparsity)
-    return Pathway.from_masks(
-        masks, names, "neuron_mct", requested_sparsity=sparsity.float(), threshold=thr.float().cpu(), target=tgt.cpu()
-    )
+    return [threshold_pathway(scores, p, names, "neuron_mct", target=tgt.cpu()) for p in sparsity]

@@ -14,11 +14,11 @@ from pathlib_pw.sites import record_activations, resolve_target
 def random_path(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: torch.Tensor,
+    sparsity: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     seed: torch.Tensor | int = 0,
-) -> Pathway:
+) -> list[Pathway]:
     """Uniformly random neurons removed per site (not globally), one generator per image.
 
     ``seed`` is one int per image (``extract_pathway`` derives them from a single int), so a chunked
@@ -29,14 +29,17 @@ def random_path(
     batch = x.shape[0]
     seeds = torch.as_tensor(seed).flatten().expand(batch) if torch.as_tensor(seed).numel() == 1 else torch.as_tensor(seed)
     device = acts[0].device
-    masks = [torch.ones(a.shape, dtype=torch.bool, device=device) for a in acts]
-    for b in range(batch):
-        gen = torch.Generator(device=device).manual_seed(int(seeds[b]))
-        p = float(sparsity[b])
-        for mask, a in zip(masks, acts):
-            size = a[0].numel()
-            removed = math.floor(p / 100.0 * size)
-            if removed:
-                idx = torch.randperm(size, generator=gen, device=device)[:removed]
-                mask[b].view(-1)[idx] = False
-    return Pathway.from_masks(masks, names, "random", requested_sparsity=sparsity.float(), target=tgt.cpu())
+    paths = []
+    for level in sparsity:
+        masks = [torch.ones(a.shape, dtype=torch.bool, device=device) for a in acts]
+        for b in range(batch):
+            gen = torch.Generator(device=device).manual_seed(int(seeds[b]))
+            p = float(level[b])
+            for mask, a in zip(masks, acts):
+                size = a[0].numel()
+                removed = math.floor(p / 100.0 * size)
+                if removed:
+                    idx = torch.randperm(size, generator=gen, device=device)[:removed]
+                    mask[b].view(-1)[idx] = False
+        paths.append(Pathway.from_masks(masks, names, "random", requested_sparsity=level.float(), target=tgt.cpu()))
+    return paths

@@ -1,0 +1,329 @@
+"""Slow, literal, batch-1 reference implementations of the pathway criteria (PAPER.md sections 2-3).
+
+Written from the specification only: nothing from ``pathlib_pw`` is imported. Every function takes
+ONE image ``x1`` of shape (1, C, H, W), hooks the rectifier modules itself (one site per call, in
+forward order), loops in plain Python and thresholds with ``numpy.percentile``. Masks are returned
+as lists of boolean tensors of the site shape (no batch dimension).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+RECTIFIERS = (nn.ReLU, nn.ReLU6)
+
+# edit(site index, module name, rectifier output) -> the tensor the rest of the network sees
+Edit = Callable[[int, str, torch.Tensor], torch.Tensor]
+
+
+def rectifier_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, RECTIFIERS)]
+
+
+def forward_sites(model: nn.Module, x1: torch.Tensor, edit: Edit | None = None):
+    """One forward pass of one image. Returns (logits (1, K), site tensors as seen downstream, site names).
+
+    Every site tensor is a fresh non-leaf tensor (a copy or the edit's result), so gradients can be
+    taken with respect to it.
+    """
+    assert x1.shape[0] == 1, "reference implementations are batch-1"
+    outputs: list[torch.Tensor] = []
+    calls: list[str] = []
+
+    def make(name: str):
+        def hook(_m, _inp, out):
+            k = len(outputs)
+            calls.append(name)
+            new = out * 1.0 if edit is None else edit(k, name, out)
+            outputs.append(new)
+            return new
+
+        return hook
+
+    handles = [m.register_forward_hook(make(n)) for n, m in rectifier_modules(model)]
+    was_training = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        x1 = x1.detach().clone().requires_grad_(True)
+        logits = model(x1)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, t in was_training:
+            m.training = t
+    counts = Counter(calls)
+    seen: Counter[str] = Counter()
+    names = []
+    for c in calls:
+        names.append(c if counts[c] == 1 else f"{c}#{seen[c]}")
+        seen[c] += 1
+    return logits, outputs, names
+
+
+def site_names(model: nn.Module, x1: torch.Tensor) -> list[str]:
+    return forward_sites(model, x1)[2]
+
+
+def predicted(model: nn.Module, x1: torch.Tensor) -> int:
+    logits, _, _ = forward_sites(model, x1)
+    return int(logits[0].argmax())
+
+
+def percentile_masks(scores: Sequence[torch.Tensor], p: float) -> tuple[list[torch.Tensor], float]:
+    """PAPER.md section 2: pool all sites' scores, thr = numpy p-th percentile, remove score <= thr."""
+    arrays = [s.detach().double().cpu().numpy() for s in scores]
+    flat = np.concatenate([a.ravel() for a in arrays])
+    thr = float(np.percentile(flat, p))
+    return [torch.from_numpy(a > thr) for a in arrays], thr
+
+
+def _grad(logit: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(logit, list(tensors), allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+
+
+# ----------------------------------------------------------------------------------------- NeuronMCT
+
+
+def mct_scores(model: nn.Module, x1: torch.Tensor, target: int | None = None, masks=None) -> tuple[list[torch.Tensor], int]:
+    """|a * d logit_target / d a| per site (site shape). ``masks`` (optional) multiply the rectifier
+    outputs; a is then the masked output and g the gradient w.r.t. it."""
+    edit = None
+    if masks is not None:
+        def edit(k, _name, out):
+            return out * masks[k].to(out.dtype)
+    logits, outs, _ = forward_sites(model, x1, edit)
+    t = int(logits[0].argmax()) if target is None else int(target)
+    grads = _grad(logits[0, t], outs)
+    return [(o * g).abs().detach()[0] for o, g in zip(outs, grads)], t
+
+
+def mct_masks(model, x1, p, target=None):
+    scores, _ = mct_scores(model, x1, target)
+    return percentile_masks(scores, p)
+
+
+# ------------------------------------------------------------------------------------- NeuronIntGrad
+
+
+def intended_alphas(steps: int = 10) -> list[float]:
+    return [i / steps for i in range(steps + 1)]
+
+
+def accumulated_alphas(steps: int = 10) -> list[float]:
+    """The authors' loop: ``alpha += i / steps`` before each of the steps + 1 evaluations."""
+    out, alpha = [], 0.0
+    for i in range(steps + 1):
+        alpha += i / steps
+        out.append(alpha)
+    return out
+
+
+def intgrad_scores(model, x1, target=None, alphas: Sequence[float] | None = None) -> tuple[list[torch.Tensor], int]:
+    """For each site l separately: scale its activation by alpha (full network recomputed), read
+    d logit / d(scaled activation), average over the alphas, times the unscaled activation, abs."""
+    alphas = intended_alphas() if alphas is None else list(alphas)
+    logits, acts, _ = forward_sites(model, x1)
+    t = int(logits[0].argmax()) if target is None else int(target)
+    scores = []
+    for l in range(len(acts)):
+        total = torch.zeros_like(acts[l])
+        for a in alphas:
+            def edit(k, _name, out, l=l, a=a):
+                return out * a if k == l else out * 1.0
+            lg, outs, _ = forward_sites(model, x1, edit)
+            (g,) = _grad(lg[0, t], [outs[l]])
+            total = total + g
+        scores.append((acts[l].detach() * total / len(alphas)).abs()[0])
+    return scores, t
+
+
+def intgrad_masks(model, x1, p, target=None, alphas=None):
+    scores, _ = intgrad_scores(model, x1, target, alphas)
+    return percentile_masks(scores, p)
+
+
+def intgrad_original_scores(model, x1, target=None, steps: int = 10) -> tuple[list[torch.Tensor], int]:
+    """The authors' code (PAPER.md section 3): loop k over rectifier MODULES (registration order); a
+    hook on module k scales every call of it by the accumulated alpha; the gradient and activation
+    are read at CALL site k. Returns one score tensor per module (for the first n_modules sites)."""
+    alphas = accumulated_alphas(steps)
+    logits, acts, _ = forward_sites(model, x1)
+    t = int(logits[0].argmax()) if target is None else int(target)
+    scores = []
+    for k, (module_name, _) in enumerate(rectifier_modules(model)):
+        total = torch.zeros_like(acts[k])
+        for a in alphas:
+            def edit(_i, name, out, module_name=module_name, a=a):
+                return out * a if name == module_name else out * 1.0
+            lg, outs, _ = forward_sites(model, x1, edit)
+            (g,) = _grad(lg[0, t], [outs[k]])
+            total = total + g
+        scores.append((acts[k].detach() * total / len(alphas)).abs()[0])
+    return scores, t
+
+
+def intgrad_original_masks(model, x1, p, target=None, steps: int = 10):
+    """Only the first n_modules call sites are thresholded; the other sites are kept entirely."""
+    scores, _ = intgrad_original_scores(model, x1, target, steps)
+    masks, thr = percentile_masks(scores, p)
+    _, acts, _ = forward_sites(model, x1)
+    masks += [torch.ones(a.shape[1:], dtype=torch.bool) for a in acts[len(scores):]]
+    return masks, thr
+
+
+# ------------------------------------------------------------------------------------------ Greedy
+
+
+def greedy_original_history(model, x1, rounds: int, step: float = 1.0, target=None) -> list[list[torch.Tensor]]:
+    """The authors' greedy loop, literally; returns the masks after every round."""
+    _, acts, _ = forward_sites(model, x1)
+    shapes = [a.shape[1:] for a in acts]
+    sizes = [int(np.prod(s)) for s in shapes]
+    scores, t = mct_scores(model, x1, target)
+    history = []
+    for i in range(rounds):
+        flat = np.concatenate([s.double().numpy().ravel() for s in scores])
+        replaced = flat.copy()
+        replaced[flat <= 0] = flat.max()
+        thr = np.percentile(replaced, i * step)
+        mask = np.ones_like(flat)
+        mask[replaced <= thr] = 0
+        mask[flat <= 0] = 1
+        masks, start = [], 0
+        for shape, size in zip(shapes, sizes):
+            masks.append(torch.from_numpy(mask[start:start + size].reshape(tuple(shape)) > 0.5))
+            start += size
+        history.append(masks)
+        scores, _ = mct_scores(model, x1, t, masks)  # forward and backward through the masked net
+    return history
+
+
+# -------------------------------------------------------------------------------------------- DGR
+
+
+def dgr_reference(
+    model: nn.Module,
+    x1: torch.Tensor,
+    p: float,
+    init: str = "1",
+    lam: float = 0.01,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    iterations: int = 1000,
+    clamp_max: float = 100.0,
+    gates: str = "neuron",
+    max_retries: int = 100,
+    seed: int = 0,
+) -> dict:
+    """DGR for one image, literally (PAPER.md section 3). Where no iterate keeps the prediction the
+    lowest-loss iterate is used (the authors' code crashes there) and ``kept_prediction`` is False."""
+    with torch.no_grad():
+        logits, acts, _ = forward_sites(model, x1)
+    p_orig = logits.softmax(1).detach()
+    top1 = int(logits[0].argmax())
+    dtype = x1.dtype
+    shapes = [tuple(a.shape[1:]) if gates == "neuron" else (a.shape[1],) + (1,) * (a.dim() - 2) for a in acts]
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def run(lam_now: float):
+        if init == "1":
+            g = [torch.ones(s, dtype=dtype) for s in shapes]
+        else:
+            g = [torch.rand(s, generator=gen, dtype=dtype) for s in shapes]
+        g = [t.requires_grad_(True) for t in g]
+        opt = torch.optim.SGD(g, lr=lr, momentum=momentum)
+        best_kept, best_kept_loss = None, math.inf
+        best_any, best_any_loss = [t.detach().clone() for t in g], math.inf
+        for _ in range(iterations):
+            def edit(k, _name, out):
+                return out * g[k]
+            out, _, _ = forward_sites(model, x1, edit)
+            ce = -(p_orig * torch.log(out.softmax(1) + 1e-20)).sum()
+            l1 = sum(t.abs().sum() for t in g)
+            loss = ce + lam_now * l1
+            value = float(loss)
+            if int(out[0].argmax()) == top1 and value < best_kept_loss:
+                best_kept, best_kept_loss = [t.detach().clone() for t in g], value
+            if value < best_any_loss:
+                best_any, best_any_loss = [t.detach().clone() for t in g], value
+            grads = torch.autograd.grad(loss, g)
+            for t, gr in zip(g, grads):
+                t.grad = gr
+            opt.step()
+            with torch.no_grad():
+                for t in g:
+                    t.clamp_(0.0, clamp_max)
+        if best_kept is not None:
+            return best_kept, best_kept_loss, True
+        return best_any, best_any_loss, False
+
+    lam_now, retries = lam, 0
+    best, loss, kept = run(lam_now)
+    while init == "r" and not kept and retries < max_retries:
+        lam_now /= 10
+        retries += 1
+        best, loss, kept = run(lam_now)
+    scores = [gt.expand(a.shape[1:]) for gt, a in zip(best, acts)]
+    masks, thr = percentile_masks(scores, p)
+    return {"masks": masks, "threshold": thr, "gates": best, "loss": loss, "kept": kept,
+            "final_lambda": lam_now, "retries": retries}
+
+
+# --------------------------------------------------------------------------------- Active subnet
+
+
+def base_sparsity(model, x1) -> float:
+    with torch.no_grad():
+        _, acts, _ = forward_sites(model, x1)
+    dead = sum(int((a <= 0).sum()) for a in acts)
+    total = sum(a[0].numel() for a in acts)
+    return dead / total
+
+
+def active_subnet_masks(model, x1, target=None):
+    p = int(100 * base_sparsity(model, x1)) + 1
+    masks, thr = mct_masks(model, x1, p, target)
+    return masks, thr, p
+
+
+# ------------------------------------------------------------------------------ test helpers
+
+
+def batch_masks(path, b: int) -> list[torch.Tensor]:
+    """Image ``b``'s masks from a Pathway, site shape, on the CPU."""
+    return [m[b].cpu() for m in path.masks]
+
+
+def assert_masks_equal(got: Sequence[torch.Tensor], want: Sequence[torch.Tensor], what: str = "") -> None:
+    assert len(got) == len(want), f"{what}: {len(got)} sites, expected {len(want)}"
+    for s, (g, w) in enumerate(zip(got, want)):
+        assert tuple(g.shape) == tuple(w.shape), f"{what}: site {s} shape {tuple(g.shape)} != {tuple(w.shape)}"
+        diff = int((g.bool() != w.bool()).sum())
+        assert diff == 0, f"{what}: site {s}: {diff} of {g.numel()} mask entries differ from the reference"
+
+
+def assert_masks_match_scores(
+    got: Sequence[torch.Tensor], scores: Sequence[torch.Tensor], thr: float, rtol: float = 1e-4, what: str = ""
+) -> None:
+    """For float32 models: the mask must be ``score > thr`` at every neuron whose reference score is
+    not within ``rtol * |thr|`` of the threshold (exact ties, e.g. zeros, are never ambiguous)."""
+    band = rtol * abs(thr)
+    ambiguous = 0
+    for s, (g, sc) in enumerate(zip(got, scores)):
+        sc = sc.detach().double().cpu()
+        near = (sc - thr).abs() <= band
+        if band == 0:
+            near = torch.zeros_like(near)
+        want = sc > thr
+        bad = int(((g.bool() != want) & ~near).sum())
+        assert bad == 0, f"{what}: site {s}: {bad} mask entries disagree with reference score > {thr}"
+        ambiguous += int(near.sum())
+    total = sum(sc.numel() for sc in scores)
+    assert ambiguous <= max(3, total // 1000), f"{what}: {ambiguous} scores within {rtol} of the threshold"
