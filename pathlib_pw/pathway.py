@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathlib_pw.sites import hooked
+from pathlib_pw.sites import Trace, hooked
 
 
 @dataclasses.dataclass
@@ -124,7 +124,14 @@ class Pathway:
                 float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in self.masks]
             return output * float_masks[key][index]
 
-        with hooked(model, edit, keep_outputs=False):
+        def check_count(trace: Trace) -> None:
+            if len(trace.calls) != len(self.masks):
+                raise ValueError(
+                    f"the model made {len(trace.calls)} rectifier calls but this pathway has {len(self.masks)} "
+                    "sites: the pathway was extracted from a different model"
+                )
+
+        with hooked(model, edit, keep_outputs=False, on_end=check_count):
             yield
 
 

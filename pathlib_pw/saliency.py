@@ -93,7 +93,7 @@ def saliency(
     """
     if method not in SALIENCY_METHODS:
         raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {method!r}")
-    x = check_input(x).to(model_device(model))
+    x = check_input(x).to(model_device(model)).detach().requires_grad_(True)
     with evaluating(model):
         tgt = _predicted(model, x, target)
         if method == "gradients":
@@ -112,7 +112,7 @@ def saliency(
         else:
             module = _gradcam_layer(model, layer)
             cam = LayerGradCam(model, module).attribute(x, target=tgt, relu_attributions=True)
-            return normalize(LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear").squeeze(1))
+            return normalize(LayerAttribution.interpolate(cam.detach(), tuple(x.shape[2:]), "bilinear").squeeze(1))
     return normalize(reduce_channels(attr.detach()))
 
 

@@ -62,12 +62,19 @@ class Trace:
 
 
 @contextlib.contextmanager
-def hooked(model: nn.Module, edit: Edit | None = None, *, keep_outputs: bool = True) -> Iterator[Trace]:
+def hooked(
+    model: nn.Module,
+    edit: Edit | None = None,
+    *,
+    keep_outputs: bool = True,
+    on_end: Callable[[Trace], None] | None = None,
+) -> Iterator[Trace]:
     """Hook every rectifier call of ``model`` for the duration of the block.
 
     ``edit(site_index, output)`` may return a replacement for the rectifier output (a mask product, a
     gate, a scaled copy); the returned tensor is what the rest of the network sees and what is
-    recorded in ``trace.outputs``. The site counter restarts at every forward call of ``model``.
+    recorded in ``trace.outputs``. The site counter restarts at every forward call of ``model``, and
+    ``on_end(trace)`` runs after each one.
     """
     trace = Trace()
     per_module_calls: Counter[str] = Counter()
@@ -89,6 +96,8 @@ def hooked(model: nn.Module, edit: Edit | None = None, *, keep_outputs: bool = T
         return hook
 
     handles = [model.register_forward_pre_hook(reset)]
+    if on_end is not None:
+        handles.append(model.register_forward_hook(lambda _m, _a, _o: on_end(trace)))
     try:
         for name, module in rectifier_modules(model):
             handles.append(module.register_forward_hook(make_hook(name)))
@@ -146,12 +155,14 @@ def resolve_target(target: int | Sequence[int] | torch.Tensor | None, logits: to
     batch, classes = logits.shape
     if target is None:
         return logits.detach().argmax(1)
-    if isinstance(target, bool) or (isinstance(target, torch.Tensor) and target.is_floating_point()):
-        raise TypeError(f"target must be None, an int or a sequence of ints (class indices), got {target!r}")
+    message = f"target must be None, an int or a sequence of ints (class indices), got {target!r}"
     try:
-        t = torch.as_tensor(target, dtype=torch.long, device=logits.device).flatten()
+        t = torch.as_tensor(target).flatten()
     except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"target must be None, an int or a sequence of ints (class indices), got {target!r}") from None
+        raise TypeError(message) from None
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(message)
+    t = t.to(device=logits.device, dtype=torch.long)
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:

@@ -155,13 +155,15 @@ class HandNet(nn.Module):
     B2 = [-1.0, 0.0, 0.0]
     W3 = [[1.0, 2.0, 3.0], [-1.0, 1.0, 0.0]]
 
-    def __init__(self, b3: tuple[float, float] = (0.0, 0.0), w3: list[list[float]] | None = None) -> None:
+    def __init__(
+        self, b3: tuple[float, float] = (0.0, 0.0), w3: list[list[float]] | None = None, act2: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__()
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(2, 3, bias=False)
         self.relu1 = nn.ReLU()
         self.fc2 = nn.Linear(3, 3)
-        self.relu2 = nn.ReLU()
+        self.relu2 = act2()
         self.fc3 = nn.Linear(3, 2)
         with torch.no_grad():
             self.fc1.weight.copy_(torch.tensor(self.W1))
@@ -177,8 +179,8 @@ class HandNet(nn.Module):
         return self.fc3(x)
 
 
-def hand_input(double: bool = True) -> torch.Tensor:
-    x = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
+def hand_input(double: bool = True, values: tuple[float, float] = (1.0, 2.0)) -> torch.Tensor:
+    x = torch.tensor(values).view(1, 2, 1, 1)
     return x.double() if double else x
 
 

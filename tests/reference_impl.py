@@ -50,8 +50,8 @@ def forward_sites(model: nn.Module, x1: torch.Tensor, edit: Edit | None = None):
     was_training = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        x1 = x1.detach().clone().requires_grad_(True)
-        logits = model(x1)
+        leaf = x1.detach().clone().requires_grad_(True)
+        logits = model(leaf * 1.0)  # a non-leaf copy: an in-place first rectifier may overwrite it
     finally:
         for h in handles:
             h.remove()
@@ -248,7 +248,7 @@ def dgr_reference(
             ce = -(p_orig * torch.log(out.softmax(1) + 1e-20)).sum()
             l1 = sum(t.abs().sum() for t in g)
             loss = ce + lam_now * l1
-            value = float(loss)
+            value = float(loss.detach())
             if int(out[0].argmax()) == top1 and value < best_kept_loss:
                 best_kept, best_kept_loss = [t.detach().clone() for t in g], value
             if value < best_any_loss:

@@ -81,9 +81,9 @@ def _intended(
     scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     wanted = torch.stack([lv.to(torch.float64) for lv in levels]).amax(0)
-    n_rounds = rounds if rounds is not None else max(1, math.ceil(float(wanted.max()) / step - 1e-9))
-    snapshots: dict[int, list[torch.Tensor]] = {}
-    due = {j: (n_rounds if rounds is not None else max(1, math.ceil(float(lv.max()) / step - 1e-9))) for j, lv in enumerate(levels)}
+    due = [rounds if rounds is not None else math.ceil(float(lv.max()) / step - 1e-9) for lv in levels]
+    n_rounds = max(due)
+    snapshots = {j: masks for j, r in enumerate(due) if r == 0}
     for i in range(n_rounds):
         level = torch.clamp(wanted, max=(i + 1) * step)
         # removed neurons rank below everything, dead kept neurons above every living one
@@ -94,7 +94,7 @@ def _intended(
         ]
         new_masks, _ = global_threshold(ranked, level)
         masks = [m & nm for m, nm in zip(masks, new_masks)]
-        for j, r in due.items():
+        for j, r in enumerate(due):
             if r == i + 1:
                 snapshots[j] = masks
         if i + 1 < n_rounds:

@@ -15,6 +15,7 @@ import itertools
 import warnings
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 
 import torch
 from torch import fx, nn
@@ -65,17 +66,16 @@ def neuron_intgrad(
         raise ValueError(f"recompute must be one of ['auto', 'downstream', 'full'], got {recompute!r}")
     logits, acts, names = record_activations(model, x)
     tgt = resolve_target(target, logits)
+    split = None if recompute == "full" else _split_for(model, names, strict=recompute == "downstream")
     if variant == "original_code":
-        scores, scored = _original_code_scores(model, x, acts, names, tgt, original_code_alphas(steps), alpha_chunk)
+        alphas = original_code_alphas(steps)
+        scores, scored = _original_code_scores(model, x, acts, names, tgt, alphas, alpha_chunk, split, logits)
     else:
         alphas = intended_alphas(steps)
-        split = None
-        if recompute != "full":
-            split = _split_for(model, names, strict=recompute == "downstream")
         if split is not None:
-            grads = split.mean_gradients(x, tgt, alphas, alpha_chunk, logits)
+            grads = split.mean_gradients(x, tgt, alphas, alpha_chunk, logits, range(len(names)))
         else:
-            grads = _mean_gradients_full(model, x, tgt, alphas, alpha_chunk)
+            grads = [_mean_gradient_full(model, x, tgt, alphas, alpha_chunk, {s}, s) for s in range(len(names))]
         scores = [(a * g).abs() for a, g in zip(acts, grads)]
         scored = len(names)
     paths = []
@@ -121,15 +121,17 @@ def _scaled_gradient_sum(
     return grad.view(n, batch, *grad.shape[1:]).sum(0)
 
 
-def _mean_gradients_full(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, alphas: torch.Tensor, chunk: int | None
-) -> list[torch.Tensor]:
-    _, acts, _ = record_activations(model, x)
-    out = []
-    for site in range(len(acts)):
-        total = sum(_scaled_gradient_sum(model, x, target, a, {site}, site) for a in _alpha_batches(alphas, chunk))
-        out.append(total / len(alphas))
-    return out
+def _mean_gradient_full(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    alphas: torch.Tensor,
+    chunk: int | None,
+    scale_sites: set[int],
+    read_site: int,
+) -> torch.Tensor:
+    total = sum(_scaled_gradient_sum(model, x, target, a, scale_sites, read_site) for a in _alpha_batches(alphas, chunk))
+    return total / len(alphas)
 
 
 def _original_code_scores(
@@ -140,16 +142,21 @@ def _original_code_scores(
     target: torch.Tensor,
     alphas: torch.Tensor,
     chunk: int | None,
+    split: _Split | None,
+    logits: torch.Tensor,
 ) -> tuple[list[torch.Tensor], int]:
     # The authors loop k over rectifier modules; a hook on module k scales each of its calls, and the
     # score is stored at mask index k, i.e. read at the k-th call site.
     module_of_site = [name.split("#")[0] for name in names]
     modules = list(dict.fromkeys(module_of_site))
+    scaled = [{i for i, m in enumerate(module_of_site) if m == module} for module in modules]
+    # where module k is called once, at site k, this is plain per-site integration: use the split
+    plain = [k for k in range(len(modules)) if scaled[k] == {k}] if split is not None else []
+    fast = dict(zip(plain, split.mean_gradients(x, target, alphas, chunk, logits, plain))) if plain else {}
     scores = []
-    for k, module in enumerate(modules):
-        scaled = {i for i, m in enumerate(module_of_site) if m == module}
-        total = sum(_scaled_gradient_sum(model, x, target, a, scaled, k) for a in _alpha_batches(alphas, chunk))
-        scores.append((acts[k] * total / len(alphas)).abs())
+    for k in range(len(modules)):
+        grad = fast[k] if k in fast else _mean_gradient_full(model, x, target, alphas, chunk, scaled[k], k)
+        scores.append((acts[k] * grad).abs())
     return scores, len(modules)
 
 
@@ -222,12 +229,15 @@ class _Split:
         alphas: torch.Tensor,
         chunk: int | None,
         logits: torch.Tensor,
+        sites: Sequence[int],
     ) -> list[torch.Tensor]:
+        """Mean over ``alphas`` of d logit / d(scaled activation) at each site in ``sites``."""
         batch = x.shape[0]
         with evaluating(self.graph_module):
             values = self.upstream_values(x)
             grads = []
-            for s, (down, inputs) in enumerate(self.downstream):
+            for s in sites:
+                down, inputs = self.downstream[s]
                 act = values[self.site_nodes[s]]
                 assert isinstance(act, torch.Tensor)
                 if down is None:

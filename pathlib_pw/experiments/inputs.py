@@ -1,0 +1,24 @@
+"""The images and model an experiment configuration names."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pathlib_pw.data import PHOTOS, load_imagenet_val, load_photos
+from pathlib_pw.models import load_model
+
+ALL_PHOTOS: tuple[str, ...] = tuple(PHOTOS)
+
+
+def load_inputs(source: str, images: tuple[str, ...], n_images: int, size: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """``source="photos"``: the named bundled photos; ``"imagenet_val"``: ``n_images`` random val images."""
+    if source == "photos":
+        return load_photos(list(images), size=size)
+    if source == "imagenet_val":
+        return load_imagenet_val(n=n_images, seed=seed, size=size)
+    raise ValueError(f"source must be 'photos' or 'imagenet_val', got {source!r}")
+
+
+def load_experiment_model(name: str, device: str) -> nn.Module:
+    return load_model(name, pretrained=True, device=device)

@@ -1,0 +1,70 @@
+"""PathwayGrad maps of one photo at increasing sparsity (PAPER.md section 5, "PathwayGrad vs sparsity").
+
+Sparsity 0 is the full network, whose PathwayGrad is the plain input gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from pathlib_pw.criteria import extract_pathways
+from pathlib_pw.experiments.inputs import load_experiment_model, load_inputs
+from pathlib_pw.metrics import output_change
+from pathlib_pw.saliency import pathway_grad, saliency
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: str = "mobilenet_v2"
+    source: str = "photos"
+    images: tuple[str, ...] = ("chelsea",)
+    n_images: int = 0
+    size: int = 224
+    methods: tuple[tuple[str, str], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
+    sparsities: tuple[float, ...] = (70.0, 80.0, 85.0, 90.0, 95.0, 98.0)
+    seed: int = 0
+
+
+def config(profile: str) -> Config:
+    if profile == "smoke":
+        return Config(size=64, sparsities=(70.0, 90.0))
+    if profile == "book":
+        return Config()
+    return Config(model="vgg16", sparsities=(70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0))
+
+
+def subset(config: Config, n: int) -> Config:
+    return dataclasses.replace(config, images=config.images[:n]) if config.source == "photos" else dataclasses.replace(config, n_images=n)
+
+
+PER_IMAGE = {"names", "gradients", "maps", "realized", "output_change", "predicted", "probability"}
+
+
+def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    model = load_experiment_model(config.model, device)
+    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    x = x.to(device)
+    with torch.no_grad():
+        logits = model(x)
+    shape = (len(x), len(config.methods), len(config.sparsities))
+    maps = np.zeros(shape + tuple(x.shape[2:]), dtype=np.float32)
+    realized, change = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
+    for m, (_, method) in enumerate(config.methods):
+        for j, path in enumerate(extract_pathways(model, x, method, list(config.sparsities))):
+            maps[:, m, j] = pathway_grad(model, x, path).cpu().numpy()
+            realized[:, m, j] = path.sparsity.numpy()
+            change[:, m, j] = output_change(model, x, path).numpy()
+    return {
+        "names": np.array(names),
+        "gradients": saliency(model, x, "gradients").cpu().numpy(),
+        "maps": maps,
+        "realized": realized,
+        "output_change": change,
+        "predicted": logits.argmax(1).cpu().numpy(),
+        "probability": logits.softmax(1).amax(1).cpu().numpy(),
+        "methods": np.array([label for label, _ in config.methods]),
+        "sparsities": np.array(config.sparsities, dtype=np.float32),
+    }

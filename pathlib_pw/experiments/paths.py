@@ -1,0 +1,142 @@
+"""Pathway analysis: overlap (Jaccard), dead-neuron share, and output change vs sparsity.
+
+Paper: path overlap and dead neurons (VGG16, 1000 val images, sparsity 80/90/99, six criteria) and
+the sparsity sweep that chose 90 % (PAPER.md section 5). Every criterion is scored once per image
+and thresholded at all sparsities (:func:`pathlib_pw.extract_pathways`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pathlib_pw.criteria import extract_pathways
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, load_experiment_model, load_inputs
+from pathlib_pw.metrics import dead_share, jaccard, output_change
+from pathlib_pw.sites import record_activations
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    label: str
+    method: str
+    variant: str = "intended"
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retries: int = 100) -> tuple[Criterion, ...]:
+    """The six criteria of the paper's overlap figure, plus the authors'-code variants where they differ."""
+    return (
+        Criterion("NeuronIntGrad", "neuron_intgrad"),
+        Criterion("NeuronMCT", "neuron_mct"),
+        Criterion("DGR(init=1)", "dgr", options=(("init", "1"), ("iterations", dgr_iterations))),
+        Criterion("DGR(init=r)", "dgr", options=(("init", "r"), ("iterations", dgr_iterations), ("max_retries", dgr_retries))),
+        Criterion("Greedy", "greedy"),
+        Criterion("Random", "random"),
+        Criterion("NeuronIntGrad (original code)", "neuron_intgrad", "original_code"),
+        Criterion("Greedy (original code)", "greedy", "original_code", (("rounds", greedy_rounds),)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: str = "mobilenet_v2"
+    source: str = "photos"
+    images: tuple[str, ...] = ALL_PHOTOS
+    n_images: int = 0
+    size: int = 224
+    overlap_sparsities: tuple[float, ...] = (80.0, 90.0, 99.0)
+    sweep_sparsities: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0)
+    criteria: tuple[Criterion, ...] = paper_criteria()
+    batch_size: int = 1
+    seed: int = 0
+
+
+def config(profile: str) -> Config:
+    if profile == "smoke":
+        return Config(
+            images=("chelsea", "coffee"), size=64, overlap_sparsities=(90.0,), sweep_sparsities=(50.0, 90.0),
+            criteria=paper_criteria(dgr_iterations=5, greedy_rounds=5, dgr_retries=1),
+        )
+    if profile == "book":
+        # DGR with 300 instead of 1000 iterations keeps the CPU run of all nine photos under an hour
+        return Config(criteria=paper_criteria(dgr_iterations=300))
+    return Config(model="vgg16", source="imagenet_val", images=(), n_images=1000, batch_size=16)
+
+
+def subset(config: Config, n: int) -> Config:
+    if config.source == "photos":
+        return dataclasses.replace(config, images=config.images[:n])
+    return dataclasses.replace(config, n_images=n)
+
+
+PER_IMAGE = {
+    "names", "predicted", "probability", "base_sparsity", "realized", "output_change", "dead_share",
+    "dead_share_site", "kept_site", "jaccard", "jaccard_site", "dgr_kept_prediction",
+}
+
+
+def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    model = load_experiment_model(config.model, device)
+    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    levels = sorted(set(config.overlap_sparsities) | set(config.sweep_sparsities))
+    overlap_index = [levels.index(level) for level in config.overlap_sparsities]
+    crit = config.criteria
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_IMAGE - {"names"}}
+    sites: list[str] = []
+    bar = tqdm(total=len(x) * len(crit), desc="paths", disable=not progress)
+    for start in range(0, len(x), config.batch_size):
+        xb = x[start : start + config.batch_size].to(device)
+        seeds = config.seed * 1_000_003 + torch.arange(start, start + len(xb))
+        logits, acts, sites = record_activations(model, xb)
+        probs = logits.softmax(1)
+        rows["predicted"].append(logits.argmax(1).cpu().numpy())
+        rows["probability"].append(probs.amax(1).cpu().numpy())
+        rows["base_sparsity"].append((sum((a <= 0).flatten(1).sum(1) for a in acts) / sum(a[0].numel() for a in acts)).cpu().numpy())
+        shape = (len(xb), len(crit), len(levels))
+        realized, change, dead = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        dead_site = np.zeros((len(xb), len(crit), len(overlap_index), len(sites)))
+        kept_site = np.zeros_like(dead_site)
+        dgr_kept = np.full((len(xb), len(crit)), np.nan)
+        kept_paths = {}
+        for c, criterion in enumerate(crit):
+            options = dict(criterion.options)
+            if criterion.method in ("random", "dgr"):
+                options["seed"] = seeds
+            paths = extract_pathways(model, xb, criterion.method, levels, variant=criterion.variant, **options)
+            for j, path in enumerate(paths):
+                realized[:, c, j] = path.sparsity.numpy()
+                change[:, c, j] = output_change(model, xb, path).numpy()
+                dead[:, c, j] = dead_share(path, acts).cpu().numpy()
+            for o, j in enumerate(overlap_index):
+                dead_site[:, c, o] = dead_share(paths[j], acts, per_site=True).cpu().numpy()
+                kept_site[:, c, o] = paths[j].kept_per_site().cpu().numpy()
+                kept_paths[c, o] = paths[j]
+            if "kept_prediction" in paths[0].info:
+                dgr_kept[:, c] = paths[0].info["kept_prediction"].float().numpy()
+            bar.update(len(xb))
+        pairs = np.full((len(xb), len(overlap_index), len(crit), len(crit)), np.nan)
+        pairs_site = np.full((len(xb), len(overlap_index), len(crit), len(crit), len(sites)), np.nan)
+        for o in range(len(overlap_index)):
+            for a in range(len(crit)):
+                for b in range(a, len(crit)):
+                    pairs[:, o, a, b] = pairs[:, o, b, a] = jaccard(kept_paths[a, o], kept_paths[b, o]).cpu().numpy()
+                    per_site = jaccard(kept_paths[a, o], kept_paths[b, o], per_site=True).cpu().numpy()
+                    pairs_site[:, o, a, b] = pairs_site[:, o, b, a] = per_site
+        for key, value in (("realized", realized), ("output_change", change), ("dead_share", dead),
+                           ("dead_share_site", dead_site), ("kept_site", kept_site), ("jaccard", pairs),
+                           ("jaccard_site", pairs_site), ("dgr_kept_prediction", dgr_kept)):
+            rows[key].append(value)
+    bar.close()
+    out = {k: np.concatenate(v).astype(np.float32) if k not in ("predicted",) else np.concatenate(v) for k, v in rows.items()}
+    out["names"] = np.array(names)
+    out["levels"] = np.array(levels, dtype=np.float32)
+    out["overlap_levels"] = np.array(config.overlap_sparsities, dtype=np.float32)
+    out["criteria"] = np.array([c.label for c in crit])
+    out["sites"] = np.array(sites)
+    out["site_sizes"] = np.array([a[0].numel() for a in acts])
+    return out

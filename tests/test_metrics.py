@@ -1,0 +1,149 @@
+"""pathlib_pw.metrics: Jaccard overlap, dead-neuron share, output change (PAPER.md sections 2 and 5)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pathlib_pw.metrics import dead_share, jaccard, output_change
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.sites import record_activations
+
+T, F_ = True, False
+
+
+def _path(masks, sites=("s0", "s1"), **info):
+    return Pathway.from_masks([torch.tensor(m, dtype=torch.bool) for m in masks], list(sites), **info)
+
+
+# two images, two sites: site 0 has 4 neurons, site 1 has 2x2 neurons
+A = _path([[[T, T, F_, F_], [T, F_, F_, F_]], [[[T, F_], [T, T]], [[F_, F_], [F_, F_]]]])
+B = _path([[[T, F_, T, F_], [F_, F_, F_, F_]], [[[T, T], [F_, T]], [[F_, F_], [F_, F_]]]])
+
+
+def test_jaccard_literal_overall():
+    # image 0: A = {0,1 | 0,2,3}, B = {0,2 | 0,1,3}: inter = {0 | 0,3} = 3, union = {0,1,2 | 0,1,2,3} = 7
+    # image 1: A = {0 | -}, B = {- | -}: inter 0, union 1
+    j = jaccard(A, B)
+    assert j.shape == (2,)
+    assert float(j[0]) == pytest.approx(3 / 7)
+    assert float(j[1]) == 0.0
+
+
+def test_jaccard_literal_per_site_and_nan():
+    j = jaccard(A, B, per_site=True)
+    assert j.shape == (2, 2)
+    assert float(j[0, 0]) == pytest.approx(1 / 3)  # {0,1} vs {0,2}
+    assert float(j[0, 1]) == pytest.approx(2 / 4)  # {0,2,3} vs {0,1,3}
+    assert float(j[1, 0]) == 0.0  # {0} vs {}
+    assert math.isnan(float(j[1, 1]))  # both empty: undefined
+
+
+def test_jaccard_symmetric_identity_and_empty_union():
+    g = torch.Generator().manual_seed(0)
+    p = Pathway.from_masks([torch.rand(3, 5, 4, generator=g) < 0.5, torch.rand(3, 7, generator=g) < 0.3], ["a", "b"])
+    q = Pathway.from_masks([torch.rand(3, 5, 4, generator=g) < 0.5, torch.rand(3, 7, generator=g) < 0.3], ["a", "b"])
+    torch.testing.assert_close(jaccard(p, q), jaccard(q, p))
+    torch.testing.assert_close(jaccard(p, q, per_site=True), jaccard(q, p, per_site=True), equal_nan=True)
+    assert torch.equal(jaccard(p, p), torch.ones(3))
+    # literal on random masks
+    for i in range(3):
+        fa, fb = p.flat()[i], q.flat()[i]
+        assert float(jaccard(p, q)[i]) == pytest.approx(float((fa & fb).sum()) / float((fa | fb).sum()))
+    empty = Pathway.from_masks([torch.zeros(1, 3, dtype=torch.bool)], ["a"])
+    assert math.isnan(float(jaccard(empty, empty)[0]))
+
+
+def test_jaccard_rejects_mismatched_pathways():
+    other_sites = _path([[[T, T, F_, F_], [T, F_, F_, F_]], [[[T, F_], [T, T]], [[F_, F_], [F_, F_]]]], sites=("s0", "x"))
+    with pytest.raises(ValueError):
+        jaccard(A, other_sites)
+    with pytest.raises(ValueError):
+        jaccard(A, A[0])
+
+
+def test_dead_share_literal():
+    acts = [
+        torch.tensor([[0.0, 2.0, 0.0, 1.0], [0.0, 0.0, 3.0, 0.0]]),
+        torch.tensor([[[0.5, 0.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 2.0]]]),
+    ]
+    # image 0: kept site0 {0,1} -> dead {0}; kept site1 {0,2,3} -> acts .5,0,0 -> dead {2,3}
+    #          overall 3 dead of 5 kept; per site 1/2 and 2/3
+    # image 1: kept site0 {0} -> act 0 -> dead 1/1; site1 keeps nothing -> NaN; overall 1/1
+    d = dead_share(A, acts)
+    assert d.shape == (2,)
+    assert float(d[0]) == pytest.approx(3 / 5)
+    assert float(d[1]) == pytest.approx(1.0)
+    ps = dead_share(A, acts, per_site=True)
+    assert ps.shape == (2, 2)
+    assert float(ps[0, 0]) == pytest.approx(1 / 2)
+    assert float(ps[0, 1]) == pytest.approx(2 / 3)
+    assert float(ps[1, 0]) == pytest.approx(1.0)
+    assert math.isnan(float(ps[1, 1]))
+
+
+def test_dead_share_counts_negative_as_dead_and_validates():
+    acts = [torch.tensor([[-1.0, 1e-9, 0.0, -0.0], [1.0, 1.0, 1.0, 1.0]]), torch.ones(2, 2, 2)]
+    full = Pathway.from_masks([torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 2, 2, dtype=torch.bool)], ["s0", "s1"])
+    d = dead_share(full, acts, per_site=True)
+    assert float(d[0, 0]) == pytest.approx(3 / 4)
+    assert float(d[1, 0]) == 0.0
+    assert float(d[0, 1]) == 0.0
+    with pytest.raises(ValueError):
+        dead_share(full, acts[:1])
+    with pytest.raises(ValueError):
+        dead_share(full, [acts[0][:, :3], acts[1]])
+
+
+def test_dead_share_on_network_activations(tiny):
+    net = tiny.make(seed=30)
+    x = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(30))
+    _, acts, names = record_activations(net, x)
+    # the "dead path" (neurons <= 0) is all dead; the complement is never dead
+    dead = Pathway.from_masks([a <= 0 for a in acts], names)
+    alive = Pathway.from_masks([a > 0 for a in acts], names)
+    assert torch.equal(dead_share(dead, acts), torch.ones(2))
+    assert torch.equal(dead_share(alive, acts), torch.zeros(2))
+    ones = Pathway.from_masks([torch.ones_like(a, dtype=torch.bool) for a in acts], names)
+    base = sum(float((a[0] <= 0).sum()) for a in acts) / sum(a[0].numel() for a in acts)
+    assert float(dead_share(ones, acts)[0]) == pytest.approx(base)
+
+
+def test_output_change_literal(tiny):
+    net = tiny.make(seed=31, classes=4)
+    x = torch.randn((3, 3, 8, 8), generator=torch.Generator().manual_seed(31))
+    g = torch.Generator().manual_seed(32)
+    masks = [torch.rand((3, *s), generator=g) < 0.5 for s in tiny.shapes]
+    path = Pathway.from_masks(masks, ["act#0", "act2", "act#1"])
+    with torch.no_grad():
+        p0 = tiny.manual(net, x).double().softmax(1)
+        p1 = tiny.manual(net, x, [m.float() for m in masks]).double().softmax(1)
+    tgt = p0.argmax(1)
+    ref = [abs(float(p1[i, tgt[i]]) - float(p0[i, tgt[i]])) / float(p0[i, tgt[i]]) for i in range(3)]
+    got = output_change(net, x, path)
+    assert got.shape == (3,)
+    assert got.tolist() == pytest.approx(ref, rel=1e-4, abs=1e-6)
+    assert max(ref) > 1e-3  # the masks change the output
+    # explicit target and the pathway's recorded target
+    ref2 = [abs(float(p1[i, 3]) - float(p0[i, 3])) / float(p0[i, 3]) for i in range(3)]
+    assert output_change(net, x, path, target=3).tolist() == pytest.approx(ref2, rel=1e-4, abs=1e-6)
+    path_t = Pathway.from_masks(masks, ["act#0", "act2", "act#1"], target=torch.tensor([3, 3, 3]))
+    assert output_change(net, x, path_t).tolist() == pytest.approx(ref2, rel=1e-4, abs=1e-6)
+
+
+def test_output_change_zero_for_all_ones_and_model_untouched(tiny, tools):
+    net = tiny.make(seed=33)
+    x = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(33))
+    ones = Pathway.from_masks([torch.ones((1, *s), dtype=torch.bool) for s in tiny.shapes], ["a", "b", "c"])
+    flags = tools.set_mixed_modes(net)
+    assert torch.equal(output_change(net, x, ones), torch.zeros(2))
+    assert tools.modes(net) == flags
+    assert tools.no_hooks(net)
+    # broadcast of a one-image path equals the per-image values
+    g = torch.Generator().manual_seed(34)
+    one = Pathway.from_masks([torch.rand((1, *s), generator=g) < 0.5 for s in tiny.shapes], ["a", "b", "c"])
+    both = output_change(net, x, one)
+    for i in range(2):
+        torch.testing.assert_close(output_change(net, x[i : i + 1], one), both[i : i + 1])
