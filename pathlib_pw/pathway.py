@@ -185,6 +185,29 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
     return masks, cut
 
 
+def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[torch.Tensor]:
+    """Keep-masks that remove exactly ``count[b]`` lowest-scored neurons of image b, all sites pooled.
+
+    Ties at the cut are broken by position (site order, then element order), so the result is
+    deterministic and the removed count exact, unlike the paper's ``<=`` rule.
+    """
+    flat = torch.cat([s.flatten(1) for s in scores], dim=1)
+    count = count.to(torch.long).cpu()
+    cut = kth_smallest(flat, torch.clamp(count - 1, min=0))
+    below = flat < cut.view(-1, 1)
+    tied = flat == cut.view(-1, 1)
+    needed = (count.to(flat.device) - below.sum(1)).view(-1, 1)
+    remove = below | (tied & (tied.cumsum(1) <= needed))
+    remove &= (count > 0).to(flat.device).view(-1, 1)
+    keep_flat = ~remove
+    masks, start = [], 0
+    for s in scores:
+        size = s[0].numel()
+        masks.append(keep_flat[:, start : start + size].view(s.shape))
+        start += size
+    return masks
+
+
 def threshold_pathway(
     scores: Sequence[torch.Tensor], sparsity: torch.Tensor, sites: Sequence[str], method: str, **info: Any
 ) -> Pathway:

@@ -7,6 +7,7 @@ makes batched and per-image computations agree to ~1e-15 so that masks can be co
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -217,3 +218,18 @@ def images(batch: int, seed: int = 0, double: bool = True, shape: tuple[int, ...
     g = torch.Generator().manual_seed(seed)
     x = scale * torch.randn(batch, *shape, generator=g, dtype=torch.float64)
     return x if double else x.float()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Run a test module with one intra-op thread, restoring the setting afterwards.
+
+    The tensors here are tiny: a second OpenMP thread gains nothing and, on a busy 2-core machine,
+    its spin-waiting makes every forward pass tens of times slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

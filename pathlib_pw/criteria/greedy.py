@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.pathway import Pathway, global_threshold, remove_lowest
 from pathlib_pw.sites import activations_and_gradients
 
 
@@ -40,8 +40,9 @@ def greedy(
     """Iterative Taylor pruning with re-scoring through the masked network.
 
     ``"intended"``: each round removes, among the neurons still kept, the lowest-scored ones until
-    ``step`` more percent of all neurons are removed; removed neurons stay removed; stops at the
-    requested sparsity (``ceil(sparsity / step)`` rounds unless ``rounds`` is given).
+    ``step`` more percent of all neurons are removed (an exact count; ties broken by position);
+    removed neurons stay removed; stops at the requested sparsity (``ceil(sparsity / step)`` rounds
+    unless ``rounds`` is given).
 
     ``"original_code"``: the authors' loop for ``rounds`` rounds (they used 99, 98 for decoding):
     scores <= 0 replaced by the maximum, threshold at the ``i * step``-th percentile, then every
@@ -81,6 +82,7 @@ def _intended(
     scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     wanted = torch.stack([lv.to(torch.float64) for lv in levels]).amax(0)
+    total = sum(s[0].numel() for s in scores)
     due = [rounds if rounds is not None else math.ceil(float(lv.max()) / step - 1e-9) for lv in levels]
     n_rounds = max(due)
     snapshots = {j: masks for j, r in enumerate(due) if r == 0}
@@ -92,8 +94,7 @@ def _intended(
             torch.where(m, torch.where(s > 0, s, _per_image(above, s)), torch.full_like(s, -1.0))
             for s, m in zip(scores, masks)
         ]
-        new_masks, _ = global_threshold(ranked, level)
-        masks = [m & nm for m, nm in zip(masks, new_masks)]
+        masks = remove_lowest(ranked, torch.round(level / 100.0 * total))
         for j, r in enumerate(due):
             if r == i + 1:
                 snapshots[j] = masks

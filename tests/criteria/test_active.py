@@ -8,6 +8,7 @@ import torch
 
 import pathlib_pw as pw
 from tests import nets
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
 
 F, T = False, True

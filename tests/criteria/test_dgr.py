@@ -11,6 +11,7 @@ import torch
 
 import pathlib_pw as pw
 from tests import nets
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
 
 FAST = dict(iterations=25, lr=0.05)

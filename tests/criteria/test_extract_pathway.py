@@ -12,6 +12,7 @@ from torch.nn.modules import module as nn_module
 
 import pathlib_pw as pw
 from tests import nets
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
 
 # (method, variant, sparsity, options), all cheap on the tiny nets

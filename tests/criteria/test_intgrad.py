@@ -18,6 +18,7 @@ from torch import nn
 import pathlib_pw as pw
 from pathlib_pw.criteria import intgrad
 from tests import nets
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
 
 F, T = False, True

@@ -1,0 +1,73 @@
+"""The book's figure style: one theme, a few figure builders the notebooks call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+MAP_CMAP = "jet"
+
+
+def set_theme() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
+    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.titlesize": 10})
+
+
+def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vmax: float = 100.0) -> plt.Axes:
+    sns.heatmap(frame, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=vmax, cbar=False, square=True, ax=ax,
+                annot_kws={"size": 8})
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    ax.tick_params(axis="y", rotation=0, labelsize=8)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    return ax
+
+
+def per_site_lines(frame: pd.DataFrame, ax: plt.Axes, ylabel: str, title: str = "") -> plt.Axes:
+    """One line per column over the sites (rows) in forward order."""
+    for column in frame.columns:
+        ax.plot(np.arange(len(frame)), frame[column].to_numpy(), marker=".", label=column)
+    ax.set_xlabel("rectifier site (forward order)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def curves(frame: pd.DataFrame, ax: plt.Axes, xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> plt.Axes:
+    """One line per column against the index."""
+    for column in frame.columns:
+        ax.plot(frame.index, frame[column].to_numpy(), marker="o", ms=3, label=column)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def map_grid(
+    image: np.ndarray, rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str], col_labels: Sequence[str]
+) -> plt.Figure:
+    """The photo, then one row of |map| panels per method (jet, as the paper shows them)."""
+    n_rows, n_cols = len(rows), len(col_labels)
+    fig, axes = plt.subplots(n_rows, n_cols + 1, figsize=(1.6 * (n_cols + 1), 1.7 * n_rows), squeeze=False)
+    for r, maps in enumerate(rows):
+        axes[r, 0].imshow(image)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+        for c, m in enumerate(maps):
+            axes[r, c + 1].imshow(np.abs(m), cmap=MAP_CMAP, vmin=0, vmax=1)
+            if r == 0:
+                axes[r, c + 1].set_title(col_labels[c], fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    fig.tight_layout()
+    return fig
