@@ -57,10 +57,10 @@ def output_change(
     if target is None and "target" in path.info and len(path) == x.shape[0]:
         target = path.info["target"]
     with torch.no_grad(), evaluating(model):
-        logits = model(x)
+        logits = model(x.clone())
         tgt = resolve_target(target, logits).view(-1, 1)
         with path.applied(model):
-            masked = model(x)
+            masked = model(x.clone())
     p_orig = logits.softmax(1).gather(1, tgt).squeeze(1)
     p_masked = masked.softmax(1).gather(1, tgt).squeeze(1)
     return ((p_masked - p_orig).abs() / p_orig).cpu()

@@ -36,17 +36,17 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
 def _predicted(model: nn.Module, x: torch.Tensor, target: Target, path: Pathway | None = None) -> torch.Tensor:
     with torch.no_grad(), evaluating(model):
         if path is None:
-            logits = model(x)
+            logits = model(x.clone())
         else:
             with path.applied(model):
-                logits = model(x)
+                logits = model(x.clone())
     return resolve_target(target, logits)
 
 
 def _input_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
     """d logit[target] / d input; ``target`` is resolved against this forward pass's logits."""
     inp = x.detach().requires_grad_(True)
-    logits = model(inp)
+    logits = model(inp.clone())  # a model may start with an in-place rectifier
     tgt = resolve_target(target, logits)
     (grad,) = torch.autograd.grad(logits.gather(1, tgt.view(-1, 1)).sum(), inp)
     return grad

@@ -144,10 +144,25 @@ def record_activations(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
     """One forward pass without gradients: ``(logits, per-site activations, site names)``."""
     check_input(x)
     with evaluating(model), torch.no_grad(), hooked(model) as trace:
-        logits = model(x.to(model_device(model)))
+        # a copy: a model may start with an in-place rectifier on its input
+        logits = model(x.to(model_device(model)).clone())
         outputs = [o.detach() for o in trace.outputs]
         names = trace.sites
     return logits, outputs, names
+
+
+def as_index_tensor(value: object, name: str) -> torch.Tensor:
+    """An int or a sequence of ints as a flat long tensor; TypeError naming ``name`` otherwise."""
+    message = f"{name} must be an int or a sequence of ints, got {value!r}"
+    if isinstance(value, (str, bytes)):
+        raise TypeError(message)
+    try:
+        t = torch.as_tensor(value).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(message) from None
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(message)
+    return t.long()
 
 
 def resolve_target(target: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
@@ -155,14 +170,7 @@ def resolve_target(target: int | Sequence[int] | torch.Tensor | None, logits: to
     batch, classes = logits.shape
     if target is None:
         return logits.detach().argmax(1)
-    message = f"target must be None, an int or a sequence of ints (class indices), got {target!r}"
-    try:
-        t = torch.as_tensor(target).flatten()
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(message) from None
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(message)
-    t = t.to(device=logits.device, dtype=torch.long)
+    t = as_index_tensor(target, "target").to(logits.device)
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:
@@ -187,7 +195,7 @@ def activations_and_gradients(
     """
     with evaluating(model), hooked(model, edit) as trace:
         inp = x.detach().to(model_device(model)).requires_grad_(True)
-        logits = model(inp)
+        logits = model(inp.clone())  # never an in-place op on the leaf or the caller's tensor
         tgt = resolve_target(target, logits)
         picked = logits.gather(1, tgt.view(-1, 1)).sum()
         grads = torch.autograd.grad(picked, trace.outputs, allow_unused=True)

@@ -21,7 +21,7 @@ from pathlib_pw.criteria.intgrad import neuron_intgrad
 from pathlib_pw.criteria.mct import neuron_mct
 from pathlib_pw.criteria.random import random_path
 from pathlib_pw.pathway import Pathway, as_percent
-from pathlib_pw.sites import check_input, model_device, rectifier_modules
+from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifier_modules
 
 CRITERIA: dict[str, Callable[..., Pathway]] = {
     "neuron_mct": neuron_mct,
@@ -125,14 +125,15 @@ def extract_pathways(
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if "seed" in accepted:
         options["seed"] = _per_image_seeds(options.get("seed", 0), batch)
-    if target is not None and not isinstance(target, int):
-        target = torch.as_tensor(target).flatten()
+    if target is not None and not (isinstance(target, int) and not isinstance(target, bool)):
+        target = as_index_tensor(target, "target")
         if target.numel() not in (1, batch):
             raise ValueError(f"target must be one class index or one per image ({batch}), got {target.numel()}")
         if target.numel() == 1:
             target = target.expand(batch)
 
-    x = x.to(model_device(model))
+    # criteria run many forward passes on x; a copy keeps the caller's tensor safe from in-place rectifiers
+    x = x.detach().to(model_device(model)).clone()
     step = batch if batch_size is None else batch_size
     parts = []
     for start in range(0, batch, step):
@@ -154,7 +155,7 @@ def _per_image_seeds(seed: int | Sequence[int] | torch.Tensor, batch: int) -> to
     """One seed per image, so that a chunked call gives the same paths as one big call."""
     if isinstance(seed, int) and not isinstance(seed, bool):
         return seed * 1_000_003 + torch.arange(batch, dtype=torch.long)
-    seeds = torch.as_tensor(seed, dtype=torch.long).flatten()
+    seeds = as_index_tensor(seed, "seed")
     if seeds.numel() != batch:
         raise ValueError(f"seed must be an int or one int per image ({batch}), got {seed!r}")
     return seeds

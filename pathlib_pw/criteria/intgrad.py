@@ -292,6 +292,8 @@ def _split_for(model: nn.Module, names: list[str], strict: bool) -> _Split | Non
         _SPLITS[model] = (fingerprint, split)
         cached = _SPLITS[model]
     split = cached[1]
+    if split is None and strict:
+        raise RuntimeError("recompute='downstream' needs an fx-traceable model; this one could not be traced")
     if split is not None and split.names != names:
         if strict:
             raise RuntimeError("the fx trace of this model finds other rectifier sites than its forward hooks")

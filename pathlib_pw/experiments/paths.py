@@ -143,6 +143,15 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
 
 
 # ---- tables from cached results (what the notebooks show) ----
+# NaN marks undefined values (an empty path's dead share, an empty union's Jaccard); means skip them.
+
+def _mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
 
 def _level_index(results: Any, level: float, key: str = "overlap_levels") -> int:
     levels = [float(v) for v in results[key]]
@@ -156,7 +165,7 @@ def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> "pd.Data
     import pandas as pd
 
     labels = list(results["criteria"])
-    values = np.nanmean(results["jaccard"][:, _level_index(results, level)], axis=0) * 100
+    values = _mean(results["jaccard"][:, _level_index(results, level)], axis=0) * 100
     frame = pd.DataFrame(values, index=labels, columns=labels)
     return frame if criteria is None else frame.loc[list(criteria), list(criteria)]
 
@@ -167,7 +176,7 @@ def jaccard_per_site(results: Any, level: float, pairs: Any) -> "pd.DataFrame":
 
     labels = list(results["criteria"])
     o = _level_index(results, level)
-    data = {f"{a} / {b}": np.nanmean(results["jaccard_site"][:, o, labels.index(a), labels.index(b)], axis=0) * 100 for a, b in pairs}
+    data = {f"{a} / {b}": _mean(results["jaccard_site"][:, o, labels.index(a), labels.index(b)], axis=0) * 100 for a, b in pairs}
     return pd.DataFrame(data, index=list(results["sites"]))
 
 
@@ -178,9 +187,9 @@ def dead_share_table(results: Any, level: float) -> "pd.DataFrame":
     j = _level_index(results, level, "levels")
     return pd.DataFrame(
         {
-            "realized sparsity": np.nanmean(results["realized"][:, :, j], axis=0),
-            "dead share of path": np.nanmean(results["dead_share"][:, :, j], axis=0) * 100,
-            "output change": np.nanmean(results["output_change"][:, :, j], axis=0) * 100,
+            "realized sparsity": _mean(results["realized"][:, :, j], axis=0),
+            "dead share of path": _mean(results["dead_share"][:, :, j], axis=0) * 100,
+            "output change": _mean(results["output_change"][:, :, j], axis=0) * 100,
         },
         index=list(results["criteria"]),
     )
@@ -191,7 +200,7 @@ def dead_share_per_site(results: Any, level: float) -> "pd.DataFrame":
     import pandas as pd
 
     o = _level_index(results, level)
-    values = np.nanmean(results["dead_share_site"][:, :, o], axis=0).T * 100
+    values = _mean(results["dead_share_site"][:, :, o], axis=0).T * 100
     return pd.DataFrame(values, index=list(results["sites"]), columns=list(results["criteria"]))
 
 
@@ -201,7 +210,7 @@ def sweep_table(results: Any, quantity: str = "output_change") -> "pd.DataFrame"
 
     if quantity not in ("output_change", "realized", "dead_share"):
         raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
-    values = np.nanmean(results[quantity], axis=0).T
+    values = _mean(results[quantity], axis=0).T
     return pd.DataFrame(values, index=[float(v) for v in results["levels"]], columns=list(results["criteria"]))
 
 

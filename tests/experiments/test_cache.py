@@ -1,0 +1,126 @@
+"""The results cache: atomic writes, configuration keys, verification of cached numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from pathlib_pw import cache, experiments
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    images: tuple[str, ...] = ("a", "b", "c")
+    scale: float = 2.0
+
+
+def test_config_hash_depends_on_every_field_and_experiment():
+    base = cache.config_hash("toy", Toy())
+    assert base == cache.config_hash("toy", Toy())
+    assert base != cache.config_hash("toy", Toy(scale=3.0))
+    assert base != cache.config_hash("toy", Toy(images=("a", "b")))
+    assert base != cache.config_hash("other", Toy())
+
+
+def test_save_writes_config_and_arrays_and_replaces_atomically(tmp_path):
+    directory = tmp_path / "book" / "toy"
+    first = cache.save(directory, "toy", Toy(), {"x": np.arange(3.0)}, {"device": "cpu"})
+    assert np.array_equal(first["x"], np.arange(3.0))
+    header = json.loads((directory / "config.json").read_text())
+    assert header["config"] == {"images": ["a", "b", "c"], "scale": 2.0}
+    assert header["config_hash"] == cache.config_hash("toy", Toy())
+    assert {"torch", "torchvision", "pathlib_pw"} <= set(header["versions"])
+    cache.save(directory, "toy", Toy(scale=5.0), {"x": np.ones(2)}, {})
+    assert np.array_equal(cache.load(directory)["x"], np.ones(2))
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["toy"]
+
+
+def test_failed_save_leaves_old_results_and_no_partial_directory(tmp_path):
+    directory = tmp_path / "toy"
+    cache.save(directory, "toy", Toy(), {"x": np.arange(3.0)}, {})
+
+    class Unserializable:
+        pass
+
+    with pytest.raises(TypeError):
+        cache.save(directory, "toy", Toy(), {"x": np.ones(1)}, {"bad": Unserializable()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    assert np.array_equal(cache.load(directory)["x"], np.arange(3.0))
+
+
+def test_is_current_checks_the_configuration(tmp_path):
+    directory = tmp_path / "toy"
+    assert not cache.is_current(directory, "toy", Toy())
+    cache.save(directory, "toy", Toy(), {"x": np.zeros(1)}, {})
+    assert cache.is_current(directory, "toy", Toy())
+    assert not cache.is_current(directory, "toy", Toy(scale=1.0))
+
+
+@pytest.fixture
+def smoke_root(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
+    return tmp_path
+
+
+def test_load_or_run_computes_once_then_reads_the_cache(smoke_root, monkeypatch):
+    calls = []
+    real_run = experiments.maps_vs_sparsity.run
+
+    def counting_run(config, device="cpu", progress=True):
+        calls.append(config)
+        return real_run(config, device=device, progress=progress)
+
+    monkeypatch.setattr(experiments.maps_vs_sparsity, "run", counting_run)
+    first = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    second = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first["maps"], second["maps"])
+    assert (smoke_root / "smoke" / "maps_vs_sparsity" / "config.json").exists()
+    # a variation is computed for the caller and never written over the profile's cache
+    varied = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False, sparsities=(50.0,))
+    assert len(calls) == 2 and varied["maps"].shape[2] == 1
+    assert cache.load(smoke_root / "smoke" / "maps_vs_sparsity")["maps"].shape[2] == 2
+
+
+def test_verify_accepts_the_committed_code_and_rejects_a_tampered_cache(smoke_root):
+    experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    report = experiments.verify("maps_vs_sparsity", "smoke", n_images=1)
+    assert max(report.values()) <= 1e-5
+    directory = smoke_root / "smoke" / "maps_vs_sparsity"
+    results = cache.load(directory)
+    arrays = dict(results.arrays)
+    arrays["output_change"] = arrays["output_change"] + 0.01
+    config = experiments.get_config("maps_vs_sparsity", "smoke")
+    cache.save(directory, "maps_vs_sparsity", config, arrays, results.meta)
+    with pytest.raises(AssertionError, match="output_change"):
+        experiments.verify("maps_vs_sparsity", "smoke", n_images=1)
+
+
+def test_verify_without_a_cache_says_how_to_make_one(smoke_root):
+    with pytest.raises(AssertionError, match="python -m pathlib_pw run maps_vs_sparsity --profile smoke"):
+        experiments.verify("maps_vs_sparsity", "smoke")
+
+
+def test_bad_experiment_and_profile_names():
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        experiments.get_config("nope", "book")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        experiments.get_config("paths", "huge")
+
+
+def test_paths_smoke_run_is_reproducible_and_consistent(smoke_root):
+    config = experiments.paths.subset(experiments.get_config("paths", "smoke"), 1)
+    a, _ = experiments.run("paths", config, progress=False)
+    b, _ = experiments.run("paths", config, progress=False)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    labels = list(a["criteria"])
+    mct = labels.index("NeuronMCT")
+    assert np.all(a["dead_share"][:, mct] == 0)  # a contribution path never keeps a dead neuron
+    jac = a["jaccard"][0, 0]
+    np.testing.assert_allclose(np.diag(jac), 1.0)
+    np.testing.assert_allclose(jac, jac.T)
+    assert a["realized"][0, labels.index("Random"), 0] == pytest.approx(50.0, abs=0.1)
