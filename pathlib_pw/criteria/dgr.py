@@ -144,10 +144,13 @@ def _optimize(
             loss = ce + lams * l1
             with torch.no_grad():
                 keeps = out.argmax(1) == top1
-                for best, allowed in ((best_kept, keeps), (best_any, torch.ones_like(keeps))):
+                # the lowest-loss gates overall matter only for images that never kept the prediction
+                for best, allowed in ((best_kept, keeps), (best_any, ~(best_kept.kept | keeps))):
                     improve = allowed & (loss < best.loss)
+                    if device.type == "cpu" and not bool(improve.any()):
+                        continue  # nothing to copy; on the GPU the check would cost a sync
                     for g, p in zip(best.gates, params):
-                        g.copy_(torch.where(improve.view(-1, *([1] * (g.dim() - 1))), p, g))
+                        torch.where(improve.view(-1, *([1] * (g.dim() - 1))), p, g, out=g)
                     best.loss = torch.where(improve, loss.detach(), best.loss)
                 best_kept.kept |= keeps
             optimizer.zero_grad(set_to_none=True)

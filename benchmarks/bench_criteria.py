@@ -1,0 +1,168 @@
+"""Per-image time of every criterion + PathwayGrad, beside the batch-1 literal reference and the floor.
+
+    python benchmarks/bench_criteria.py --device cuda --models vgg16 resnet50 mobilenet_v2 --batch-sizes 1 8 32 64
+    python benchmarks/bench_criteria.py --device cpu --models mobilenet_v2 --batch-sizes 1 4 --quick
+
+Random-init torchvision models (timings do not depend on the weights), fp32, square inputs. The
+floor is one forward+backward of the same batch; NeuronMCT + PathwayGrad needs two such passes.
+Greedy (the authors' 99-round loop) and DGR (1000 iterations) cost the same per round/iteration:
+with ``--quick`` they run a few rounds/iterations and are scaled linearly (marked "~" in the table).
+The reference column is ``tests/reference_impl.py`` (batch 1, literal loops, numpy percentile).
+Writes the table to ``benchmarks/results/<device>.md`` and ``.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pathlib_pw as pw  # noqa: E402
+from tests import reference_impl as R  # noqa: E402
+
+FULL = {"greedy_rounds": 99, "dgr_iterations": 1000, "steps": 10}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up (cudnn autotune, allocator, fx trace cache)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def floor(model: torch.nn.Module, x: torch.Tensor) -> None:
+    inp = x.detach().requires_grad_(True)
+    model(inp)[:, 0].sum().backward(inputs=[inp])
+
+
+def criteria(quick: bool) -> dict[str, tuple[str, str, dict, float]]:
+    """label -> (method, variant, options, scale factor applied to the measured time)."""
+    rounds = 3 if quick else FULL["greedy_rounds"]
+    iterations = 5 if quick else FULL["dgr_iterations"]
+    return {
+        "NeuronMCT": ("neuron_mct", "intended", {}, 1.0),
+        "NeuronIntGrad": ("neuron_intgrad", "intended", {"steps": FULL["steps"]}, 1.0),
+        "Greedy (99 rounds, authors' loop)": ("greedy", "original_code", {"rounds": rounds}, FULL["greedy_rounds"] / rounds),
+        "Random": ("random", "intended", {}, 1.0),
+        "DGR (1000 it, init=1)": ("dgr", "intended", {"iterations": iterations, "init": "1"}, FULL["dgr_iterations"] / iterations),
+    }
+
+
+def reference(label: str, model: torch.nn.Module, x1: torch.Tensor, quick: bool) -> Callable[[], object] | None:
+    """The literal batch-1 reference of a criterion, followed by PathwayGrad through its masks."""
+    names = R.site_names(model, x1)
+
+    def with_grad(masks: list[torch.Tensor]) -> None:
+        path = pw.Pathway.from_masks([m.unsqueeze(0) for m in masks], names)
+        pw.pathway_grad(model, x1, path)
+
+    if label == "NeuronMCT":
+        return lambda: with_grad(R.mct_masks(model, x1, 90.0)[0])
+    if label == "NeuronIntGrad":
+        return lambda: with_grad(R.intgrad_masks(model, x1, 90.0)[0])
+    if label.startswith("Greedy"):
+        rounds = 3 if quick else FULL["greedy_rounds"]
+        return lambda: with_grad(R.greedy_original_history(model, x1, rounds)[-1])
+    if label.startswith("DGR"):
+        iterations = 5 if quick else FULL["dgr_iterations"]
+        return lambda: with_grad(R.dgr_reference(model, x1, 90.0, iterations=iterations)["masks"])
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="+", default=["mobilenet_v2", "resnet50", "vgg16"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32, 64])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--criteria", nargs="+", default=None, help="labels to run (default all)")
+    parser.add_argument("--quick", action="store_true", help="few Greedy rounds / DGR iterations, scaled linearly")
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    table = criteria(args.quick)
+    if args.criteria:
+        table = {k: v for k, v in table.items() if k in args.criteria}
+    rows = []
+    for model_name in args.models:
+        model = pw.load_model(model_name, pretrained=False, device=device)
+        for batch in args.batch_sizes:
+            x = torch.randn(batch, 3, args.size, args.size, device=device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            base = best_time(lambda: floor(model, x), device, args.repeats) / batch
+            for label, (method, variant, options, scale) in table.items():
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+
+                def run() -> None:
+                    path = pw.extract_pathway(model, x, method, 90.0, variant=variant, **options)
+                    pw.pathway_grad(model, x, path)
+
+                per_image = best_time(run, device, args.repeats) / batch * scale
+                memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                          else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+                ref = None
+                if batch == 1 and not args.no_reference:
+                    fn = reference(label, model, x[:1], args.quick)
+                    ref = None if fn is None else best_time(fn, device, 1) * scale
+                rows.append({
+                    "model": model_name, "batch": batch, "criterion": label,
+                    "ms_per_image": per_image * 1e3, "floor_ms": base * 1e3, "x_floor": per_image / base,
+                    "reference_ms": None if ref is None else ref * 1e3,
+                    "extrapolated": scale != 1.0, "memory_gib": memory,
+                })
+                r = rows[-1]
+                print(f"{model_name:12s} b={batch:<3d} {label:36s} {'~' if r['extrapolated'] else ' '}{r['ms_per_image']:10.1f} ms"
+                      f"  floor {r['floor_ms']:7.1f} ms  x{r['x_floor']:6.1f}"
+                      + (f"  reference {r['reference_ms']:10.1f} ms" if ref is not None else ""), flush=True)
+            del x
+    out = args.out or ROOT / "benchmarks" / "results" / ("cuda" if device.type == "cuda" else "cpu")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        f"Measured on {name}, torch {torch.__version__}, {args.size} px, fp32, random-init weights; "
+        f"ms per image, best of {args.repeats}. \"~\": scaled linearly from a few rounds/iterations.",
+        "",
+        "| model | batch | criterion + PathwayGrad | ms / image | floor (fwd+bwd) ms / image | x floor | batch-1 reference ms | peak memory GiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = "" if r["reference_ms"] is None else f"{'~' if r['extrapolated'] else ''}{r['reference_ms']:.1f}"
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['criterion']} | {'~' if r['extrapolated'] else ''}{r['ms_per_image']:.1f} | "
+            f"{r['floor_ms']:.1f} | {r['x_floor']:.2f} | {ref} | {r['memory_gib']:.2f} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.with_suffix('.md')} and .csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
