@@ -1,0 +1,78 @@
+"""The tables the notebooks show, on hand-made results with known means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pathlib_pw.experiments import paths
+
+CRITERIA = ["A", "B", "C"]
+SITES = ["s0", "s1"]
+
+
+def fake_results():
+    levels = np.array([0.0, 50.0, 90.0], dtype=np.float32)
+    change = np.zeros((2, 3, 3))
+    change[:, 0] = [[0.0, 0.10, 0.30], [0.0, 0.12, 0.50]]  # A: mean 0, .11, .40
+    change[:, 1] = [[0.0, 0.20, 0.20], [0.0, 0.20, 0.20]]  # B: mean 0, .20, .20
+    change[:, 2] = 0.05
+    jac = np.ones((2, 1, 3, 3))
+    jac[:, 0, 0, 1] = jac[:, 0, 1, 0] = [0.4, 0.6]
+    jac[:, 0, 0, 2] = jac[:, 0, 2, 0] = [0.1, np.nan]  # NaN (empty union) is skipped
+    jac[:, 0, 1, 2] = jac[:, 0, 2, 1] = 0.2
+    jac_site = np.repeat(jac[..., None], 2, axis=-1)
+    jac_site[:, 0, 0, 1, 1] = jac_site[:, 0, 1, 0, 1] = 0.0
+    dead = np.zeros((2, 3, 3))
+    dead[:, 2, 2] = [0.3, 0.5]
+    dead_site = np.zeros((2, 3, 1, 2))
+    dead_site[:, 2, 0] = [[0.2, 0.4], [0.4, 0.6]]
+    realized = np.broadcast_to(levels, (2, 3, 3)).copy()
+    return {
+        "criteria": np.array(CRITERIA), "sites": np.array(SITES), "levels": levels,
+        "overlap_levels": np.array([90.0], dtype=np.float32), "output_change": change, "jaccard": jac,
+        "jaccard_site": jac_site, "dead_share": dead, "dead_share_site": dead_site, "realized": realized,
+    }
+
+
+def test_jaccard_matrix_is_the_mean_in_percent_and_skips_nan():
+    m = paths.jaccard_matrix(fake_results(), 90)
+    assert m.loc["A", "B"] == pytest.approx(50.0)
+    assert m.loc["A", "C"] == pytest.approx(10.0)
+    assert m.loc["B", "C"] == pytest.approx(20.0)
+    assert list(paths.jaccard_matrix(fake_results(), 90, ["C", "A"]).columns) == ["C", "A"]
+
+
+def test_unknown_level_names_the_choices():
+    with pytest.raises(ValueError, match="level must be one of"):
+        paths.jaccard_matrix(fake_results(), 80)
+
+
+def test_per_site_tables():
+    frame = paths.jaccard_per_site(fake_results(), 90, [("A", "B")])
+    assert list(frame.index) == SITES
+    assert frame["A / B"].tolist() == pytest.approx([50.0, 0.0])
+    dead = paths.dead_share_per_site(fake_results(), 90)
+    assert dead["C"].tolist() == pytest.approx([30.0, 50.0])
+
+
+def test_dead_share_table_and_sweep():
+    table = paths.dead_share_table(fake_results(), 90)
+    assert table.loc["C", "dead share of path"] == pytest.approx(40.0)
+    assert table.loc["A", "output change"] == pytest.approx(40.0)
+    assert table.loc["B", "realized sparsity"] == pytest.approx(90.0)
+    sweep = paths.sweep_table(fake_results())
+    assert sweep.loc[50.0, "A"] == pytest.approx(0.11)
+    with pytest.raises(ValueError, match="quantity must be one of"):
+        paths.sweep_table(fake_results(), "speed")
+
+
+def test_sparsity_for_change_is_the_largest_level_within_the_bound():
+    r = fake_results()
+    assert paths.sparsity_for_change(r, "A", 0.15) == 50.0
+    assert paths.sparsity_for_change(r, "B", 0.15) == 0.0
+    assert paths.sparsity_for_change(r, "C", 0.15) == 90.0
+    r["output_change"][:, 0, 0] = 1.0
+    r["output_change"][:, 0, 1] = 1.0
+    r["output_change"][:, 0, 2] = 1.0
+    assert np.isnan(paths.sparsity_for_change(r, "A", 0.15))

@@ -1,0 +1,33 @@
+"""The authors' numbers as shipped in data/reference/."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pathlib_pw.reference import TABLES, authors_overlap, authors_table
+
+
+def test_every_table_loads_with_its_columns():
+    for name in TABLES:
+        assert len(authors_table(name)) > 0
+    assert list(authors_table("roar").columns) == ["dataset", "method", "percent_pixels_removed", "test_accuracy_percent"]
+
+
+def test_unknown_table_names_the_choices():
+    with pytest.raises(ValueError, match="name must be one of"):
+        authors_table("imagenet")
+
+
+def test_overlap_label_swap_is_undone_only_when_asked():
+    printed, _ = authors_overlap(corrected=False)
+    corrected, dead = authors_overlap(corrected=True)
+    # the poster prints 5.26 % (= 1/19, two random 10 % sets) under "Greedy"
+    assert printed.loc["NeuronMCT", "Greedy"] == pytest.approx(5.26)
+    assert corrected.loc["NeuronMCT", "Random"] == pytest.approx(5.26)
+    assert corrected.loc["NeuronMCT", "Greedy"] == pytest.approx(6.76)
+    assert corrected.loc["Greedy", "Random"] == printed.loc["Greedy", "Random"] == pytest.approx(9.74)
+    assert corrected.loc["NeuronIntGrad", "NeuronMCT"] == pytest.approx(65.91)
+    np.testing.assert_allclose(corrected.to_numpy(), corrected.to_numpy().T)
+    assert np.all(np.diag(corrected.to_numpy()) == 100)
+    assert dead["NeuronMCT"] == 0 and dead["DGR(init=r)"] == pytest.approx(66.99)
