@@ -20,6 +20,7 @@ from pathlib_pw.criteria.greedy import greedy
 from pathlib_pw.criteria.intgrad import neuron_intgrad
 from pathlib_pw.criteria.mct import neuron_mct
 from pathlib_pw.criteria.random import random_path
+from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.pathway import Pathway, as_percent
 from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifier_modules
 
@@ -124,7 +125,7 @@ def extract_pathways(
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if "seed" in accepted:
-        options["seed"] = _per_image_seeds(options.get("seed", 0), batch)
+        options["seed"] = per_image_seeds(options.get("seed", 0), batch)
     if target is not None and not (isinstance(target, int) and not isinstance(target, bool)):
         target = as_index_tensor(target, "target")
         if target.numel() not in (1, batch):
@@ -149,16 +150,6 @@ def extract_pathways(
             )
         )
     return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
-
-
-def _per_image_seeds(seed: int | Sequence[int] | torch.Tensor, batch: int) -> torch.Tensor:
-    """One seed per image, so that a chunked call gives the same paths as one big call."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return seed * 1_000_003 + torch.arange(batch, dtype=torch.long)
-    seeds = as_index_tensor(seed, "seed")
-    if seeds.numel() != batch:
-        raise ValueError(f"seed must be an int or one int per image ({batch}), got {seed!r}")
-    return seeds
 
 
 __all__ = ["CRITERIA", "VARIANTS", "extract_pathway", "extract_pathways"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.pathway import Pathway, threshold_pathway
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
 
@@ -60,8 +61,7 @@ def dgr(
     tgt = resolve_target(target, logits)
     batch = x.shape[0]
     device = acts[0].device
-    seeds = torch.as_tensor(seed).flatten()
-    seeds = seeds.expand(batch) if seeds.numel() == 1 else seeds
+    seeds = per_image_seeds(seed, batch)
     generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
     shapes = [tuple(a.shape[1:]) if gates == "neuron" else (a.shape[1],) + (1,) * (a.dim() - 2) for a in acts]
 

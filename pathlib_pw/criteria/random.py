@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import record_activations, resolve_target
 
@@ -27,7 +28,7 @@ def random_path(
     logits, acts, names = record_activations(model, x)
     tgt = resolve_target(target, logits)
     batch = x.shape[0]
-    seeds = torch.as_tensor(seed).flatten().expand(batch) if torch.as_tensor(seed).numel() == 1 else torch.as_tensor(seed)
+    seeds = per_image_seeds(seed, batch)
     device = acts[0].device
     paths = []
     for level in sparsity:
