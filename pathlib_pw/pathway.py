@@ -219,7 +219,17 @@ def threshold_pathway(
 
 
 def kth_smallest(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The (k+1)-th smallest value of each row (k is 0-based, one per row)."""
-    if bool((k == k[0]).all()):
-        return flat.kthvalue(int(k[0]) + 1, dim=1).values
-    return torch.stack([row.kthvalue(int(ki) + 1).values for row, ki in zip(flat, k)])
+    """The (k+1)-th smallest value of each row (k is 0-based, one per row).
+
+    On the CPU, the (k+1)-th smallest is also the largest of the k+1 smallest and the smallest of
+    the n-k largest; a partial ``topk`` of the shorter side is several times faster than
+    ``kthvalue`` there, and exact.
+    """
+    if not bool((k == k[0]).all()):
+        return torch.cat([kth_smallest(row.unsqueeze(0), ki.view(1)) for row, ki in zip(flat, k)])
+    k0, n = int(k[0]), flat.shape[1]
+    if flat.is_cuda:
+        return flat.kthvalue(k0 + 1, dim=1).values
+    if k0 + 1 <= n - k0:
+        return flat.topk(k0 + 1, dim=1, largest=False, sorted=False).values.amax(1)
+    return flat.topk(n - k0, dim=1, largest=True, sorted=False).values.amin(1)

@@ -356,3 +356,16 @@ def test_applied_gradient_flows_through_masks(tiny):
     xr = x.clone().requires_grad_(True)
     (gr,) = torch.autograd.grad(tiny.manual(net, xr, [m.float() for m in path.masks])[:, 0].sum(), xr)
     torch.testing.assert_close(g, gr)
+
+
+def test_kth_smallest_is_the_order_statistic_on_both_sides_and_with_ties():
+    from pathlib_pw.pathway import kth_smallest
+
+    g = torch.Generator().manual_seed(5)
+    for flat in (torch.rand(3, 1001, generator=g), torch.randint(0, 4, (3, 1001), generator=g).float()):
+        ordered = flat.sort(1).values
+        for k in (0, 3, 499, 500, 501, 997, 1000):
+            got = kth_smallest(flat, torch.full((3,), k))
+            assert torch.equal(got, ordered[:, k]), k
+        per_row = torch.tensor([0, 600, 1000])
+        assert torch.equal(kth_smallest(flat, per_row), ordered[torch.arange(3), per_row])
