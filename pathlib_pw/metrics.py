@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 import torch
 from torch import nn
 
@@ -64,3 +66,22 @@ def output_change(
     p_orig = logits.softmax(1).gather(1, tgt).squeeze(1)
     p_masked = masked.softmax(1).gather(1, tgt).squeeze(1)
     return ((p_masked - p_orig).abs() / p_orig).cpu()
+
+
+def map_concentration(maps: torch.Tensor | np.ndarray, share: float = 0.05) -> np.ndarray:
+    """Share of each map's total |value| held by its top ``share`` of pixels, per map.
+
+    1 means all attribution sits in those pixels; ``share`` is the value of a uniform map. An
+    all-zero map (a path that disconnects the input) has no attribution to distribute: NaN.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+    values = np.abs(np.asarray(maps, dtype=np.float64))
+    if values.ndim < 2:
+        raise ValueError(f"maps must have shape (..., H, W), got {values.shape}")
+    flat = values.reshape(-1, values.shape[-2] * values.shape[-1])
+    top = np.sort(flat, axis=1)[:, ::-1][:, : max(1, int(share * flat.shape[1]))].sum(1)
+    total = flat.sum(1)
+    out = np.full(total.shape, np.nan)
+    np.divide(top, total, out=out, where=total > 0)
+    return out.reshape(values.shape[:-2])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -147,3 +149,20 @@ def test_output_change_zero_for_all_ones_and_model_untouched(tiny, tools):
     both = output_change(net, x, one)
     for i in range(2):
         torch.testing.assert_close(output_change(net, x[i : i + 1], one), both[i : i + 1])
+
+
+def test_map_concentration_literal_values():
+    from pathlib_pw.metrics import map_concentration
+
+    uniform = np.ones((10, 10))
+    peaked = np.zeros((10, 10))
+    peaked[0, :5] = -2.0  # 5 pixels = the top 5 %: all the mass
+    half = np.zeros((10, 10))
+    half[0, :10] = 1.0  # the top 5 pixels hold half of it
+    got = map_concentration(np.stack([uniform, peaked, half, np.zeros((10, 10))]), share=0.05)
+    np.testing.assert_allclose(got[:3], [0.05, 1.0, 0.5])
+    assert np.isnan(got[3])
+    assert map_concentration(torch.ones(2, 3, 4, 4)).shape == (2, 3)
+    assert map_concentration(peaked).shape == ()
+    with pytest.raises(ValueError, match="share"):
+        map_concentration(uniform, share=0)

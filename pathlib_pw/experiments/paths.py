@@ -220,3 +220,16 @@ def sparsity_for_change(results: Any, criterion: str, change: float = 0.15) -> f
     curve = sweep_table(results)[criterion]
     ok = curve[curve <= change]
     return float(ok.index.max()) if len(ok) else float("nan")
+
+
+def dgr_kept_prediction(results: Any) -> "pd.Series":
+    """Per DGR criterion, the number of images whose best iterate kept the prediction (out of all)."""
+    import pandas as pd
+
+    kept = results["dgr_kept_prediction"]
+    counts = {
+        label: f"{int(np.nansum(kept[:, c]))} of {kept.shape[0]}"
+        for c, label in enumerate(results["criteria"])
+        if not np.isnan(kept[:, c]).all()
+    }
+    return pd.Series(counts, name="kept the prediction")

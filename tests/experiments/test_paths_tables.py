@@ -76,3 +76,10 @@ def test_sparsity_for_change_is_the_largest_level_within_the_bound():
     r["output_change"][:, 0, 1] = 1.0
     r["output_change"][:, 0, 2] = 1.0
     assert np.isnan(paths.sparsity_for_change(r, "A", 0.15))
+
+
+def test_dgr_kept_prediction_counts_only_dgr_columns():
+    r = fake_results()
+    r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
+    counts = paths.dgr_kept_prediction(r)
+    assert counts.to_dict() == {"B": "2 of 2", "C": "1 of 2"}
