@@ -168,7 +168,7 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
     interpolation, as ``numpy.percentile``) and every neuron with ``score <= thr`` is removed. With
     pos = p/100 * (N-1) and k = floor(pos), ``thr`` lies in ``[v_k, v_{k+1})`` of the sorted scores,
     and no score lies strictly between two neighbouring order statistics: the removed set is exactly
-    ``score <= v_k``. One ``kthvalue`` per image therefore gives the paper's masks. Returns the masks
+    ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
     and ``v_k`` (B,), the largest removed score.
     """
     flat = torch.cat([s.flatten(1) for s in scores], dim=1)
