@@ -369,3 +369,17 @@ def test_kth_smallest_is_the_order_statistic_on_both_sides_and_with_ties():
             assert torch.equal(got, ordered[:, k]), k
         per_row = torch.tensor([0, 600, 1000])
         assert torch.equal(kth_smallest(flat, per_row), ordered[torch.arange(3), per_row])
+
+
+def test_remove_lowest_removes_an_exact_count_breaking_ties_by_position():
+    from pathlib_pw.pathway import remove_lowest
+
+    site_a = torch.tensor([[3.0, 1.0, 1.0], [5.0, 5.0, 5.0]])
+    site_b = torch.tensor([[1.0, 0.5], [5.0, 5.0]])
+    keep = remove_lowest([site_a, site_b], torch.tensor([3, 2]))
+    # image 0: 0.5 (site b), then the two first 1.0s in site order (site a) -> the 1.0 in site b stays
+    assert keep[0][0].tolist() == [True, False, False] and keep[1][0].tolist() == [True, False]
+    # image 1: all tied: the first two positions go
+    assert keep[0][1].tolist() == [False, False, True] and keep[1][1].tolist() == [True, True]
+    none = remove_lowest([site_a, site_b], torch.tensor([0, 5]))
+    assert all(m[0].all() for m in none) and not any(m[1].any() for m in none)
