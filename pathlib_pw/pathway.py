@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathlib_pw.sites import Trace, hooked
+from pathlib_pw.sites import Edit, Trace, hooked
 
 
 @dataclasses.dataclass
@@ -58,7 +58,7 @@ class Pathway:
 
     def flat(self) -> torch.Tensor:
         """All masks of each image concatenated: (B, num_neurons)."""
-        return torch.cat([m.flatten(1) for m in self.masks], dim=1)
+        return _pooled(self.masks)
 
     def __getitem__(self, index: int | slice | Sequence[int] | torch.Tensor) -> Pathway:
         if isinstance(index, int):
@@ -104,26 +104,6 @@ class Pathway:
         The masks broadcast over the batch when the pathway holds one image. The hooks are removed
         on exit, also when the body raises.
         """
-        float_masks: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-
-        def edit(index: int, output: torch.Tensor) -> torch.Tensor:
-            if index >= len(self.masks):
-                raise ValueError(
-                    f"the model has more rectifier calls than this pathway has sites ({len(self.masks)}): "
-                    "the pathway was extracted from a different model"
-                )
-            mask = self.masks[index]
-            if tuple(mask.shape[1:]) != tuple(output.shape[1:]) or mask.shape[0] not in (1, output.shape[0]):
-                raise ValueError(
-                    f"pathway site {self.sites[index]!r} has mask shape {tuple(mask.shape)} but the rectifier "
-                    f"output has shape {tuple(output.shape)}: use the input size and batch the pathway was "
-                    "extracted with (or a one-image pathway, which broadcasts)"
-                )
-            key = (output.device, output.dtype)
-            if key not in float_masks:
-                float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in self.masks]
-            return output * float_masks[key][index]
-
         def check_count(trace: Trace) -> None:
             if len(trace.calls) != len(self.masks):
                 raise ValueError(
@@ -131,8 +111,37 @@ class Pathway:
                     "sites: the pathway was extracted from a different model"
                 )
 
-        with hooked(model, edit, keep_outputs=False, on_end=check_count):
+        with hooked(model, masking(self.masks, self.sites), keep_outputs=False, on_end=check_count):
             yield
+
+
+def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
+    """A :func:`~pathlib_pw.sites.hooked` edit that multiplies each rectifier output by its mask.
+
+    A mask with one image broadcasts over the batch; a site count or shape that does not match the
+    model raises ValueError.
+    """
+    float_masks: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+
+    def edit(index: int, output: torch.Tensor) -> torch.Tensor:
+        if index >= len(masks):
+            raise ValueError(
+                f"the model has more rectifier calls than this pathway has sites ({len(masks)}): "
+                "the pathway was extracted from a different model"
+            )
+        mask = masks[index]
+        if tuple(mask.shape[1:]) != tuple(output.shape[1:]) or mask.shape[0] not in (1, output.shape[0]):
+            raise ValueError(
+                f"pathway site {sites[index]!r} has mask shape {tuple(mask.shape)} but the rectifier "
+                f"output has shape {tuple(output.shape)}: use the input size and batch the pathway was "
+                "extracted with (or a one-image pathway, which broadcasts)"
+            )
+        key = (output.device, output.dtype)
+        if key not in float_masks:
+            float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in masks]
+        return output * float_masks[key][index]
+
+    return edit
 
 
 def _is_batched(value: Any, batch: int) -> bool:
@@ -171,18 +180,11 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
     ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
     and ``v_k`` (B,), the largest removed score.
     """
-    flat = torch.cat([s.flatten(1) for s in scores], dim=1)
+    flat = _pooled(scores)
     n = flat.shape[1]
     k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
     cut = kth_smallest(flat, k)
-    keep_flat = flat > cut.view(-1, 1)
-    masks = []
-    start = 0
-    for s in scores:
-        size = s[0].numel()
-        masks.append(keep_flat[:, start : start + size].view(s.shape))
-        start += size
-    return masks, cut
+    return _split_like(flat > cut.view(-1, 1), scores), cut
 
 
 def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[torch.Tensor]:
@@ -191,7 +193,7 @@ def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[t
     Ties at the cut are broken by position (site order, then element order), so the result is
     deterministic and the removed count exact, unlike the paper's ``<=`` rule.
     """
-    flat = torch.cat([s.flatten(1) for s in scores], dim=1)
+    flat = _pooled(scores)
     count = count.to(torch.long).cpu()
     cut = kth_smallest(flat, torch.clamp(count - 1, min=0))
     below = flat < cut.view(-1, 1)
@@ -199,13 +201,22 @@ def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[t
     needed = (count.to(flat.device) - below.sum(1)).view(-1, 1)
     remove = below | (tied & (tied.cumsum(1) <= needed))
     remove &= (count > 0).to(flat.device).view(-1, 1)
-    keep_flat = ~remove
-    masks, start = [], 0
-    for s in scores:
-        size = s[0].numel()
-        masks.append(keep_flat[:, start : start + size].view(s.shape))
+    return _split_like(~remove, scores)
+
+
+def _pooled(per_site: Sequence[torch.Tensor]) -> torch.Tensor:
+    """All sites of each image side by side: (B, total neurons)."""
+    return torch.cat([t.flatten(1) for t in per_site], dim=1)
+
+
+def _split_like(flat: torch.Tensor, per_site: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Undo :func:`_pooled`: one tensor per site, shaped like ``per_site``."""
+    out, start = [], 0
+    for t in per_site:
+        size = t[0].numel()
+        out.append(flat[:, start : start + size].view(t.shape))
         start += size
-    return masks
+    return out
 
 
 def threshold_pathway(

@@ -8,22 +8,20 @@ that pruning objectives alone do not find critical pathways.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, global_threshold, remove_lowest
+from pathlib_pw.pathway import Pathway, global_threshold, masking, remove_lowest
 from pathlib_pw.sites import activations_and_gradients
 
 
-def _taylor(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, masks: list[torch.Tensor] | None):
-    edit = None
-    if masks is not None:
-        float_masks = [m.to(x.dtype) for m in masks]
-
-        def edit(index: int, output: torch.Tensor) -> torch.Tensor:
-            return output * float_masks[index]
-
+def _taylor(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, masks: list[torch.Tensor] | None,
+    names: Sequence[str] = (),
+):
+    edit = None if masks is None else masking(masks, names)
     _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit)
     return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt
 
@@ -99,7 +97,7 @@ def _intended(
             if r == i + 1:
                 snapshots[j] = masks
         if i + 1 < n_rounds:
-            scores, _, _ = _taylor(model, x, tgt, masks)
+            scores, _, _ = _taylor(model, x, tgt, masks, names)
     return [
         Pathway.from_masks(snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(),
                            rounds=due[j], variant="intended")
@@ -127,5 +125,5 @@ def _original_code(
         keep, _ = global_threshold(replaced, level)
         masks = [k | (s <= 0) for k, s in zip(keep, scores)]
         if i + 1 < rounds:  # the authors re-score once more after the last round; unused
-            scores, _, _ = _taylor(model, x, tgt, masks)
+            scores, _, _ = _taylor(model, x, tgt, masks, names)
     return masks, names, tgt

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -18,6 +21,13 @@ def load_inputs(source: str, images: tuple[str, ...], n_images: int, size: int, 
     if source == "imagenet_val":
         return load_imagenet_val(n=n_images, seed=seed, size=size)
     raise ValueError(f"source must be 'photos' or 'imagenet_val', got {source!r}")
+
+
+def first_images(config: Any, n: int) -> Any:
+    """The configuration restricted to its first ``n`` images (what ``verify`` recomputes)."""
+    if config.source == "photos":
+        return dataclasses.replace(config, images=config.images[:n])
+    return dataclasses.replace(config, n_images=n)
 
 
 def load_experiment_model(name: str, device: str) -> nn.Module:

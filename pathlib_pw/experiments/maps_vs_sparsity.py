@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pathlib_pw.criteria import extract_pathways
-from pathlib_pw.experiments.inputs import load_experiment_model, load_inputs
+from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs
 from pathlib_pw.metrics import output_change
 from pathlib_pw.saliency import pathway_grad, saliency
 
@@ -36,8 +36,7 @@ def config(profile: str) -> Config:
     return Config(model="vgg16", sparsities=(70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0))
 
 
-def subset(config: Config, n: int) -> Config:
-    return dataclasses.replace(config, images=config.images[:n]) if config.source == "photos" else dataclasses.replace(config, n_images=n)
+subset = first_images
 
 
 PER_IMAGE = {"names", "gradients", "maps", "realized", "output_change", "predicted", "probability"}

@@ -15,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from pathlib_pw.criteria import extract_pathways
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, load_experiment_model, load_inputs
+from pathlib_pw.criteria.active import base_sparsity
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs
 from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
 
@@ -69,10 +70,7 @@ def config(profile: str) -> Config:
     return Config(model="vgg16", source="imagenet_val", images=(), n_images=1000, batch_size=16)
 
 
-def subset(config: Config, n: int) -> Config:
-    if config.source == "photos":
-        return dataclasses.replace(config, images=config.images[:n])
-    return dataclasses.replace(config, n_images=n)
+subset = first_images
 
 
 PER_IMAGE = {
@@ -97,7 +95,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         probs = logits.softmax(1)
         rows["predicted"].append(logits.argmax(1).cpu().numpy())
         rows["probability"].append(probs.amax(1).cpu().numpy())
-        rows["base_sparsity"].append((sum((a <= 0).flatten(1).sum(1) for a in acts) / sum(a[0].numel() for a in acts)).cpu().numpy())
+        rows["base_sparsity"].append(base_sparsity(acts).numpy())
         shape = (len(xb), len(crit), len(levels))
         realized, change, dead = np.zeros(shape), np.zeros(shape), np.zeros(shape)
         dead_site = np.zeros((len(xb), len(crit), len(overlap_index), len(sites)))
