@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
 from pathlib_pw import cache
 from pathlib_pw.experiments import maps_vs_sparsity, paths
@@ -47,7 +48,8 @@ def load_or_run(
     if not force and not overrides and cache.is_current(directory, experiment, config):
         return cache.load(directory)
     arrays, seconds = run(experiment, config, device, progress)
-    meta = {"device": device, "seconds": round(seconds, 1), "profile": profile}
+    # float sums (and so neurons at the threshold) depend on the thread count: verify reuses it
+    meta = {"device": device, "seconds": round(seconds, 1), "profile": profile, "threads": torch.get_num_threads()}
     if overrides:  # a variation is computed for the caller, never written over the profile's cache
         return cache.Results(experiment, cache.config_dict(config), meta, arrays)
     return cache.save(directory, experiment, config, arrays, meta)
@@ -69,7 +71,12 @@ def verify(experiment: str, profile: str = "book", n_images: int = 1, rtol: floa
     cached = cache.load(directory)
     module = _module(experiment)
     subset = module.subset(config, n_images)
-    fresh, _ = run(experiment, subset, cached.meta.get("device", "cpu"), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(cached.meta.get("threads", threads)))
+    try:
+        fresh, _ = run(experiment, subset, cached.meta.get("device", "cpu"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     report = {}
     for key, value in fresh.items():
         expected = cached.arrays[key]

@@ -124,3 +124,29 @@ def test_paths_smoke_run_is_reproducible_and_consistent(smoke_root):
     np.testing.assert_allclose(np.diag(jac), 1.0)
     np.testing.assert_allclose(jac, jac.T)
     assert a["realized"][0, labels.index("Random"), 0] == pytest.approx(50.0, abs=0.1)
+
+
+def test_verify_recomputes_with_the_thread_count_of_the_cache(smoke_root, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert cache.load(smoke_root / "smoke" / "maps_vs_sparsity").meta["threads"] == 1
+    seen = []
+    real_run = experiments.maps_vs_sparsity.run
+
+    def spy(config, device="cpu", progress=True):
+        seen.append(torch.get_num_threads())
+        return real_run(config, device=device, progress=progress)
+
+    monkeypatch.setattr(experiments.maps_vs_sparsity, "run", spy)
+    torch.set_num_threads(2)
+    try:
+        experiments.verify("maps_vs_sparsity", "smoke", n_images=1)  # would differ if run on 2 threads
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
