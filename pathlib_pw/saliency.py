@@ -6,17 +6,37 @@ magnitude, then divided by the image's largest absolute value (an all-zero map s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
+from pathlib_pw.criteria import CRITERIA, extract_pathway
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
 
 SALIENCY_METHODS = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
-GRADCAM_LAYERS = {"VGG": "features", "AlexNet": "features", "ResNet": "layer4", "MobileNetV2": "features"}
+GRADCAM_LAYERS = {
+    "VGG": "features",
+    "AlexNet": "features",
+    "ResNet": "layer4",
+    "MobileNetV2": "features",
+    "EfficientNetLite0": "net._blocks.15",  # the last MBConv block (its head rectifier module is shared with the stem)
+}
+
+INPUT_TIMES = "input_x_"
+# label -> method: the seven maps of the paper's qualitative figures and sanity checks
+PAPER_METHODS: dict[str, str] = {
+    "Gradients": "gradients",
+    "GBP": "guided_backprop",
+    "GradCAM": "gradcam",
+    "InputMCT": "input_mct",
+    "InputIntGrad": "input_intgrad",
+    "NeuronMCT": "neuron_mct",
+    "NeuronIntGrad": "neuron_intgrad",
+}
 
 Target = int | Sequence[int] | torch.Tensor | None
 
@@ -52,11 +72,15 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.
     return grad
 
 
-def pathway_grad(model: nn.Module, x: torch.Tensor, path: Pathway, target: Target = None) -> torch.Tensor:
+def pathway_grad(
+    model: nn.Module, x: torch.Tensor, path: Pathway, target: Target = None, times_input: bool = False
+) -> torch.Tensor:
     """PathwayGrad: the input gradient of the target logit through the network restricted to ``path``.
 
-    Khakzar et al., CVPR 2021, section 4. Not multiplied by the input. ``target`` defaults to the
-    pathway's explained class (``path.info["target"]``), else the unmasked network's prediction.
+    Khakzar et al., CVPR 2021, section 4. Not multiplied by the input (``times_input=True`` multiplies
+    it, before the channel reduction: what the authors' sanity-check script computed as "InputMCT"
+    from the NeuronIntGrad path). ``target`` defaults to the pathway's explained class
+    (``path.info["target"]``), else the unmasked network's prediction.
     """
     x = check_input(x).to(model_device(model))
     if not isinstance(path, Pathway):
@@ -70,7 +94,7 @@ def pathway_grad(model: nn.Module, x: torch.Tensor, path: Pathway, target: Targe
             target = _predicted(model, x, None)
         with path.applied(model):
             grad = _input_gradient(model, x, target)
-    return normalize(reduce_channels(grad))
+    return normalize(reduce_channels(grad * x if times_input else grad))
 
 
 def saliency(
@@ -149,3 +173,46 @@ def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
     if layer not in modules:
         raise ValueError(f"layer must be the name of a submodule of the model, got {layer!r}")
     return modules[layer]
+
+
+def attribution_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    methods: Sequence[str],
+    sparsity: float | None = None,
+    target: Target = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The maps of several methods for the same images and target, each (B, H, W) in [-1, 1].
+
+    Args:
+        methods: baselines (``SALIENCY_METHODS``), criteria (``CRITERIA``: PathwayGrad through that
+            criterion's pathway at ``sparsity``) and ``"input_x_<criterion>"`` (input x PathwayGrad).
+            Each criterion's pathway is extracted once, whatever number of methods uses it.
+        target: class explained per image, for every method; default the model's prediction.
+        options: keyword arguments per method or criterion, e.g. ``{"neuron_intgrad": {"steps": 20},
+            "input_intgrad": {"steps": 100}}``: a criterion's go to
+            :func:`~pathlib_pw.criteria.extract_pathway`, a baseline's to :func:`saliency`.
+    """
+    criteria = {m.removeprefix(INPUT_TIMES) for m in methods if m not in SALIENCY_METHODS}
+    unknown = sorted(c for c in criteria if c not in CRITERIA)
+    if unknown:
+        accepted = list(SALIENCY_METHODS) + sorted(CRITERIA) + [INPUT_TIMES + "<criterion>"]
+        raise ValueError(f"methods must be among {accepted}, got {unknown}")
+    if criteria and sparsity is None:
+        raise ValueError(f"sparsity is required for the pathway methods {sorted(criteria)}")
+    options = dict(options or {})
+    unused = sorted(set(options) - set(methods) - criteria)
+    if unused:
+        raise ValueError(f"options names methods that are not computed: {unused}")
+    x = check_input(x).to(model_device(model))
+    target = _predicted(model, x, target)
+    paths = {c: extract_pathway(model, x, c, sparsity, target, **options.get(c, {})) for c in sorted(criteria)}
+    maps = {}
+    for method in methods:
+        if method in SALIENCY_METHODS:
+            maps[method] = saliency(model, x, method, target, **options.get(method, {}))
+        else:
+            criterion = method.removeprefix(INPUT_TIMES)
+            maps[method] = pathway_grad(model, x, paths[criterion], target, times_input=method != criterion)
+    return maps

