@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from pathlib_pw.criteria import extract_pathways
 from pathlib_pw.criteria.active import base_sparsity

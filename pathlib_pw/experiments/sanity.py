@@ -1,0 +1,190 @@
+"""Model randomization sanity checks (PAPER.md section 5, "Sanity checks"; Adebayo et al. 2018).
+
+Cascading: the stages are re-initialized from the top down, cumulatively, and after each one every
+method's map is compared with the trained model's map of the same class (the trained prediction).
+Independent (an extension the authors did not run): one stage at a time, the rest trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs
+from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
+from pathlib_pw.saliency import PAPER_METHODS, attribution_maps
+
+# the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
+AUTHORS_INPUT_MCT = "InputMCT (authors' script)"
+METHODS: dict[str, str] = {**PAPER_METHODS, AUTHORS_INPUT_MCT: "input_x_neuron_intgrad"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: str = "mobilenet_v2"
+    source: str = "photos"
+    images: tuple[str, ...] = ("chelsea", "coffee", "rocket", "flower")
+    n_images: int = 0
+    size: int = 224
+    methods: tuple[str, ...] = tuple(METHODS)
+    sparsity: float = 70.0
+    std: float = 0.1
+    seed: int = 0
+    depth: int | None = None  # stop the cascade after the first `depth` measured stages (None: all)
+    # stages after which the maps are measured (None: every stage); the cascade still randomizes each one
+    measure_at: tuple[str, ...] | None = None
+    independent: tuple[str, ...] = ("classifier", "last_conv", "block_13", "block_6", "block_0", "stem")
+    example_stages: tuple[str, ...] = ("original", "classifier", "last_conv", "block_13", "block_6", "stem")
+    example_images: int = 2
+
+
+def config(profile: str) -> Config:
+    if profile == "smoke":
+        return Config(images=("chelsea", "coffee"), size=64, independent=("classifier", "stem"), example_images=1)
+    if profile == "book":
+        return Config()
+    return Config(
+        model="resnet50",
+        source="imagenet_val",
+        n_images=1000,
+        independent=("linear", "bottleneck_15", "bottleneck_11", "bottleneck_7", "bottleneck_3", "conv1"),
+        example_stages=("original", "linear", "bottleneck_15", "bottleneck_10", "bottleneck_5", "conv1"),
+    )
+
+
+def subset(config: Config, n: int) -> Config:
+    """The first ``n`` images, the first two measured cascade stages and the first independent one."""
+    return dataclasses.replace(first_images(config, n), depth=2, independent=config.independent[:1])
+
+
+PER_IMAGE = {"names", "predicted", "probability", "stage_predicted", "cascading", "independent", "example_maps"}
+
+
+def cached_part(cached: Mapping[str, np.ndarray], part: Config, n: int) -> dict[str, np.ndarray]:
+    """The slices of the full cached arrays that ``run(part)`` recomputes (``part = subset(config, n)``)."""
+    stages = len(cached["stages"]) if part.depth is None else 1 + part.depth
+    examples = int(np.isin(cached["example_stages"], cached["stages"][:stages]).sum())
+    independent = len(part.independent)
+    out = {key: (value[:n] if key in PER_IMAGE else value) for key, value in cached.items()}
+    out.update(
+        stages=cached["stages"][:stages],
+        stage_predicted=cached["stage_predicted"][:n, :stages],
+        cascading=cached["cascading"][:n, :stages],
+        independent_stages=cached["independent_stages"][:independent],
+        independent=cached["independent"][:n, :independent],
+        example_stages=cached["example_stages"][:examples],
+        example_maps=cached["example_maps"][:n, :examples],
+    )
+    return out
+
+
+def _compare(reference: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], methods: list[str]) -> np.ndarray:
+    batch = len(next(iter(reference.values())))
+    out = np.zeros((batch, len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
+    for m, method in enumerate(methods):
+        for i in range(batch):
+            scores = similarity(reference[method][i], maps[method][i])
+            out[i, m] = [scores[k] for k in SIMILARITY_METRICS]
+    return out
+
+
+def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    model = load_experiment_model(config.model, device)
+    stages = randomization_stages(model)
+    labels = {label: modules for label, modules in stages}
+    unknown = [s for s in config.independent + (config.measure_at or ()) if s not in labels]
+    if unknown:
+        raise ValueError(f"independent and measure_at must name stages of {config.model} ({list(labels)}); unknown: {unknown}")
+    measured = [label for label, _ in stages if config.measure_at is None or label in config.measure_at][: config.depth]
+    cascade = stages[: [label for label, _ in stages].index(measured[-1]) + 1] if measured else []
+    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    x = x.to(device)
+    methods = [METHODS[label] for label in config.methods]
+    with torch.no_grad():
+        probs = model(x).softmax(1)
+    target = probs.argmax(1)
+
+    def maps_now() -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        with torch.no_grad():
+            predicted = model(x).argmax(1).cpu().numpy()
+        return attribution_maps(model, x, methods, config.sparsity, target), predicted
+
+    bar = tqdm(total=1 + len(measured) + len(config.independent), disable=not progress, desc="sanity stages")
+    trained, _ = maps_now()
+    bar.update()
+    cascade_labels = ["original"] + measured
+    examples = [s for s in config.example_stages if s in cascade_labels]
+    n_examples = min(config.example_images, len(x))
+    example_maps = np.zeros((n_examples, len(examples), len(methods)) + tuple(x.shape[2:]), dtype=np.float16)
+    cascading = np.zeros((len(x), len(cascade_labels), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
+    stage_predicted = np.zeros((len(x), len(cascade_labels)), dtype=np.int64)
+    cascading[:, 0] = _compare(trained, trained, methods)
+    stage_predicted[:, 0] = target.cpu().numpy()
+
+    def keep_example(label: str, maps: dict[str, torch.Tensor]) -> None:
+        if label in examples:
+            for m, method in enumerate(methods):
+                example_maps[:, examples.index(label), m] = maps[method][:n_examples].cpu().numpy()
+
+    keep_example("original", trained)
+    with contextlib.ExitStack() as stack:
+        for label, modules in cascade:
+            stack.enter_context(randomized(model, modules, config.seed, config.std))
+            if label not in measured:
+                continue
+            j = cascade_labels.index(label)
+            maps, stage_predicted[:, j] = maps_now()
+            cascading[:, j] = _compare(trained, maps, methods)
+            keep_example(label, maps)
+            bar.update()
+    independent = np.zeros((len(x), len(config.independent), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
+    for j, label in enumerate(config.independent):
+        with randomized(model, labels[label], config.seed, config.std):
+            maps, _ = maps_now()
+        independent[:, j] = _compare(trained, maps, methods)
+        bar.update()
+    bar.close()
+    return {
+        "names": np.array(names),
+        "predicted": target.cpu().numpy(),
+        "probability": probs.amax(1).cpu().numpy(),
+        "stages": np.array(cascade_labels),
+        "stage_predicted": stage_predicted,
+        "cascading": cascading,
+        "independent_stages": np.array(config.independent),
+        "independent": independent,
+        "example_stages": np.array(examples),
+        "example_maps": example_maps,
+        "methods": np.array(config.methods),
+        "metrics": np.array(SIMILARITY_METRICS),
+    }
+
+
+def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: str = "mean") -> "pd.DataFrame":
+    """Stages x methods: the ``stat`` (``mean``, ``std`` or ``count`` of defined values) over images.
+
+    ``kind`` is ``"cascading"`` or ``"independent"``. NaN entries (a constant map) are left out.
+    """
+    import pandas as pd
+
+    metrics = [str(m) for m in results["metrics"]]
+    if metric not in metrics:
+        raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
+    if kind not in ("cascading", "independent"):
+        raise ValueError(f"kind must be 'cascading' or 'independent', got {kind!r}")
+    stats = {"mean": np.nanmean, "std": np.nanstd, "count": lambda v, axis: np.isfinite(v).sum(axis)}
+    if stat not in stats:
+        raise ValueError(f"stat must be one of {sorted(stats)}, got {stat!r}")
+    values = results[kind][..., metrics.index(metric)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        table = stats[stat](values, axis=0)
+    index = results["stages" if kind == "cascading" else "independent_stages"]
+    return pd.DataFrame(table, index=[str(s) for s in index], columns=[str(m) for m in results["methods"]])

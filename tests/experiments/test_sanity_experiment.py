@@ -1,0 +1,94 @@
+"""The sanity-check experiment: cumulative cascade, measured stages, the slices verify compares, tables."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib_pw import load_model, load_photos
+from pathlib_pw.experiments import sanity
+from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
+from pathlib_pw.saliency import saliency
+
+SMALL = sanity.Config(
+    images=("chelsea",),
+    size=32,
+    methods=("Gradients", "GBP"),
+    measure_at=("last_conv", "block_10"),
+    independent=("block_12",),
+    example_stages=("original", "block_10"),
+    example_images=1,
+)
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    return sanity.run(SMALL, progress=False)
+
+
+def _maps_with(model, x, target, stages):
+    with contextlib.ExitStack() as stack:
+        for _, modules in stages:
+            stack.enter_context(randomized(model, modules, SMALL.seed, SMALL.std))
+        return {m: saliency(model, x, m, target)[0] for m in ("gradients", "guided_backprop")}
+
+
+def test_cascade_is_cumulative_and_measured_only_where_asked(small_run):
+    assert small_run["stages"].tolist() == ["original", "last_conv", "block_10"]
+    model = load_model("mobilenet_v2")
+    x, _ = load_photos(["chelsea"], size=32)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    trained = _maps_with(model, x, target, [])
+    stages = randomization_stages(model)
+    labels = [label for label, _ in stages]
+    # after block_10: every stage from the classifier down to block_10 randomized, not only the measured ones
+    down_to = _maps_with(model, x, target, stages[: labels.index("block_10") + 1])
+    for m, method in enumerate(("gradients", "guided_backprop")):
+        expected = similarity(trained[method], down_to[method])
+        np.testing.assert_allclose(small_run["cascading"][0, 2, m], [expected[k] for k in SIMILARITY_METRICS], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(small_run["example_maps"][0, 1, m], down_to[method].numpy(), atol=2e-3)
+    alone = _maps_with(model, x, target, [stages[labels.index("block_12")]])
+    expected = similarity(trained["gradients"], alone["gradients"])
+    np.testing.assert_allclose(small_run["independent"][0, 0, 0], [expected[k] for k in SIMILARITY_METRICS], rtol=1e-5, atol=1e-6)
+    assert np.all(small_run["cascading"][:, 0] == 1.0)  # the trained map against itself
+
+
+def test_subset_recomputes_the_slices_cached_part_takes(small_run):
+    part = sanity.subset(SMALL, 1)
+    assert part.depth == 2 and part.independent == ("block_12",)
+    fresh = sanity.run(dataclasses.replace(part, depth=1), progress=False)
+    expected = sanity.cached_part(small_run, dataclasses.replace(part, depth=1), 1)
+    assert set(fresh) == set(expected)
+    for key, value in fresh.items():
+        assert value.shape == expected[key].shape, key
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(value, expected[key], rtol=1e-5, atol=2e-3, err_msg=key)
+        else:
+            np.testing.assert_array_equal(value, expected[key], err_msg=key)
+    assert fresh["stages"].tolist() == ["original", "last_conv"]
+
+
+def test_unknown_stage_names_are_rejected():
+    with pytest.raises(ValueError, match="measure_at"):
+        sanity.run(dataclasses.replace(SMALL, measure_at=("bottleneck_3",)), progress=False)
+
+
+def test_similarity_table_means_over_images_and_skips_nan():
+    values = np.zeros((2, 2, 1, len(SIMILARITY_METRICS)), dtype=np.float32)
+    values[:, 0] = 1.0
+    values[0, 1, 0, 0], values[1, 1, 0, 0] = 0.2, np.nan
+    values[0, 1, 0, 2], values[1, 1, 0, 2] = 0.2, 0.6
+    results = {"cascading": values, "stages": np.array(["original", "classifier"]), "methods": np.array(["Gradients"]),
+               "metrics": np.array(SIMILARITY_METRICS)}
+    assert sanity.similarity_table(results, "spearman_signed").loc["classifier", "Gradients"] == pytest.approx(0.2)
+    assert sanity.similarity_table(results, "ssim").loc["classifier", "Gradients"] == pytest.approx(0.4)
+    assert sanity.similarity_table(results, "ssim", stat="std").loc["classifier", "Gradients"] == pytest.approx(0.2)
+    assert sanity.similarity_table(results, "spearman_signed", stat="count").loc["classifier", "Gradients"] == 1
+    for bad in (dict(metric="pearson"), dict(metric="ssim", kind="both"), dict(metric="ssim", stat="median")):
+        with pytest.raises(ValueError, match=next(iter(bad)) if len(bad) == 1 else list(bad)[-1]):
+            sanity.similarity_table(results, **bad)
