@@ -85,7 +85,9 @@ def _efficientnet_lite0(pretrained: bool, seed: int) -> torch.nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as error:
-        raise ModuleNotFoundError(f"efficientnet_lite0 needs the package efficientnet-lite-pytorch: `{_EFFICIENTNET_PIP}`") from error
+        raise ModuleNotFoundError(
+            f"efficientnet_lite0 needs the package efficientnet-lite-pytorch: `{_EFFICIENTNET_PIP}`"
+        ) from error
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)

@@ -25,7 +25,8 @@ SIMILARITY_METRICS = ("spearman_signed", "spearman_abs", "ssim", "hog_pearson")
 
 
 def _resnet_stages(model: nn.Module) -> list[Stage]:
-    blocks = [f"{layer}.{i}" for layer in ("layer1", "layer2", "layer3", "layer4") for i in range(len(getattr(model, layer)))]
+    layers = ("layer1", "layer2", "layer3", "layer4")
+    blocks = [f"{layer}.{i}" for layer in layers for i in range(len(getattr(model, layer)))]
     return [("linear", ("fc",))] + [(f"bottleneck_{i}", (name,)) for i, name in reversed(list(enumerate(blocks)))] + [
         ("conv1", ("conv1", "bn1"))
     ]
@@ -39,7 +40,8 @@ def _mobilenet_v2_stages(model: nn.Module) -> list[Stage]:
 
 
 def _efficientnet_lite0_stages(model: nn.Module) -> list[Stage]:
-    blocks = [(f"block_{i}", (f"net._blocks.{i}",)) for i in reversed(range(len(model.net._blocks)))]  # type: ignore[union-attr]
+    count = len(model.net._blocks)  # type: ignore[union-attr]
+    blocks = [(f"block_{i}", (f"net._blocks.{i}",)) for i in reversed(range(count))]
     return [("classifier", ("net._fc",)), ("head", ("net._conv_head", "net._bn1"))] + blocks + [
         ("stem", ("net._conv_stem", "net._bn0"))
     ]

@@ -290,7 +290,8 @@ def _is_shape_query(node: fx.Node) -> bool:
         return False
     if node.target is getattr:
         return len(node.args) > 1 and node.args[1] == "shape"
-    return getattr(node.target, "__module__", None) == "_operator" and all(_is_shape_query(a) for a in node.all_input_nodes) and bool(node.all_input_nodes)
+    inputs = node.all_input_nodes
+    return getattr(node.target, "__module__", None) == "_operator" and bool(inputs) and all(map(_is_shape_query, inputs))
 
 
 def _tile(value: object, n: int, batch: int) -> object:

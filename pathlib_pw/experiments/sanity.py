@@ -101,7 +101,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     labels = {label: modules for label, modules in stages}
     unknown = [s for s in config.independent + (config.measure_at or ()) if s not in labels]
     if unknown:
-        raise ValueError(f"independent and measure_at must name stages of {config.model} ({list(labels)}); unknown: {unknown}")
+        raise ValueError(
+            f"independent and measure_at must name stages of {config.model} ({list(labels)}); unknown: {unknown}"
+        )
     measured = [label for label, _ in stages if config.measure_at is None or label in config.measure_at][: config.depth]
     cascade = stages[: [label for label, _ in stages].index(measured[-1]) + 1] if measured else []
     x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
