@@ -62,7 +62,10 @@ def load_or_run(
 
 
 def verify(experiment: str, profile: str = "book", n_images: int = 1, rtol: float = 1e-4, atol: float = 1e-5) -> dict[str, float]:
-    """Recompute the first ``n_images`` of a cached result and compare every per-image array.
+    """Recompute part of a cached result and compare every array of that part.
+
+    The part is the first ``n_images`` images, or what the experiment's ``verify_subset`` names (the
+    sanity checks: every image, the first ``n_images`` stages).
 
     Raises AssertionError naming the array that differs; returns the largest absolute difference
     per array. The cache must exist and match the current configuration and library version.
@@ -76,7 +79,8 @@ def verify(experiment: str, profile: str = "book", n_images: int = 1, rtol: floa
         )
     cached = cache.load(directory)
     module = _module(experiment)
-    subset = module.subset(config, n_images)
+    # an experiment may recompute another part than its first images (``verify_subset``)
+    subset = getattr(module, "verify_subset", module.subset)(config, n_images)
     threads = torch.get_num_threads()
     torch.set_num_threads(int(cached.meta.get("threads", threads)))
     try:
@@ -84,7 +88,7 @@ def verify(experiment: str, profile: str = "book", n_images: int = 1, rtol: floa
     finally:
         torch.set_num_threads(threads)
     if hasattr(module, "cached_part"):
-        expected_arrays = module.cached_part(cached.arrays, subset, n_images)
+        expected_arrays = module.cached_part(cached.arrays, subset)
     else:
         expected_arrays = {k: (v[:n_images] if k in module.PER_IMAGE else v) for k, v in cached.arrays.items()}
     report = {}

@@ -59,16 +59,24 @@ def config(profile: str) -> Config:
     )
 
 
-def subset(config: Config, n: int) -> Config:
-    """The first ``n`` images, the first two measured cascade stages and the first independent one."""
-    return dataclasses.replace(first_images(config, n), depth=2, independent=config.independent[:1])
+subset = first_images
+
+
+def verify_subset(config: Config, n: int) -> Config:
+    """What ``verify`` recomputes: every image, but only the first ``n`` measured cascade stages and the
+    first independent one. NeuronIntGrad pushes the alphas of all images through the network in one
+    batch, and float sums (so the neurons at the threshold) depend on the batch: a subset of the images
+    would not reproduce the cached maps bit for bit, a subset of the stages does."""
+    return dataclasses.replace(config, depth=max(1, n), independent=config.independent[:1])
 
 
 PER_IMAGE = {"names", "predicted", "probability", "stage_predicted", "cascading", "independent", "example_maps"}
 
 
-def cached_part(cached: Mapping[str, np.ndarray], part: Config, n: int) -> dict[str, np.ndarray]:
-    """The slices of the full cached arrays that ``run(part)`` recomputes (``part = subset(config, n)``)."""
+def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.ndarray]:
+    """The slices of the full cached arrays that ``run(part)`` recomputes (``part`` from :func:`subset`
+    or :func:`verify_subset`)."""
+    n = len(part.images) if part.source == "photos" else part.n_images
     stages = len(cached["stages"]) if part.depth is None else 1 + part.depth
     examples = int(np.isin(cached["example_stages"], cached["stages"][:stages]).sum())
     independent = len(part.independent)

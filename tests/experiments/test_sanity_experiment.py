@@ -15,7 +15,7 @@ from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomiz
 from pathlib_pw.saliency import saliency
 
 SMALL = sanity.Config(
-    images=("chelsea",),
+    images=("chelsea", "coffee"),
     size=32,
     methods=("Gradients", "GBP"),
     measure_at=("last_conv", "block_10"),
@@ -58,11 +58,15 @@ def test_cascade_is_cumulative_and_measured_only_where_asked(small_run):
     assert np.all(small_run["cascading"][:, 0] == 1.0)  # the trained map against itself
 
 
-def test_subset_recomputes_the_slices_cached_part_takes(small_run):
-    part = sanity.subset(SMALL, 1)
-    assert part.depth == 2 and part.independent == ("block_12",)
-    fresh = sanity.run(dataclasses.replace(part, depth=1), progress=False)
-    expected = sanity.cached_part(small_run, dataclasses.replace(part, depth=1), 1)
+@pytest.mark.parametrize("which", ["verify_subset", "subset"])
+def test_parts_recompute_the_slices_cached_part_takes(small_run, which):
+    part = getattr(sanity, which)(SMALL, 1)
+    if which == "verify_subset":  # every image, the first measured stage, the first independent stage
+        assert part.images == SMALL.images and part.depth == 1 and part.independent == ("block_12",)
+    else:  # the first image, everything else as configured
+        assert part.images == ("chelsea",) and part.depth is None
+    fresh = sanity.run(part, progress=False)
+    expected = sanity.cached_part(small_run, part)
     assert set(fresh) == set(expected)
     for key, value in fresh.items():
         assert value.shape == expected[key].shape, key
@@ -70,7 +74,8 @@ def test_subset_recomputes_the_slices_cached_part_takes(small_run):
             np.testing.assert_allclose(value, expected[key], rtol=1e-5, atol=2e-3, err_msg=key)
         else:
             np.testing.assert_array_equal(value, expected[key], err_msg=key)
-    assert fresh["stages"].tolist() == ["original", "last_conv"]
+    stages = ["original", "last_conv"] if which == "verify_subset" else ["original", "last_conv", "block_10"]
+    assert fresh["stages"].tolist() == stages
 
 
 def test_unknown_stage_names_are_rejected():
