@@ -275,6 +275,14 @@ class Untraceable(nn.Module):
         return self.inner(-x)
 
 
+def _assert_literal_masks(model, x, path, p, label):
+    """Each image's masks equal the literal batch-1 reference's at sparsity ``p``."""
+    for b in range(len(x)):
+        scores, _ = R.intgrad_scores(model, x[b : b + 1])
+        ref, _ = R.percentile_masks(scores, p)
+        R.assert_masks_equal(R.batch_masks(path, b), ref, f"{label}, image {b}")
+
+
 def test_untraceable_model_auto_falls_back_to_full():
     model = Untraceable()
     x = nets.images(2)
@@ -282,10 +290,7 @@ def test_untraceable_model_auto_falls_back_to_full():
         auto = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
     full = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="full")
     assert torch.equal(auto.flat(), full.flat())
-    for b in range(2):
-        scores, _ = R.intgrad_scores(model, x[b : b + 1])
-        ref, _ = R.percentile_masks(scores, 50)
-        R.assert_masks_equal(R.batch_masks(full, b), ref, f"untraceable image {b}")
+    _assert_literal_masks(model, x, full, 50, "untraceable")
 
 
 def test_untraceable_model_downstream_raises():
@@ -339,10 +344,7 @@ def test_batch_size_read_upstream_is_recomputed_downstream(monkeypatch):
     monkeypatch.undo()
     full = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="full")
     assert torch.equal(downstream.flat(), full.flat())
-    for b in range(2):
-        scores, _ = R.intgrad_scores(model, x[b : b + 1])
-        ref, _ = R.percentile_masks(scores, 50)
-        R.assert_masks_equal(R.batch_masks(downstream, b), ref, f"batch-size views, image {b}")
+    _assert_literal_masks(model, x, downstream, 50, "batch-size views")
 
 
 class PythonValueUpstream(nn.Module):
@@ -363,7 +365,4 @@ def test_python_value_upstream_falls_back_to_full_recompute_per_site():
     model = PythonValueUpstream()
     x = nets.images(2)
     downstream = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
-    for b in range(2):
-        scores, _ = R.intgrad_scores(model, x[b : b + 1])
-        ref, _ = R.percentile_masks(scores, 50)
-        R.assert_masks_equal(R.batch_masks(downstream, b), ref, f"python value upstream, image {b}")
+    _assert_literal_masks(model, x, downstream, 50, "python value upstream")
