@@ -17,10 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     run.add_argument("--images", type=int, default=None, help="only the first N images (not cached)")
     run.add_argument("--force", action="store_true", help="recompute even when the cache matches")
-    verify = sub.add_parser("verify", help="recompute the first images of a cached result and compare")
+    verify = sub.add_parser("verify", help="recompute part of a cached result and compare")
     verify.add_argument("experiment", choices=sorted(experiments.EXPERIMENTS) + ["all"])
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book")
-    verify.add_argument("--images", type=int, default=1)
+    verify.add_argument("--images", type=int, default=1, help="the first N images (sanity checks: all images, N stages)")
     args = parser.parse_args(argv)
     names = sorted(experiments.EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     for name in names:

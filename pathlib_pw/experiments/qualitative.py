@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs
@@ -49,23 +50,24 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     maps = np.zeros(shape + (len(config.methods),) + tuple(x.shape[2:]), dtype=np.float16)
     predicted, probability = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
     methods = [PAPER_METHODS[label] for label in config.methods]
+    pathway_methods = [m for m in methods if m in CRITERIA]
     for model_name in dict.fromkeys(name for name, _ in config.settings):
         model = load_experiment_model(model_name, device)
-        xd = x.to(device)
-        with torch.no_grad():
-            probs = model(xd).softmax(1)
-        baselines = None
-        for s, (name, sparsity) in enumerate(config.settings):
-            if name != model_name:
-                continue
-            pathway_methods = [m for m in methods if m in CRITERIA]
-            if baselines is None:  # the baselines do not depend on the sparsity
-                baselines = attribution_maps(model, xd, [m for m in methods if m not in pathway_methods])
-            current = {**baselines, **attribution_maps(model, xd, pathway_methods, sparsity)}
-            for m, method in enumerate(methods):
-                maps[:, s, m] = current[method].cpu().numpy()
-            predicted[:, s] = probs.argmax(1).cpu().numpy()
-            probability[:, s] = probs.amax(1).cpu().numpy()
+        # one image at a time: batching changes float sums and so which neurons sit at the threshold;
+        # per-image maps are what `verify` recomputes for the first image alone
+        for i in tqdm(range(len(x)), disable=not progress, desc=f"qualitative {model_name}"):
+            xi = x[i : i + 1].to(device)
+            with torch.no_grad():
+                probs = model(xi).softmax(1)
+            baselines = attribution_maps(model, xi, [m for m in methods if m not in pathway_methods])
+            for s, (name, sparsity) in enumerate(config.settings):
+                if name != model_name:
+                    continue
+                current = {**baselines, **attribution_maps(model, xi, pathway_methods, sparsity)}
+                for m, method in enumerate(methods):
+                    maps[i, s, m] = current[method][0].cpu().numpy()
+                predicted[i, s] = int(probs.argmax(1))
+                probability[i, s] = float(probs.amax(1))
     return {
         "names": np.array(names),
         "maps": maps,
