@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pathlib_pw.criteria import CRITERIA
+from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs
-from pathlib_pw.saliency import PAPER_METHODS, attribution_maps
+from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,20 +53,23 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     pathway_methods = [m for m in methods if m in CRITERIA]
     for model_name in dict.fromkeys(name for name, _ in config.settings):
         model = load_experiment_model(model_name, device)
+        columns = [s for s, (name, _) in enumerate(config.settings) if name == model_name]
+        levels = [config.settings[s][1] for s in columns]
         # one image at a time: batching changes float sums and so which neurons sit at the threshold;
         # per-image maps are what `verify` recomputes for the first image alone
         for i in tqdm(range(len(x)), disable=not progress, desc=f"qualitative {model_name}"):
             xi = x[i : i + 1].to(device)
             with torch.no_grad():
                 probs = model(xi).softmax(1)
-            baselines = attribution_maps(model, xi, [m for m in methods if m not in pathway_methods])
-            for s, (name, sparsity) in enumerate(config.settings):
-                if name != model_name:
-                    continue
-                current = {**baselines, **attribution_maps(model, xi, pathway_methods, sparsity)}
+            target = probs.argmax(1)
+            current = attribution_maps(model, xi, [m for m in methods if m not in pathway_methods], target=target)
+            # each criterion scores once for all of this model's sparsities
+            paths = {c: extract_pathways(model, xi, c, levels, target) for c in pathway_methods}
+            for j, s in enumerate(columns):
+                current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
                 for m, method in enumerate(methods):
                     maps[i, s, m] = current[method][0].cpu().numpy()
-                predicted[i, s] = int(probs.argmax(1))
+                predicted[i, s] = int(target)
                 probability[i, s] = float(probs.amax(1))
     return {
         "names": np.array(names),
