@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathlib_pw.reference import TABLES, authors_overlap, authors_table
+from pathlib_pw.reference import REFERENCE_DIR, TABLES, authors_overlap, authors_sanity, authors_table
 
 
 def test_every_table_loads_with_its_columns():
@@ -31,3 +31,17 @@ def test_overlap_label_swap_is_undone_only_when_asked():
     np.testing.assert_allclose(corrected.to_numpy(), corrected.to_numpy().T)
     assert np.all(np.diag(corrected.to_numpy()) == 100)
     assert dead["NeuronMCT"] == 0 and dead["DGR(init=r)"] == pytest.approx(66.99)
+
+
+def test_authors_sanity_curves_in_their_stage_order():
+    import pandas as pd
+
+    raw = pd.read_csv(REFERENCE_DIR / "sanity_checks_resnet50_authors.csv")
+    ssim = authors_sanity("ssim")
+    assert list(ssim.index) == ["original", "linear"] + [f"bottleneck_{i}" for i in range(15, -1, -1)] + ["conv1"]
+    assert sorted(ssim.columns) == ["GBP", "GradCAM", "Gradients", "InputIntGrad", "InputMCT", "NeuronIntGrad", "NeuronMCT"]
+    assert ssim.loc["linear", "GradCAM"] == pytest.approx(0.780028)  # the file's row, by hand
+    for row in raw.sample(20, random_state=0).itertuples():
+        assert authors_sanity(row.metric).loc[row.randomized_up_to, row.method] == row.mean_over_1000_images
+    with pytest.raises(ValueError, match="HOG"):
+        authors_sanity("hog_pearson")
