@@ -5,6 +5,8 @@
 
 Random-init torchvision models (timings do not depend on the weights), fp32, square inputs. The
 floor is one forward+backward of the same batch; NeuronMCT + PathwayGrad needs two such passes.
+Each repeat times the criterion between two floor passes and the table reports medians: the ratio
+is the median of the per-repeat ratios, robust to the slow and fast phases of a shared machine.
 Greedy (the authors' 99-round loop) and DGR (1000 iterations) cost the same per round/iteration:
 with ``--quick`` they run a few rounds/iterations and are scaled linearly (marked "~" in the table).
 The reference column is ``tests/reference_impl.py`` (batch 1, literal loops, numpy percentile).
@@ -17,6 +19,7 @@ import argparse
 import csv
 import platform
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -38,16 +41,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def timed_against_floor(
+    fn: Callable[[], object], base: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float, float]:
+    """Median seconds of ``fn``, median seconds of ``base`` and the median of their per-repeat ratio."""
     fn()  # warm-up (cudnn autotune, allocator, fx trace cache)
-    times = []
+    base()
+    runs, bases, ratios = [], [], []
     for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        before = seconds(base, device)
+        runs.append(seconds(fn, device))
+        after = seconds(base, device)
+        bases += [before, after]
+        ratios.append(2 * runs[-1] / (before + after))
+    return statistics.median(runs), statistics.median(bases), statistics.median(ratios)
 
 
 def floor(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -95,7 +110,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["mobilenet_v2", "resnet50", "vgg16"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32, 64])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--criteria", nargs="+", default=None, help="labels to run (default all)")
     parser.add_argument("--quick", action="store_true", help="few Greedy rounds / DGR iterations, scaled linearly")
     parser.add_argument("--no-reference", action="store_true")
@@ -111,9 +126,6 @@ def main() -> int:
         model = pw.load_model(model_name, pretrained=False, device=device)
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, args.size, args.size, device=device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            base = best_time(lambda: floor(model, x), device, args.repeats) / batch
             for label, (method, variant, options, scale) in table.items():
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -122,16 +134,17 @@ def main() -> int:
                     path = pw.extract_pathway(model, x, method, 90.0, variant=variant, **options)
                     pw.pathway_grad(model, x, path)
 
-                per_image = best_time(run, device, args.repeats) / batch * scale
+                run_s, base_s, ratio = timed_against_floor(run, lambda: floor(model, x), device, args.repeats)
+                per_image, base = run_s / batch * scale, base_s / batch
                 memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
                 ref = None
                 if batch == 1 and not args.no_reference:
                     fn = reference(label, model, x[:1], args.quick)
-                    ref = None if fn is None else best_time(fn, device, 1) * scale
+                    ref = None if fn is None else seconds(fn, device) * scale
                 rows.append({
                     "model": model_name, "batch": batch, "criterion": label,
-                    "ms_per_image": per_image * 1e3, "floor_ms": base * 1e3, "x_floor": per_image / base,
+                    "ms_per_image": per_image * 1e3, "floor_ms": base * 1e3, "x_floor": ratio * scale,
                     "reference_ms": None if ref is None else ref * 1e3,
                     "extrapolated": scale != 1.0, "memory_gib": memory,
                 })
@@ -148,7 +161,10 @@ def main() -> int:
         writer.writerows(rows)
     lines = [
         f"Measured on {name}, torch {torch.__version__}, {args.size} px, fp32, random-init weights; "
-        f"ms per image, best of {args.repeats}. \"~\": scaled linearly from a few rounds/iterations.",
+        f"ms per image, median of {args.repeats} (the floor timed before and after each), "
+        f"x floor: median of the per-repeat ratios. \"~\": scaled linearly from a few rounds/iterations. "
+        + ("Peak memory: torch.cuda.max_memory_allocated per row." if device.type == "cuda"
+           else "Peak memory: the process's peak resident set so far (it only grows down the table)."),
         "",
         "| model | batch | criterion + PathwayGrad | ms / image | floor (fwd+bwd) ms / image | x floor | batch-1 reference ms | peak memory GiB |",
         "|---|---|---|---|---|---|---|---|",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -138,6 +140,7 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
             )
         key = (output.device, output.dtype)
         if key not in float_masks:
+            # a product with a float mask: torch.where or masked_fill is twice as slow on the CPU
             float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in masks]
         return output * float_masks[key][index]
 
@@ -150,7 +153,7 @@ def _is_batched(value: Any, batch: int) -> bool:
 
 def realized_sparsity(masks: Sequence[torch.Tensor]) -> torch.Tensor:
     """Percent of removed neurons per image, shape (B,)."""
-    kept = sum(m.flatten(1).sum(1, dtype=torch.float64) for m in masks)
+    kept = sum(count_true(m).to(torch.float64) for m in masks)
     total = sum(m[0].numel() for m in masks)
     return (100.0 * (1.0 - kept / total)).float()
 
@@ -180,11 +183,10 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
     ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
     and ``v_k`` (B,), the largest removed score.
     """
-    flat = _pooled(scores)
-    n = flat.shape[1]
+    n = sum(s[0].numel() for s in scores)
     k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
-    cut = kth_smallest(flat, k)
-    return _split_like(flat > cut.view(-1, 1), scores), cut
+    cut = kth_smallest(scores, k)
+    return [s > _per_image(cut.to(s.device), s) for s in scores], cut
 
 
 def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[torch.Tensor]:
@@ -195,10 +197,10 @@ def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[t
     """
     flat = _pooled(scores)
     count = count.to(torch.long).cpu()
-    cut = kth_smallest(flat, torch.clamp(count - 1, min=0))
+    cut = kth_smallest([flat], torch.clamp(count - 1, min=0))
     below = flat < cut.view(-1, 1)
     tied = flat == cut.view(-1, 1)
-    needed = (count.to(flat.device) - below.sum(1)).view(-1, 1)
+    needed = (count.to(flat.device) - count_true(below)).view(-1, 1)
     remove = below | (tied & (tied.cumsum(1) <= needed))
     remove &= (count > 0).to(flat.device).view(-1, 1)
     return _split_like(~remove, scores)
@@ -229,18 +231,47 @@ def threshold_pathway(
     )
 
 
-def kth_smallest(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The (k+1)-th smallest value of each row (k is 0-based, one per row).
+def count_true(mask: torch.Tensor) -> torch.Tensor:
+    """Number of True elements per image: (B,) int64, on the mask's device.
 
-    On the CPU, the (k+1)-th smallest is also the largest of the k+1 smallest and the smallest of
-    the n-k largest; a partial ``topk`` of the shorter side is several times faster than
-    ``kthvalue`` there, and exact.
+    On the CPU numpy counts; torch's boolean sum is about ten times slower there.
     """
+    rows = mask.flatten(1)
+    if rows.device.type != "cpu":
+        return rows.sum(1)
+    return torch.from_numpy(np.count_nonzero(rows.numpy(), axis=1).astype(np.int64))
+
+
+_NUMPY_SELECTABLE = (torch.float16, torch.float32, torch.float64)
+
+
+def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Tensor:
+    """The (k+1)-th smallest score of each image, all sites pooled (k is 0-based, one per image).
+
+    NaN counts as largest. On the CPU each image's scores are concatenated and selected with numpy
+    (``np.partition``, SIMD-sorted since numpy 2), one image per thread: four to eight times faster
+    than torch's ``topk`` or ``kthvalue`` there, and no (B, total) buffer, whose fresh pages alone
+    cost as much as the selection. Elsewhere ``kthvalue`` on the pooled scores.
+    """
+    k = k.to(torch.long).cpu()
+    if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
+        arrays = [s.detach().flatten(1).numpy() for s in per_site]
+
+        def select(b: int) -> np.generic:
+            row = np.concatenate([a[b] for a in arrays])
+            row.partition(int(k[b]))
+            return row[int(k[b])]
+
+        workers = max(1, min(len(k), torch.get_num_threads()))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            values = list(pool.map(select, range(len(k))))
+        return torch.from_numpy(np.array(values))
+    flat = _pooled(per_site)
     if not bool((k == k[0]).all()):
-        return torch.cat([kth_smallest(row.unsqueeze(0), ki.view(1)) for row, ki in zip(flat, k)])
-    k0, n = int(k[0]), flat.shape[1]
-    if flat.is_cuda:
-        return flat.kthvalue(k0 + 1, dim=1).values
-    if k0 + 1 <= n - k0:
-        return flat.topk(k0 + 1, dim=1, largest=False, sorted=False).values.amax(1)
-    return flat.topk(n - k0, dim=1, largest=True, sorted=False).values.amin(1)
+        return torch.cat([flat[b : b + 1].kthvalue(int(k[b]) + 1, dim=1).values for b in range(len(k))])
+    return flat.kthvalue(int(k[0]) + 1, dim=1).values
+
+
+def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) values shaped to broadcast against a (B, ...) tensor."""
+    return values.view(-1, *([1] * (like.dim() - 1)))

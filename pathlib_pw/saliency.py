@@ -42,9 +42,17 @@ Target = int | Sequence[int] | torch.Tensor | None
 
 
 def reduce_channels(attribution: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H, W): per pixel, the channel value of largest magnitude, sign kept."""
-    index = attribution.abs().argmax(1, keepdim=True)
-    return attribution.gather(1, index).squeeze(1)
+    """(B, C, H, W) -> (B, H, W): per pixel, the channel value of largest magnitude, sign kept.
+
+    Ties go to the first channel and NaN wins, as with ``argmax``; a channel loop because ``argmax``
+    over a short dimension is slow on the CPU.
+    """
+    best = attribution[:, 0]
+    for c in range(1, attribution.shape[1]):
+        value = attribution[:, c]
+        take = (value.abs() > best.abs()) | (value.isnan() & ~best.isnan())
+        best = torch.where(take, value, best)
+    return best
 
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:

@@ -364,11 +364,36 @@ def test_kth_smallest_is_the_order_statistic_on_both_sides_and_with_ties():
     g = torch.Generator().manual_seed(5)
     for flat in (torch.rand(3, 1001, generator=g), torch.randint(0, 4, (3, 1001), generator=g).float()):
         ordered = flat.sort(1).values
-        for k in (0, 3, 499, 500, 501, 997, 1000):
-            got = kth_smallest(flat, torch.full((3,), k))
-            assert torch.equal(got, ordered[:, k]), k
-        per_row = torch.tensor([0, 600, 1000])
-        assert torch.equal(kth_smallest(flat, per_row), ordered[torch.arange(3), per_row])
+        # one site, and the same scores split into three sites of different shapes
+        for per_site in ([flat], [flat[:, :1].view(3, 1, 1), flat[:, 1:401].view(3, 4, 10, 10), flat[:, 401:]]):
+            for k in (0, 3, 499, 500, 501, 997, 1000):
+                got = kth_smallest(per_site, torch.full((3,), k))
+                assert torch.equal(got, ordered[:, k]), k
+            per_row = torch.tensor([0, 600, 1000])
+            assert torch.equal(kth_smallest(per_site, per_row), ordered[torch.arange(3), per_row])
+            assert torch.equal(kth_smallest([t.double() for t in per_site], per_row), ordered[torch.arange(3), per_row].double())
+
+
+def test_kth_smallest_counts_nan_as_largest_and_falls_back_for_other_dtypes():
+    from pathlib_pw.pathway import kth_smallest
+
+    flat = torch.tensor([[3.0, float("nan"), 1.0, 2.0]])
+    assert kth_smallest([flat], torch.tensor([2])).item() == 3.0
+    assert torch.isnan(kth_smallest([flat], torch.tensor([3]))).all()
+    # bfloat16 has no numpy type: torch's kthvalue path, same order statistic
+    flat = torch.tensor([[4.0, 1.0, 3.0, 2.0], [0.5, 0.25, 1.0, 2.0]], dtype=torch.bfloat16)
+    assert kth_smallest([flat], torch.tensor([1, 2])).tolist() == [2.0, 1.0]
+    assert kth_smallest([flat], torch.tensor([0, 0])).tolist() == [1.0, 0.25]
+
+
+def test_count_true_matches_a_plain_sum_per_image():
+    from pathlib_pw.pathway import count_true
+
+    g = torch.Generator().manual_seed(2)
+    mask = torch.rand(3, 4, 5, 6, generator=g) > 0.3
+    assert torch.equal(count_true(mask), mask.flatten(1).long().sum(1))
+    assert torch.equal(count_true(mask[:, 1:3]), mask[:, 1:3].flatten(1).long().sum(1))  # a non-contiguous view
+    assert count_true(mask).dtype == torch.int64
 
 
 def test_remove_lowest_removes_an_exact_count_breaking_ties_by_position():

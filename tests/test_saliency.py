@@ -57,6 +57,16 @@ def test_reduce_channels_literal_signed_max_abs():
     torch.testing.assert_close(n, torch.tensor([[[-5.0 / 7, 0.5 / 7, -1.0]]]))
 
 
+def test_reduce_channels_matches_argmax_with_ties_and_nan():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(-3, 4, (2, 4, 5, 6), generator=g).float()  # many ties in magnitude, also +-
+    a[0, 2, 1, 1] = float("nan")
+    a[1, :, 2, 2] = float("nan")
+    a[1, 1, 3, 3], a[1, 3, 3, 3] = float("nan"), float("nan")
+    literal = a.gather(1, a.abs().argmax(1, keepdim=True)).squeeze(1)
+    torch.testing.assert_close(reduce_channels(a), literal, equal_nan=True, rtol=0, atol=0)
+
+
 def test_normalize_per_image_and_zero_map():
     m = torch.stack([torch.zeros(4, 4), torch.full((4, 4), 0.5), torch.arange(16.0).view(4, 4) - 20])
     n = normalize(m)

@@ -14,7 +14,7 @@ def neuron_mct_scores(
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor, list[torch.Tensor]]:
     """Per-site scores |a * g| with ``(scores, site names, target, activations)``."""
     _, acts, grads, names, tgt = activations_and_gradients(model, x, target)
-    return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt, acts
+    return [torch.mul(a, g).abs_() for a, g in zip(acts, grads)], names, tgt, acts
 
 
 def neuron_mct(

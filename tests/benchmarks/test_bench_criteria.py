@@ -1,0 +1,46 @@
+"""benchmarks/bench_criteria.py: the ratio bookkeeping with a fake clock, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_criteria", ROOT / "benchmarks" / "bench_criteria.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_repeat_is_compared_with_the_floor_timed_around_it(bench, monkeypatch):
+    # fast phase with a burst during the run, then a 3x slower phase; min(run) / min(floor) would say 4
+    durations = iter([
+        1.0, 4.0, 1.0,  # floor, run, floor (the untimed warm-up calls come before)
+        3.0, 6.0, 3.0,
+        3.0, 6.0, 3.0,
+    ])
+    monkeypatch.setattr(bench, "seconds", lambda fn, device: next(durations))
+    run, base, ratio = bench.timed_against_floor(lambda: None, lambda: None, None, repeats=3)
+    assert (run, base, ratio) == (6.0, 3.0, 2.0)
+
+
+def test_tiny_run_writes_the_table(bench, tmp_path, monkeypatch):
+    out = tmp_path / "cpu"
+    argv = ["bench_criteria.py", "--device", "cpu", "--models", "mobilenet_v2", "--batch-sizes", "1",
+            "--size", "32", "--repeats", "1", "--criteria", "NeuronMCT", "Random", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench.main() == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert [r["criterion"] for r in rows] == ["NeuronMCT", "Random"]
+    assert rows[0]["reference_ms"] and not rows[1]["reference_ms"]  # a literal reference exists for NeuronMCT only
+    assert all(float(r["ms_per_image"]) > 0 and float(r["x_floor"]) > 0 for r in rows)
+    table = out.with_suffix(".md").read_text()
+    assert "| mobilenet_v2 | 1 | NeuronMCT |" in table and "peak resident set" in table
