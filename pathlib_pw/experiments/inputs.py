@@ -12,6 +12,15 @@ from pathlib_pw.data import PHOTOS, load_imagenet_val, load_photos
 from pathlib_pw.models import load_model
 
 ALL_PHOTOS: tuple[str, ...] = tuple(PHOTOS)
+# The cached results were computed with all NeuronIntGrad alphas of a batch in one pass. The library's
+# default ("auto") depends on the device, and float sums (so the neurons at the threshold) on the
+# pass size: pinned, every machine recomputes the cached numbers the same way.
+INTGRAD_OPTIONS: dict[str, Any] = {"alpha_chunk": None}
+
+
+def pinned_options(method: str) -> dict[str, Any]:
+    """The options an experiment passes to criterion ``method`` beyond its configuration."""
+    return dict(INTGRAD_OPTIONS) if method == "neuron_intgrad" else {}
 
 
 def load_inputs(source: str, images: tuple[str, ...], n_images: int, size: int, seed: int) -> tuple[torch.Tensor, list[str]]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pathlib_pw.criteria import extract_pathways
-from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs
+from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.metrics import output_change
 from pathlib_pw.saliency import pathway_grad, saliency
 
@@ -52,7 +52,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     maps = np.zeros(shape + tuple(x.shape[2:]), dtype=np.float32)
     realized, change = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
     for m, (_, method) in enumerate(config.methods):
-        for j, path in enumerate(extract_pathways(model, x, method, list(config.sparsities))):
+        for j, path in enumerate(extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method))):
             maps[:, m, j] = pathway_grad(model, x, path).cpu().numpy()
             realized[:, m, j] = path.sparsity.numpy()
             change[:, m, j] = output_change(model, x, path).numpy()

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pathlib_pw.criteria import extract_pathways
 from pathlib_pw.criteria.active import base_sparsity
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
 
@@ -106,6 +106,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             options = dict(criterion.options)
             if criterion.method in ("random", "dgr"):
                 options["seed"] = seeds
+            options = {**pinned_options(criterion.method), **options}
             paths = extract_pathways(model, xb, criterion.method, levels, variant=criterion.variant, **options)
             for j, path in enumerate(paths):
                 realized[:, c, j] = path.sparsity.numpy()

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw.criteria import CRITERIA, extract_pathways
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_grad
 
 
@@ -64,7 +64,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             target = probs.argmax(1)
             current = attribution_maps(model, xi, [m for m in methods if m not in pathway_methods], target=target)
             # each criterion scores once for all of this model's sparsities
-            paths = {c: extract_pathways(model, xi, c, levels, target) for c in pathway_methods}
+            paths = {c: extract_pathways(model, xi, c, levels, target, **pinned_options(c)) for c in pathway_methods}
             for j, s in enumerate(columns):
                 current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
                 for m, method in enumerate(methods):

@@ -145,7 +145,9 @@ def _ref_scores(net: str, b: int, kind: str = "intended"):
 
 
 @pytest.mark.parametrize("net", sorted(NETS))
-@pytest.mark.parametrize(("recompute", "alpha_chunk"), [("downstream", None), ("full", None), ("downstream", 4), ("full", 3)])
+@pytest.mark.parametrize(
+    ("recompute", "alpha_chunk"), [("downstream", None), ("full", None), ("downstream", 4), ("full", 3), ("downstream", "auto")]
+)
 def test_intended_matches_reference(net, recompute, alpha_chunk):
     model = NETS[net]()
     x = nets.images(2)
@@ -311,11 +313,54 @@ def test_untraceable_model_downstream_raises_also_after_an_auto_call():
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("steps", 0), ("steps", 2.5), ("alpha_chunk", 0), ("recompute", "bogus")],
+    [("steps", 0), ("steps", 2.5), ("alpha_chunk", 0), ("alpha_chunk", "all"), ("alpha_chunk", True), ("recompute", "bogus")],
 )
 def test_bad_options(option, value):
     with pytest.raises((ValueError, TypeError), match=option):
         pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "neuron_intgrad", 50, **{option: value})
+
+
+def test_auto_alpha_chunks_by_device_and_batch():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    per_pass = intgrad.CPU_SAMPLES_PER_PASS
+    assert intgrad.AlphaChunks("auto", 11, 1, cpu).size == min(11, per_pass)
+    assert intgrad.AlphaChunks("auto", 11, 4, cpu).size == per_pass // 4
+    assert intgrad.AlphaChunks("auto", 11, 10 * per_pass, cpu).size == 1
+    assert intgrad.AlphaChunks("auto", 11, 64, cuda).size == 11  # all, halved only after an OOM
+    assert intgrad.AlphaChunks(None, 11, 4, cpu).size == 11
+    assert intgrad.AlphaChunks(3, 11, 4, cuda).size == 3 and intgrad.AlphaChunks(30, 11, 4, cpu).size == 11
+    assert intgrad.AlphaChunks("auto", 11, 64, cuda).adaptive and not intgrad.AlphaChunks(3, 11, 4, cuda).adaptive
+    assert not intgrad.AlphaChunks("auto", 11, 4, cpu).adaptive
+
+
+def _fits(largest: int, calls: list[int]):
+    """A pass that sums its alphas, and runs out of memory above ``largest`` alphas at once."""
+
+    def gradient_sum(alphas: torch.Tensor) -> torch.Tensor:
+        calls.append(len(alphas))
+        if len(alphas) > largest:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return alphas.sum().view(1)
+
+    return gradient_sum
+
+
+def test_auto_halves_after_out_of_memory_and_keeps_the_smaller_size():
+    alphas = intgrad.intended_alphas(10)
+    chunks, calls = intgrad.AlphaChunks("auto", 11, 8, torch.device("cuda")), []
+    assert float(chunks.total(alphas, _fits(3, calls))) == pytest.approx(float(alphas.sum()))
+    assert calls == [11, 5, 2, 2, 2, 2, 2, 1] and chunks.size == 2
+    calls.clear()
+    chunks.total(alphas, _fits(3, calls))  # the next site starts at the size that fitted
+    assert calls == [2] * 5 + [1]
+
+
+def test_out_of_memory_propagates_when_it_cannot_shrink():
+    alphas = intgrad.intended_alphas(10)
+    with pytest.raises(torch.OutOfMemoryError):  # a fixed size is the caller's choice
+        intgrad.AlphaChunks(4, 11, 8, torch.device("cuda")).total(alphas, _fits(3, []))
+    with pytest.raises(torch.OutOfMemoryError):  # one alpha does not fit: nothing left to halve
+        intgrad.AlphaChunks("auto", 11, 8, torch.device("cuda")).total(alphas, _fits(0, []))
 
 
 class BatchSizeViews(nn.Module):
