@@ -386,6 +386,30 @@ def test_kth_smallest_counts_nan_as_largest_and_falls_back_for_other_dtypes():
     assert kth_smallest([flat], torch.tensor([0, 0])).tolist() == [1.0, 0.25]
 
 
+@pytest.mark.parametrize("samples", [8, 64, 4096])
+def test_sampled_kth_is_the_order_statistic_on_every_branch(samples, monkeypatch):
+    from pathlib_pw import pathway
+
+    fallbacks = []
+    kthvalue_rows = pathway._kthvalue_rows
+    monkeypatch.setattr(pathway, "_kthvalue_rows", lambda flat, k: fallbacks.append(len(k)) or kthvalue_rows(flat, k))
+    g = torch.Generator().manual_seed(samples)
+    n = 4 * samples + 5000
+    datasets = {
+        "continuous": torch.rand(5, n, generator=g) * torch.rand(5, n, generator=g),
+        "half zeros": torch.where(torch.rand(5, n, generator=g) < 0.5, 0.0, torch.rand(5, n, generator=g)),
+        "three values": torch.randint(0, 3, (5, n), generator=g).float(),
+        "with nan": torch.rand(5, n, generator=g).index_put_((torch.tensor([1]), torch.tensor([7])), torch.tensor(float("nan"))),
+    }
+    for name, flat in datasets.items():
+        k = torch.tensor([0, 3, n // 2, int(0.9 * (n - 1)), n - 1])
+        got = pathway.sampled_kth(flat, k, samples=samples)
+        want = flat.sort(1).values[torch.arange(5), k]
+        assert torch.equal(got, want) or torch.allclose(got, want, equal_nan=True), (name, got, want)
+    if samples == 8:  # a sample of 8 rarely holds the extreme order statistics: the fallback ran
+        assert fallbacks
+
+
 def test_count_true_matches_a_plain_sum_per_image():
     from pathlib_pw.pathway import count_true
 

@@ -1,4 +1,4 @@
-"""benchmarks/bench_criteria.py: the ratio bookkeeping with a fake clock, and a tiny end-to-end run."""
+"""The benchmark scripts: the ratio bookkeeping with a fake clock, and tiny end-to-end runs."""
 
 from __future__ import annotations
 
@@ -44,3 +44,25 @@ def test_tiny_run_writes_the_table(bench, tmp_path, monkeypatch):
     assert all(float(r["ms_per_image"]) > 0 and float(r["x_floor"]) > 0 for r in rows)
     table = out.with_suffix(".md").read_text()
     assert "| mobilenet_v2 | 1 | NeuronMCT |" in table and "peak resident set" in table
+
+
+def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("bench_threshold", ROOT / "benchmarks" / "bench_threshold.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["bench_threshold.py", "--device", "cpu", "--batch-sizes", "1", "3",
+                                      "--neurons", "300000", "--repeats", "1"])
+    assert module.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "sampled_kth" in lines[1] and "numpy" in lines[1]
+    assert [line.split()[0] for line in lines[2:]] == ["1", "3"]
+
+
+def test_device_check_compares_cpu_with_itself(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("check_device", ROOT / "benchmarks" / "check_device.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["check_device.py", "--device", "cpu", "--size", "32", "--photos", "chelsea"])
+    assert module.main() == 0
+    out = capsys.readouterr().out
+    assert "all within" in out and "NeuronIntGrad (original code)" in out and "gradcam" in out
