@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
-from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.saliency import INPUT_TIMES, PAPER_METHODS, attribution_maps
 
 # the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
