@@ -117,7 +117,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    if device.type == "cuda":  # PyTorch's default lets cuDNN convolutions use TF32 tensor cores
+        name = f"{torch.cuda.get_device_name(device)} (cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
+    else:
+        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     table = criteria(args.quick)
     if args.criteria:
         table = {k: v for k, v in table.items() if k in args.criteria}
