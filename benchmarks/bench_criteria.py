@@ -104,6 +104,32 @@ def reference(label: str, model: torch.nn.Module, x1: torch.Tensor, quick: bool)
     return None
 
 
+def write_tables(out: Path, rows: list[dict], header: str) -> None:
+    """``out``.csv and ``out``.md, each replaced in one rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out.with_suffix(".csv"))
+    lines = [
+        header,
+        "",
+        "| model | batch | criterion + PathwayGrad | ms / image | floor (fwd+bwd) ms / image | x floor | batch-1 reference ms | peak memory GiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = "" if r["reference_ms"] is None else f"{'~' if r['extrapolated'] else ''}{r['reference_ms']:.1f}"
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['criterion']} | {'~' if r['extrapolated'] else ''}{r['ms_per_image']:.1f} | "
+            f"{r['floor_ms']:.1f} | {r['x_floor']:.2f} | {ref} | {r['memory_gib']:.2f} |"
+        )
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out.with_suffix(".md"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -121,6 +147,14 @@ def main() -> int:
         name = f"{torch.cuda.get_device_name(device)} (cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    out = args.out or ROOT / "benchmarks" / "results" / ("cuda" if device.type == "cuda" else "cpu")
+    header = (
+        f"Measured on {name}, torch {torch.__version__}, {args.size} px, fp32, random-init weights; "
+        f"ms per image, median of {args.repeats} (the floor timed before and after each), "
+        f"x floor: median of the per-repeat ratios. \"~\": scaled linearly from a few rounds/iterations. "
+        + ("Peak memory: torch.cuda.max_memory_allocated per row." if device.type == "cuda"
+           else "Peak memory: the process's peak resident set so far (it only grows down the table).")
+    )
     table = criteria(args.quick)
     if args.criteria:
         table = {k: v for k, v in table.items() if k in args.criteria}
@@ -155,30 +189,8 @@ def main() -> int:
                 print(f"{model_name:12s} b={batch:<3d} {label:36s} {'~' if r['extrapolated'] else ' '}{r['ms_per_image']:10.1f} ms"
                       f"  floor {r['floor_ms']:7.1f} ms  x{r['x_floor']:6.1f}"
                       + (f"  reference {r['reference_ms']:10.1f} ms" if ref is not None else ""), flush=True)
+                write_tables(out, rows, header)  # after every row: a run cut short still leaves its table
             del x
-    out = args.out or ROOT / "benchmarks" / "results" / ("cuda" if device.type == "cuda" else "cpu")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [
-        f"Measured on {name}, torch {torch.__version__}, {args.size} px, fp32, random-init weights; "
-        f"ms per image, median of {args.repeats} (the floor timed before and after each), "
-        f"x floor: median of the per-repeat ratios. \"~\": scaled linearly from a few rounds/iterations. "
-        + ("Peak memory: torch.cuda.max_memory_allocated per row." if device.type == "cuda"
-           else "Peak memory: the process's peak resident set so far (it only grows down the table)."),
-        "",
-        "| model | batch | criterion + PathwayGrad | ms / image | floor (fwd+bwd) ms / image | x floor | batch-1 reference ms | peak memory GiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        ref = "" if r["reference_ms"] is None else f"{'~' if r['extrapolated'] else ''}{r['reference_ms']:.1f}"
-        lines.append(
-            f"| {r['model']} | {r['batch']} | {r['criterion']} | {'~' if r['extrapolated'] else ''}{r['ms_per_image']:.1f} | "
-            f"{r['floor_ms']:.1f} | {r['x_floor']:.2f} | {ref} | {r['memory_gib']:.2f} |"
-        )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.md')} and .csv")
     return 0
 

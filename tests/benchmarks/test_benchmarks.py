@@ -44,6 +44,7 @@ def test_tiny_run_writes_the_table(bench, tmp_path, monkeypatch):
     assert all(float(r["ms_per_image"]) > 0 and float(r["x_floor"]) > 0 for r in rows)
     table = out.with_suffix(".md").read_text()
     assert "| mobilenet_v2 | 1 | NeuronMCT |" in table and "peak resident set" in table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu.csv", "cpu.md"]  # no temporary left
 
 
 def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, capsys):
