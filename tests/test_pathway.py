@@ -410,6 +410,16 @@ def test_sampled_kth_is_the_order_statistic_on_every_branch(samples, monkeypatch
         assert fallbacks
 
 
+def test_per_image_broadcasts_one_value_per_image():
+    from pathlib_pw.pathway import per_image
+
+    like = torch.zeros(3, 2, 4, 5)
+    shaped = per_image(torch.tensor([1.0, 2.0, 3.0]), like)
+    assert shaped.shape == (3, 1, 1, 1)
+    assert torch.equal((like + shaped)[:, 1, 3, 4], torch.tensor([1.0, 2.0, 3.0]))
+    assert per_image(torch.tensor([1.0, 2.0]), torch.zeros(2, 7)).shape == (2, 1)
+
+
 def test_count_true_matches_a_plain_sum_per_image():
     from pathlib_pw.pathway import count_true
 

@@ -67,6 +67,14 @@ def test_reduce_channels_matches_argmax_with_ties_and_nan():
     torch.testing.assert_close(reduce_channels(a), literal, equal_nan=True, rtol=0, atol=0)
 
 
+def test_pathway_criteria_are_the_criteria_behind_pathway_methods():
+    from pathlib_pw.saliency import pathway_criteria
+
+    methods = ["gradients", "gradcam", "neuron_mct", "input_x_neuron_intgrad", "neuron_intgrad", "input_mct"]
+    assert pathway_criteria(methods) == {"neuron_mct", "neuron_intgrad"}
+    assert pathway_criteria(["input_x_dgr"]) == {"dgr"} and pathway_criteria(list(SALIENCY_METHODS)) == set()
+
+
 def test_normalize_per_image_and_zero_map():
     m = torch.stack([torch.zeros(4, 4), torch.full((4, 4), 0.5), torch.arange(16.0).view(4, 4) - 20])
     n = normalize(m)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.pathway import Pathway, threshold_pathway
+from pathlib_pw.pathway import Pathway, per_image, threshold_pathway
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
 
 INITS = ("1", "r")
@@ -150,7 +150,7 @@ def _optimize(
                     if device.type == "cpu" and not bool(improve.any()):
                         continue  # nothing to copy; on the GPU the check would cost a sync
                     for g, p in zip(best.gates, params):
-                        torch.where(improve.view(-1, *([1] * (g.dim() - 1))), p, g, out=g)
+                        torch.where(per_image(improve, g), p, g, out=g)
                     best.loss = torch.where(improve, loss.detach(), best.loss)
                 best_kept.kept |= keeps
             optimizer.zero_grad(set_to_none=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, global_threshold, masking, remove_lowest
+from pathlib_pw.pathway import Pathway, global_threshold, masking, per_image, remove_lowest
 from pathlib_pw.sites import activations_and_gradients
 
 
@@ -89,7 +89,7 @@ def _intended(
         # removed neurons rank below everything, dead kept neurons above every living one
         above = _image_max(scores) * 2 + 1
         ranked = [
-            torch.where(m, torch.where(s > 0, s, _per_image(above, s)), torch.full_like(s, -1.0))
+            torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0))
             for s, m in zip(scores, masks)
         ]
         masks = remove_lowest(ranked, torch.round(level / 100.0 * total))
@@ -109,10 +109,6 @@ def _image_max(scores: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([s.flatten(1).amax(1) for s in scores], 1).amax(1)
 
 
-def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, *([1] * (like.dim() - 1))).expand_as(like)
-
-
 def _original_code(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
@@ -120,7 +116,7 @@ def _original_code(
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     for i in range(rounds):
         top = _image_max(scores)
-        replaced = [torch.where(s > 0, s, _per_image(top, s)) for s in scores]
+        replaced = [torch.where(s > 0, s, per_image(top, s)) for s in scores]
         level = torch.full((x.shape[0],), min(i * step, 99.999999), dtype=torch.float64)
         keep, _ = global_threshold(replaced, level)
         masks = [k | (s <= 0) for k, s in zip(keep, scores)]

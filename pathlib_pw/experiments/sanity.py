@@ -17,10 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
-from pathlib_pw.saliency import INPUT_TIMES, PAPER_METHODS, attribution_maps
+from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_criteria
 
 # the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
 AUTHORS_INPUT_MCT = "InputMCT (authors' script)"
@@ -118,8 +117,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
     x = x.to(device)
     methods = [METHODS[label] for label in config.methods]
-    criteria = {m.removeprefix(INPUT_TIMES) for m in methods} & set(CRITERIA)
-    options = {c: pinned_options(c) for c in criteria}
+    options = {c: pinned_options(c) for c in pathway_criteria(methods)}
     with torch.no_grad():
         probs = model(x).softmax(1)
     target = probs.argmax(1)

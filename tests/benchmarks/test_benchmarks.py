@@ -12,12 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_criteria", ROOT / "benchmarks" / "bench_criteria.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _script("bench_criteria")
 
 
 def test_each_repeat_is_compared_with_the_floor_timed_around_it(bench, monkeypatch):
@@ -48,9 +52,7 @@ def test_tiny_run_writes_the_table(bench, tmp_path, monkeypatch):
 
 
 def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("bench_threshold", ROOT / "benchmarks" / "bench_threshold.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("bench_threshold")
     monkeypatch.setattr(sys, "argv", ["bench_threshold.py", "--device", "cpu", "--batch-sizes", "1", "3",
                                       "--neurons", "300000", "--repeats", "1"])
     assert module.main() == 0
@@ -60,9 +62,7 @@ def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, ca
 
 
 def test_device_check_compares_cpu_with_itself(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("check_device", ROOT / "benchmarks" / "check_device.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("check_device")
     monkeypatch.setattr(sys, "argv", ["check_device.py", "--device", "cpu", "--size", "32", "--photos", "chelsea"])
     assert module.main() == 0
     out = capsys.readouterr().out
