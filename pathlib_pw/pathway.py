@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from pathlib_pw.sites import Edit, Trace, hooked
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -262,10 +264,7 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
             row.partition(int(k[b]))
             return row[int(k[b])]
 
-        workers = max(1, min(len(k), torch.get_num_threads()))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            values = list(pool.map(select, range(len(k))))
-        return torch.from_numpy(np.array(values))
+        return torch.from_numpy(np.array(map_images(select, len(k))))
     return sampled_kth(_pooled(per_site), k)
 
 
@@ -320,6 +319,19 @@ def _kthvalue_rows(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     if not bool((k == k[0]).all()):
         return torch.cat([flat[b : b + 1].kthvalue(int(k[b]) + 1, dim=1).values for b in range(len(k))])
     return flat.kthvalue(int(k[0]) + 1, dim=1).values
+
+
+def map_images(fn: Callable[[int], T], count: int) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, one image per CPU thread.
+
+    For per-image work that torch or numpy does in one long single-threaded kernel (a selection, a
+    permutation), which releases the GIL: the threads run it side by side.
+    """
+    workers = max(1, min(count, torch.get_num_threads()))
+    if workers == 1:
+        return [fn(b) for b in range(count)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, range(count)))
 
 
 def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

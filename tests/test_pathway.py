@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, as_percent, global_threshold, realized_sparsity
+from pathlib_pw.pathway import Pathway, as_percent, global_threshold, map_images, realized_sparsity
 from pathlib_pw.sites import record_activations
 
 
@@ -442,3 +442,14 @@ def test_remove_lowest_removes_an_exact_count_breaking_ties_by_position():
     assert keep[0][1].tolist() == [False, False, True] and keep[1][1].tolist() == [True, True]
     none = remove_lowest([site_a, site_b], torch.tensor([0, 5]))
     assert all(m[0].all() for m in none) and not any(m[1].any() for m in none)
+
+
+def test_map_images_keeps_order_on_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert map_images(lambda b: b * b, 7) == [0, 1, 4, 9, 16, 25, 36]
+        assert map_images(lambda b: b, 0) == []
+    finally:
+        torch.set_num_threads(before)
+    assert map_images(lambda b: -b, 2) == [0, -1]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.pathway import Pathway
+from pathlib_pw.pathway import Pathway, map_images
 from pathlib_pw.sites import record_activations, resolve_target
 
 
@@ -30,17 +30,24 @@ def random_path(
     batch = x.shape[0]
     seeds = per_image_seeds(seed, batch)
     device = acts[0].device
+    flat_sizes = [a[0].numel() for a in acts]
     paths = []
     for level in sparsity:
         masks = [torch.ones(a.shape, dtype=torch.bool, device=device) for a in acts]
-        for b in range(batch):
+        rows = [m.view(batch, -1) for m in masks]
+
+        def draw(b: int) -> None:
             gen = torch.Generator(device=device).manual_seed(int(seeds[b]))
             p = float(level[b])
-            for mask, a in zip(masks, acts):
-                size = a[0].numel()
+            for row, size in zip(rows, flat_sizes):
                 removed = math.floor(p / 100.0 * size)
                 if removed:
-                    idx = torch.randperm(size, generator=gen, device=device)[:removed]
-                    mask[b].view(-1)[idx] = False
+                    row[b].index_fill_(0, torch.randperm(size, generator=gen, device=device)[:removed], False)
+
+        if device.type == "cpu":  # randperm is one sequential kernel per call: images side by side
+            map_images(draw, batch)
+        else:
+            for b in range(batch):
+                draw(b)
         paths.append(Pathway.from_masks(masks, names, "random", requested_sparsity=level.float(), target=tgt.cpu()))
     return paths

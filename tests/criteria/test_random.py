@@ -80,6 +80,30 @@ def test_per_image_seed_list_matches_single_image_calls():
         R.assert_masks_equal(R.batch_masks(batched, b), R.batch_masks(single, 0), f"image {b}")
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_draw_is_the_literal_per_image_randperm_sequence(threads):
+    """Image b: one generator seeded with its seed; per site, in order, the first floor(p/100 size)
+    entries of a randperm are removed. The same whether the images are drawn side by side or not."""
+    model = nets.tiny_resnet()
+    x = nets.images(4)
+    seeds, ps = [5, 6, 7, 8], [10.0, 50.0, 90.0, 99.9]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        path = pw.extract_pathway(model, x, "random", ps, seed=seeds)
+    finally:
+        torch.set_num_threads(before)
+    for b in range(4):
+        gen = torch.Generator().manual_seed(seeds[b])
+        for s, m in enumerate(path.masks):
+            size = m[b].numel()
+            expected = torch.ones(size, dtype=torch.bool)
+            removed = math.floor(ps[b] / 100 * size)
+            for i in torch.randperm(size, generator=gen)[:removed].tolist():
+                expected[i] = False
+            assert torch.equal(m[b].flatten(), expected), f"image {b} site {s}"
+
+
 def test_does_not_depend_on_scores_or_target():
     model = nets.tiny_cnn()
     x = nets.images(2)
