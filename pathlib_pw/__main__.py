@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify", help="recompute part of a cached result and compare")
     verify.add_argument("experiment", choices=sorted(experiments.EXPERIMENTS) + ["all"])
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book")
-    verify.add_argument("--images", type=int, default=1, help="the first N images (sanity checks: all images, N stages)")
+    verify.add_argument("--images", type=int, default=None, help="the first N images (default: all the cache records decisions for)")
+    verify.add_argument("--device", default=None, help="recompute on this device (default: the cache's)")
     args = parser.parse_args(argv)
     names = sorted(experiments.EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    failed = False
     for name in names:
         if args.command == "run":
             overrides = {}
@@ -32,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
             results = experiments.load_or_run(name, args.profile, args.device, args.force, **overrides)
             print(f"{name}/{args.profile}: {results.meta.get('seconds', 'cached')} s on {results.meta.get('device')}")
         else:
-            report = experiments.verify(name, args.profile, args.images)
-            print(f"{name}/{args.profile}: matches the cache (largest difference {max(report.values()):.2e})")
-    return 0
+            result = experiments.verify(name, args.profile, args.images, args.device)
+            print(result.text())
+            failed = failed or not result.ok
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Experiment results on disk: keyed by a hash of the configuration, written atomically, verifiable.
 
 Layout: ``data/results/<profile>/<experiment>/`` holds ``config.json`` (the full configuration, its
-hash, library versions, device, timing) and ``arrays.npz`` (every result array; per-image arrays
-have the image axis first). A directory is replaced in one rename, so a crash never leaves a
-half-written result behind.
+hash, library versions, the machine, device, timing), ``arrays.npz`` (every result array; per-image
+arrays have the image axis first) and ``decisions.npz`` (the recorded threshold decisions of the part
+that ``verify`` recomputes, :mod:`pathlib_pw.decisions`). A directory is replaced in one rename, so a
+crash never leaves a half-written result behind.
 """
 
 from __future__ import annotations
@@ -70,8 +71,74 @@ def versions() -> dict[str, str]:
     }
 
 
-def save(directory: Path, experiment: str, config: Any, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Results:
-    """Write the results into ``directory`` atomically (a temporary sibling, then one rename)."""
+def machine() -> dict[str, Any]:
+    """What can explain a float difference between two machines: CPU and its vector instructions,
+    the kernels torch dispatches to, BLAS builds, threads, GPU."""
+    import torch
+
+    flags: list[str] = []
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = value.split()
+    except OSError:
+        pass
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve")
+    info: dict[str, Any] = {
+        "cpu": model,
+        "arch": platform.machine(),
+        "instructions": [f for f in wanted if f in flags],
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_blas": _torch_blas(),
+        "numpy_blas": _numpy_blas(),
+        "threads": torch.get_num_threads(),
+        "os": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _torch_blas() -> str:
+    import torch
+
+    import re
+
+    config = torch.__config__.show()
+    found = [f"MKL {m}" for m in re.findall(r"Math Kernel Library Version (\S+)", config)]
+    found += [f"oneDNN {m}" for m in re.findall(r"MKL-DNN (v\S+)", config)]
+    found += [f"BLAS={m}" for m in re.findall(r"BLAS_INFO=(\w+)", config)]
+    return "; ".join(found) or "unknown"
+
+
+def _numpy_blas() -> str:
+    try:
+        info = np.show_config(mode="dicts")
+        blas = info.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # numpy < 2 prints instead of returning
+        return "unknown"
+
+
+DECISIONS_FILE = "decisions.npz"
+
+
+def save(
+    directory: Path,
+    experiment: str,
+    config: Any,
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+    decisions: Any = None,
+) -> Results:
+    """Write the results into ``directory`` atomically (a temporary sibling, then one rename).
+
+    ``decisions``: a :class:`pathlib_pw.decisions.DecisionLog` saved beside the arrays.
+    """
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -84,6 +151,8 @@ def save(directory: Path, experiment: str, config: Any, arrays: Mapping[str, np.
         }
         (tmp / "config.json").write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
         np.savez_compressed(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+        if decisions is not None:
+            decisions.save(tmp / DECISIONS_FILE)
         old = None
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
@@ -103,6 +172,14 @@ def load(directory: Path) -> Results:
         arrays = {k: data[k] for k in data.files}
     meta = {k: v for k, v in header.items() if k not in ("experiment", "config")}
     return Results(header["experiment"], header["config"], meta, arrays)
+
+
+def load_decisions(directory: Path) -> Any:
+    """The recorded decisions of a cached result, or None when it has none."""
+    from pathlib_pw.decisions import DecisionLog
+
+    path = directory / DECISIONS_FILE
+    return DecisionLog.load(path) if path.exists() else None
 
 
 def is_current(directory: Path, experiment: str, config: Any) -> bool:

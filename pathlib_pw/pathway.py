@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pathlib_pw import decisions
 from pathlib_pw.sites import Edit, Trace, hooked
 
 T = TypeVar("T")
@@ -175,7 +176,9 @@ def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, nam
     return values
 
 
-def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def global_threshold(
+    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, *, checkpoint: bool = True
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Keep-masks from the paper's global percentile rule, per image.
 
     All sites' scores of one image are pooled; ``thr`` is their ``p``-th percentile (linear
@@ -183,19 +186,27 @@ def global_threshold(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> 
     pos = p/100 * (N-1) and k = floor(pos), ``thr`` lies in ``[v_k, v_{k+1})`` of the sorted scores,
     and no score lies strictly between two neighbouring order statistics: the removed set is exactly
     ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
-    and ``v_k`` (B,), the largest removed score.
+    and ``v_k`` (B,), the largest removed score. With ``checkpoint`` the decision goes through
+    :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it).
     """
     n = sum(s[0].numel() for s in scores)
     k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
     cut = kth_smallest(scores, k)
-    return [s > per_image(cut.to(s.device), s) for s in scores], cut
+    masks = [s > per_image(cut.to(s.device), s) for s in scores]
+    return (decisions.checkpoint(scores, masks, cut) if checkpoint else masks), cut
 
 
-def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[torch.Tensor]:
+def remove_lowest(
+    scores: Sequence[torch.Tensor],
+    count: torch.Tensor,
+    near_zero: Sequence[torch.Tensor] | None = None,
+    scale: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
     """Keep-masks that remove exactly ``count[b]`` lowest-scored neurons of image b, all sites pooled.
 
     Ties at the cut are broken by position (site order, then element order), so the result is
-    deterministic and the removed count exact, unlike the paper's ``<=`` rule.
+    deterministic and the removed count exact, unlike the paper's ``<=`` rule. The decision goes
+    through :func:`pathlib_pw.decisions.checkpoint` (``near_zero`` and ``scale`` are passed on).
     """
     flat = _pooled(scores)
     count = count.to(torch.long).cpu()
@@ -205,7 +216,7 @@ def remove_lowest(scores: Sequence[torch.Tensor], count: torch.Tensor) -> list[t
     needed = (count.to(flat.device) - count_true(below)).view(-1, 1)
     remove = below | (tied & (tied.cumsum(1) <= needed))
     remove &= (count > 0).to(flat.device).view(-1, 1)
-    return _split_like(~remove, scores)
+    return decisions.checkpoint(scores, _split_like(~remove, scores), cut, near_zero, scale)
 
 
 def _pooled(per_site: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
+from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathway
 from pathlib_pw.pathway import Pathway, per_image
 from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
@@ -220,7 +221,10 @@ def attribution_maps(
         raise ValueError(f"options names methods that are not computed: {unused}")
     x = check_input(x).to(model_device(model))
     target = _predicted(model, x, target)
-    paths = {c: extract_pathway(model, x, c, sparsity, target, **options.get(c, {})) for c in sorted(criteria)}
+    paths = {}
+    for c in sorted(criteria):
+        with decisions.scope(c):
+            paths[c] = extract_pathway(model, x, c, sparsity, target, **options.get(c, {}))
     maps = {}
     for method in methods:
         if method in SALIENCY_METHODS:

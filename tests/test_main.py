@@ -16,7 +16,8 @@ def test_run_then_verify_smoke_profile(tmp_path, monkeypatch, capsys):
     header = json.loads((tmp_path / "smoke" / "qualitative" / "config.json").read_text())
     assert header["config"]["images"] == ["chelsea", "coffee"] and header["profile"] == "smoke"
     assert main(["verify", "qualitative", "--profile", "smoke"]) == 0
-    assert "qualitative/smoke: matches the cache" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "qualitative/smoke: matches exactly" in out and "threshold decisions replayed: 4" in out
     # --images computes a variation for the caller and never overwrites the profile's cache
     before = (tmp_path / "smoke" / "qualitative" / "arrays.npz").stat().st_mtime_ns
     assert main(["run", "qualitative", "--profile", "smoke", "--images", "1", "--force"]) == 0

@@ -21,6 +21,8 @@ from pathlib_pw.criteria.intgrad import neuron_intgrad
 from pathlib_pw.criteria.mct import neuron_mct
 from pathlib_pw.criteria.random import random_path
 from pathlib_pw.criteria.seeds import per_image_seeds
+from pathlib_pw import decisions
+from pathlib_pw.decisions import EXACT, Rounding
 from pathlib_pw.pathway import Pathway, as_percent
 from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifier_modules
 
@@ -41,6 +43,35 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "active_subnet": ("intended",),
 }
 _CORE_PARAMS = {"model", "x", "sparsity", "target", "variant"}
+
+# How far rounding moves each criterion's threshold decisions (pathlib_pw.decisions), measured on
+# MobileNetV2 between thread counts, SIMD levels (AVX-512, AVX2, none) and batch splits; the Notes
+# page lists the measurements. Capacity: the share of all neurons that may change per decision;
+# band: how far from the cut (x max(|cut|, mean score)) a changed neuron's score may lie. Rounding
+# flips an occasional ReLU whose input sits at zero, and its gradient then changes every score
+# upstream a little: that is why the bands are wide and the counts come in bursts.
+SHARP = Rounding("threshold", capacity=5e-5, band=1.0)
+# NeuronIntGrad evaluates the network with activations scaled down by small alphas, where such
+# flips are frequent; up to about 800 neurons change per decision (6.1 M neurons).
+INTEGRATED = Rounding("threshold", capacity=3e-4, band=2.0)
+# Greedy re-scores through the masked network every round: bursts of up to about 2,200 changes.
+BURSTY = Rounding("threshold", capacity=4e-4, band=5.0)
+# DGR with gates starting at 1: after a few hundred iterations the gates differ by less than their
+# rounding noise; about 1 % of the kept neurons change between machines, beyond repair.
+CHAOTIC = Rounding("chaotic", overlap=0.95)
+
+
+def rounding(method: str, variant: str, options: dict[str, Any]) -> Rounding:
+    """The rounding class of a criterion call (see :mod:`pathlib_pw.decisions`)."""
+    if method == "random":
+        return EXACT
+    if method == "neuron_intgrad":
+        return INTEGRATED
+    if method == "greedy":
+        return BURSTY
+    if method == "dgr" and str(options.get("init", "1")) == "1":
+        return CHAOTIC
+    return SHARP
 
 
 def extract_pathway(
@@ -139,16 +170,17 @@ def extract_pathways(
     parts = []
     for start in range(0, batch, step):
         chunk = slice(start, start + step)
-        parts.append(
-            fn(
-                model,
-                x[chunk],
-                None if percents is None else [p[chunk] for p in percents],
-                target if target is None or isinstance(target, int) else target[chunk],
-                variant,
-                **{k: (v[chunk] if k == "seed" else v) for k, v in options.items()},
+        with decisions.criterion(rounding(method, variant, options)), decisions.rows(chunk):
+            parts.append(
+                fn(
+                    model,
+                    x[chunk],
+                    None if percents is None else [p[chunk] for p in percents],
+                    target if target is None or isinstance(target, int) else target[chunk],
+                    variant,
+                    **{k: (v[chunk] if k == "seed" else v) for k, v in options.items()},
+                )
             )
-        )
     return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
 
 

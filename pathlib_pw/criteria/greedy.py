@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pathlib_pw import decisions
 from pathlib_pw.pathway import Pathway, global_threshold, masking, per_image, remove_lowest
 from pathlib_pw.sites import activations_and_gradients
 
@@ -92,7 +93,9 @@ def _intended(
             torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0))
             for s, m in zip(scores, masks)
         ]
-        masks = remove_lowest(ranked, torch.round(level / 100.0 * total))
+        scale = _mean_score(scores)
+        near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
+        masks = remove_lowest(ranked, torch.round(level / 100.0 * total), near_zero, scale)
         for j, r in enumerate(due):
             if r == i + 1:
                 snapshots[j] = masks
@@ -109,6 +112,16 @@ def _image_max(scores: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([s.flatten(1).amax(1) for s in scores], 1).amax(1)
 
 
+# A Taylor score this small (x the image's mean) may be exactly 0 on another machine: its activation
+# sits within rounding of zero, and Greedy keeps dead neurons; replays accept such neurons changing.
+NEAR_ZERO = 1e-3
+
+
+def _mean_score(scores: list[torch.Tensor]) -> torch.Tensor:
+    total = sum(s.flatten(1).sum(1, dtype=torch.float64) for s in scores)
+    return (total / sum(s[0].numel() for s in scores)).to(scores[0].dtype)
+
+
 def _original_code(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
@@ -118,8 +131,10 @@ def _original_code(
         top = _image_max(scores)
         replaced = [torch.where(s > 0, s, per_image(top, s)) for s in scores]
         level = torch.full((x.shape[0],), min(i * step, 99.999999), dtype=torch.float64)
-        keep, _ = global_threshold(replaced, level)
-        masks = [k | (s <= 0) for k, s in zip(keep, scores)]
+        keep, cut = global_threshold(replaced, level, checkpoint=False)
+        scale = _mean_score(scores)
+        near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
+        masks = decisions.checkpoint(replaced, [k | (s <= 0) for k, s in zip(keep, scores)], cut, near_zero, scale)
         if i + 1 < rounds:  # the authors re-score once more after the last round; unused
             scores, _, _ = _taylor(model, x, tgt, masks, names)
     return masks, names, tgt

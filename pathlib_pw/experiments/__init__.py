@@ -7,14 +7,15 @@ of a cached result with the committed code and compares.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-import torch
 
-from pathlib_pw import cache
+from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
+from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
@@ -45,30 +46,72 @@ def run(experiment: str, config: Any, device: str = "cpu", progress: bool = True
     return arrays, seconds
 
 
+VERIFY_IMAGES = 1  # images whose threshold decisions a cache records for `verify`
+
+
+def _parts(experiment: str) -> tuple[ModuleType, Any, Any]:
+    module = _module(experiment)
+    subset = getattr(module, "verify_subset", module.subset)
+    cached_part = getattr(module, "cached_part", None)
+    if cached_part is None:
+        def cached_part(arrays: Mapping[str, np.ndarray], part: Any) -> dict[str, np.ndarray]:
+            n = len(part.images) if getattr(part, "source", "photos") == "photos" else part.n_images
+            return {k: (v[:n] if k in module.PER_IMAGE else v) for k, v in arrays.items()}
+    return module, subset, cached_part
+
+
 def load_or_run(
     experiment: str, profile: str = "book", device: str = "cpu", force: bool = False, progress: bool = True, **overrides: Any
 ) -> cache.Results:
-    """Cached results when their configuration matches, else compute them and cache them."""
+    """Cached results when their configuration matches, else compute them and cache them.
+
+    A computed result is cached only after its own verification passed: the part that
+    :func:`verify` recomputes is recomputed here too, replaying the threshold decisions recorded in
+    the run, and must match. The decisions of that part are saved beside the arrays.
+    """
     config = get_config(experiment, profile, **overrides)
     directory = cache.results_root() / profile / experiment
     if not force and not overrides and cache.is_current(directory, experiment, config):
         return cache.load(directory)
-    arrays, seconds = run(experiment, config, device, progress)
-    # float sums (and so neurons at the threshold) depend on the thread count: verify reuses it
-    meta = {"device": device, "seconds": round(seconds, 1), "profile": profile, "threads": torch.get_num_threads()}
     if overrides:  # a variation is computed for the caller, never written over the profile's cache
+        arrays, seconds = run(experiment, config, device, progress)
+        meta = {"device": device, "seconds": round(seconds, 1), "profile": profile}
         return cache.Results(experiment, cache.config_dict(config), meta, arrays)
-    return cache.save(directory, experiment, config, arrays, meta)
+    with decisions.recording(only=range(VERIFY_IMAGES)) as log:
+        arrays, seconds = run(experiment, config, device, progress)
+    check = _verify_part(experiment, profile, config, arrays, log, device, VERIFY_IMAGES, complete=False)
+    if not check.ok:
+        raise RuntimeError(f"not cached: the result does not verify against itself\n{check.text()}")
+    meta = {
+        "device": device, "seconds": round(seconds, 1), "profile": profile, "machine": cache.machine(),
+        "verify_images": VERIFY_IMAGES, "self_check": check.status,
+    }
+    return cache.save(directory, experiment, config, arrays, meta, log.subset([c.key for c in check.replay.checks]))
 
 
-def verify(experiment: str, profile: str = "book", n_images: int = 1, rtol: float = 1e-4, atol: float = 1e-5) -> dict[str, float]:
-    """Recompute part of a cached result and compare every array of that part.
+def _verify_part(
+    experiment: str, profile: str, config: Any, arrays: Mapping[str, np.ndarray], log: decisions.DecisionLog,
+    device: str, n_images: int, complete: bool = True,
+) -> Verification:
+    module, subset, cached_part = _parts(experiment)
+    part = subset(config, n_images)
+    with decisions.replaying(log, complete=complete) as report:
+        fresh, _ = run(experiment, part, device, progress=False)
+    expected = cached_part(arrays, part)
+    elementwise = module.tolerances(expected, fresh, report) if hasattr(module, "tolerances") else {}
+    checks = compare_all(fresh, expected, getattr(module, "TOLERANCES", {}), elementwise)
+    return Verification(experiment, profile, checks, report)
 
-    The part is the first ``n_images`` images, or what the experiment's ``verify_subset`` names (the
-    sanity checks: every image, the first ``n_images`` stages).
 
-    Raises AssertionError naming the array that differs; returns the largest absolute difference
-    per array. The cache must exist and match the current configuration and library version.
+def verify(experiment: str, profile: str = "book", n_images: int | None = None, device: str | None = None) -> Verification:
+    """Recompute part of a cached result and compare it with the cache, on any machine.
+
+    The part is the first ``n_images`` images (default: all the cache holds decision records for),
+    or what the experiment's ``verify_subset`` names. The threshold decisions are replayed against
+    the records (:mod:`pathlib_pw.decisions`), then every array is compared by the rules of
+    :mod:`pathlib_pw.experiments.verification`. Returns the :class:`Verification` (``.ok``,
+    ``.status``, ``.text()``, ``.assert_ok()``); the cache must exist and match the current
+    configuration and library version, else AssertionError says how to make it.
     """
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
@@ -77,35 +120,21 @@ def verify(experiment: str, profile: str = "book", n_images: int = 1, rtol: floa
             f"no current cache for {experiment!r}/{profile!r} in {directory}: "
             f"run `python -m pathlib_pw run {experiment} --profile {profile}`"
         )
+    log = cache.load_decisions(directory)
     cached = cache.load(directory)
-    module = _module(experiment)
-    # an experiment may recompute another part than its first images (``verify_subset``)
-    subset = getattr(module, "verify_subset", module.subset)(config, n_images)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(cached.meta.get("threads", threads)))
-    try:
-        fresh, _ = run(experiment, subset, cached.meta.get("device", "cpu"), progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    if hasattr(module, "cached_part"):
-        expected_arrays = module.cached_part(cached.arrays, subset)
-    else:
-        expected_arrays = {k: (v[:n_images] if k in module.PER_IMAGE else v) for k, v in cached.arrays.items()}
-    report = {}
-    for key, value in fresh.items():
-        expected = expected_arrays[key]
-        if value.shape != expected.shape:
-            raise AssertionError(f"{experiment}/{key}: shape {value.shape} recomputed vs {expected.shape} cached")
-        if value.dtype.kind in "fc":
-            # maps stored in half precision: one rounding step near 1 is ~1e-3
-            tol = max(atol, 2e-3) if expected.dtype == np.float16 else atol
-            np.testing.assert_allclose(value, expected, rtol=rtol, atol=tol, equal_nan=True, err_msg=f"{experiment}/{key}")
-            both = ~(np.isnan(value) | np.isnan(expected))
-            report[key] = float(np.abs(value[both] - expected[both]).max()) if both.any() else 0.0
-        else:
-            np.testing.assert_array_equal(value, expected, err_msg=f"{experiment}/{key}")
-            report[key] = 0.0
-    return report
+    if log is None:
+        raise AssertionError(
+            f"the cache of {experiment!r}/{profile!r} holds no recorded decisions (it predates them): "
+            f"recompute it with `python -m pathlib_pw run {experiment} --profile {profile} --force`"
+        )
+    recorded = int(cached.meta.get("verify_images", VERIFY_IMAGES))
+    n_images = recorded if n_images is None else n_images
+    if not 1 <= n_images <= recorded:
+        raise ValueError(f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}")
+    return _verify_part(
+        experiment, profile, config, cached.arrays, log, device or cached.meta.get("device", "cpu"), n_images,
+        complete=n_images == recorded,
+    )
 
 
-__all__ = ["EXPERIMENTS", "PROFILES", "get_config", "load_or_run", "run", "verify"]
+__all__ = ["EXPERIMENTS", "PROFILES", "Verification", "get_config", "load_or_run", "run", "verify"]

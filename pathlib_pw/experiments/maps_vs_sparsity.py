@@ -10,7 +10,9 @@ import dataclasses
 import numpy as np
 import torch
 
+from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways
+from pathlib_pw.experiments.verification import MAPS, PROBABILITIES
 from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.metrics import output_change
 from pathlib_pw.saliency import pathway_grad, saliency
@@ -40,6 +42,7 @@ subset = first_images
 
 
 PER_IMAGE = {"names", "gradients", "maps", "realized", "output_change", "predicted", "probability"}
+TOLERANCES = {"gradients": MAPS, "maps": MAPS, "output_change": PROBABILITIES}
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
@@ -51,8 +54,10 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     shape = (len(x), len(config.methods), len(config.sparsities))
     maps = np.zeros(shape + tuple(x.shape[2:]), dtype=np.float32)
     realized, change = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-    for m, (_, method) in enumerate(config.methods):
-        for j, path in enumerate(extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method))):
+    for m, (label, method) in enumerate(config.methods):
+        with decisions.images(range(len(x))), decisions.scope(label):
+            paths = extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method))
+        for j, path in enumerate(paths):
             maps[:, m, j] = pathway_grad(model, x, path).cpu().numpy()
             realized[:, m, j] = path.sparsity.numpy()
             change[:, m, j] = output_change(model, x, path).numpy()

@@ -8,14 +8,17 @@ and thresholded at all sparsities (:func:`pathlib_pw.extract_pathways`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways
 from pathlib_pw.criteria.active import base_sparsity
+from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
@@ -73,6 +76,7 @@ def config(profile: str) -> Config:
 subset = first_images
 
 
+TOLERANCES = {"output_change": PROBABILITIES}
 PER_IMAGE = {
     "names", "predicted", "probability", "base_sparsity", "realized", "output_change", "dead_share",
     "dead_share_site", "kept_site", "jaccard", "jaccard_site", "dgr_kept_prediction",
@@ -83,63 +87,74 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     model = load_experiment_model(config.model, device)
     x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
     levels = sorted(set(config.overlap_sparsities) | set(config.sweep_sparsities))
-    overlap_index = [levels.index(level) for level in config.overlap_sparsities]
-    crit = config.criteria
     rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_IMAGE - {"names"}}
-    sites: list[str] = []
-    bar = tqdm(total=len(x) * len(crit), desc="paths", disable=not progress)
+    bar = tqdm(total=len(x) * len(config.criteria), desc="paths", disable=not progress)
     for start in range(0, len(x), config.batch_size):
         xb = x[start : start + config.batch_size].to(device)
-        seeds = config.seed * 1_000_003 + torch.arange(start, start + len(xb))
-        logits, acts, sites = record_activations(model, xb)
-        probs = logits.softmax(1)
-        rows["predicted"].append(logits.argmax(1).cpu().numpy())
-        rows["probability"].append(probs.amax(1).cpu().numpy())
-        rows["base_sparsity"].append(base_sparsity(acts).numpy())
-        shape = (len(xb), len(crit), len(levels))
-        realized, change, dead = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        dead_site = np.zeros((len(xb), len(crit), len(overlap_index), len(sites)))
-        kept_site = np.zeros_like(dead_site)
-        dgr_kept = np.full((len(xb), len(crit)), np.nan)
-        kept_paths = {}
-        for c, criterion in enumerate(crit):
-            options = dict(criterion.options)
-            if criterion.method in ("random", "dgr"):
-                options["seed"] = seeds
-            options = {**pinned_options(criterion.method), **options}
-            paths = extract_pathways(model, xb, criterion.method, levels, variant=criterion.variant, **options)
-            for j, path in enumerate(paths):
-                realized[:, c, j] = path.sparsity.numpy()
-                change[:, c, j] = output_change(model, xb, path).numpy()
-                dead[:, c, j] = dead_share(path, acts).cpu().numpy()
-            for o, j in enumerate(overlap_index):
-                dead_site[:, c, o] = dead_share(paths[j], acts, per_site=True).cpu().numpy()
-                kept_site[:, c, o] = paths[j].kept_per_site().cpu().numpy()
-                kept_paths[c, o] = paths[j]
-            if "kept_prediction" in paths[0].info:
-                dgr_kept[:, c] = paths[0].info["kept_prediction"].float().numpy()
-            bar.update(len(xb))
-        pairs = np.full((len(xb), len(overlap_index), len(crit), len(crit)), np.nan)
-        pairs_site = np.full((len(xb), len(overlap_index), len(crit), len(crit), len(sites)), np.nan)
-        for o in range(len(overlap_index)):
-            for a in range(len(crit)):
-                for b in range(a, len(crit)):
-                    pairs[:, o, a, b] = pairs[:, o, b, a] = jaccard(kept_paths[a, o], kept_paths[b, o]).cpu().numpy()
-                    per_site = jaccard(kept_paths[a, o], kept_paths[b, o], per_site=True).cpu().numpy()
-                    pairs_site[:, o, a, b] = pairs_site[:, o, b, a] = per_site
-        for key, value in (("realized", realized), ("output_change", change), ("dead_share", dead),
-                           ("dead_share_site", dead_site), ("kept_site", kept_site), ("jaccard", pairs),
-                           ("jaccard_site", pairs_site), ("dgr_kept_prediction", dgr_kept)):
+        with decisions.images(range(start, start + len(xb))):
+            batch, sites, sizes = _batch(model, xb, start, config, levels, bar)
+        for key, value in batch.items():
             rows[key].append(value)
     bar.close()
     out = {k: np.concatenate(v).astype(np.float32) if k not in ("predicted",) else np.concatenate(v) for k, v in rows.items()}
     out["names"] = np.array(names)
     out["levels"] = np.array(levels, dtype=np.float32)
     out["overlap_levels"] = np.array(config.overlap_sparsities, dtype=np.float32)
-    out["criteria"] = np.array([c.label for c in crit])
+    out["criteria"] = np.array([c.label for c in config.criteria])
     out["sites"] = np.array(sites)
-    out["site_sizes"] = np.array([a[0].numel() for a in acts])
+    out["site_sizes"] = np.array(sizes)
     return out
+
+
+def _batch(
+    model: torch.nn.Module, xb: torch.Tensor, start: int, config: Config, levels: list[float], bar: Any
+) -> tuple[dict[str, np.ndarray], list[str], list[int]]:
+    """Every per-image array of one batch of images (the first is image ``start`` of the experiment)."""
+    overlap_index = [levels.index(level) for level in config.overlap_sparsities]
+    crit = config.criteria
+    seeds = config.seed * 1_000_003 + torch.arange(start, start + len(xb))
+    logits, acts, sites = record_activations(model, xb)
+    probs = logits.softmax(1)
+    out = {
+        "predicted": logits.argmax(1).cpu().numpy(),
+        "probability": probs.amax(1).cpu().numpy(),
+        "base_sparsity": base_sparsity(acts).numpy(),
+    }
+    shape = (len(xb), len(crit), len(levels))
+    realized, change, dead = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    dead_site = np.zeros((len(xb), len(crit), len(overlap_index), len(sites)))
+    kept_site = np.zeros_like(dead_site)
+    dgr_kept = np.full((len(xb), len(crit)), np.nan)
+    kept_paths = {}
+    for c, criterion in enumerate(crit):
+        options = dict(criterion.options)
+        if criterion.method in ("random", "dgr"):
+            options["seed"] = seeds
+        options = {**pinned_options(criterion.method), **options}
+        with decisions.scope(criterion.label):
+            paths = extract_pathways(model, xb, criterion.method, levels, variant=criterion.variant, **options)
+        for j, path in enumerate(paths):
+            realized[:, c, j] = path.sparsity.numpy()
+            change[:, c, j] = output_change(model, xb, path).numpy()
+            dead[:, c, j] = dead_share(path, acts).cpu().numpy()
+        for o, j in enumerate(overlap_index):
+            dead_site[:, c, o] = dead_share(paths[j], acts, per_site=True).cpu().numpy()
+            kept_site[:, c, o] = paths[j].kept_per_site().cpu().numpy()
+            kept_paths[c, o] = paths[j]
+        if "kept_prediction" in paths[0].info:
+            dgr_kept[:, c] = paths[0].info["kept_prediction"].float().numpy()
+        bar.update(len(xb))
+    pairs = np.full((len(xb), len(overlap_index), len(crit), len(crit)), np.nan)
+    pairs_site = np.full((len(xb), len(overlap_index), len(crit), len(crit), len(sites)), np.nan)
+    for o in range(len(overlap_index)):
+        for a in range(len(crit)):
+            for b in range(a, len(crit)):
+                pairs[:, o, a, b] = pairs[:, o, b, a] = jaccard(kept_paths[a, o], kept_paths[b, o]).cpu().numpy()
+                per_site = jaccard(kept_paths[a, o], kept_paths[b, o], per_site=True).cpu().numpy()
+                pairs_site[:, o, a, b] = pairs_site[:, o, b, a] = per_site
+    out.update(realized=realized, output_change=change, dead_share=dead, dead_share_site=dead_site, kept_site=kept_site,
+               jaccard=pairs, jaccard_site=pairs_site, dgr_kept_prediction=dgr_kept)
+    return out, sites, [a[0].numel() for a in acts]
 
 
 # ---- tables from cached results (what the notebooks show) ----
@@ -232,3 +247,66 @@ def dgr_kept_prediction(results: Any) -> "pd.Series":
         if not np.isnan(kept[:, c]).all()
     }
     return pd.Series(counts, name="kept the prediction")
+
+
+# ---- verification (pathlib_pw.experiments.verify) ----
+
+# Activations that round to exactly 0 on one machine and to a tiny positive value on another change
+# a neuron between dead and alive (2 of 6.1 M for MobileNetV2 between an AVX-512 and a plain build).
+DEAD_FLIPS = 4
+
+
+def tolerances(cached: Mapping[str, np.ndarray], fresh: Mapping[str, np.ndarray], report: Any) -> dict[str, np.ndarray]:
+    """Elementwise allowances (added to the float tolerance) for counts that rounding can move
+    although the masks are restored, and for the numbers of chaotic paths.
+
+    Dead shares count activations <= 0: up to ``DEAD_FLIPS`` activations per image may round to the
+    other side of 0, so a dead share moves by at most ``DEAD_FLIPS / kept`` (per site: / kept in the
+    site), the base sparsity by ``DEAD_FLIPS / neurons``.
+
+    Chaotic paths (DGR with gates starting at 1) are not restored on replay: up to ``d`` = (1 -
+    overlap) x (both kept counts) of their neurons differ from the recorded path, with the overlap
+    estimated (less three standard errors) for each image and level. From that, exact bounds for the
+    counts (the realized sparsity moves by at most d / neurons, where tied gates at the cut go
+    together; a dead share by at most d / kept; an overlap's intersection and union by at most d
+    each) and, for the output change, the share of the path that changed (those neurons sit at its
+    cut and carry little).
+    """
+    labels = [str(c) for c in cached["criteria"]]
+    levels = [float(v) for v in cached["levels"]]
+    overlap_index = [levels.index(float(v)) for v in cached["overlap_levels"]]
+    sizes = cached["site_sizes"].astype(np.float64)
+    neurons = sizes.sum()
+    kept = neurons * (1 - cached["realized"].astype(np.float64) / 100)  # (B, crit, levels)
+    kept_site = cached["kept_site"].astype(np.float64) * sizes  # (B, crit, overlap, sites)
+    changed = np.zeros_like(kept)
+    for check in report.chaotic().values():
+        label, image, ordinal = check.key.rsplit("|", 2)
+        c, i, j = labels.index(label.split("/")[-1]), int(image), int(ordinal)
+        if i < kept.shape[0] and j < kept.shape[2]:
+            changed[i, c, j] = (1 - (check.overlap_low or 0.0)) * 2 * kept[i, c, j]
+    d_o = changed[:, :, overlap_index]  # (B, crit, overlap)
+    kept_o = kept[:, :, overlap_index]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {
+            "base_sparsity": np.full(cached["base_sparsity"].shape, DEAD_FLIPS / neurons),
+            "realized": 100 * changed / neurons,
+            "dead_share": np.where(kept > 0, np.minimum((changed + DEAD_FLIPS) / kept, 1.0), 1.0),
+            "output_change": np.where(changed > 0, 1e-3 + changed / np.maximum(kept, 1), 0.0),
+            "kept_site": np.minimum(d_o[..., None] / sizes, 1.0),
+            "dead_share_site": np.where(kept_site > 0, np.minimum((d_o[..., None] + DEAD_FLIPS) / kept_site, 1.0), 1.0),
+        }
+        if not changed.any():
+            return out
+        jac = np.nan_to_num(cached["jaccard"].astype(np.float64))  # (B, overlap, crit, crit)
+        d_t, k_t = d_o.transpose(0, 2, 1), kept_o.transpose(0, 2, 1)  # (B, overlap, crit)
+        d_pair = d_t[..., :, None] + d_t[..., None, :]
+        union = (k_t[..., :, None] + k_t[..., None, :]) / (1 + jac)
+        out["jaccard"] = np.where(union > 0, np.minimum(d_pair * (1 + jac) / union, 1.0), 1.0)
+        jac_s = np.nan_to_num(cached["jaccard_site"].astype(np.float64))  # (B, overlap, crit, crit, sites)
+        ks = kept_site.transpose(0, 2, 1, 3)  # (B, overlap, crit, sites)
+        pair_s = ks[:, :, :, None] + ks[:, :, None, :]
+        union_s = pair_s / (1 + jac_s)
+        d_s = np.minimum(d_pair[..., None], pair_s)
+        out["jaccard_site"] = np.where(union_s > 0, np.minimum(d_s * (1 + jac_s) / union_s, 1.0), 1.0)
+    return out

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathways
+from pathlib_pw.experiments.verification import HALF_MAPS
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_grad
 
@@ -42,6 +44,7 @@ subset = first_images
 
 
 PER_IMAGE = {"names", "maps", "predicted", "probability"}
+TOLERANCES = {"maps": HALF_MAPS}
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
@@ -64,7 +67,10 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             target = probs.argmax(1)
             current = attribution_maps(model, xi, [m for m in methods if m not in pathway_methods], target=target)
             # each criterion scores once for all of this model's sparsities
-            paths = {c: extract_pathways(model, xi, c, levels, target, **pinned_options(c)) for c in pathway_methods}
+            paths = {}
+            for c in pathway_methods:
+                with decisions.images([i]), decisions.scope(f"{model_name}/{c}"):
+                    paths[c] = extract_pathways(model, xi, c, levels, target, **pinned_options(c))
             for j, s in enumerate(columns):
                 current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
                 for m, method in enumerate(methods):

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pathlib_pw import decisions
+from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
 from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
 from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_criteria
@@ -63,14 +65,15 @@ subset = first_images
 
 
 def verify_subset(config: Config, n: int) -> Config:
-    """What ``verify`` recomputes: every image, but only the first ``n`` measured cascade stages and the
-    first independent one. NeuronIntGrad pushes the alphas of all images through the network in one
-    batch, and float sums (so the neurons at the threshold) depend on the batch: a subset of the images
-    would not reproduce the cached maps bit for bit, a subset of the stages does."""
-    return dataclasses.replace(config, depth=max(1, n), independent=config.independent[:1])
+    """What ``verify`` recomputes: the first ``n`` images through the first measured cascade stage and
+    the first independent one. The cached run pushed all images through the network together, the
+    recomputation fewer: float sums differ, and the recorded threshold decisions
+    (:mod:`pathlib_pw.decisions`) absorb that."""
+    return dataclasses.replace(first_images(config, n), depth=1, independent=config.independent[:1])
 
 
 PER_IMAGE = {"names", "predicted", "probability", "stage_predicted", "cascading", "independent", "example_maps"}
+TOLERANCES = {"example_maps": HALF_MAPS, "cascading": SIMILARITIES, "independent": SIMILARITIES}
 
 
 def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.ndarray]:
@@ -122,13 +125,14 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         probs = model(x).softmax(1)
     target = probs.argmax(1)
 
-    def maps_now() -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    def maps_now(stage: str) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         with torch.no_grad():
             predicted = model(x).argmax(1).cpu().numpy()
-        return attribution_maps(model, x, methods, config.sparsity, target, options), predicted
+        with decisions.images(range(len(x))), decisions.scope(stage):
+            return attribution_maps(model, x, methods, config.sparsity, target, options), predicted
 
     bar = tqdm(total=1 + len(measured) + len(config.independent), disable=not progress, desc="sanity stages")
-    trained, _ = maps_now()
+    trained, _ = maps_now("original")
     bar.update()
     cascade_labels = ["original"] + measured
     examples = [s for s in config.example_stages if s in cascade_labels]
@@ -151,14 +155,14 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             if label not in measured:
                 continue
             j = cascade_labels.index(label)
-            maps, stage_predicted[:, j] = maps_now()
+            maps, stage_predicted[:, j] = maps_now(f"cascading/{label}")
             cascading[:, j] = _compare(trained, maps, methods)
             keep_example(label, maps)
             bar.update()
     independent = np.zeros((len(x), len(config.independent), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
     for j, label in enumerate(config.independent):
         with randomized(model, labels[label], config.seed, config.std):
-            maps, _ = maps_now()
+            maps, _ = maps_now(f"independent/{label}")
         independent[:, j] = _compare(trained, maps, methods)
         bar.update()
     bar.close()

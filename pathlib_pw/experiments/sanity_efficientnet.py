@@ -5,9 +5,9 @@ randomized on the way down)."""
 
 from __future__ import annotations
 
-from pathlib_pw.experiments.sanity import PER_IMAGE, Config, cached_part, run, subset, verify_subset
+from pathlib_pw.experiments.sanity import PER_IMAGE, TOLERANCES, Config, cached_part, run, subset, verify_subset
 
-__all__ = ["PER_IMAGE", "Config", "cached_part", "config", "run", "subset", "verify_subset"]
+__all__ = ["PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "subset", "verify_subset"]
 
 MEASURE_AT = ("classifier", "head", "block_12", "block_9", "block_6", "block_3", "block_0", "stem")
 

@@ -24,6 +24,15 @@ def test_hand_net():
     assert [m[0].tolist() for m in path.masks] == [[T, T, F], [T, T, F]]
 
 
+def test_base_share_on_an_exact_percent_goes_one_past_it():
+    # x = (-1, 2): a1 = relu(-1, 2, -3) = (0, 2, 0), a2 = relu(1, 2, 0) = (1, 2, 0): 3 of 6 neurons
+    # dead, base sparsity exactly 0.5 -> p = int(50) + 1 = 51 (ceil(50) would give 50)
+    model, x = nets.HandNet().double(), nets.hand_input(values=(-1.0, 2.0))
+    path = pw.extract_pathway(model, x, "active_subnet")
+    assert float(path.info["base_sparsity"][0]) == 0.5
+    assert float(path.info["requested_sparsity"][0]) == 51
+
+
 @pytest.mark.parametrize("net", [nets.tiny_cnn, nets.tiny_resnet, nets.tiny_relu6])
 def test_matches_reference_and_mct(net):
     model = net()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,30 @@ def test_save_writes_config_and_arrays_and_replaces_atomically(tmp_path):
     cache.save(directory, "toy", Toy(scale=5.0), {"x": np.ones(2)}, {})
     assert np.array_equal(cache.load(directory)["x"], np.ones(2))
     assert sorted(p.name for p in directory.parent.iterdir()) == ["toy"]
+
+
+def test_save_failing_after_the_configuration_is_written_keeps_the_old_result(tmp_path, monkeypatch):
+    directory = tmp_path / "toy"
+    cache.save(directory, "toy", Toy(), {"x": np.arange(3.0)}, {})
+
+    def fail(*args, **kwargs):
+        assert (Path(args[0]).parent / "config.json").exists()  # the configuration is already written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.np, "savez_compressed", fail)
+    with pytest.raises(OSError, match="disk full"):
+        cache.save(directory, "toy", Toy(scale=5.0), {"x": np.ones(2)}, {})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    assert np.array_equal(cache.load(directory)["x"], np.arange(3.0))
+    assert cache.is_current(directory, "toy", Toy()) and not cache.is_current(directory, "toy", Toy(scale=5.0))
+
+
+def test_is_current_needs_the_arrays_too(tmp_path):
+    directory = tmp_path / "toy"
+    cache.save(directory, "toy", Toy(), {"x": np.zeros(1)}, {})
+    (directory / "arrays.npz").unlink()
+    assert (directory / "config.json").exists() and not cache.is_current(directory, "toy", Toy())
 
 
 def test_failed_save_leaves_old_results_and_no_partial_directory(tmp_path):
@@ -75,33 +100,65 @@ def test_load_or_run_computes_once_then_reads_the_cache(smoke_root, monkeypatch)
 
     monkeypatch.setattr(experiments.maps_vs_sparsity, "run", counting_run)
     first = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    config = experiments.get_config("maps_vs_sparsity", "smoke")
+    # the run, then the part that verify recomputes (its self-check), then nothing: read from the cache
+    assert calls == [config, experiments.maps_vs_sparsity.subset(config, 1)]
     second = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
-    assert len(calls) == 1
+    assert len(calls) == 2
     np.testing.assert_array_equal(first["maps"], second["maps"])
     assert (smoke_root / "smoke" / "maps_vs_sparsity" / "config.json").exists()
     # a variation is computed for the caller and never written over the profile's cache
     varied = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False, sparsities=(50.0,))
-    assert len(calls) == 2 and varied["maps"].shape[2] == 1
+    assert len(calls) == 3 and varied["maps"].shape[2] == 1
     assert cache.load(smoke_root / "smoke" / "maps_vs_sparsity")["maps"].shape[2] == 2
 
 
 def test_verify_accepts_the_committed_code_and_rejects_a_tampered_cache(smoke_root):
     experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
-    report = experiments.verify("maps_vs_sparsity", "smoke", n_images=1)
-    assert max(report.values()) <= 1e-5
+    result = experiments.verify("maps_vs_sparsity", "smoke")
+    assert result.ok and result.status == "matches exactly", result.text()
     directory = smoke_root / "smoke" / "maps_vs_sparsity"
     results = cache.load(directory)
     arrays = dict(results.arrays)
     arrays["output_change"] = arrays["output_change"] + 0.01
     config = experiments.get_config("maps_vs_sparsity", "smoke")
-    cache.save(directory, "maps_vs_sparsity", config, arrays, results.meta)
+    cache.save(directory, "maps_vs_sparsity", config, arrays, results.meta, cache.load_decisions(directory))
+    result = experiments.verify("maps_vs_sparsity", "smoke")
+    assert not result.ok and result.status == "DIFFERS"
+    assert "output_change  DIFFERS" in result.text()
     with pytest.raises(AssertionError, match="output_change"):
-        experiments.verify("maps_vs_sparsity", "smoke", n_images=1)
+        result.assert_ok()
 
 
 def test_verify_without_a_cache_says_how_to_make_one(smoke_root):
     with pytest.raises(AssertionError, match="python -m pathlib_pw run maps_vs_sparsity --profile smoke"):
         experiments.verify("maps_vs_sparsity", "smoke")
+
+
+def test_verify_of_a_cache_without_decision_records_says_to_recompute(smoke_root):
+    experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    (smoke_root / "smoke" / "maps_vs_sparsity" / cache.DECISIONS_FILE).unlink()
+    with pytest.raises(AssertionError, match="--force"):
+        experiments.verify("maps_vs_sparsity", "smoke")
+    experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False, force=True)
+    with pytest.raises(ValueError, match="n_images must be between 1 and 1"):
+        experiments.verify("maps_vs_sparsity", "smoke", n_images=2)
+
+
+def test_a_result_that_does_not_verify_against_itself_is_not_cached(smoke_root, monkeypatch):
+    real_run = experiments.maps_vs_sparsity.run
+    calls = []
+
+    def drifting(config, device="cpu", progress=True):
+        out = real_run(config, device=device, progress=progress)
+        calls.append(1)
+        out["output_change"] = out["output_change"] + 0.01 * len(calls)  # each run computes something else
+        return out
+
+    monkeypatch.setattr(experiments.maps_vs_sparsity, "run", drifting)
+    with pytest.raises(RuntimeError, match="does not verify against itself"):
+        experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    assert not (smoke_root / "smoke").exists() or not any((smoke_root / "smoke").iterdir())
 
 
 def test_bad_experiment_and_profile_names():
@@ -124,29 +181,3 @@ def test_paths_smoke_run_is_reproducible_and_consistent(smoke_root):
     np.testing.assert_allclose(np.diag(jac), 1.0)
     np.testing.assert_allclose(jac, jac.T)
     assert a["realized"][0, labels.index("Random"), 0] == pytest.approx(50.0, abs=0.1)
-
-
-def test_verify_recomputes_with_the_thread_count_of_the_cache(smoke_root, monkeypatch):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
-    finally:
-        torch.set_num_threads(before)
-    assert cache.load(smoke_root / "smoke" / "maps_vs_sparsity").meta["threads"] == 1
-    seen = []
-    real_run = experiments.maps_vs_sparsity.run
-
-    def spy(config, device="cpu", progress=True):
-        seen.append(torch.get_num_threads())
-        return real_run(config, device=device, progress=progress)
-
-    monkeypatch.setattr(experiments.maps_vs_sparsity, "run", spy)
-    torch.set_num_threads(2)
-    try:
-        experiments.verify("maps_vs_sparsity", "smoke", n_images=1)  # would differ if run on 2 threads
-        assert seen == [1] and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)

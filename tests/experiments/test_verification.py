@@ -1,0 +1,140 @@
+"""The results check holds on any machine and fails when the code computes something else.
+
+Rules of the comparison against literal expectations; then, on small cached results, the check
+rejects a criterion's sparsity shifted by 1 %, NeuronIntGrad with other alphas and one image's maps
+swapped, and accepts recomputations with another thread count, another batch split and (in a
+subprocess) other SIMD instruction sets, where floats do differ."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib_pw import cache, experiments
+from pathlib_pw.experiments import maps_vs_sparsity, qualitative
+from pathlib_pw.experiments.verification import EXACT, FLOATS, MAPS, Tolerance, compare
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_exact_kinds_must_agree_exactly():
+    assert compare("p", np.array([1, 2]), np.array([1, 2]), FLOATS).status == "exact"
+    check = compare("p", np.array([1, 3]), np.array([1, 2]), FLOATS)
+    assert check.status == "DIFFERS" and check.differing == 1 and check.tolerance is EXACT
+    assert compare("n", np.array(["a"]), np.array(["b"]), FLOATS).status == "DIFFERS"
+
+
+def test_floats_within_and_beyond_the_tolerance():
+    cached = np.array([1.0, 0.5, np.nan], dtype=np.float32)
+    assert compare("x", cached, cached, FLOATS).status == "exact"
+    near = compare("x", cached * (1 + 5e-5), cached, FLOATS)
+    assert near.status == "within tolerance" and near.outside == 0 and near.differing == 2
+    far = compare("x", cached + 1e-3, cached, FLOATS)
+    assert far.status == "DIFFERS" and far.outside == 2 and far.largest == pytest.approx(1e-3, rel=1e-3)
+    nan = compare("x", np.array([1.0, 0.5, 0.0]), cached, FLOATS)
+    assert nan.status == "DIFFERS" and "NaN on one side" in nan.problem
+    assert compare("x", cached[:2], cached, FLOATS).status == "DIFFERS"
+    elementwise = compare("x", cached + np.array([0.0, 0.2, 0.0]), cached, FLOATS, extra=np.array([0.0, 0.3, 0.0]))
+    assert elementwise.status == "within tolerance"
+
+
+def test_maps_may_move_in_a_small_share_of_pixels_by_a_bounded_amount():
+    cached = np.zeros((2, 10, 10), dtype=np.float32)
+    moved = cached.copy()
+    moved[0, 0, :2] = 0.2  # 2 % of one map's pixels, below the limit
+    assert compare("maps", moved, cached, MAPS).status == "within tolerance"
+    moved[0, 0, :3] = 0.2  # 3 % of that map
+    assert "maps have more than 2 pixels" in compare("maps", moved, cached, MAPS).problem
+    moved = cached.copy()
+    moved[0, 0, 0] = 0.3  # one pixel, beyond the limit
+    assert "largest difference" in compare("maps", moved, cached, MAPS).problem
+    spread = cached.copy()
+    spread[:, 0, :2] = 0.2  # 2 % in each map: allowed per map
+    assert compare("maps", spread, cached, MAPS).status == "within tolerance"
+    assert compare("maps", spread, cached, Tolerance(share=0.01, limit=1.0)).status == "DIFFERS"
+
+
+@pytest.fixture
+def smoke_root(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
+    return tmp_path
+
+
+# ---- sensitive: something else computed is caught ----
+
+def test_a_criterion_sparsity_shifted_by_one_percent_is_caught(smoke_root, monkeypatch):
+    experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    mct = sys.modules["pathlib_pw.criteria.mct"]
+    real = mct.threshold_pathway
+    monkeypatch.setattr(mct, "threshold_pathway", lambda scores, p, *a, **k: real(scores, p + 1.0, *a, **k))
+    result = experiments.verify("maps_vs_sparsity", "smoke")
+    assert result.status == "DIFFERS"
+    problems = result.replay.problems()
+    assert problems and all(p.startswith("NeuronMCT|0|") for p in problems)
+    assert "more neurons changed than rounding can explain" in problems[0]
+
+
+def test_neuron_intgrad_with_other_alphas_is_caught(smoke_root, monkeypatch):
+    experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    intgrad = sys.modules["pathlib_pw.criteria.intgrad"]
+    monkeypatch.setattr(intgrad, "intended_alphas", lambda steps=10: (torch.arange(steps + 1, dtype=torch.float64) + 0.5) / (steps + 1))
+    result = experiments.verify("maps_vs_sparsity", "smoke")
+    assert result.status == "DIFFERS"
+    assert any(p.startswith("NeuronIntGrad|0|") for p in result.replay.problems())
+
+
+def test_one_image_maps_swapped_are_caught(smoke_root):
+    experiments.load_or_run("qualitative", "smoke", progress=False)
+    directory = smoke_root / "smoke" / "qualitative"
+    results = cache.load(directory)
+    arrays = dict(results.arrays)
+    arrays["maps"] = arrays["maps"][[1, 0]]
+    cache.save(directory, "qualitative", experiments.get_config("qualitative", "smoke"), arrays, results.meta,
+               cache.load_decisions(directory))
+    result = experiments.verify("qualitative", "smoke")
+    assert result.status == "DIFFERS" and result.replay.ok
+    assert [a.name for a in result.arrays if a.problem] == ["maps"]
+
+
+# ---- robust: rounding differences pass ----
+
+def test_another_thread_count_passes(smoke_root):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+        torch.set_num_threads(1)
+        result = experiments.verify("maps_vs_sparsity", "smoke")
+    finally:
+        torch.set_num_threads(before)
+    assert result.ok, result.text()
+
+
+def test_another_batch_split_passes(smoke_root, monkeypatch):
+    """Cached with two images in one batch, verified with the first alone: float sums differ."""
+    two = dataclasses.replace(maps_vs_sparsity.config("smoke"), images=("chelsea", "coffee"))
+    monkeypatch.setattr(maps_vs_sparsity, "config", lambda profile: two)
+    experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
+    result = experiments.verify("maps_vs_sparsity", "smoke")
+    assert result.ok, result.text()
+    assert result.status != "matches exactly"  # the batch split did change floats
+    assert len(result.replay.checks) == 4  # one image, two criteria, two sparsities
+
+
+def test_other_simd_instruction_sets_pass(smoke_root):
+    """A machine without AVX-512 (or without any SIMD), simulated: torch, oneDNN and MKL told to use
+    less of this CPU. The cache was computed with everything this CPU has."""
+    experiments.load_or_run("qualitative", "smoke", progress=False)
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+           "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "OMP_NUM_THREADS": "1", cache.RESULTS_ENV: str(smoke_root)}
+    done = subprocess.run([sys.executable, "-m", "pathlib_pw", "verify", "qualitative", "--profile", "smoke"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "qualitative/smoke: matches within floating-point tolerance" in done.stdout, done.stdout

@@ -1,0 +1,252 @@
+"""Recorded and replayed threshold decisions (pathlib_pw.decisions): the sketches against literal set
+arithmetic, the replay's limits (capacity, band, exact, chaotic), image keys and scopes, and a Greedy
+run whose rounding is perturbed: free-running it leaves the recorded path, replayed it stays on it."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib_pw import decisions
+from pathlib_pw.decisions import DecisionLog, Rounding
+from pathlib_pw.pathway import global_threshold, remove_lowest
+from tests import nets
+
+LOOSE = Rounding("threshold", capacity=0.1, band=1.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sketch_difference_recovers_the_symmetric_difference(seed):
+    rng = np.random.default_rng(seed)
+    recorded = np.flatnonzero(rng.random(200_000) < 0.3)
+    fresh = np.setdiff1d(recorded, rng.choice(recorded, 40, replace=False))
+    added = rng.choice(np.setdiff1d(np.arange(200_000), recorded), 25, replace=False)
+    fresh = np.union1d(fresh, added)
+    decoded = decisions.difference(decisions.sketch(fresh, 120), decisions.sketch(recorded, 120))
+    assert decoded is not None
+    only_fresh, only_recorded = decoded
+    assert only_fresh == sorted(set(fresh.tolist()) - set(recorded.tolist()))
+    assert only_recorded == sorted(set(recorded.tolist()) - set(fresh.tolist()))
+    assert decisions.difference(decisions.sketch(recorded, 120), decisions.sketch(recorded, 120)) == ([], [])
+
+
+def test_sketch_difference_gives_up_beyond_its_capacity():
+    rng = np.random.default_rng(0)
+    recorded = np.flatnonzero(rng.random(100_000) < 0.5)
+    fresh = np.flatnonzero(rng.random(100_000) < 0.5)
+    assert decisions.difference(decisions.sketch(fresh, 60), decisions.sketch(recorded, 60)) is None
+
+
+def test_python_and_numpy_hash_agree():
+    values = [0, 1, 12345, 2**31 + 7, 2**40]
+    expected = decisions._mix(np.array(values, dtype=np.uint64), 2).tolist()
+    assert [decisions._mix_int(v, 2) for v in values] == expected
+
+
+def test_minhash_overlap_estimate_is_unbiased_within_its_error():
+    rng = np.random.default_rng(1)
+    z = []
+    for _ in range(20):
+        a = np.flatnonzero(rng.random(300_000) < 0.1)
+        b = np.union1d(a[rng.random(a.size) < 0.97], np.flatnonzero(rng.random(300_000) < 0.002))
+        truth = np.intersect1d(a, b).size / np.union1d(a, b).size
+        j, se = decisions.overlap_estimate(decisions.minhash(a), decisions.minhash(b))
+        z.append((j - truth) / se)
+    assert abs(np.mean(z)) < 1.0 and 0.5 < np.std(z) < 1.6
+
+
+def _scores(seed: int = 0, batch: int = 2) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch, 4, 10, 10, generator=g), torch.rand(batch, 300, generator=g)]
+
+
+def _near_cut_swap(scores: list[torch.Tensor], p: float) -> tuple[list[torch.Tensor], int]:
+    """The scores with the two neurons on either side of image 0's cut exchanged: one changes."""
+    flat = torch.cat([s[0].flatten() for s in scores])
+    order = flat.argsort()
+    k = int(p / 100 * (flat.numel() - 1))
+    below, above = int(order[k]), int(order[k + 1])
+    swapped = flat.clone()
+    swapped[below], swapped[above] = flat[above], flat[below]
+    out = [s.clone() for s in scores]
+    start = 0
+    for s, o in zip(scores, out):
+        n = s[0].numel()
+        o[0].view(-1).copy_(swapped[start : start + n])
+        start += n
+    return out, below
+
+
+def test_outside_a_session_masks_pass_through():
+    scores = _scores()
+    masks, cut = global_threshold(scores, torch.tensor([50.0, 50.0], dtype=torch.float64))
+    direct = [s > cut.view(-1, *([1] * (s.dim() - 1))) for s in scores]
+    assert all(torch.equal(a, b) for a, b in zip(masks, direct))
+
+
+def test_replay_restores_the_recorded_mask_and_counts_the_change():
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    with decisions.recording() as log, decisions.criterion(LOOSE):
+        recorded, _ = global_threshold(scores, level)
+    perturbed, neuron = _near_cut_swap(scores, 50.0)
+    free, _ = global_threshold(perturbed, level)
+    assert sum(int((a != b).sum()) for a, b in zip(free, recorded)) == 2  # one out, one in
+    with decisions.replaying(log) as report, decisions.criterion(LOOSE):
+        replayed, _ = global_threshold(perturbed, level)
+    assert all(torch.equal(a, b) for a, b in zip(replayed, recorded))
+    assert report.ok and report.changed == 2
+    assert [c.changed for c in report.checks] == [2, 0]
+    assert report.checks[0].worst_band < 0.01
+
+
+def test_replay_rejects_more_changes_than_the_capacity():
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    tight = Rounding("threshold", capacity=1e-4, band=1.0)  # 1 neuron of 700
+    with decisions.recording() as log, decisions.criterion(tight):
+        global_threshold(scores, level)
+    shifted = torch.tensor([51.0, 50.0], dtype=torch.float64)  # 1 % of the neurons more removed
+    with decisions.replaying(log) as report, decisions.criterion(tight):
+        global_threshold(scores, shifted)
+    assert not report.ok
+    assert "more neurons changed than rounding can explain" in report.checks[0].problem or "changed (at most" in report.checks[0].problem
+    assert report.checks[1].ok
+
+
+def test_replay_rejects_a_change_far_from_the_cut():
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    narrow = Rounding("threshold", capacity=0.01, band=0.05)
+    with decisions.recording() as log, decisions.criterion(narrow):
+        global_threshold(scores, level)
+    moved = [s.clone() for s in scores]
+    top = int(moved[1][0].argmax())
+    moved[1][0, top] = 0.0  # the best neuron of image 0 drops below the cut
+    with decisions.replaying(log) as report, decisions.criterion(narrow):
+        global_threshold(moved, level)
+    check = report.checks[0]
+    assert not check.ok and "from the cut" in check.problem and check.worst_band > 0.3
+
+
+def test_exact_decisions_allow_no_change():
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    with decisions.recording() as log:  # the default rounding is exact
+        global_threshold(scores, level)
+    perturbed, _ = _near_cut_swap(scores, 50.0)
+    with decisions.replaying(log) as report:
+        global_threshold(perturbed, level)
+    assert not report.ok and report.checks[0].problem
+
+
+def test_chaotic_decisions_are_compared_by_overlap_and_not_restored():
+    chaotic = Rounding("chaotic", overlap=0.95)
+    scores, level = _scores(batch=1), torch.tensor([50.0], dtype=torch.float64)
+    with decisions.recording() as log, decisions.criterion(chaotic):
+        global_threshold(scores, level)
+    perturbed, _ = _near_cut_swap(scores, 50.0)
+    with decisions.replaying(log) as report, decisions.criterion(chaotic):
+        masks, _ = global_threshold(perturbed, level)
+    check = report.checks[0]
+    assert check.ok and not check.restored and 0.9 < check.overlap <= 1.0
+    fresh, _ = global_threshold(perturbed, level)
+    assert all(torch.equal(a, b) for a, b in zip(masks, fresh))
+    with decisions.replaying(log) as report, decisions.criterion(chaotic):
+        global_threshold(scores, torch.tensor([80.0], dtype=torch.float64))
+    assert not report.ok and "overlaps the recorded one" in report.checks[0].problem
+
+
+def test_image_keys_let_a_replay_batch_differently():
+    scores, level = _scores(batch=3), torch.tensor([30.0, 50.0, 70.0], dtype=torch.float64)
+    with decisions.recording() as log, decisions.criterion(LOOSE), decisions.images([10, 11, 12]):
+        recorded, _ = global_threshold(scores, level)
+    one = [s[1:2] for s in scores]
+    with decisions.replaying(log, complete=False) as report, decisions.criterion(LOOSE), decisions.images([11]):
+        replayed, _ = global_threshold(one, level[1:2])
+    assert report.ok and [c.key for c in report.checks] == ["|11|0"]
+    assert all(torch.equal(a, b[1:2]) for a, b in zip(replayed, recorded))
+    with decisions.replaying(log) as report, decisions.criterion(LOOSE), decisions.images([11]):
+        global_threshold(one, level[1:2])
+    assert sorted(report.unused) == ["|10|0", "|12|0"] and not report.ok
+    with decisions.replaying(log) as report, decisions.criterion(LOOSE), decisions.images([13]):
+        global_threshold(one, level[1:2])
+    assert report.missing == ["|13|0"] and not report.ok
+
+
+def test_scopes_and_ordinals_name_each_decision():
+    scores, level = _scores(batch=1), torch.tensor([50.0], dtype=torch.float64)
+    with decisions.recording(only=[0]) as log, decisions.images([0]):
+        with decisions.scope("a"), decisions.scope("b"):
+            global_threshold(scores, level)
+            global_threshold(scores, level)
+        with decisions.scope("c"):
+            global_threshold(scores, level)
+    assert list(log.records) == ["a/b|0|0", "a/b|0|1", "c|0|0"]
+    with decisions.recording(only=[1]) as log, decisions.images([0]):
+        global_threshold(scores, level)
+    assert len(log) == 0
+    with pytest.raises(ValueError, match="image keys"):
+        with decisions.recording(), decisions.images([0, 1]):
+            global_threshold(scores, level)
+
+
+def test_decision_log_round_trips_through_a_file(tmp_path):
+    scores = _scores()
+    with decisions.recording() as log:
+        with decisions.criterion(LOOSE):
+            global_threshold(scores, torch.tensor([40.0, 60.0], dtype=torch.float64))
+        with decisions.criterion(Rounding("chaotic", overlap=0.9)):
+            global_threshold(scores, torch.tensor([40.0, 60.0], dtype=torch.float64))
+    log.save(tmp_path / "d.npz")
+    back = DecisionLog.load(tmp_path / "d.npz")
+    assert list(back.records) == list(log.records)
+    for key, record in log.records.items():
+        other = back.records[key]
+        assert (other.kind, other.neurons, other.kept, other.cut, other.complement) == (
+            record.kind, record.neurons, record.kept, record.cut, record.complement)
+        if record.sketch is None:
+            assert other.sketch is None
+        else:
+            for field in ("count", "keys", "checks"):
+                assert np.array_equal(getattr(other.sketch, field), getattr(record.sketch, field))
+        assert np.array_equal(other.signature, record.signature)
+        assert np.array_equal(other.site_kept, record.site_kept)
+
+
+def test_remove_lowest_is_replayed_too():
+    scores = _scores(batch=1)
+    count = torch.tensor([350])
+    with decisions.recording() as log, decisions.criterion(LOOSE):
+        recorded = remove_lowest(scores, count)
+    perturbed, _ = _near_cut_swap(scores, 349 / 699 * 100)
+    with decisions.replaying(log) as report, decisions.criterion(LOOSE):
+        replayed = remove_lowest(perturbed, count)
+    assert report.ok and report.changed == 2
+    assert all(torch.equal(a, b) for a, b in zip(replayed, recorded))
+
+
+def test_greedy_stays_on_the_recorded_path_when_rounding_differs(monkeypatch):
+    """Greedy's 20 rounds each re-score through the masked net. Noise on the gradients (3 %: more
+    than rounding gives, so that the tiny net's few neurons change) moves neurons near each round's
+    cut and, free-running, every later round. Replayed, each round's changes are restored and the
+    final path is the recorded one."""
+    greedy = sys.modules["pathlib_pw.criteria.greedy"]
+    model, x = nets.tiny_cnn(), nets.images(2)
+    loose = Rounding("threshold", capacity=0.05, band=5.0)
+    with decisions.recording() as log, decisions.criterion(loose):
+        recorded = greedy.greedy(model, x, [torch.full((2,), 20.0, dtype=torch.float64)], None, "intended")[0]
+    real = greedy.activations_and_gradients
+    g = torch.Generator().manual_seed(0)
+
+    def noisy(*args, **kwargs):
+        logits, acts, grads, names, tgt = real(*args, **kwargs)
+        grads = [gr * (1 + 3e-2 * torch.randn(gr.shape, generator=g, dtype=gr.dtype)) for gr in grads]
+        return logits, acts, grads, names, tgt
+
+    monkeypatch.setattr(greedy, "activations_and_gradients", noisy)
+    free = greedy.greedy(model, x, [torch.full((2,), 20.0, dtype=torch.float64)], None, "intended")[0]
+    assert any(not torch.equal(a, b) for a, b in zip(free.masks, recorded.masks))
+    with decisions.replaying(log) as report, decisions.criterion(loose):
+        replayed = greedy.greedy(model, x, [torch.full((2,), 20.0, dtype=torch.float64)], None, "intended")[0]
+    assert report.ok and report.changed > 0 and len(report.checks) == 2 * 20
+    assert all(torch.equal(a, b) for a, b in zip(replayed.masks, recorded.masks))
