@@ -1,7 +1,7 @@
 """Threshold decisions, recorded and replayed: cached results that can be checked on any machine.
 
 Every mask in pathlib_pw comes out of a threshold decision: per image, scores in, keep-mask out
-(:func:`pathlib_pw.pathway.global_threshold`, :func:`~pathlib_pw.pathway.remove_lowest`). Float sums
+(:func:`pathlib_pw.thresholds.global_threshold`, :func:`~pathlib_pw.thresholds.remove_lowest`). Float sums
 differ between CPUs, thread counts, batch splits and GPUs; a neuron whose score sits near the cut may
 land on the other side, and in an iterative criterion (Greedy's 99 rounds) one changed neuron changes
 every later round. A cached result can therefore not be recomputed bit for bit on another machine,

@@ -15,7 +15,8 @@ from torch import nn
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathway
-from pathlib_pw.pathway import Pathway, per_image
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import per_image
 from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
 
 SALIENCY_METHODS = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")

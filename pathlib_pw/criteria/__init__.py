@@ -23,7 +23,8 @@ from pathlib_pw.criteria.random import random_path
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw import decisions
 from pathlib_pw.decisions import EXACT, Rounding
-from pathlib_pw.pathway import Pathway, as_percent
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.thresholds import as_percent
 from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifier_modules
 
 CRITERIA: dict[str, Callable[..., Pathway]] = {

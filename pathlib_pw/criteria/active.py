@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.mct import neuron_mct_scores
-from pathlib_pw.pathway import Pathway, threshold_pathway
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.thresholds import threshold_pathway
 
 
 def base_sparsity(activations: list[torch.Tensor]) -> torch.Tensor:

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.pathway import Pathway, per_image, threshold_pathway
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import per_image
+from pathlib_pw.thresholds import threshold_pathway
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
 
 INITS = ("1", "r")

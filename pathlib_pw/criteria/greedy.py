@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
-from pathlib_pw.pathway import Pathway, global_threshold, masking, per_image, remove_lowest
+from pathlib_pw.pathway import Pathway, masking
+from pathlib_pw.selection import per_image
+from pathlib_pw.thresholds import global_threshold, remove_lowest
 from pathlib_pw.sites import activations_and_gradients
 
 

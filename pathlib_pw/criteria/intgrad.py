@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import fx, nn
 
-from pathlib_pw.pathway import Pathway, global_threshold
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.thresholds import global_threshold
 from pathlib_pw.sites import RECTIFIER_TYPES, evaluating, hooked, record_activations, resolve_target, site_names
 
 DEFAULT_STEPS = 10

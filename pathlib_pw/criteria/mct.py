@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, threshold_pathway
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.thresholds import threshold_pathway
 from pathlib_pw.sites import activations_and_gradients
 
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.pathway import Pathway, map_images
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import map_images
 from pathlib_pw.sites import record_activations, resolve_target
 
 
