@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import models
+from pathlib_pw.imagenet import preprocess
 
 __all__ = [
     "IMAGENET_VAL_ENV",
@@ -128,7 +128,7 @@ def load_photos(names: Sequence[str] | str | None = None, size: int = 224) -> tu
         names = [names]
     names = list(names)
     images = [load_photo(n) for n in names]  # validates every name first
-    return models.preprocess(images, size=size), names
+    return preprocess(images, size=size), names
 
 
 _LAYOUT = (
@@ -197,7 +197,7 @@ def iter_imagenet_val(
     chosen = _select(files, n, seed)
     for start in range(0, len(chosen), batch_size):
         names = chosen[start : start + batch_size]
-        yield models.preprocess([_read_rgb(path / f) for f in names], size=size), names
+        yield preprocess([_read_rgb(path / f) for f in names], size=size), names
 
 
 def load_imagenet_val(

@@ -1,11 +1,10 @@
-"""Path metrics (PAPER.md sections 2 and 5): overlap, dead-neuron share, output change."""
+"""Path metrics (PAPER.md sections 2 and 5): overlap, base sparsity and dead-neuron share, output change."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-
 import torch
 from torch import nn
 
@@ -31,6 +30,13 @@ def jaccard(a: Pathway, b: Pathway, per_site: bool = False) -> torch.Tensor:
         inter = sum((m & n).flatten(1).sum(1, dtype=torch.float64) for m, n in zip(a.masks, b.masks))
         union = sum((m | n).flatten(1).sum(1, dtype=torch.float64) for m, n in zip(a.masks, b.masks))
     return (inter / union).float()
+
+
+def base_sparsity(activations: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Share (0..1) of neurons with activation <= 0 in the unpruned network, per image (B,)."""
+    dead = sum((a <= 0).flatten(1).sum(1, dtype=torch.float64) for a in activations)
+    total = sum(a[0].numel() for a in activations)
+    return (dead / total).cpu()
 
 
 def dead_share(path: Pathway, activations: Sequence[torch.Tensor], per_site: bool = False) -> torch.Tensor:

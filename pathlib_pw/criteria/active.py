@@ -6,15 +6,9 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.mct import neuron_mct_scores
+from pathlib_pw.metrics import base_sparsity
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.thresholds import threshold_pathway
-
-
-def base_sparsity(activations: list[torch.Tensor]) -> torch.Tensor:
-    """Share (0..1) of neurons with activation <= 0 in the unpruned network, per image (B,)."""
-    dead = sum((a <= 0).flatten(1).sum(1, dtype=torch.float64) for a in activations)
-    total = sum(a[0].numel() for a in activations)
-    return (dead / total).cpu()
 
 
 def active_subnet(

@@ -17,10 +17,9 @@ from tqdm import tqdm
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways
-from pathlib_pw.criteria.active import base_sparsity
 from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
-from pathlib_pw.metrics import dead_share, jaccard, output_change
+from pathlib_pw.metrics import base_sparsity, dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
 
 
