@@ -8,10 +8,15 @@ each image follows exactly the trajectory it would follow alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
+from pathlib_pw.criteria.spec import CHAOTIC, SHARP, CriterionSpec
+from pathlib_pw.decisions import Rounding
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import per_image
 from pathlib_pw.thresholds import threshold_pathway
@@ -24,7 +29,7 @@ GATE_SHAPES = ("neuron", "channel")
 def dgr(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: list[torch.Tensor],
+    levels: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     init: str = "1",
@@ -38,6 +43,9 @@ def dgr(
     seed: torch.Tensor | int = 0,
 ) -> list[Pathway]:
     """Keep the neurons whose trained gate lies above the global ``sparsity``-th percentile.
+
+    ``levels``: sparsities in percent, one (B,) tensor per level; returns one Pathway per level, all
+    from one optimization of the gates.
 
     Args:
         init: ``"1"`` (gates start at 1) or ``"r"`` (gates start Uniform(0, 1) and, for images where no
@@ -88,7 +96,7 @@ def dgr(
             scores, level, names, "dgr", target=tgt.cpu(), kept_prediction=best.kept.cpu(), best_loss=best.loss.cpu(),
             final_lambda=lams.cpu(), retries=retries, init=init, gates=gates,
         )
-        for level in sparsity
+        for level in levels
     ]
 
 
@@ -166,3 +174,14 @@ def _optimize(
         g[failed] = a[failed]
     best_kept.loss = torch.where(failed, best_any.loss, best_kept.loss)
     return best_kept
+
+
+def _rounding(options: Mapping[str, Any]) -> Rounding:
+    return CHAOTIC if str(options.get("init", "1")) == "1" else SHARP
+
+
+SPEC = CriterionSpec(
+    "dgr", dgr, "Distillation Guided Routing: trained gates, the lowest removed",
+    options=("init", "lam", "lr", "momentum", "iterations", "clamp_max", "gates", "max_retries", "seed"),
+    seeded=True, rounding=_rounding,
+)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
+from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
 from pathlib_pw.pathway import Pathway, masking
 from pathlib_pw.selection import per_image
 from pathlib_pw.thresholds import global_threshold, remove_lowest
@@ -32,7 +33,7 @@ def _taylor(
 def greedy(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: list[torch.Tensor],
+    levels: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     step: float = 1.0,
@@ -49,6 +50,9 @@ def greedy(
     scores <= 0 replaced by the maximum, threshold at the ``i * step``-th percentile, then every
     neuron with score <= 0 put back. Neurons pruned in one round score 0 in the next and are restored,
     so masks oscillate and the requested ``sparsity`` is never used; ``rounds`` defaults to 99.
+
+    ``levels``: sparsities in percent, one (B,) tensor per level; returns one Pathway per level (an
+    intended run towards the largest level passes through the smaller ones).
     """
     if not (isinstance(step, (int, float)) and 0 < step < 100):
         raise ValueError(f"step must be a percentage in (0, 100), got {step!r}")
@@ -59,16 +63,16 @@ def greedy(
         return [
             Pathway.from_masks(masks, names, "greedy", requested_sparsity=level.float(), target=tgt.cpu(),
                                rounds=99 if rounds is None else rounds, variant=variant)
-            for level in sparsity
+            for level in levels
         ]
     # a run towards p passes exactly through the path of every p' < p that is a multiple of step
     shared = rounds is None and all(
         bool((level == level[0]).all()) and math.isclose(float(level[0]) / step, round(float(level[0]) / step))
-        for level in sparsity
+        for level in levels
     )
     if not shared:
-        return [_intended(model, x, [level], target, step, rounds)[0] for level in sparsity]
-    return _intended(model, x, sparsity, target, step, None)
+        return [_intended(model, x, [level], target, step, rounds)[0] for level in levels]
+    return _intended(model, x, levels, target, step, None)
 
 
 def _intended(
@@ -140,3 +144,9 @@ def _original_code(
         if i + 1 < rounds:  # the authors re-score once more after the last round; unused
             scores, _, _ = _taylor(model, x, tgt, masks, names)
     return masks, names, tgt
+
+
+SPEC = CriterionSpec(
+    "greedy", greedy, "iterative Taylor pruning through the masked network, the paper's pathological pruner",
+    options=("step", "rounds"), variants=("intended", "original_code"), rounding=BURSTY,
+)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import fx, nn
 
+from pathlib_pw.criteria.spec import INTEGRATED, CriterionSpec
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.thresholds import global_threshold
 from pathlib_pw.sites import RECTIFIER_TYPES, evaluating, hooked, record_activations, resolve_target, site_names
@@ -44,7 +45,7 @@ def original_code_alphas(steps: int = DEFAULT_STEPS) -> torch.Tensor:
 def neuron_intgrad(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: list[torch.Tensor],
+    levels: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     steps: int = DEFAULT_STEPS,
@@ -52,6 +53,9 @@ def neuron_intgrad(
     recompute: str = "auto",
 ) -> list[Pathway]:
     """Keep the neurons of highest integrated-gradient contribution (Khakzar et al., CVPR 2021).
+
+    ``levels``: sparsities in percent, one (B,) tensor per level; returns one Pathway per level, all
+    from one set of scores.
 
     Args:
         steps: number of alpha intervals; the authors used 10 (11 points).
@@ -90,7 +94,7 @@ def neuron_intgrad(
         scores = [(a * g).abs() for a, g in zip(acts, grads)]
         scored = len(names)
     paths = []
-    for level in sparsity:
+    for level in levels:
         masks, cut = global_threshold(scores[:scored], level)
         masks += [torch.ones_like(a, dtype=torch.bool) for a in acts[scored:]]
         paths.append(
@@ -363,3 +367,9 @@ def _split_for(model: nn.Module, names: list[str], strict: bool) -> _Split | Non
             raise RuntimeError("the fx trace of this model finds other rectifier sites than its forward hooks")
         return None
     return split
+
+
+SPEC = CriterionSpec(
+    "neuron_intgrad", neuron_intgrad, "integrated gradients of the logit with respect to each site, global threshold",
+    options=("steps", "alpha_chunk", "recompute"), variants=("intended", "original_code"), rounding=INTEGRATED,
+)

@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
-from pathlib_pw.criteria import extract_pathways
+from pathlib_pw.criteria import extract_pathways, spec
+from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.metrics import base_sparsity, dead_share, jaccard, output_change
@@ -111,7 +112,7 @@ def _batch(
     """Every per-image array of one batch of images (the first is image ``start`` of the experiment)."""
     overlap_index = [levels.index(level) for level in config.overlap_sparsities]
     crit = config.criteria
-    seeds = config.seed * 1_000_003 + torch.arange(start, start + len(xb))
+    seeds = per_image_seeds(config.seed, len(xb), first=start)
     logits, acts, sites = record_activations(model, xb)
     probs = logits.softmax(1)
     out = {
@@ -127,7 +128,7 @@ def _batch(
     kept_paths = {}
     for c, criterion in enumerate(crit):
         options = dict(criterion.options)
-        if criterion.method in ("random", "dgr"):
+        if spec(criterion.method).seeded:
             options["seed"] = seeds
         options = {**pinned_options(criterion.method), **options}
         with decisions.scope(criterion.label):
