@@ -212,3 +212,16 @@ def net_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     block_network(monkeypatch, calls)
     return calls
+
+
+def randn(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """A seeded standard-normal tensor (global RNG untouched)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def literal_input_grad(forward, x: torch.Tensor, target) -> torch.Tensor:
+    """d forward(x)[i, target[i]] / dx for every image, by plain autograd."""
+    xi = x.detach().clone().requires_grad_(True)
+    out = forward(xi)
+    (g,) = torch.autograd.grad(out[torch.arange(len(x)), torch.as_tensor(target)].sum(), xi)
+    return g

@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 
 from pathlib_pw import imagenet, models
-from tests.conftest import block_network
+from tests.conftest import NetworkCalled, block_network
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = (967, 968)  # espresso, cup

@@ -3,7 +3,6 @@ sorts, plain sums and a barrier."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

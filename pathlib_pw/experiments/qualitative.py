@@ -16,7 +16,8 @@ from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.experiments.verification import HALF_MAPS
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
-from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_grad
+from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
+from pathlib_pw.saliency import pathway_grad
 
 
 @dataclasses.dataclass(frozen=True)

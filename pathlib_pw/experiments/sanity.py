@@ -21,7 +21,7 @@ from pathlib_pw import decisions
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
 from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
-from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_criteria
+from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps, pathway_criteria
 
 # the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
 AUTHORS_INPUT_MCT = "InputMCT (authors' script)"

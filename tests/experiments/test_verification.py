@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pathlib_pw import cache, experiments
-from pathlib_pw.experiments import maps_vs_sparsity, qualitative
+from pathlib_pw.experiments import maps_vs_sparsity
 from pathlib_pw.experiments.verification import EXACT, FLOATS, MAPS, Tolerance, compare
 
 ROOT = Path(__file__).resolve().parents[2]
