@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
+from pathlib_pw.experiments.attribution import (
+    PAPER_METHODS,
+    attribution_maps,
+    pathway_criteria,
+)
+from pathlib_pw.experiments.inputs import (
+    first_images,
+    load_experiment_model,
+    load_inputs,
+    pinned_options,
+)
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
-from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
-from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
-from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps, pathway_criteria
+from pathlib_pw.sanity import (
+    SIMILARITY_METRICS,
+    randomization_stages,
+    randomized,
+    similarity,
+)
 
 # the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
 AUTHORS_INPUT_MCT = "InputMCT (authors' script)"
@@ -180,26 +192,3 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         "methods": np.array(config.methods),
         "metrics": np.array(SIMILARITY_METRICS),
     }
-
-
-def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: str = "mean") -> "pd.DataFrame":
-    """Stages x methods: the ``stat`` (``mean``, ``std`` or ``count`` of defined values) over images.
-
-    ``kind`` is ``"cascading"`` or ``"independent"``. NaN entries (a constant map) are left out.
-    """
-    import pandas as pd
-
-    metrics = [str(m) for m in results["metrics"]]
-    if metric not in metrics:
-        raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
-    if kind not in ("cascading", "independent"):
-        raise ValueError(f"kind must be 'cascading' or 'independent', got {kind!r}")
-    stats = {"mean": np.nanmean, "std": np.nanstd, "count": lambda v, axis: np.isfinite(v).sum(axis)}
-    if stat not in stats:
-        raise ValueError(f"stat must be one of {sorted(stats)}, got {stat!r}")
-    values = results[kind][..., metrics.index(metric)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-        table = stats[stat](values, axis=0)
-    index = results["stages" if kind == "cascading" else "independent_stages"]
-    return pd.DataFrame(table, index=[str(s) for s in index], columns=[str(m) for m in results["methods"]])
