@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             overrides = {}
             if args.images is not None:
-                module = experiments.EXPERIMENTS[name]
-                overrides = vars(module.subset(experiments.get_config(name, args.profile), args.images))
+                part = experiments.contract.parts(name, experiments.EXPERIMENTS[name])
+                overrides = vars(part.subset(experiments.get_config(name, args.profile), args.images))
             results = experiments.load_or_run(name, args.profile, args.device, args.force, **overrides)
             print(f"{name}/{args.profile}: {results.meta.get('seconds', 'cached')} s on {results.meta.get('device')}")
         else:

@@ -26,8 +26,11 @@ from pathlib_pw.imagenet import IMAGENET_MEAN, IMAGENET_STD
 __all__ = [
     "MODEL_NAMES",
     "MOBILENET_WEIGHTS_PACKAGE",
+    "ModelLoader",
     "available_pretrained",
     "load_model",
+    "model_names",
+    "register_model",
     "weights_file_name",
 ]
 
@@ -156,12 +159,29 @@ _SOURCES: dict[str, _Source] = {
     "resnet18": _torchvision("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
     "efficientnet_lite0": _efficientnet_lite0(),
 }
-MODEL_NAMES: tuple[str, ...] = tuple(_SOURCES)
+MODEL_NAMES: tuple[str, ...] = tuple(_SOURCES)  # the built-in models
+
+# (pretrained, seed, device) -> model in eval mode: models that new experiments add from their own
+# module (trained on the fly, from another package ...)
+ModelLoader = Callable[[bool, int, "str | torch.device"], torch.nn.Module]
+_LOADERS: dict[str, ModelLoader] = {}
+
+
+def register_model(name: str, loader: ModelLoader) -> None:
+    """Make ``load_model(name, pretrained, seed=, device=)`` call ``loader(pretrained, seed, device)``."""
+    if name in _SOURCES or (name in _LOADERS and _LOADERS[name] is not loader):
+        raise ValueError(f"a model named {name!r} is already registered")
+    _LOADERS[name] = loader
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model :func:`load_model` knows: the built-in ones, then the registered ones."""
+    return MODEL_NAMES + tuple(_LOADERS)
 
 
 def _source(name: str) -> _Source:
     if name not in _SOURCES:
-        raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+        raise ValueError(f"name must be one of {', '.join(model_names())}; got {name!r}")
     return _SOURCES[name]
 
 
@@ -211,12 +231,15 @@ def available_pretrained() -> list[str]:
 def load_model(
     name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
-    """Return model ``name`` (one of MODEL_NAMES) in eval mode on ``device``.
+    """Return model ``name`` (one of :func:`model_names`) in eval mode on ``device``.
 
     ``pretrained=True`` loads the ImageNet weights from local files only, after checking their hash
     (FileNotFoundError saying what to put where when absent); ``pretrained=False`` keeps the random
-    init. The init is seeded by ``seed`` either way, and the global RNG is left untouched.
+    init. The init is seeded by ``seed`` either way, and the global RNG is left untouched. A model
+    added with :func:`register_model` comes from its loader.
     """
+    if name in _LOADERS:
+        return _LOADERS[name](pretrained, seed, device).eval()
     source = _source(name)
     net = _seeded(seed, source.build)
     if pretrained:

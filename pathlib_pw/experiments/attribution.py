@@ -15,7 +15,13 @@ from torch import nn
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathway
-from pathlib_pw.saliency import SALIENCY_METHODS, Target, explained_class, pathway_grad, saliency
+from pathlib_pw.saliency import (
+    SALIENCY_METHODS,
+    Target,
+    explained_class,
+    pathway_grad,
+    saliency,
+)
 from pathlib_pw.sites import check_input, model_device
 
 INPUT_TIMES = "input_x_"

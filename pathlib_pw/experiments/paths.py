@@ -18,13 +18,7 @@ from tqdm import tqdm
 from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.experiments.inputs import (
-    ALL_PHOTOS,
-    first_images,
-    load_experiment_model,
-    load_inputs,
-    pinned_options,
-)
+from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.metrics import base_sparsity, dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
@@ -54,32 +48,26 @@ def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retr
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: str = "mobilenet_v2"
-    source: str = "photos"
-    images: tuple[str, ...] = ALL_PHOTOS
-    n_images: int = 0
-    size: int = 224
+    inputs: Inputs = Inputs()
     overlap_sparsities: tuple[float, ...] = (80.0, 90.0, 99.0)
     sweep_sparsities: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0)
     criteria: tuple[Criterion, ...] = paper_criteria()
     batch_size: int = 1
-    seed: int = 0
+    seed: int = 0  # of the random draws (Random, DGR init=r), one per image
 
 
 def config(profile: str) -> Config:
     if profile == "smoke":
         return Config(
-            images=("chelsea", "coffee"), size=64, overlap_sparsities=(90.0,), sweep_sparsities=(50.0, 90.0),
+            inputs=Inputs(images=("chelsea", "coffee"), size=64), overlap_sparsities=(90.0,), sweep_sparsities=(50.0, 90.0),
             criteria=paper_criteria(dgr_iterations=5, greedy_rounds=5, dgr_retries=1),
         )
     if profile == "book":
         # DGR with 300 instead of 1000 iterations and at most 2 init=r retries (the authors: 100)
         # keeps the CPU run of all nine photos under an hour
         return Config(criteria=paper_criteria(dgr_iterations=300, dgr_retries=2))
-    return Config(model="vgg16", source="imagenet_val", images=(), n_images=1000, batch_size=16)
+    return Config(inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000), batch_size=16)
 
-
-subset = first_images
 
 
 TOLERANCES = {"output_change": PROBABILITIES}
@@ -90,8 +78,8 @@ PER_IMAGE = {
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    model = load_experiment_model(config.model, device)
-    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    model = config.inputs.load_model(device)
+    x, names = config.inputs.load_images()
     levels = sorted(set(config.overlap_sparsities) | set(config.sweep_sparsities))
     rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_IMAGE - {"names"}}
     bar = tqdm(total=len(x) * len(config.criteria), desc="paths", disable=not progress)
