@@ -139,7 +139,7 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
             )
         key = (output.device, output.dtype)
         if key not in float_masks:
-            # a product with a float mask: torch.where or masked_fill is twice as slow on the CPU
+            # a product with a float mask: torch.where and masked_fill are slower on the CPU (Performance page)
             float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in masks]
         return output * float_masks[key][index]
 

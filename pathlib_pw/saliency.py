@@ -7,6 +7,7 @@ magnitude, then divided by the image's largest absolute value (an all-zero map s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
@@ -16,7 +17,8 @@ from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import per_image
 from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
 
-SALIENCY_METHODS = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
+SaliencyMethod = Literal["gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam"]
+SALIENCY_METHODS: tuple[SaliencyMethod, ...] = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
 GRADCAM_LAYERS = {
     "VGG": "features",
     "AlexNet": "features",
@@ -97,7 +99,7 @@ def pathway_grad(
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
-    method: str,
+    method: SaliencyMethod,
     target: Target = None,
     *,
     steps: int = 50,

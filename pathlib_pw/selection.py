@@ -37,7 +37,7 @@ def split_like(flat: torch.Tensor, per_site: Sequence[torch.Tensor]) -> list[tor
 def count_true(mask: torch.Tensor) -> torch.Tensor:
     """Number of True elements per image: (B,) int64, on the mask's device.
 
-    On the CPU numpy counts; torch's boolean sum is about ten times slower there.
+    On the CPU numpy counts: torch's boolean sum is much slower there (Performance page).
     """
     rows = mask.flatten(1)
     if rows.device.type != "cpu":
@@ -52,9 +52,9 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
     """The (k+1)-th smallest score of each image, all sites pooled (k is 0-based, one per image).
 
     NaN counts as largest. On the CPU each image's scores are concatenated and selected with numpy
-    (``np.partition``, SIMD-sorted since numpy 2), one image per thread: four to eight times faster
-    than torch's ``topk`` or ``kthvalue`` there, and no (B, total) buffer, whose fresh pages alone
-    cost as much as the selection. Elsewhere :func:`sampled_kth` on the pooled scores.
+    (``np.partition``, SIMD-sorted since numpy 2), one image per thread, without a (B, total)
+    buffer: faster there than torch's ``topk`` or ``kthvalue`` (Performance page). Elsewhere
+    :func:`sampled_kth` on the pooled scores.
     """
     k = k.to(torch.long).cpu()
     if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):

@@ -18,7 +18,7 @@ from torch import nn
 from pathlib_pw import decisions
 from pathlib_pw.criteria import active, dgr, greedy, intgrad, mct, random
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.criteria.spec import CriterionSpec, Variant
+from pathlib_pw.criteria.spec import CriterionSpec, Method, Variant
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifier_modules
 from pathlib_pw.thresholds import as_percent
@@ -53,7 +53,7 @@ def table() -> Any:
 def extract_pathway(
     model: nn.Module,
     x: torch.Tensor,
-    method: str,
+    method: Method,
     sparsity: float | Sequence[float] | torch.Tensor | None = None,
     target: int | Sequence[int] | torch.Tensor | None = None,
     variant: Variant = "intended",
@@ -94,7 +94,7 @@ def extract_pathway(
 def extract_pathways(
     model: nn.Module,
     x: torch.Tensor,
-    method: str,
+    method: Method,
     sparsities: Sequence[float | Sequence[float] | torch.Tensor] | None,
     target: int | Sequence[int] | torch.Tensor | None = None,
     variant: Variant = "intended",
@@ -158,4 +158,4 @@ def extract_pathways(
     return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
 
 
-__all__ = ["CRITERIA", "SPECS", "VARIANTS", "CriterionSpec", "extract_pathway", "extract_pathways", "spec", "table"]
+__all__ = ["CRITERIA", "SPECS", "VARIANTS", "CriterionSpec", "Method", "Variant", "extract_pathway", "extract_pathways", "spec", "table"]

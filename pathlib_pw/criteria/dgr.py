@@ -9,7 +9,7 @@ each image follows exactly the trajectory it would follow alone.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,13 +32,13 @@ def dgr(
     levels: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
-    init: str = "1",
+    init: Literal["1", "r"] = "1",
     lam: float = 0.01,
     lr: float = 0.01,
     momentum: float = 0.9,
     iterations: int = 1000,
     clamp_max: float = 100.0,
-    gates: str = "neuron",
+    gates: Literal["neuron", "channel"] = "neuron",
     max_retries: int = 100,
     seed: torch.Tensor | int = 0,
 ) -> list[Pathway]:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pathlib_pw.decisions import EXACT, Rounding
 
+Method = Literal["neuron_mct", "neuron_intgrad", "greedy", "random", "dgr", "active_subnet"]
 Variant = Literal["intended", "original_code"]
 CORE_PARAMETERS = ("model", "x", "levels", "target", "variant")
 
