@@ -2,8 +2,8 @@
 
 from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pathways
 from pathlib_pw.data import load_imagenet_val, load_photos
-from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.imagenet import preprocess
+from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.models import load_model
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.saliency import SALIENCY_METHODS, pathway_grad, saliency

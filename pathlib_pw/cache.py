@@ -104,9 +104,9 @@ def machine() -> dict[str, Any]:
 
 
 def _torch_blas() -> str:
-    import torch
-
     import re
+
+    import torch
 
     config = torch.__config__.show()
     found = [f"MKL {m}" for m in re.findall(r"Math Kernel Library Version (\S+)", config)]
@@ -150,7 +150,8 @@ def save(
             **meta,
         }
         (tmp / "config.json").write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
-        np.savez_compressed(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+        payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez_compressed(tmp / "arrays.npz", **payload)
         if decisions is not None:
             decisions.save(tmp / DECISIONS_FILE)
         old = None

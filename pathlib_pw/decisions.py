@@ -252,7 +252,7 @@ class DecisionLog:
         sketches = [r.sketch or empty for r in recs]
 
         def ragged(arrays: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
-            flat = np.concatenate([np.asarray(a).reshape(-1) for a in arrays]).astype(dtype) if arrays else np.zeros(0, dtype)
+            flat: np.ndarray = np.concatenate([np.asarray(a).reshape(-1) for a in arrays]).astype(dtype) if arrays else np.zeros(0, dtype)
             return flat, np.cumsum([0] + [np.asarray(a).size for a in arrays])
 
         site_kept, site_offsets = ragged([r.site_kept for r in recs], np.int64)
@@ -279,20 +279,21 @@ class DecisionLog:
         with np.load(path) as d:
             data = {k: d[k] for k in d.files}
         records = {}
-        for i, key in enumerate(data["keys"].tolist()):
-            def part(values: str, offsets: str) -> np.ndarray:
-                return data[values][data[offsets][i] : data[offsets][i + 1]]
 
-            count = part("cell_count", "cell_offsets")
+        def part(values: str, offsets: str, i: int) -> np.ndarray:
+            return data[values][data[offsets][i] : data[offsets][i + 1]]
+
+        for i, key in enumerate(data["keys"].tolist()):
+            count = part("cell_count", "cell_offsets", i)
             records[key] = Record(
                 kind=str(data["kind"][i]),
                 neurons=int(data["neurons"][i]),
                 kept=int(data["kept"][i]),
-                site_kept=part("site_kept", "site_offsets"),
+                site_kept=part("site_kept", "site_offsets", i),
                 cut=float(data["cut"][i]),
                 complement=bool(data["complement"][i]),
-                sketch=Sketch(count, part("cell_keys", "cell_offsets"), part("cell_checks", "cell_offsets")) if count.size else None,
-                signature=part("signatures", "signature_offsets"),
+                sketch=Sketch(count, part("cell_keys", "cell_offsets", i), part("cell_checks", "cell_offsets", i)) if count.size else None,
+                signature=part("signatures", "signature_offsets", i),
             )
         return cls(records)
 

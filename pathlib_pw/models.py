@@ -86,7 +86,7 @@ def _packaged_mobilenet_file() -> Path | None:
         return None
     for f in dist.files or ():
         if f.name == weights_file_name("mobilenet_v2"):
-            path = Path(dist.locate_file(f))
+            path = Path(str(dist.locate_file(f)))
             if path.is_file():
                 return path
     return None
@@ -112,6 +112,9 @@ class EfficientNetLite0(torch.nn.Module):
 
     Its rectifiers are ReLU6 modules, each called twice per block (and the stem's module again in the head).
     """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()

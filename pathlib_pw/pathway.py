@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathlib_pw.selection import count_true, pooled
+from pathlib_pw.selection import add_all, count_true, pooled
 from pathlib_pw.sites import Edit, Trace, hooked
 
 
@@ -87,7 +87,7 @@ class Pathway:
         for key, value in first.info.items():
             values = [p.info.get(key) for p in paths]
             if all(_is_batched(v, p.batch_size) for v, p in zip(values, paths)):
-                info[key] = torch.cat([v.to(value.device) for v in values])
+                info[key] = torch.cat([v.to(value.device) for v in values if v is not None])
             else:
                 info[key] = value
         return Pathway(
@@ -152,6 +152,6 @@ def _is_batched(value: Any, batch: int) -> bool:
 
 def realized_sparsity(masks: Sequence[torch.Tensor]) -> torch.Tensor:
     """Percent of removed neurons per image, shape (B,)."""
-    kept = sum(count_true(m).to(torch.float64) for m in masks)
+    kept = add_all(count_true(m).to(torch.float64) for m in masks)
     total = sum(m[0].numel() for m in masks)
     return (100.0 * (1.0 - kept / total)).float()

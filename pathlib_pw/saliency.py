@@ -7,7 +7,7 @@ magnitude, then divided by the image's largest absolute value (an all-zero map s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
@@ -147,8 +147,8 @@ class _PositiveGradient(torch.autograd.Function):
         return tensor.clone()
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
-        return grad.clamp(min=0)
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        return grads[0].clamp(min=0)
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,9 @@ sampled bracket on a GPU). The Performance page has the measurements behind each
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -16,7 +18,7 @@ import torch
 
 T = TypeVar("T")
 
-__all__ = ["count_true", "kth_smallest", "kthvalue_rows", "map_images", "per_image", "pooled", "sampled_kth", "split_like"]
+__all__ = ["add_all", "count_true", "kth_smallest", "kthvalue_rows", "map_images", "per_image", "pooled", "sampled_kth", "split_like"]
 
 
 def pooled(per_site: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -139,3 +141,8 @@ def map_images(fn: Callable[[int], T], count: int) -> list[T]:
 def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) values shaped to broadcast against a (B, ...) tensor."""
     return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def add_all(values: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The tensors added up in order: ``sum(values)`` with a tensor's type, the same float sums."""
+    return functools.reduce(operator.add, values)

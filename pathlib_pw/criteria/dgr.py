@@ -19,8 +19,8 @@ from pathlib_pw.criteria.spec import CHAOTIC, SHARP, CriterionSpec
 from pathlib_pw.decisions import Rounding
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import per_image
-from pathlib_pw.thresholds import threshold_pathway
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
+from pathlib_pw.thresholds import threshold_pathway
 
 INITS = ("1", "r")
 GATE_SHAPES = ("neuron", "channel")

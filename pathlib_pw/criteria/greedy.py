@@ -16,9 +16,9 @@ from torch import nn
 from pathlib_pw import decisions
 from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
 from pathlib_pw.pathway import Pathway, masking
-from pathlib_pw.selection import per_image
-from pathlib_pw.thresholds import global_threshold, remove_lowest
+from pathlib_pw.selection import add_all, per_image
 from pathlib_pw.sites import activations_and_gradients
+from pathlib_pw.thresholds import global_threshold, remove_lowest
 
 
 def _taylor(
@@ -124,7 +124,7 @@ NEAR_ZERO = 1e-3
 
 
 def _mean_score(scores: list[torch.Tensor]) -> torch.Tensor:
-    total = sum(s.flatten(1).sum(1, dtype=torch.float64) for s in scores)
+    total = add_all(s.flatten(1).sum(1, dtype=torch.float64) for s in scores)
     return (total / sum(s[0].numel() for s in scores)).to(scores[0].dtype)
 
 

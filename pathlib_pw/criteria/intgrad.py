@@ -23,8 +23,8 @@ from torch import fx, nn
 
 from pathlib_pw.criteria.spec import INTEGRATED, CriterionSpec
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.thresholds import global_threshold
 from pathlib_pw.sites import RECTIFIER_TYPES, evaluating, hooked, record_activations, resolve_target, site_names
+from pathlib_pw.thresholds import global_threshold
 
 DEFAULT_STEPS = 10
 # "auto" on the CPU: about this many images x alphas per downstream pass. Measured on MobileNetV2 (2

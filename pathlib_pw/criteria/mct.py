@@ -7,8 +7,8 @@ from torch import nn
 
 from pathlib_pw.criteria.spec import SHARP, CriterionSpec
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.thresholds import threshold_pathway
 from pathlib_pw.sites import activations_and_gradients
+from pathlib_pw.thresholds import threshold_pathway
 
 
 def neuron_mct_scores(

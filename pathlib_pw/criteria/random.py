@@ -41,7 +41,7 @@ def random_path(
         masks = [torch.ones(a.shape, dtype=torch.bool, device=device) for a in acts]
         rows = [m.view(batch, -1) for m in masks]
 
-        def draw(b: int) -> None:
+        def draw(b: int, level: torch.Tensor = level, rows: list[torch.Tensor] = rows) -> None:
             gen = torch.Generator(device=device).manual_seed(int(seeds[b]))
             p = float(level[b])
             for row, size in zip(rows, flat_sizes):

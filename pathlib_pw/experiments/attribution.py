@@ -8,20 +8,15 @@ It sits with the experiments because it joins the two lower layers, :mod:`pathli
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathway
-from pathlib_pw.saliency import (
-    SALIENCY_METHODS,
-    Target,
-    explained_class,
-    pathway_grad,
-    saliency,
-)
+from pathlib_pw.criteria.spec import Method
+from pathlib_pw.saliency import SALIENCY_METHODS, SaliencyMethod, Target, explained_class, pathway_grad, saliency
 from pathlib_pw.sites import check_input, model_device
 
 INPUT_TIMES = "input_x_"
@@ -77,11 +72,11 @@ def attribution_maps(
     paths = {}
     for c in sorted(criteria):
         with decisions.scope(c):
-            paths[c] = extract_pathway(model, x, c, sparsity, target, **options.get(c, {}))
+            paths[c] = extract_pathway(model, x, cast(Method, c), sparsity, target, **options.get(c, {}))
     maps = {}
     for method in methods:
         if method in SALIENCY_METHODS:
-            maps[method] = saliency(model, x, method, target, **options.get(method, {}))
+            maps[method] = saliency(model, x, cast(SaliencyMethod, method), target, **options.get(method, {}))
         else:
             criterion = method.removeprefix(INPUT_TIMES)
             maps[method] = pathway_grad(model, x, paths[criterion], target, times_input=method != criterion)

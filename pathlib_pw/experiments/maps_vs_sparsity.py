@@ -12,6 +12,7 @@ import torch
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways
+from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import MAPS, PROBABILITIES
 from pathlib_pw.metrics import output_change
@@ -21,7 +22,7 @@ from pathlib_pw.saliency import pathway_grad, saliency
 @dataclasses.dataclass(frozen=True)
 class Config:
     inputs: Inputs = Inputs(images=("chelsea",))
-    methods: tuple[tuple[str, str], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
+    methods: tuple[tuple[str, Method], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
     sparsities: tuple[float, ...] = (70.0, 80.0, 85.0, 90.0, 95.0, 98.0)
 
 

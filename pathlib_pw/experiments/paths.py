@@ -18,6 +18,7 @@ from tqdm import tqdm
 from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
+from pathlib_pw.criteria.spec import Method, Variant
 from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.metrics import base_sparsity, dead_share, jaccard, output_change
@@ -27,8 +28,8 @@ from pathlib_pw.sites import record_activations
 @dataclasses.dataclass(frozen=True)
 class Criterion:
     label: str
-    method: str
-    variant: str = "intended"
+    method: Method
+    variant: Variant = "intended"
     options: tuple[tuple[str, Any], ...] = ()
 
 

@@ -28,7 +28,7 @@ def _level_index(results: Any, level: float, key: str = "overlap_levels") -> int
     return levels.index(float(level))
 
 
-def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> "pd.DataFrame":
+def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> pd.DataFrame:
     """Mean Jaccard overlap (percent) over images between every pair of criteria at ``level``."""
     import pandas as pd
 
@@ -38,7 +38,7 @@ def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> "pd.Data
     return frame if criteria is None else frame.loc[list(criteria), list(criteria)]
 
 
-def jaccard_per_site(results: Any, level: float, pairs: Any) -> "pd.DataFrame":
+def jaccard_per_site(results: Any, level: float, pairs: Any) -> pd.DataFrame:
     """Mean per-site Jaccard (percent) for the given ``(criterion_a, criterion_b)`` pairs; rows are sites."""
     import pandas as pd
 
@@ -48,7 +48,7 @@ def jaccard_per_site(results: Any, level: float, pairs: Any) -> "pd.DataFrame":
     return pd.DataFrame(data, index=list(results["sites"]))
 
 
-def dead_share_table(results: Any, level: float) -> "pd.DataFrame":
+def dead_share_table(results: Any, level: float) -> pd.DataFrame:
     """Per criterion at ``level``: realized sparsity, dead share of the path and output change (percent)."""
     import pandas as pd
 
@@ -63,7 +63,7 @@ def dead_share_table(results: Any, level: float) -> "pd.DataFrame":
     )
 
 
-def dead_share_per_site(results: Any, level: float) -> "pd.DataFrame":
+def dead_share_per_site(results: Any, level: float) -> pd.DataFrame:
     """Mean dead share (percent) of each criterion's path per site at ``level``; rows are sites."""
     import pandas as pd
 
@@ -72,7 +72,7 @@ def dead_share_per_site(results: Any, level: float) -> "pd.DataFrame":
     return pd.DataFrame(values, index=list(results["sites"]), columns=list(results["criteria"]))
 
 
-def sweep_table(results: Any, quantity: str = "output_change") -> "pd.DataFrame":
+def sweep_table(results: Any, quantity: str = "output_change") -> pd.DataFrame:
     """Mean ``output_change``, ``realized`` or ``dead_share`` per criterion (columns) and requested sparsity (rows)."""
     import pandas as pd
 
@@ -89,7 +89,7 @@ def sparsity_for_change(results: Any, criterion: str, change: float = 0.15) -> f
     return float(ok.index.max()) if len(ok) else float("nan")
 
 
-def dgr_kept_prediction(results: Any) -> "pd.Series":
+def dgr_kept_prediction(results: Any) -> pd.Series:
     """Per DGR criterion, the number of images whose best iterate kept the prediction (out of all)."""
     import pandas as pd
 

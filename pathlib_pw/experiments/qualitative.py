@@ -7,6 +7,7 @@ and NeuronIntGrad pathways, for the same images and the same explained class (th
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathways
+from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS
@@ -69,7 +71,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             paths = {}
             for c in pathway_methods:
                 with decisions.images([i]), decisions.scope(f"{model_name}/{c}"):
-                    paths[c] = extract_pathways(model, xi, c, levels, target, **pinned_options(c))
+                    paths[c] = extract_pathways(model, xi, cast(Method, c), levels, target, **pinned_options(c))
             for j, s in enumerate(columns):
                 current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
                 for m, method in enumerate(methods):

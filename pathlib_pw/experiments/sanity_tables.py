@@ -4,6 +4,7 @@ notebook shows."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: str = "mean") -> "pd.DataFrame":
+def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: str = "mean") -> pd.DataFrame:
     """Stages x methods: the ``stat`` (``mean``, ``std`` or ``count`` of defined values) over images.
 
     ``kind`` is ``"cascading"`` or ``"independent"``. NaN entries (a constant map) are left out.
@@ -24,7 +25,7 @@ def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: s
         raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
     if kind not in ("cascading", "independent"):
         raise ValueError(f"kind must be 'cascading' or 'independent', got {kind!r}")
-    stats = {"mean": np.nanmean, "std": np.nanstd, "count": lambda v, axis: np.isfinite(v).sum(axis)}
+    stats: dict[str, Callable[..., np.ndarray]] = {"mean": np.nanmean, "std": np.nanstd, "count": lambda v, axis: np.isfinite(v).sum(axis)}
     if stat not in stats:
         raise ValueError(f"stat must be one of {sorted(stats)}, got {stat!r}")
     values = results[kind][..., metrics.index(metric)]

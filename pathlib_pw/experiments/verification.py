@@ -114,8 +114,8 @@ def compare(name: str, fresh: np.ndarray, cached: np.ndarray, tol: Tolerance, ex
     if not problems and outside and largest > tol.limit:
         problems.append(f"largest difference {largest:.3g} (at most {tol.limit:g} for the few elements beyond tolerance)")
     if problems and outside:
-        worst = np.unravel_index(int(np.argmax(np.where(beyond, diff - bound, -np.inf))), cached.shape)
-        problems.append(f"worst at index {tuple(int(i) for i in worst)}: {a[worst]:.6g} recomputed, {b[worst]:.6g} cached")
+        at = np.unravel_index(int(np.argmax(np.where(beyond, diff - bound, -np.inf))), cached.shape)
+        problems.append(f"worst at index {tuple(int(i) for i in at)}: {a[at]:.6g} recomputed, {b[at]:.6g} cached")
     return ArrayCheck(name, cached.size, largest, differing, outside, tol, "; ".join(problems))
 
 
