@@ -170,7 +170,9 @@ def _is_shape_query(node: fx.Node) -> bool:
     if node.target is getattr:
         return len(node.args) > 1 and node.args[1] == "shape"
     inputs = node.all_input_nodes
-    return getattr(node.target, "__module__", None) == "_operator" and bool(inputs) and all(map(_is_shape_query, inputs))
+    return (
+        getattr(node.target, "__module__", None) == "_operator" and bool(inputs) and all(map(_is_shape_query, inputs))
+    )
 
 
 def _tile(value: object, n: int, batch: int) -> object:
@@ -195,7 +197,9 @@ def split_for(model: nn.Module, names: list[str], strict: bool) -> Split | None:
             cached = _SPLITS[model] = (fingerprint, str(error))
             if strict:
                 raise RuntimeError(f"recompute='downstream' needs a model that torch.fx can split: {error}") from error
-            warnings.warn(f"torch.fx cannot split this model ({error}); NeuronIntGrad recomputes the full network", stacklevel=3)
+            warnings.warn(
+                f"torch.fx cannot split this model ({error}); NeuronIntGrad recomputes the full network", stacklevel=3
+            )
     split = cached[1]
     if isinstance(split, str):
         if strict:

@@ -17,7 +17,8 @@ hooks (and its function mode) on exit, also when the body raises. Module sites a
 functional calls are intercepted by a ``TorchFunctionMode`` only for models that make them: the first
 forward pass of a model under :func:`hooked` also watches for them, and the answer is kept per model
 (:func:`makes_functional_calls`), so a model whose rectifiers are all modules runs with its module
-hooks alone afterwards.
+hooks alone afterwards. An edited in-place functional call is edited in place, so code that ignores
+its result (``x.relu_()``) sees the edit too; such a model is handed a copy of its input.
 """
 
 from __future__ import annotations
@@ -145,17 +146,27 @@ class _FunctionalSites(TorchFunctionMode):
         self.stack: list[tuple[str, bool]] = []  # (qualified name, is a rectifier module) per running module
         self.seen = False  # a functional rectifier call in this forward pass
 
-    def reset(self) -> None:
+    def start(
+        self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A forward pass of the model begins: an empty stack, and copies of its tensor arguments (an
+        edited in-place call writes into its input, never into the caller's tensor)."""
         self.stack.clear()
         self.seen = False
 
+        def copy(value: Any) -> Any:
+            return value.clone() if isinstance(value, torch.Tensor) else value
+
+        return tuple(map(copy, args)), {k: copy(v) for k, v in kwargs.items()}
+
     def add_hooks(self, handles: list[RemovableHandle]) -> None:
-        """Keep the stack of running modules with hooks on every submodule, appended to ``handles``."""
+        """Hooks that start each forward pass and keep the stack of running modules, appended to ``handles``."""
 
         def pop(_module: nn.Module, _args: object, _output: object) -> None:
             if self.stack:
                 self.stack.pop()
 
+        handles.append(self.model.register_forward_pre_hook(self.start, with_kwargs=True))
         for name, module in self.model.named_modules():
             entry = (name, isinstance(module, RECTIFIER_TYPES))
             handles.append(module.register_forward_pre_hook(lambda _m, _a, entry=entry: self.stack.append(entry)))
@@ -206,14 +217,9 @@ def hooked(
 
     functional = None if probed is False else _FunctionalSites(model, record, edit is not None)
 
-    def reset(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def reset(_module: nn.Module, _args: object) -> None:
         trace._reset()
         calls_per_name.clear()
-        if functional is None:
-            return None
-        functional.reset()
-        # an edited in-place call writes into its input: never into the caller's tensor
-        return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
 
     def make_hook(name: str) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor | None]:
         def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
@@ -223,9 +229,11 @@ def hooked(
         return hook
 
     def finish(_module: nn.Module, _args: object, _output: object) -> None:
+        nonlocal probed
         assert functional is not None
-        if makes_functional_calls(model) is None:
-            _PROBED[model] = (_fingerprint(model), functional.seen)
+        if probed is None:
+            probed = functional.seen
+            _PROBED[model] = (_fingerprint(model), probed)
         if not trace.calls and not modules:
             raise _no_rectifier(model)
 

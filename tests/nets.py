@@ -198,8 +198,8 @@ class MixedNet(nn.Module):
     Sites in forward order: ``stem/relu`` (4, 8, 8), F.relu in place in a submodule; ``act#0``
     (4, 8, 8), an in-place ``nn.ReLU`` module used twice; ``block/relu#0``, ``block/relu#1`` (4, 8, 8),
     one submodule called twice; ``/relu#0`` (4, 8, 8), ``torch.relu_`` in the net's own forward
-    (``statement=True``: ``h.relu_()`` with its result ignored, the next layer reading ``h``); ``/relu6`` (8,), ``F.relu6``;
-    ``/relu#1`` (6,), ``Tensor.relu``; ``act#1`` (6,).
+    (``statement=True``: ``h.relu_()`` with its result ignored, the next layer reading ``h``);
+    ``/relu6`` (8,), ``F.relu6``; ``/relu#1`` (6,), ``Tensor.relu``; ``act#1`` (6,).
     """
 
     SITES = ["stem/relu", "act#0", "block/relu#0", "block/relu#1", "/relu#0", "/relu6", "/relu#1", "act#1"]

@@ -427,7 +427,8 @@ def test_nested_blocks_on_a_functional_model_see_the_outer_edit():
     """As with module hooks, an outer block's edit comes first and an inner block records its result."""
     net = nets.mixed_net(seed=2)
     x = nets.images(1, seed=2)
-    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(i)) > 0.5).double() for i, s in enumerate(nets.MixedNet.SHAPES)]
+    g = torch.Generator().manual_seed(2)
+    masks = [(torch.rand(s, generator=g) > 0.5).double() for s in nets.MixedNet.SHAPES]
     with torch.no_grad(), hooked(net, lambda i, o: o * masks[i]), hooked(net) as inner:
         logits = net(x)
     ref_logits, outs, _ = R.forward_sites(net, x, lambda k, _n, o: o * masks[k])
@@ -472,7 +473,8 @@ def test_functional_hooks_and_mode_removed_on_exit_and_on_error(tools):
     before, always = tools.hook_counts(net), _always_called(net)
 
     def clean() -> bool:
-        return tools.hook_counts(net) == before and _always_called(net) == always and torch._C._len_torch_function_stack() == 0
+        stack = torch._C._len_torch_function_stack()
+        return tools.hook_counts(net) == before and _always_called(net) == always and stack == 0
 
     with hooked(net) as trace:
         assert torch._C._len_torch_function_stack() == 1
