@@ -110,7 +110,7 @@ def saliency(
     Args:
         method: ``"gradients"`` (plain input gradient = PathwayGrad at sparsity 0), ``"input_mct"``
             (gradient x input), ``"input_intgrad"`` (integrated gradients from the all-zero normalized
-            input, ``steps`` right-Riemann steps), ``"guided_backprop"`` (for ReLU and ReLU6 modules)
+            input, ``steps`` right-Riemann steps), ``"guided_backprop"`` (at every ReLU/ReLU6 site)
             or ``"gradcam"`` (at ``layer``, default the last conv block, upsampled bilinearly).
         target: class explained per image; default the prediction.
     """
@@ -152,7 +152,7 @@ class _PositiveGradient(torch.autograd.Function):
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Guided Backprop (Springenberg et al. 2015) over every ``nn.ReLU``/``nn.ReLU6`` site, unreduced."""
+    """Guided Backprop (Springenberg et al. 2015) at every rectifier site, module or functional, unreduced."""
     with hooked(model, lambda _i, out: _PositiveGradient.apply(out), keep_outputs=False):
         return _input_gradient(model, x, target)
 

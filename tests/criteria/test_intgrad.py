@@ -130,6 +130,7 @@ NETS = {
     "cnn_inplace": nets.tiny_cnn,
     "relu6": nets.tiny_relu6,
     "no_reuse": nets.no_reuse_net,
+    "mixed_functional": nets.mixed_net,
 }
 
 
@@ -411,3 +412,34 @@ def test_python_value_upstream_falls_back_to_full_recompute_per_site():
     x = nets.images(2)
     downstream = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
     _assert_literal_masks(model, x, downstream, 50, "python value upstream")
+
+
+# ------------------------------------------------------------------------- functional rectifiers
+
+
+def test_mixed_net_original_code_groups_functional_sites_by_name():
+    """nets.MixedNet: the "modules" of the authors' loop are stem/relu, act, block/relu, /relu, /relu6
+    (site names without #k, in call order): sites 0-4 are scored, each read at site k while every
+    call of group k is scaled; sites 5-7 keep every neuron."""
+    model = nets.mixed_net()
+    x = nets.images(2)
+    for recompute in ("downstream", "full"):
+        path = pw.extract_pathway(model, x, "neuron_intgrad", 60, variant="original_code", recompute=recompute)
+        for b in range(2):
+            ref, _ = R.intgrad_original_masks(model, x[b : b + 1], 60)
+            R.assert_masks_equal(R.batch_masks(path, b), ref, f"mixed original_code {recompute} image {b}")
+            assert all(bool(m.all()) for m in R.batch_masks(path, b)[5:])
+
+
+def test_in_place_call_read_afterwards_falls_back_to_full_recompute():
+    """``h.relu_()`` with the next layer reading ``h``: the fx graph does not see the change, so "auto"
+    warns and recomputes the full network, "downstream" refuses, and the masks are the reference's."""
+    model = nets.mixed_net(statement=True)
+    x = nets.images(2)
+    with pytest.warns(UserWarning, match="fx cannot split.*in-place rectifier"):
+        auto = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
+    with pytest.raises(RuntimeError, match="recompute='downstream'.*in-place"):
+        pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="downstream")
+    full = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="full")
+    assert torch.equal(auto.flat(), full.flat())
+    _assert_literal_masks(model, x, auto, 50, "in-place statement")
