@@ -9,7 +9,7 @@ from pathlib_pw.pathway import Pathway
 from pathlib_pw.saliency import SALIENCY_METHODS, pathway_grad, saliency
 from pathlib_pw.sites import record_activations
 
-__version__ = "0.1.0"
+from pathlib_pw._version import __version__
 
 __all__ = [
     "CRITERIA",
