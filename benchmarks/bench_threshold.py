@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_criteria import seconds  # noqa: E402
+
 from pathlib_pw.selection import kth_smallest, kthvalue_rows, sampled_kth  # noqa: E402
 
 VGG16_NEURONS = 13_555_712

@@ -1,5 +1,6 @@
 """pathlib_pw: critical pathways, PathwayGrad and their evaluation (Khakzar et al., CVPR 2021)."""
 
+from pathlib_pw._version import __version__
 from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pathways
 from pathlib_pw.data import load_imagenet_val, load_photos
 from pathlib_pw.imagenet import preprocess
@@ -8,8 +9,6 @@ from pathlib_pw.models import load_model
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.saliency import SALIENCY_METHODS, pathway_grad, saliency
 from pathlib_pw.sites import record_activations
-
-from pathlib_pw._version import __version__
 
 __all__ = [
     "CRITERIA",
@@ -28,4 +27,5 @@ __all__ = [
     "preprocess",
     "record_activations",
     "saliency",
+    "__version__",
 ]

@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify", help="recompute part of a cached result and compare")
     verify.add_argument("experiment", choices=sorted(experiments.EXPERIMENTS) + ["all"])
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book")
-    verify.add_argument("--images", type=int, default=None, help="the first N images (default: all the cache records decisions for)")
+    verify.add_argument(
+        "--images", type=int, default=None, help="the first N images (default: all the cache records decisions for)"
+    )
     verify.add_argument("--device", default=None, help="recompute on this device (default: the cache's)")
     args = parser.parse_args(argv)
     names = sorted(experiments.EXPERIMENTS) if args.experiment == "all" else [args.experiment]

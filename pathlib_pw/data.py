@@ -89,27 +89,63 @@ _SKI = "scikit-image 0.26 (skimage/data, in the wheel)"
 PHOTOS: dict[str, Photo] = {
     p.name: p
     for p in [
-        Photo("chelsea", f"{_SKI}: skimage.data.chelsea()", "CC0 (photographer Stefan van der Walt)",
-              "tabby cat (ImageNet: Egyptian cat / tabby)", _skimage("chelsea")),
-        Photo("coffee", f"{_SKI}: skimage.data.coffee()", "CC0 (photographer Rachel Michetti)",
-              "cup of coffee on a saucer (ImageNet: espresso / cup)", _skimage("coffee")),
-        Photo("astronaut", f"{_SKI}: skimage.data.astronaut()", "public domain (NASA)",
-              "astronaut Eileen Collins with a flag", _skimage("astronaut")),
-        Photo("rocket", f"{_SKI}: skimage.data.rocket()", "public domain (SpaceX photos)",
-              "Falcon 9 launch", _skimage("rocket")),
-        Photo("motorcycle_left", f"{_SKI}: skimage.data.stereo_motorcycle()[0]",
-              "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
-              "motorcycle, left stereo view", _motorcycle(0)),
-        Photo("motorcycle_right", f"{_SKI}: skimage.data.stereo_motorcycle()[1]",
-              "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
-              "motorcycle, right stereo view", _motorcycle(1)),
-        Photo("china", "scikit-learn: sklearn.datasets.load_sample_image('china.jpg')",
-              "CC-BY 2.0, danielbuechele (Flickr)", "Chinese temple roofs", _sklearn("china.jpg")),
-        Photo("flower", "scikit-learn: sklearn.datasets.load_sample_image('flower.jpg')",
-              "CC-BY 2.0, vultilion (Flickr)", "flower close-up", _sklearn("flower.jpg")),
-        Photo("grace_hopper", "matplotlib: matplotlib.cbook.get_sample_data('grace_hopper.jpg')",
-              "public domain (U.S. Navy photo)", "portrait of Grace Hopper in uniform",
-              _matplotlib("grace_hopper.jpg")),
+        Photo(
+            "chelsea",
+            f"{_SKI}: skimage.data.chelsea()",
+            "CC0 (photographer Stefan van der Walt)",
+            "tabby cat (ImageNet: Egyptian cat / tabby)",
+            _skimage("chelsea"),
+        ),
+        Photo(
+            "coffee",
+            f"{_SKI}: skimage.data.coffee()",
+            "CC0 (photographer Rachel Michetti)",
+            "cup of coffee on a saucer (ImageNet: espresso / cup)",
+            _skimage("coffee"),
+        ),
+        Photo(
+            "astronaut",
+            f"{_SKI}: skimage.data.astronaut()",
+            "public domain (NASA)",
+            "astronaut Eileen Collins with a flag",
+            _skimage("astronaut"),
+        ),
+        Photo("rocket", f"{_SKI}: skimage.data.rocket()", "public domain (SpaceX photos)", "Falcon 9 launch", _skimage("rocket")),
+        Photo(
+            "motorcycle_left",
+            f"{_SKI}: skimage.data.stereo_motorcycle()[0]",
+            "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
+            "motorcycle, left stereo view",
+            _motorcycle(0),
+        ),
+        Photo(
+            "motorcycle_right",
+            f"{_SKI}: skimage.data.stereo_motorcycle()[1]",
+            "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
+            "motorcycle, right stereo view",
+            _motorcycle(1),
+        ),
+        Photo(
+            "china",
+            "scikit-learn: sklearn.datasets.load_sample_image('china.jpg')",
+            "CC-BY 2.0, danielbuechele (Flickr)",
+            "Chinese temple roofs",
+            _sklearn("china.jpg"),
+        ),
+        Photo(
+            "flower",
+            "scikit-learn: sklearn.datasets.load_sample_image('flower.jpg')",
+            "CC-BY 2.0, vultilion (Flickr)",
+            "flower close-up",
+            _sklearn("flower.jpg"),
+        ),
+        Photo(
+            "grace_hopper",
+            "matplotlib: matplotlib.cbook.get_sample_data('grace_hopper.jpg')",
+            "public domain (U.S. Navy photo)",
+            "portrait of Grace Hopper in uniform",
+            _matplotlib("grace_hopper.jpg"),
+        ),
     ]
 }
 
@@ -157,11 +193,7 @@ def list_imagenet_val(root: str | os.PathLike | None = None) -> tuple[Path, list
             f"ImageNet validation folder {str(path)!r} does not exist or is not a folder "
             f"(from root= or {IMAGENET_VAL_ENV}). {_LAYOUT}"
         )
-    files = sorted(
-        p.relative_to(path).as_posix()
-        for p in path.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(
             f"ImageNet validation folder {str(path)!r} contains no *.JPEG/*.jpg/*.png images "
@@ -262,7 +294,9 @@ def _photos(images: tuple[str, ...], n_images: int, size: int, seed: int, first:
 
 
 @register_image_source("imagenet_val")
-def _imagenet_val(images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None) -> tuple[torch.Tensor, list[str]]:
+def _imagenet_val(
+    images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None
+) -> tuple[torch.Tensor, list[str]]:
     return load_imagenet_val(n=n_images, seed=seed, size=size, first=first)
 
 

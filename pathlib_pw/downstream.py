@@ -155,9 +155,7 @@ def _check_in_place(nodes: list[fx.Node], sites: list[fx.Node], modules: dict[st
         if in_place and isinstance(source, fx.Node):
             later = [u.name for u in source.users if order[u] > order[site]]
             if later:
-                raise ValueError(
-                    f"{later[0]!r} reads {source.name!r} after the in-place rectifier {site.name!r} changed it"
-                )
+                raise ValueError(f"{later[0]!r} reads {source.name!r} after the in-place rectifier {site.name!r} changed it")
 
 
 def _is_shape_query(node: fx.Node) -> bool:
@@ -168,11 +166,9 @@ def _is_shape_query(node: fx.Node) -> bool:
     if node.op != "call_function":
         return False
     if node.target is getattr:
-        return len(node.args) > 1 and node.args[1] == "shape"
+        return len(node.args) > 1 and bool(node.args[1] == "shape")
     inputs = node.all_input_nodes
-    return (
-        getattr(node.target, "__module__", None) == "_operator" and bool(inputs) and all(map(_is_shape_query, inputs))
-    )
+    return getattr(node.target, "__module__", None) == "_operator" and bool(inputs) and all(map(_is_shape_query, inputs))
 
 
 def _tile(value: object, n: int, batch: int) -> object:
@@ -197,9 +193,7 @@ def split_for(model: nn.Module, names: list[str], strict: bool) -> Split | None:
             cached = _SPLITS[model] = (fingerprint, str(error))
             if strict:
                 raise RuntimeError(f"recompute='downstream' needs a model that torch.fx can split: {error}") from error
-            warnings.warn(
-                f"torch.fx cannot split this model ({error}); NeuronIntGrad recomputes the full network", stacklevel=3
-            )
+            warnings.warn(f"torch.fx cannot split this model ({error}); NeuronIntGrad recomputes the full network", stacklevel=3)
     split = cached[1]
     if isinstance(split, str):
         if strict:

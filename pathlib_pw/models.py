@@ -231,9 +231,7 @@ def available_pretrained() -> list[str]:
     return [name for name, source in _SOURCES.items() if source.locate() is not None]
 
 
-def load_model(
-    name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu"
-) -> torch.nn.Module:
+def load_model(name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Return model ``name`` (one of :func:`model_names`) in eval mode on ``device``.
 
     ``pretrained=True`` loads the ImageNet weights from local files only, after checking their hash

@@ -105,6 +105,7 @@ class Pathway:
         The masks broadcast over the batch when the pathway holds one image. The hooks are removed
         on exit, also when the body raises.
         """
+
         def check_count(trace: Trace) -> None:
             if len(trace.calls) != len(self.masks):
                 raise ValueError(

@@ -127,7 +127,11 @@ def saliency(
             if not isinstance(steps, int) or steps < 1:
                 raise ValueError(f"steps must be a positive int, got {steps!r}")
             attr = IntegratedGradients(model).attribute(
-                x, baselines=torch.zeros_like(x), target=tgt, n_steps=steps, method="riemann_right",
+                x,
+                baselines=torch.zeros_like(x),
+                target=tgt,
+                n_steps=steps,
+                method="riemann_right",
                 internal_batch_size=x.shape[0] * min(steps, 10),
             )
         elif method == "guided_backprop":

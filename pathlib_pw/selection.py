@@ -18,7 +18,17 @@ import torch
 
 T = TypeVar("T")
 
-__all__ = ["add_all", "count_true", "kth_smallest", "kthvalue_rows", "map_images", "per_image", "pooled", "sampled_kth", "split_like"]
+__all__ = [
+    "add_all",
+    "count_true",
+    "kth_smallest",
+    "kthvalue_rows",
+    "map_images",
+    "per_image",
+    "pooled",
+    "sampled_kth",
+    "split_like",
+]
 
 
 def pooled(per_site: Sequence[torch.Tensor]) -> torch.Tensor:

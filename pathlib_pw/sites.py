@@ -77,7 +77,7 @@ def makes_functional_calls(model: nn.Module) -> bool | None:
     return probed[1] if probed is not None and probed[0] == _fingerprint(model) else None
 
 
-def functional_site_name(module: str, function: Callable[..., Any]) -> str:
+def functional_site_name(module: str, function: object) -> str:
     """The name of a functional rectifier call made in the forward of the module named ``module``."""
     return f"{module}/{'relu6' if function is F.relu6 else 'relu'}"
 
@@ -146,9 +146,7 @@ class _FunctionalSites(TorchFunctionMode):
         self.stack: list[tuple[str, bool]] = []  # (qualified name, is a rectifier module) per running module
         self.seen = False  # a functional rectifier call in this forward pass
 
-    def start(
-        self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def start(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """A forward pass of the model begins: an empty stack, and copies of its tensor arguments (an
         edited in-place call writes into its input, never into the caller's tensor)."""
         self.stack.clear()

@@ -81,6 +81,4 @@ def threshold_pathway(
 ) -> Pathway:
     """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``."""
     masks, cut = global_threshold(scores, sparsity)
-    return Pathway.from_masks(
-        masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info
-    )
+    return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info)

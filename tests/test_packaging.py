@@ -13,11 +13,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import pathlib_pw
 from pathlib_pw import _version, cache, reference

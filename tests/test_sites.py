@@ -13,7 +13,6 @@ import torchvision
 from torch import nn
 
 import pathlib_pw
-
 from pathlib_pw.sites import (
     activations_and_gradients,
     evaluating,
@@ -24,6 +23,7 @@ from pathlib_pw.sites import (
 )
 from tests import nets
 from tests import reference_impl as R
+
 
 def _x(shape, seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))

@@ -43,8 +43,14 @@ def table() -> Any:
 
     return pd.DataFrame(
         [
-            {"criterion": s.name, "what": s.summary, "variants": ", ".join(s.variants), "takes a sparsity": s.needs_sparsity,
-             "seeded": s.seeded, "options": ", ".join(s.options)}
+            {
+                "criterion": s.name,
+                "what": s.summary,
+                "variants": ", ".join(s.variants),
+                "takes a sparsity": s.needs_sparsity,
+                "seeded": s.seeded,
+                "options": ", ".join(s.options),
+            }
             for s in SPECS.values()
         ]
     ).set_index("criterion")
@@ -158,4 +164,15 @@ def extract_pathways(
     return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
 
 
-__all__ = ["CRITERIA", "SPECS", "VARIANTS", "CriterionSpec", "Method", "Variant", "extract_pathway", "extract_pathways", "spec", "table"]
+__all__ = [
+    "CRITERIA",
+    "SPECS",
+    "VARIANTS",
+    "CriterionSpec",
+    "Method",
+    "Variant",
+    "extract_pathway",
+    "extract_pathways",
+    "spec",
+    "table",
+]

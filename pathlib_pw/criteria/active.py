@@ -27,6 +27,9 @@ def active_subnet(
 
 
 SPEC = CriterionSpec(
-    "active_subnet", active_subnet, "NeuronMCT just past each image's share of dead neurons",
-    needs_sparsity=False, rounding=SHARP,
+    "active_subnet",
+    active_subnet,
+    "NeuronMCT just past each image's share of dead neurons",
+    needs_sparsity=False,
+    rounding=SHARP,
 )

@@ -86,15 +86,33 @@ def dgr(
             lams[failed] /= 10
             retries[failed] += 1
             again = _optimize(
-                model, x[failed], logits[failed], shapes, init, [generators[i] for i in failed],
-                lams[failed], lr, momentum, iterations, clamp_max,
+                model,
+                x[failed],
+                logits[failed],
+                shapes,
+                init,
+                [generators[i] for i in failed],
+                lams[failed],
+                lr,
+                momentum,
+                iterations,
+                clamp_max,
             )
             best.update(failed, again)
     scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
     return [
         threshold_pathway(
-            scores, level, names, "dgr", target=tgt.cpu(), kept_prediction=best.kept.cpu(), best_loss=best.loss.cpu(),
-            final_lambda=lams.cpu(), retries=retries, init=init, gates=gates,
+            scores,
+            level,
+            names,
+            "dgr",
+            target=tgt.cpu(),
+            kept_prediction=best.kept.cpu(),
+            best_loss=best.loss.cpu(),
+            final_lambda=lams.cpu(),
+            retries=retries,
+            init=init,
+            gates=gates,
         )
         for level in levels
     ]
@@ -138,8 +156,11 @@ def _optimize(
 
     # the best prediction-keeping iterate, and the lowest-loss one for images where none keeps it
     best_kept, best_any = (
-        _Best([p.detach().clone() for p in params], torch.full((batch,), float("inf"), device=device),
-              torch.zeros(batch, dtype=torch.bool, device=device))
+        _Best(
+            [p.detach().clone() for p in params],
+            torch.full((batch,), float("inf"), device=device),
+            torch.zeros(batch, dtype=torch.bool, device=device),
+        )
         for _ in range(2)
     )
 
@@ -181,7 +202,10 @@ def _rounding(options: Mapping[str, Any]) -> Rounding:
 
 
 SPEC = CriterionSpec(
-    "dgr", dgr, "Distillation Guided Routing: trained gates, the lowest removed",
+    "dgr",
+    dgr,
+    "Distillation Guided Routing: trained gates, the lowest removed",
     options=("init", "lam", "lr", "momentum", "iterations", "clamp_max", "gates", "max_retries", "seed"),
-    seeded=True, rounding=_rounding,
+    seeded=True,
+    rounding=_rounding,
 )

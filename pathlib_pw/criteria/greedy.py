@@ -22,7 +22,10 @@ from pathlib_pw.thresholds import global_threshold, remove_lowest
 
 
 def _taylor(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, masks: list[torch.Tensor] | None,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | int | None,
+    masks: list[torch.Tensor] | None,
     names: Sequence[str] = (),
 ):
     edit = None if masks is None else masking(masks, names)
@@ -61,8 +64,15 @@ def greedy(
     if variant == "original_code":
         masks, names, tgt = _original_code(model, x, target, step, 99 if rounds is None else rounds)
         return [
-            Pathway.from_masks(masks, names, "greedy", requested_sparsity=level.float(), target=tgt.cpu(),
-                               rounds=99 if rounds is None else rounds, variant=variant)
+            Pathway.from_masks(
+                masks,
+                names,
+                "greedy",
+                requested_sparsity=level.float(),
+                target=tgt.cpu(),
+                rounds=99 if rounds is None else rounds,
+                variant=variant,
+            )
             for level in levels
         ]
     # a run towards p passes exactly through the path of every p' < p that is a multiple of step
@@ -96,8 +106,7 @@ def _intended(
         # removed neurons rank below everything, dead kept neurons above every living one
         above = _image_max(scores) * 2 + 1
         ranked = [
-            torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0))
-            for s, m in zip(scores, masks)
+            torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0)) for s, m in zip(scores, masks)
         ]
         scale = _mean_score(scores)
         near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
@@ -108,8 +117,9 @@ def _intended(
         if i + 1 < n_rounds:
             scores, _, _ = _taylor(model, x, tgt, masks, names)
     return [
-        Pathway.from_masks(snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(),
-                           rounds=due[j], variant="intended")
+        Pathway.from_masks(
+            snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(), rounds=due[j], variant="intended"
+        )
         for j, lv in enumerate(levels)
     ]
 
@@ -147,6 +157,10 @@ def _original_code(
 
 
 SPEC = CriterionSpec(
-    "greedy", greedy, "iterative Taylor pruning through the masked network, the paper's pathological pruner",
-    options=("step", "rounds"), variants=("intended", "original_code"), rounding=BURSTY,
+    "greedy",
+    greedy,
+    "iterative Taylor pruning through the masked network, the paper's pathological pruner",
+    options=("step", "rounds"),
+    variants=("intended", "original_code"),
+    rounding=BURSTY,
 )

@@ -25,8 +25,7 @@ from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_tar
 from pathlib_pw.thresholds import global_threshold
 
 DEFAULT_STEPS = 10
-# "auto" on the CPU: about this many images x alphas per downstream pass. Measured on MobileNetV2 (2
-# cores): 44 per pass (batch 4, all 11 alphas) cost 8.9-9.9 s per image, 12-16 per pass 6.6-7.6 s.
+# "auto" on the CPU: about this many images x alphas per downstream pass (Performance page)
 CPU_SAMPLES_PER_PASS = 16
 
 
@@ -100,8 +99,14 @@ def neuron_intgrad(
         masks += [torch.ones_like(a, dtype=torch.bool) for a in acts[scored:]]
         paths.append(
             Pathway.from_masks(
-                masks, names, "neuron_intgrad", requested_sparsity=level.float(), threshold=cut.float().cpu(),
-                target=tgt.cpu(), scored_sites=scored, variant=variant,
+                masks,
+                names,
+                "neuron_intgrad",
+                requested_sparsity=level.float(),
+                threshold=cut.float().cpu(),
+                target=tgt.cpu(),
+                scored_sites=scored,
+                variant=variant,
             )
         )
     return paths
@@ -249,6 +254,10 @@ def _downstream_gradient_sum(
 
 
 SPEC = CriterionSpec(
-    "neuron_intgrad", neuron_intgrad, "integrated gradients of the logit with respect to each site, global threshold",
-    options=("steps", "alpha_chunk", "recompute"), variants=("intended", "original_code"), rounding=INTEGRATED,
+    "neuron_intgrad",
+    neuron_intgrad,
+    "integrated gradients of the logit with respect to each site, global threshold",
+    options=("steps", "alpha_chunk", "recompute"),
+    variants=("intended", "original_code"),
+    rounding=INTEGRATED,
 )

@@ -59,6 +59,9 @@ def random_path(
 
 
 SPEC = CriterionSpec(
-    "random", random_path, "floor(p / 100 x size) uniformly drawn neurons removed per site",
-    options=("seed",), seeded=True,
+    "random",
+    random_path,
+    "floor(p / 100 x size) uniformly drawn neurons removed per site",
+    options=("seed",),
+    seeded=True,
 )

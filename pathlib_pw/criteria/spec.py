@@ -60,7 +60,9 @@ class CriterionSpec:
         if tuple(parameters[: len(CORE_PARAMETERS)]) != CORE_PARAMETERS:
             raise TypeError(f"{self.name}: a criterion function takes {CORE_PARAMETERS} first, got {parameters}")
         if tuple(parameters[len(CORE_PARAMETERS) :]) != self.options:
-            raise TypeError(f"{self.name}: options {self.options} do not match the function's {parameters[len(CORE_PARAMETERS):]}")
+            raise TypeError(
+                f"{self.name}: options {self.options} do not match the function's {parameters[len(CORE_PARAMETERS):]}"
+            )
         if self.seeded != ("seed" in self.options):
             raise TypeError(f"{self.name}: a seeded criterion takes a 'seed' option, and only a seeded one does")
 

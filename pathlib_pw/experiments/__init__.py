@@ -81,15 +81,25 @@ def load_or_run(
     if not check.ok:
         raise RuntimeError(f"not cached: the result does not verify against itself\n{check.text()}")
     meta = {
-        "device": device, "seconds": round(seconds, 1), "profile": profile, "machine": cache.machine(),
-        "verify_images": VERIFY_IMAGES, "self_check": check.status,
+        "device": device,
+        "seconds": round(seconds, 1),
+        "profile": profile,
+        "machine": cache.machine(),
+        "verify_images": VERIFY_IMAGES,
+        "self_check": check.status,
     }
     return cache.save(directory, experiment, config, arrays, meta, log.subset([c.key for c in check.replay.checks]))
 
 
 def _verify_part(
-    experiment: str, profile: str, config: Any, arrays: Mapping[str, np.ndarray], log: decisions.DecisionLog,
-    device: str, n_images: int, complete: bool = True,
+    experiment: str,
+    profile: str,
+    config: Any,
+    arrays: Mapping[str, np.ndarray],
+    log: decisions.DecisionLog,
+    device: str,
+    n_images: int,
+    complete: bool = True,
 ) -> Verification:
     part = _parts(experiment)
     subset = part.verify_subset(config, n_images)
@@ -127,9 +137,17 @@ def verify(experiment: str, profile: Profile = "book", n_images: int | None = No
     recorded = int(cached.meta.get("verify_images", VERIFY_IMAGES))
     n_images = recorded if n_images is None else n_images
     if not 1 <= n_images <= recorded:
-        raise ValueError(f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}")
+        raise ValueError(
+            f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}"
+        )
     return _verify_part(
-        experiment, profile, config, cached.arrays, log, device or cached.meta.get("device", "cpu"), n_images,
+        experiment,
+        profile,
+        config,
+        cached.arrays,
+        log,
+        device or cached.meta.get("device", "cpu"),
+        n_images,
         complete=n_images == recorded,
     )
 

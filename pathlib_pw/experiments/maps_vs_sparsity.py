@@ -34,7 +34,6 @@ def config(profile: str) -> Config:
     return Config(inputs=Inputs(model="vgg16", images=("chelsea",)), sparsities=(70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0))
 
 
-
 PER_IMAGE = {"names", "gradients", "maps", "realized", "output_change", "predicted", "probability"}
 TOLERANCES = {"gradients": MAPS, "maps": MAPS, "output_change": PROBABILITIES}
 

@@ -60,7 +60,9 @@ class Config:
 def config(profile: str) -> Config:
     if profile == "smoke":
         return Config(
-            inputs=Inputs(images=("chelsea", "coffee"), size=64), overlap_sparsities=(90.0,), sweep_sparsities=(50.0, 90.0),
+            inputs=Inputs(images=("chelsea", "coffee"), size=64),
+            overlap_sparsities=(90.0,),
+            sweep_sparsities=(50.0, 90.0),
             criteria=paper_criteria(dgr_iterations=5, greedy_rounds=5, dgr_retries=1),
         )
     if profile == "book":
@@ -70,11 +72,20 @@ def config(profile: str) -> Config:
     return Config(inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000), batch_size=16)
 
 
-
 TOLERANCES = {"output_change": PROBABILITIES}
 PER_IMAGE = {
-    "names", "predicted", "probability", "base_sparsity", "realized", "output_change", "dead_share",
-    "dead_share_site", "kept_site", "jaccard", "jaccard_site", "dgr_kept_prediction",
+    "names",
+    "predicted",
+    "probability",
+    "base_sparsity",
+    "realized",
+    "output_change",
+    "dead_share",
+    "dead_share_site",
+    "kept_site",
+    "jaccard",
+    "jaccard_site",
+    "dgr_kept_prediction",
 }
 
 
@@ -147,8 +158,16 @@ def _batch(
                 pairs[:, o, a, b] = pairs[:, o, b, a] = jaccard(kept_paths[a, o], kept_paths[b, o]).cpu().numpy()
                 per_site = jaccard(kept_paths[a, o], kept_paths[b, o], per_site=True).cpu().numpy()
                 pairs_site[:, o, a, b] = pairs_site[:, o, b, a] = per_site
-    out.update(realized=realized, output_change=change, dead_share=dead, dead_share_site=dead_site, kept_site=kept_site,
-               jaccard=pairs, jaccard_site=pairs_site, dgr_kept_prediction=dgr_kept)
+    out.update(
+        realized=realized,
+        output_change=change,
+        dead_share=dead,
+        dead_share_site=dead_site,
+        kept_site=kept_site,
+        jaccard=pairs,
+        jaccard_site=pairs_site,
+        dgr_kept_prediction=dgr_kept,
+    )
     return out, sites, [a[0].numel() for a in acts]
 
 

@@ -43,7 +43,6 @@ def config(profile: str) -> Config:
     )
 
 
-
 PER_IMAGE = {"names", "maps", "predicted", "probability"}
 TOLERANCES = {"maps": HALF_MAPS}
 

@@ -63,7 +63,6 @@ def config(profile: str) -> Config:
     )
 
 
-
 def verify_subset(config: Config, n: int) -> Config:
     """What ``verify`` recomputes: the first ``n`` images through the first measured cascade stage and
     the first independent one. The cached run pushed all images through the network together, the

@@ -25,10 +25,15 @@ EXAMPLE_STAGES = ("original", "classifier", "head", "block_12", "block_6", "stem
 def config(profile: Profile) -> Config:
     if profile == "smoke":
         return Config(
-            inputs=Inputs(model="efficientnet_lite0", images=("chelsea",), size=64), measure_at=MEASURE_AT,
-            example_stages=EXAMPLE_STAGES, independent=("classifier",), example_images=1,
+            inputs=Inputs(model="efficientnet_lite0", images=("chelsea",), size=64),
+            measure_at=MEASURE_AT,
+            example_stages=EXAMPLE_STAGES,
+            independent=("classifier",),
+            example_images=1,
         )
     return Config(
-        inputs=Inputs(model="efficientnet_lite0", images=("chelsea", "coffee")), measure_at=MEASURE_AT,
-        example_stages=EXAMPLE_STAGES, independent=("classifier", "stem"),
+        inputs=Inputs(model="efficientnet_lite0", images=("chelsea", "coffee")),
+        measure_at=MEASURE_AT,
+        example_stages=EXAMPLE_STAGES,
+        independent=("classifier", "stem"),
     )

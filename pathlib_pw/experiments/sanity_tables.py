@@ -25,7 +25,11 @@ def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: s
         raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
     if kind not in ("cascading", "independent"):
         raise ValueError(f"kind must be 'cascading' or 'independent', got {kind!r}")
-    stats: dict[str, Callable[..., np.ndarray]] = {"mean": np.nanmean, "std": np.nanstd, "count": lambda v, axis: np.isfinite(v).sum(axis)}
+    stats: dict[str, Callable[..., np.ndarray]] = {
+        "mean": np.nanmean,
+        "std": np.nanstd,
+        "count": lambda v, axis: np.isfinite(v).sum(axis),
+    }
     if stat not in stats:
         raise ValueError(f"stat must be one of {sorted(stats)}, got {stat!r}")
     values = results[kind][..., metrics.index(metric)]

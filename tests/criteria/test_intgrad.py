@@ -18,8 +18,8 @@ from torch import nn
 import pathlib_pw as pw
 from pathlib_pw.criteria import intgrad
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 F, T = False, True
 ACCUMULATED = [0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.1, 2.8, 3.6, 4.5, 5.5]
@@ -134,7 +134,7 @@ NETS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ref_scores(net: str, b: int, kind: str = "intended"):
     model = NETS[net]()
     x1 = nets.images(2)[b : b + 1]
@@ -167,14 +167,14 @@ def test_intended_differs_from_mct():
     assert not torch.equal(a.flat(), b.flat())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torchvision(name: str):
     model = pw.load_model(name, pretrained=False, seed=7)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(11))
     return model, x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torchvision_ref(name: str, kind: str):
     model, x = _torchvision(name)
     if kind == "intended":
