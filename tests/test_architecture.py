@@ -50,7 +50,7 @@ def _modules() -> dict[str, set[str]]:
 
 LAYERS = [
     {"decisions", "selection", "sites", "_version"},
-    {"pathway", "imagenet", "cache"},
+    {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference"},
     {"metrics", "saliency", "sanity", "plotting"},
     {"criteria"},
