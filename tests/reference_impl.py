@@ -335,3 +335,89 @@ def assert_masks_match_scores(
         ambiguous += int(near.sum())
     total = sum(sc.numel() for sc in scores)
     assert ambiguous <= max(3, total // 1000), f"{what}: {ambiguous} scores within {rtol} of the threshold"
+
+
+# ------------------------------------------------------------------------------ pixel removal (LeRF/MoRF, ROAD)
+
+
+def removal_count_literal(fraction: float, pixels: int) -> int:
+    """Half up on the decimal the fraction is written as: 0.005 of 100 pixels is 1."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return int((Decimal(str(fraction)) * pixels).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def removal_order_literal(map1: torch.Tensor, order: str, ranking: str = "magnitude") -> list[int]:
+    """Row-major pixel indices of one (H, W) map in removal order, ties to the smaller index."""
+    height, width = map1.shape
+    cells = []
+    for h in range(height):
+        for w in range(width):
+            value = float(map1[h, w])
+            cells.append((abs(value) if ranking == "magnitude" else value, h * width + w))
+    if order == "most":
+        ranked = sorted(cells, key=lambda cell: (-cell[0], cell[1]))
+    else:
+        ranked = sorted(cells, key=lambda cell: (cell[0], cell[1]))
+    return [index for _, index in ranked]
+
+
+def remove_pixels_literal(x1: torch.Tensor, map1: torch.Tensor, fraction: float, order: str, fill: Sequence[float],
+                          ranking: str = "magnitude") -> torch.Tensor:
+    """One (C, H, W) image with the first k pixels of the removal order set to ``fill[c]``, pixel by pixel."""
+    out = x1.clone()
+    channels, height, width = x1.shape
+    k = removal_count_literal(fraction, height * width)
+    for index in removal_order_literal(map1, order, ranking)[:k]:
+        h, w = divmod(index, width)
+        for c in range(channels):
+            out[c, h, w] = fill[c]
+    return out
+
+
+def road_imputation_literal(x1: torch.Tensor, removed1: torch.Tensor) -> torch.Tensor:
+    """ROAD's linear imputation without noise of one (C, H, W) image: a dense system built pixel by pixel.
+
+    Every removed pixel equals the weighted mean (1/6 direct, 1/12 diagonal neighbours, renormalized over
+    the neighbours inside the image) of its neighbours' final values.
+    """
+    channels, height, width = x1.shape
+    unknowns = [(h, w) for h in range(height) for w in range(width) if bool(removed1[h, w])]
+    number = {p: i for i, p in enumerate(unknowns)}
+    a = np.zeros((len(unknowns), len(unknowns)))
+    b = np.zeros((len(unknowns), channels))
+    for i, (h, w) in enumerate(unknowns):
+        for dh in (-1, 0, 1):
+            for dw in (-1, 0, 1):
+                hh, ww = h + dh, w + dw
+                if (dh, dw) == (0, 0) or not (0 <= hh < height and 0 <= ww < width):
+                    continue
+                weight = 1 / 6 if dh == 0 or dw == 0 else 1 / 12
+                a[i, i] += weight
+                if (hh, ww) in number:
+                    a[i, number[(hh, ww)]] -= weight
+                else:
+                    b[i] += weight * x1[:, hh, ww].double().numpy()
+    solution = np.linalg.solve(a, b)
+    out = x1.clone()
+    for i, (h, w) in enumerate(unknowns):
+        for c in range(channels):
+            out[c, h, w] = float(solution[i, c])
+    return out
+
+
+def removal_curve_literal(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, fractions: Sequence[float], order: str,
+                          fill: Sequence[float], target=None) -> torch.Tensor:
+    """|p(x') - p(x)| / p(x) per image and fraction: one forward pass per image and per removed copy."""
+    rows = []
+    with torch.no_grad():
+        for i in range(x.shape[0]):
+            p = model(x[i : i + 1].clone()).softmax(1)[0]
+            t = int(p.argmax()) if target is None else int(target[i])
+            row = []
+            for f in fractions:
+                changed = remove_pixels_literal(x[i], maps[i], f, order, fill)
+                q = model(changed.unsqueeze(0)).softmax(1)[0]
+                row.append(abs(float(q[t]) - float(p[t])) / float(p[t]))
+            rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64)

@@ -1,0 +1,400 @@
+"""Pixel removal for the LeRF/MoRF, ROAD and ROAR evaluations (PAPER.md section 5).
+
+Khakzar et al. (CVPR 2021) evaluate a map by removing the 1..10 % least relevant pixels of each image
+(LeRF; MoRF: the most relevant), filling them with the dataset mean, without retraining, and report
+the mean absolute fractional change of the target class's softmax probability; ROAR removes the top
+10..90 % from training and test images and retrains. ROAD (Rong et al., "A Consistent and Efficient
+Evaluation Strategy for Attribution Methods", ICML 2022) fills the removed pixels by noisy linear
+imputation instead, so that the fill does not reveal the removal mask.
+
+Shared rules. Maps are (B, H, W), one per image, larger magnitude = more relevant. A pixel is removed
+with all its channels. Pixels are ranked by ``|map|`` (``ranking="magnitude"``) or by the signed map
+value (``ranking="signed"``); ``order="most"`` removes the highest scores first, ``"least"`` the
+lowest; among equal scores the pixel with the smaller row-major index ``h * W + w`` goes first, in
+both orders. Removing ``fraction`` of the H * W pixels removes ``removal_count(fraction, H * W)``
+of them. Only ROAD's imputation is taken over: ROAD's own code breaks ties with 1e-4 random jitter
+and truncates the count. Every model here receives inputs standardized with the dataset's per-channel mean and std, so
+the dataset mean is 0.0 in every channel: the default fill.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.linalg import spsolve
+from torch import nn
+
+from pathlib_pw.sites import check_input, evaluating, model_device, resolve_target
+
+Order = Literal["most", "least"]
+Ranking = Literal["magnitude", "signed"]
+Fill = float | Sequence[float] | torch.Tensor | Literal["road"] | None
+Seed = int | Sequence[int] | torch.Generator | None
+Target = int | Sequence[int] | torch.Tensor | None
+
+ORDERS: tuple[Order, ...] = ("most", "least")
+RANKINGS: tuple[Ranking, ...] = ("magnitude", "signed")
+# ROAD's weights: 1/6 per direct, 1/12 per diagonal neighbour (they sum to 1), as (row, column) offsets
+ROAD_NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
+    (-1, 0, 1 / 6),
+    (1, 0, 1 / 6),
+    (0, -1, 1 / 6),
+    (0, 1, 1 / 6),
+    (-1, -1, 1 / 12),
+    (-1, 1, 1 / 12),
+    (1, -1, 1 / 12),
+    (1, 1, 1 / 12),
+)
+# a product this close below a half still rounds up (binary rounding of e.g. 0.005 * 100)
+_HALF_TOLERANCE = 1e-9
+
+
+def _check_order(order: object) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+
+
+def _check_ranking(ranking: object) -> None:
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {list(RANKINGS)}, got {ranking!r}")
+
+
+def _check_fraction(fraction: object, name: str = "fraction") -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= float(fraction) <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {fraction!r}")
+    return float(fraction)
+
+
+def _check_maps(maps: object, x: torch.Tensor | None = None) -> torch.Tensor:
+    """``maps`` as a real (B, H, W) tensor without NaN, matching ``x``'s (B, H, W) when given."""
+    if isinstance(maps, np.ndarray):
+        maps = torch.from_numpy(maps)
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"maps must be a torch.Tensor of shape (B, H, W), got {type(maps).__name__}")
+    if maps.dtype == torch.bool or maps.is_complex():
+        raise TypeError(f"maps must hold real numbers, got dtype {maps.dtype}")
+    if x is not None and tuple(maps.shape) != (x.shape[0], *x.shape[2:]):
+        raise ValueError(
+            f"maps must have shape (B, H, W) = {(x.shape[0], *x.shape[2:])} to match x of shape {tuple(x.shape)}, "
+            f"got {tuple(maps.shape)}"
+        )
+    if maps.dim() != 3 or maps.shape[0] == 0:
+        raise ValueError(f"maps must have shape (B, H, W) with B >= 1, got {tuple(maps.shape)}")
+    if maps.is_floating_point() and maps.isnan().any():
+        raise ValueError("maps contains NaN: a NaN pixel has no place in the removal order")
+    return maps
+
+
+def _check_removed(removed: object, x: torch.Tensor) -> torch.Tensor:
+    expected = (x.shape[0], *x.shape[2:])
+    if not isinstance(removed, torch.Tensor) or removed.dtype != torch.bool or tuple(removed.shape) != expected:
+        got = tuple(removed.shape) if isinstance(removed, torch.Tensor) else type(removed).__name__
+        raise ValueError(f"removed must be a boolean tensor of shape (B, H, W) = {expected} to match x, got {got}")
+    return removed.to(x.device)
+
+
+def _channel_values(value: object, channels: int, name: str) -> torch.Tensor:
+    """A number or ``channels`` per-channel numbers as a finite float64 (C,) tensor."""
+    message = f"{name} must be a number or a sequence of {channels} per-channel numbers, got {value!r}"
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError(message)
+    try:
+        t = torch.as_tensor(value, dtype=torch.float64).flatten().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(message) from None
+    if t.numel() == 1 and (isinstance(value, numbers.Real) or (isinstance(value, torch.Tensor) and value.dim() == 0)):
+        t = t.expand(channels)
+    if t.numel() != channels or not torch.isfinite(t).all():
+        raise ValueError(message)
+    return t
+
+
+def removal_count(fraction: float, pixels: int) -> int:
+    """How many of ``pixels`` pixels removing ``fraction`` of them removes: floor(fraction * pixels + 1/2).
+
+    Halves round up (0.005 of 100 pixels is 1, 0.015 of 100 is 2), and a product within 1e-9 below a
+    half-integer counts as that half, so binary rounding of the fraction cannot change the count.
+    """
+    f = _check_fraction(fraction)
+    return min(pixels, math.floor(f * pixels + 0.5 + _HALF_TOLERANCE))
+
+
+def removal_order(maps: torch.Tensor, order: Order, *, ranking: Ranking = "magnitude") -> torch.Tensor:
+    """Row-major pixel indices of each map in removal order, (B, H * W) long.
+
+    ``order="most"`` puts the highest scores first, ``"least"`` the lowest; the score is ``|map|``
+    (``ranking="magnitude"``) or the map value (``"signed"``). Ties: among equal scores the smaller
+    row-major index ``h * W + w`` comes first, in both orders (a stable sort of the flattened map).
+    """
+    maps = _check_maps(maps)
+    _check_order(order)
+    _check_ranking(ranking)
+    scores = maps.flatten(1)
+    if ranking == "magnitude":
+        scores = scores.abs()
+    return torch.sort(scores, dim=1, descending=order == "most", stable=True).indices
+
+
+def _removal_ranks(maps: torch.Tensor, order: Order, ranking: Ranking) -> torch.Tensor:
+    """Each pixel's position in the removal order, (B, H * W): removing k pixels removes ranks < k."""
+    indices = removal_order(maps, order, ranking=ranking)
+    positions = torch.arange(indices.shape[1], device=indices.device).expand_as(indices)
+    return torch.empty_like(indices).scatter_(1, indices, positions)
+
+
+def removal_masks(maps: torch.Tensor, fraction: float, order: Order = "most", *, ranking: Ranking = "magnitude") -> torch.Tensor:
+    """(B, H, W) bool, True where a pixel is removed: the first ``removal_count(fraction, H * W)``
+    pixels of each map's :func:`removal_order`."""
+    maps = _check_maps(maps)
+    k = removal_count(fraction, maps.shape[1] * maps.shape[2])
+    return (_removal_ranks(maps, order, ranking) < k).view(maps.shape)
+
+
+def _noise_fields(shape: tuple[int, ...], seed: Seed) -> list[torch.Generator | None]:
+    """One generator per image (None: the global RNG), per the ``seed`` rules of noisy_linear_imputation."""
+    batch = shape[0]
+    if seed is None or isinstance(seed, torch.Generator):
+        return [seed] * batch
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return [torch.Generator().manual_seed(int(seed)) for _ in range(batch)]
+    seeds = list(seed) if isinstance(seed, Sequence) and not isinstance(seed, str) else None
+    if (
+        seeds is None
+        or len(seeds) != batch
+        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ValueError(f"seed must be None, an int, {batch} ints (one per image) or a torch.Generator, got {seed!r}")
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def _impute_image(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """ROAD's linear imputation of one image: the (N, C) values of its N removed pixels, row-major.
+
+    Unknown u_i of removed pixel i: S_i u_i - sum_{removed nb j} w_ij u_j = sum_{kept nb j} w_ij v_j,
+    where the sums run over the neighbours inside the image and S_i is the sum of their weights.
+    """
+    channels = values.shape[0]
+    height, width = removed.shape
+    rows, cols = np.nonzero(removed)
+    n = rows.size
+    if n == height * width:  # nothing known: the system is singular
+        return np.zeros((n, channels))
+    unknown = np.full((height, width), -1)
+    unknown[rows, cols] = np.arange(n)
+    diagonal = np.zeros(n)
+    rhs = np.zeros((n, channels))
+    a_rows, a_cols, a_values = [], [], []
+    for dr, dc, weight in ROAD_NEIGHBOURS:
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        eq, r, c = np.nonzero(inside)[0], r[inside], c[inside]
+        diagonal[eq] += weight
+        j = unknown[r, c]
+        is_unknown = j >= 0
+        a_rows.append(eq[is_unknown])
+        a_cols.append(j[is_unknown])
+        a_values.append(np.full(int(is_unknown.sum()), -weight))
+        kept = ~is_unknown
+        rhs[eq[kept]] += weight * values[:, r[kept], c[kept]].T  # eq has no repeats within one offset
+    system = coo_matrix(
+        (
+            np.concatenate([*a_values, diagonal]),
+            (np.concatenate([*a_rows, np.arange(n)]), np.concatenate([*a_cols, np.arange(n)])),
+        ),
+        shape=(n, n),
+    ).tocsc()
+    return np.asarray(spsolve(system, rhs)).reshape(n, channels)
+
+
+def noisy_linear_imputation(
+    x: torch.Tensor,
+    removed: torch.Tensor,
+    noise: float | Sequence[float] | torch.Tensor = 0.01,
+    seed: Seed = None,
+) -> torch.Tensor:
+    """ROAD's noisy linear imputation (Rong et al., ICML 2022): a copy of ``x`` with its removed pixels filled.
+
+    Each removed pixel's value, per channel, is the weighted mean of its 8 neighbours (1/6 for the 4
+    direct, 1/12 for the 4 diagonal ones, renormalized over the neighbours inside the image), where
+    removed neighbours are unknowns too: one sparse linear system per image over all its removed pixels,
+    solved for all channels at once in float64 (``scipy.sparse.linalg.spsolve``). Then Gaussian noise of
+    standard deviation ``noise`` (a number, or one per channel) is added to the imputed values only.
+    With noise 0 a linear ramp is reproduced exactly where no removed pixel touches the image border;
+    at the border the renormalized mean is one-sided and reproduces only a ramp along that border.
+
+    Noise, per image, is a (C, H, W) float64 standard-normal field of which the removed pixels are used,
+    so a pixel's noise does not depend on which other pixels are removed. ``seed``: None draws each
+    image's field from the global torch RNG, in batch order; a CPU ``torch.Generator`` likewise from
+    that generator; an int gives every image the field of a generator seeded with it; a sequence of B
+    ints gives image i the field of ``seeds[i]``. With ints, image i's result depends only on image i,
+    its mask and its seed, so computing images one at a time or batched gives identical results.
+
+    Differences from the reference implementation (github.com/tleemann/road_evaluation,
+    ``road/imputations.py``, ``NoisyLinearImputer``): same weights and equations; its noise comes from
+    ``torch.randn_like`` (the global RNG) for the removed values only; it solves on float32 images and
+    returns float32, ours keeps ``x``'s dtype and device; an image with every pixel removed makes its
+    system singular, where ours fills 0.0 (the dataset mean of standardized inputs) plus noise. ROAD
+    imputes [0, 1] images before standardizing them: the imputation commutes with per-channel
+    standardization, the noise does not, so ROAD's ``noise=0.01`` is ``0.01 / std`` per channel here.
+    """
+    x = check_input(x)
+    removed = _check_removed(removed, x)
+    channels = x.shape[1]
+    scale = _channel_values(noise, channels, "noise")
+    if (scale < 0).any():
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    generators = _noise_fields(tuple(x.shape), seed)
+    values = x.detach().cpu().double().numpy()
+    masks = removed.cpu().numpy()
+    out = x.detach().clone()
+    for b, generator in enumerate(generators):
+        field = None
+        if (scale > 0).any():
+            field = torch.randn(tuple(x.shape[1:]), generator=generator, dtype=torch.float64)
+        if not masks[b].any():
+            continue
+        filled = torch.from_numpy(_impute_image(values[b], masks[b])).T  # (C, N)
+        where = torch.from_numpy(masks[b])
+        if field is not None:
+            filled = filled + scale.view(-1, 1) * field[:, where]
+        out[b][:, where.to(x.device)] = filled.to(dtype=x.dtype, device=x.device)
+    return out
+
+
+def fill_pixels(x: torch.Tensor, removed: torch.Tensor, fill: Fill = None, *, seed: Seed = None) -> torch.Tensor:
+    """A detached copy of ``x`` (B, C, H, W) whose pixels marked in ``removed`` (B, H, W) are replaced, all channels together.
+
+    ``fill``: None -> 0.0 in every channel (the dataset mean, since every model here receives inputs
+    standardized by the dataset's mean and std); a number; C per-channel numbers (sequence or tensor);
+    ``"road"`` -> :func:`noisy_linear_imputation` with its default noise and ``seed`` (used only there).
+    """
+    x = check_input(x)
+    removed = _check_removed(removed, x)
+    if isinstance(fill, str):
+        if fill != "road":
+            raise ValueError(f"fill must be None, a number, {x.shape[1]} per-channel numbers or 'road', got {fill!r}")
+        return noisy_linear_imputation(x, removed, seed=seed)
+    values = _channel_values(0.0 if fill is None else fill, x.shape[1], "fill").to(dtype=x.dtype, device=x.device)
+    return torch.where(removed.unsqueeze(1), values.view(1, -1, 1, 1), x.detach())
+
+
+def remove_pixels(
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    fraction: float,
+    order: Order = "most",
+    fill: Fill = None,
+    *,
+    ranking: Ranking = "magnitude",
+    seed: Seed = None,
+) -> torch.Tensor:
+    """``x`` with ``fraction`` of each image's pixels removed in ``maps``' ``order`` and filled with ``fill``.
+
+    Khakzar et al.'s LeRF is ``order="least"`` with the default mean fill; MoRF and ROAR use
+    ``order="most"``. The pixels are :func:`removal_masks` (ranking, ties and count in the module
+    docstring); filling is :func:`fill_pixels`. Returns a new tensor; ``x`` is never modified.
+    """
+    x = check_input(x)
+    maps = _check_maps(maps, x)
+    _check_fraction(fraction)
+    _check_order(order)
+    _check_ranking(ranking)
+    removed = removal_masks(maps, fraction, order, ranking=ranking).to(x.device)
+    return fill_pixels(x, removed, fill, seed=seed)
+
+
+def _check_fractions(fractions: object) -> list[float]:
+    if isinstance(fractions, (torch.Tensor, np.ndarray)):
+        fractions = fractions.tolist()
+    if isinstance(fractions, numbers.Real) or not isinstance(fractions, Sequence) or len(fractions) == 0:
+        raise ValueError(f"fractions must be a non-empty sequence of numbers in [0, 1], got {fractions!r}")
+    return [_check_fraction(f, "fractions") for f in fractions]
+
+
+def _pair_seeds(seed: Seed, images: torch.Tensor, batch: int) -> Seed:
+    """The ``seed`` argument for a chunk of (image, fraction) pairs showing ``images``: per-image seeds follow their image."""
+    if seed is None or isinstance(seed, (torch.Generator, int)) or isinstance(seed, numbers.Integral):
+        return seed
+    _noise_fields((batch,), seed)  # validates: one int per image
+    per_image = list(seed)
+    return [int(per_image[i]) for i in images.tolist()]
+
+
+def pixel_removal_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    fractions: Sequence[float],
+    order: Order = "least",
+    fill: Fill = None,
+    target: Target = None,
+    *,
+    ranking: Ranking = "magnitude",
+    batch_size: int | None = None,
+    seed: Seed = None,
+) -> torch.Tensor:
+    """|p(x') - p(x)| / p(x) of the target class's softmax probability per image and fraction, (B, F) on the CPU.
+
+    x' is :func:`remove_pixels` of ``x`` at each of the F ``fractions`` (each in [0, 1]); Khakzar et
+    al.'s LeRF curve is the default ``order="least"`` with fractions 0.01..0.10, averaged over images.
+    ``target``: None -> the model's prediction on x; else one class or one per image. Runs without
+    gradients, in eval mode (every module's mode restored afterwards), on the model's device, in chunks
+    of ``batch_size`` images (the unchanged ones first, then the (image, fraction) pairs, image-major; None:
+    all at once), so memory is bounded and the result does not depend on ``batch_size`` beyond float
+    rounding. With ``fill="road"``, ``seed`` is noisy_linear_imputation's (B ints: per image), and
+    each pair draws its noise field in image-major order from a generator or the global RNG.
+    """
+    x = check_input(x).detach()
+    maps = _check_maps(maps, x)
+    levels = _check_fractions(fractions)
+    _check_order(order)
+    _check_ranking(ranking)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    device = model_device(model)
+    x = x.to(device)
+    batch, height, width = maps.shape
+    ranks = _removal_ranks(maps, order, ranking).to(device)
+    counts = torch.tensor([removal_count(f, height * width) for f in levels], device=device)
+    images = torch.arange(batch, device=device).repeat_interleave(len(levels))
+    levels_of = torch.arange(len(levels), device=device).repeat(batch)
+    size = batch_size or batch * len(levels)
+    with torch.no_grad(), evaluating(model):
+        logits = torch.cat([model(x[i : i + size].clone()) for i in range(0, batch, size)])
+        tgt = resolve_target(target, logits)
+        p0 = logits.softmax(1).gather(1, tgt.view(-1, 1)).squeeze(1)
+        p = torch.empty(batch * len(levels), dtype=p0.dtype, device=device)
+        for start in range(0, len(images), size):
+            img, lvl = images[start : start + size], levels_of[start : start + size]
+            removed = (ranks[img] < counts[lvl].view(-1, 1)).view(-1, height, width)
+            changed = fill_pixels(x[img], removed, fill, seed=_pair_seeds(seed, img, batch))
+            p[start : start + len(img)] = model(changed).softmax(1).gather(1, tgt[img].view(-1, 1)).squeeze(1)
+    p_orig = p0.view(-1, 1)
+    return ((p.view(batch, len(levels)) - p_orig).abs() / p_orig).cpu()
+
+
+def area_under_curve(fractions_percent: Sequence[float] | torch.Tensor, values: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The authors' area under a removal curve: trapezoids over (0, 0) followed by the F points.
+
+    ``fractions_percent`` (F,) are the curve's x values in the units given (percent in the book),
+    >= 0 and strictly increasing; ``values`` (..., F) the curve(s), y(0) taken as 0. Returns (...).
+    """
+    y = torch.as_tensor(values)
+    if not y.is_floating_point():
+        y = y.double()
+    xs = torch.as_tensor(fractions_percent, dtype=torch.float64).cpu()
+    if xs.dim() != 1 or xs.numel() == 0 or y.dim() == 0 or y.shape[-1] != xs.numel():
+        raise ValueError(
+            f"fractions_percent must be (F,) and values (..., F) with the same F >= 1, got {tuple(xs.shape)} and {tuple(y.shape)}"
+        )
+    if not torch.isfinite(xs).all() or (xs < 0).any() or (xs.diff() <= 0).any():
+        raise ValueError(f"fractions_percent must be finite, >= 0 and strictly increasing, got {xs.tolist()}")
+    grid = torch.cat([xs.new_zeros(1), xs]).to(dtype=y.dtype, device=y.device)
+    curve = torch.cat([y.new_zeros((*y.shape[:-1], 1)), y], dim=-1)
+    return torch.trapezoid(curve, grid, dim=-1)

@@ -1,0 +1,400 @@
+"""pathlib_pw.removal: pixel removal (LeRF/MoRF, ROAR), ROAD's noisy linear imputation, removal curves, AUC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib_pw.removal import (
+    area_under_curve,
+    fill_pixels,
+    noisy_linear_imputation,
+    pixel_removal_curve,
+    removal_count,
+    removal_masks,
+    removal_order,
+    remove_pixels,
+)
+from tests.nets import images, single_thread, tiny_cnn  # noqa: F401 (single_thread: an autouse fixture)
+from tests.reference_impl import (
+    removal_count_literal,
+    removal_curve_literal,
+    removal_order_literal,
+    remove_pixels_literal,
+    road_imputation_literal,
+)
+
+FRACTIONS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.77, 0.99, 1.0)
+
+
+def _tied_maps(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """Maps quantized to the 5 levels -2..2: many exact ties, in magnitude and in sign."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-2, 3, (batch, height, width), generator=g).double() * 0.5
+
+
+def _x(batch: int, channels: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, channels, height, width, generator=g, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------ order, masks, counts
+
+
+@pytest.mark.parametrize("ranking", ["magnitude", "signed"])
+@pytest.mark.parametrize("order", ["most", "least"])
+def test_removal_order_matches_sorted_with_ties(order, ranking):
+    maps = _tied_maps(3, 5, 7)
+    maps[0, 0, :3] = torch.tensor([0.0, -0.0, 0.0])  # signed zeros tie too
+    got = removal_order(maps, order, ranking=ranking)
+    assert got.dtype == torch.long and got.shape == (3, 35)
+    for b in range(3):
+        assert got[b].tolist() == removal_order_literal(maps[b], order, ranking)
+
+
+@pytest.mark.parametrize("ranking", ["magnitude", "signed"])
+@pytest.mark.parametrize("order", ["most", "least"])
+def test_remove_pixels_matches_literal_with_ties(order, ranking):
+    x, maps = _x(3, 3, 6, 7), _tied_maps(3, 6, 7, seed=2)
+    fill = [0.25, -1.5, 3.0]
+    for fraction in FRACTIONS:
+        got = remove_pixels(x, maps, fraction, order, fill, ranking=ranking)
+        for b in range(3):
+            want = remove_pixels_literal(x[b], maps[b], fraction, order, fill, ranking)
+            assert torch.equal(got[b], want), (order, ranking, fraction, b)
+
+
+def test_tie_hand_cases():
+    # flat indices: 0 1 / 2 3
+    tie_high = torch.tensor([[[1.0, 3.0], [3.0, 0.0]]])
+    assert removal_masks(tie_high, 0.25, "most").tolist() == [[[False, True], [False, False]]]
+    assert removal_order(tie_high, "most").tolist() == [[1, 2, 0, 3]]
+    tie_low = torch.tensor([[[2.0, 0.0], [0.0, 5.0]]])
+    assert removal_masks(tie_low, 0.25, "least").tolist() == [[[False, True], [False, False]]]
+    assert removal_order(tie_low, "least").tolist() == [[1, 2, 0, 3]]
+    signed = torch.tensor([[[-3.0, 1.0], [2.0, 0.0]]])
+    assert removal_order(signed, "most").tolist() == [[0, 2, 1, 3]]
+    assert removal_order(signed, "least").tolist() == [[3, 1, 2, 0]]
+    assert removal_order(signed, "most", ranking="signed").tolist() == [[2, 1, 3, 0]]
+    assert removal_order(signed, "least", ranking="signed").tolist() == [[0, 3, 1, 2]]
+    # a magnitude tie of opposite signs: the smaller index first in both orders
+    opposite = torch.tensor([[[0.5, -2.0], [2.0, -0.5]]])
+    assert removal_order(opposite, "most").tolist() == [[1, 2, 0, 3]]
+    assert removal_order(opposite, "least").tolist() == [[0, 3, 1, 2]]
+
+
+def test_removal_count_rounds_half_up():
+    assert removal_count(0.1, 100) == 10
+    assert removal_count(0.29, 100) == 29  # 0.29 * 100 = 28.999999999999996
+    assert removal_count(0.005, 100) == 1  # a half rounds up
+    assert removal_count(0.015, 100) == 2  # 1.5, although 0.015 * 100 < 1.5 in binary
+    assert removal_count(3 * 0.005, 100) == 2
+    assert removal_count(0.0049, 100) == 0
+    assert removal_count(0.5, 3) == 2
+    assert removal_count(0.25, 2) == 1
+    assert removal_count(0.3, 10) == 3
+    assert (removal_count(0.0, 64), removal_count(1.0, 64)) == (0, 64)
+    for pixels in (1, 49, 100, 224 * 224):
+        for i in range(1001):
+            f = i / 1000
+            assert removal_count(f, pixels) == removal_count_literal(f, pixels), (f, pixels)
+
+
+def test_removal_masks_count_and_nesting():
+    maps = _tied_maps(2, 10, 10)
+    previous = torch.zeros(2, 10, 10, dtype=torch.bool)
+    for fraction in (0.0, 0.005, 0.01, 0.1, 0.15, 0.5, 1.0):
+        masks = removal_masks(maps, fraction, "least")
+        assert masks.dtype == torch.bool and masks.shape == (2, 10, 10)
+        assert masks.flatten(1).sum(1).tolist() == [removal_count(fraction, 100)] * 2
+        assert bool((masks | ~previous).all())  # a larger fraction removes a superset
+        previous = masks
+
+
+# ------------------------------------------------------------------------------ fills and validation
+
+
+def test_fill_variants_and_input_untouched():
+    x, maps = _x(2, 3, 5, 5), _tied_maps(2, 5, 5)
+    before = x.clone()
+    removed = removal_masks(maps, 0.4, "most")
+    kept = ~removed.unsqueeze(1).expand_as(x)
+    for fill, values in [
+        (None, [0.0, 0.0, 0.0]),
+        (1.5, [1.5, 1.5, 1.5]),
+        (2, [2.0, 2.0, 2.0]),
+        ([0.1, -0.2, 0.3], [0.1, -0.2, 0.3]),
+        (torch.tensor([1.0, 2.0, 3.0]), [1.0, 2.0, 3.0]),
+        (np.array([4.0, 5.0, 6.0]), [4.0, 5.0, 6.0]),
+        (torch.tensor(7.0), [7.0, 7.0, 7.0]),
+    ]:
+        got = remove_pixels(x, maps, 0.4, "most", fill)
+        assert got.dtype == x.dtype and got.shape == x.shape
+        assert torch.equal(got[kept], x[kept])
+        for c, value in enumerate(values):
+            assert bool((got[:, c][removed] == value).all()), (fill, c)
+        assert torch.equal(got, fill_pixels(x, removed, fill))
+    road = remove_pixels(x, maps, 0.4, "most", "road", seed=3)
+    assert torch.equal(road[kept], x[kept])
+    assert torch.equal(x, before)
+
+
+def test_float32_input_keeps_dtype():
+    x, maps = _x(1, 3, 4, 4).float(), _tied_maps(1, 4, 4)
+    assert remove_pixels(x, maps, 0.5, fill=[1.0, 2.0, 3.0]).dtype == torch.float32
+    assert remove_pixels(x, maps, 0.5, fill="road", seed=0).dtype == torch.float32
+
+
+def test_errors_name_the_argument():
+    x, maps = _x(2, 3, 4, 4), _tied_maps(2, 4, 4)
+    for bad in (-0.1, 1.1, float("nan"), True, "0.1", None):
+        with pytest.raises(ValueError, match="fraction must be a number in \\[0, 1\\]"):
+            remove_pixels(x, maps, bad)
+    with pytest.raises(ValueError, match=r"maps must have shape \(B, H, W\) = \(2, 4, 4\).*got \(2, 4, 5\)"):
+        remove_pixels(x, _tied_maps(2, 4, 5), 0.1)
+    with pytest.raises(ValueError, match="maps must have shape"):
+        remove_pixels(x, _tied_maps(1, 4, 4), 0.1)
+    with pytest.raises(ValueError, match=r"order must be one of \['most', 'least'\], got 'top'"):
+        remove_pixels(x, maps, 0.1, "top")
+    with pytest.raises(ValueError, match="order must be one of"):
+        removal_order(maps, "Most")
+    with pytest.raises(ValueError, match=r"ranking must be one of \['magnitude', 'signed'\], got 'abs'"):
+        remove_pixels(x, maps, 0.1, ranking="abs")
+    with pytest.raises(ValueError, match="ranking must be one of"):
+        removal_order(maps, "most", ranking="absolute")
+    nan_maps = maps.clone()
+    nan_maps[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="maps contains NaN"):
+        remove_pixels(x, nan_maps, 0.1)
+    with pytest.raises(ValueError, match="maps contains NaN"):
+        removal_order(nan_maps, "least")
+    for bad_fill in ("mean", [1.0, 2.0], [1.0, 2.0, float("inf")], True):
+        with pytest.raises(ValueError, match="fill must be"):
+            remove_pixels(x, maps, 0.1, fill=bad_fill)
+    with pytest.raises(ValueError, match="removed must be a boolean tensor"):
+        fill_pixels(x, removal_masks(maps, 0.1).float(), 0.0)
+
+
+# ------------------------------------------------------------------------------ ROAD
+
+
+def _random_mask(height: int, width: int, share: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(height, width, generator=g) < share
+
+
+def test_road_constant_image_is_reproduced():
+    x = torch.full((1, 3, 7, 6), 0.7, dtype=torch.float64)
+    x[:, 1] = -2.0
+    removed = _random_mask(7, 6, 0.6, 0).unsqueeze(0)
+    removed[0, 0, 0] = removed[0, 6, 5] = True  # corners too
+    got = noisy_linear_imputation(x, removed, noise=0.0)
+    torch.testing.assert_close(got, x, rtol=0, atol=1e-12)
+
+
+def test_road_linear_ramp_interior_and_borders():
+    h, w = 8, 9
+    rows = torch.arange(h, dtype=torch.float64).view(h, 1).expand(h, w)
+    cols = torch.arange(w, dtype=torch.float64).view(1, w).expand(h, w)
+    ramp = torch.stack([2 * rows - 3 * cols + 1, rows, cols]).unsqueeze(0)  # (1, 3, H, W)
+    interior = torch.zeros(1, h, w, dtype=torch.bool)
+    interior[0, 1:-1, 1:-1] = _random_mask(h - 2, w - 2, 0.7, 1)  # clusters of removed pixels, none on the border
+    got = noisy_linear_imputation(ramp, interior, noise=0.0)
+    torch.testing.assert_close(got, ramp, rtol=0, atol=1e-12)
+    # top border (not corners): a ramp along the border is reproduced, one across it is not
+    top = torch.zeros(1, h, w, dtype=torch.bool)
+    top[0, 0, 3] = True
+    got = noisy_linear_imputation(ramp, top, noise=0.0)
+    assert float(got[0, 2, 0, 3]) == pytest.approx(3.0, abs=1e-12)  # cols: exact
+    # rows: neighbours (0, 2), (0, 4) at row 0 with weight 1/6, (1, 3) 1/6 and (1, 2), (1, 4) 1/12 at row 1
+    assert float(got[0, 1, 0, 3]) == pytest.approx((1 / 6 + 2 / 12) / (3 / 6 + 2 / 12), abs=1e-12)  # 0.5, not 0
+    # corner (0, 0): neighbours (0, 1) 1/6, (1, 0) 1/6, (1, 1) 1/12: neither ramp is reproduced
+    corner = torch.zeros(1, h, w, dtype=torch.bool)
+    corner[0, 0, 0] = True
+    got = noisy_linear_imputation(ramp, corner, noise=0.0)
+    assert float(got[0, 2, 0, 0]) == pytest.approx((1 / 6 + 1 / 12) / (5 / 12), abs=1e-12)  # 0.6
+    assert float(got[0, 1, 0, 0]) == pytest.approx(0.6, abs=1e-12)
+
+
+def _neighbour_mean(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    total, weights = torch.zeros(img.shape[0], dtype=torch.float64), 0.0
+    for dh in (-1, 0, 1):
+        for dw in (-1, 0, 1):
+            hh, ww = h + dh, w + dw
+            if (dh, dw) != (0, 0) and 0 <= hh < img.shape[1] and 0 <= ww < img.shape[2]:
+                weight = 1 / 6 if dh == 0 or dw == 0 else 1 / 12
+                total += weight * img[:, hh, ww]
+                weights += weight
+    return total / weights
+
+
+def test_road_solves_the_neighbour_equations_and_matches_literal():
+    x = _x(2, 3, 9, 8, seed=4)
+    removed = torch.stack([_random_mask(9, 8, 0.5, 5), _random_mask(9, 8, 0.9, 6)])
+    got = noisy_linear_imputation(x, removed, noise=0.0)
+    for b in range(2):
+        torch.testing.assert_close(got[b], road_imputation_literal(x[b], removed[b]), rtol=0, atol=1e-10)
+        for h, w in removed[b].nonzero().tolist():
+            residual = (got[b, :, h, w] - _neighbour_mean(got[b], h, w)).abs().max()
+            assert float(residual) < 1e-10
+    kept = ~removed.unsqueeze(1).expand_as(x)
+    assert torch.equal(got[kept], x[kept])
+
+
+def test_road_noise_only_on_removed_pixels_from_the_seeded_field():
+    x = _x(2, 3, 6, 6, seed=7)
+    removed = torch.stack([_random_mask(6, 6, 0.3, 8), _random_mask(6, 6, 0.6, 9)])
+    clean = noisy_linear_imputation(x, removed, noise=0.0)
+    noisy = noisy_linear_imputation(x, removed, noise=0.5, seed=[11, 12])
+    kept = ~removed.unsqueeze(1).expand_as(x)
+    assert torch.equal(noisy[kept], x[kept])
+    for b, s in enumerate([11, 12]):
+        field = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+        torch.testing.assert_close(
+            noisy[b][:, removed[b]] - clean[b][:, removed[b]], 0.5 * field[:, removed[b]], rtol=0, atol=1e-12
+        )
+    per_channel = noisy_linear_imputation(x, removed, noise=[0.0, 1.0, 2.0], seed=[11, 12])
+    assert torch.equal(per_channel[:, 0], clean[:, 0])
+    torch.testing.assert_close(per_channel[:, 2] - clean[:, 2], 2 * (noisy[:, 2] - clean[:, 2]) / 0.5 / 1, rtol=0, atol=1e-12)
+
+
+def test_road_seeds_reproducible_and_batch_independent():
+    x = _x(3, 3, 6, 5, seed=10)
+    removed = torch.stack([_random_mask(6, 5, 0.4, s) for s in (20, 21, 22)])
+    a = noisy_linear_imputation(x, removed, seed=[1, 2, 3])
+    assert torch.equal(a, noisy_linear_imputation(x, removed, seed=[1, 2, 3]))
+    assert not torch.equal(a, noisy_linear_imputation(x, removed, seed=[1, 2, 4]))
+    for b, s in enumerate([1, 2, 3]):
+        assert torch.equal(a[b : b + 1], noisy_linear_imputation(x[b : b + 1], removed[b : b + 1], seed=[s]))
+    # an int seed: every image's field from that seed, batched or alone
+    one = noisy_linear_imputation(x, removed, seed=5)
+    assert torch.equal(one, noisy_linear_imputation(x, removed, seed=[5, 5, 5]))
+    assert torch.equal(one[2:], noisy_linear_imputation(x[2:], removed[2:], seed=5))
+    # a generator: one field per image in batch order
+    batched = noisy_linear_imputation(x, removed, seed=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    alone = torch.cat([noisy_linear_imputation(x[b : b + 1], removed[b : b + 1], seed=g) for b in range(3)])
+    assert torch.equal(batched, alone)
+    # the global RNG, untouched by a noise-free call
+    state = torch.get_rng_state()
+    noisy_linear_imputation(x, removed, noise=0.0)
+    assert torch.equal(state, torch.get_rng_state())
+    with pytest.raises(ValueError, match="seed must be"):
+        noisy_linear_imputation(x, removed, seed=[1, 2])
+    with pytest.raises(ValueError, match="noise must be"):
+        noisy_linear_imputation(x, removed, noise=-0.1)
+
+
+def test_road_everything_removed_and_nothing_removed():
+    x = _x(1, 2, 4, 4)
+    everything = torch.ones(1, 4, 4, dtype=torch.bool)
+    assert torch.equal(noisy_linear_imputation(x, everything, noise=0.0), torch.zeros_like(x))
+    noisy = noisy_linear_imputation(x, everything, noise=0.1, seed=0)
+    field = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(noisy[0], 0.1 * field, rtol=0, atol=1e-15)
+    assert torch.equal(noisy_linear_imputation(x, torch.zeros(1, 4, 4, dtype=torch.bool), seed=0), x)
+
+
+def test_remove_pixels_road_uses_masks_and_seed():
+    x, maps = _x(2, 3, 6, 6), _tied_maps(2, 6, 6)
+    got = remove_pixels(x, maps, 0.3, "least", "road", seed=[4, 5])
+    want = noisy_linear_imputation(x, removal_masks(maps, 0.3, "least"), seed=[4, 5])
+    assert torch.equal(got, want)
+
+
+# ------------------------------------------------------------------------------ removal curves
+
+
+def _curve_inputs():
+    model = tiny_cnn(seed=3)
+    x = images(3, seed=4)
+    g = torch.Generator().manual_seed(5)
+    maps = torch.randint(-3, 4, (3, 8, 8), generator=g).double()  # ties
+    return model, x, maps
+
+
+@pytest.mark.parametrize("order", ["least", "most"])
+def test_curve_matches_literal(order):
+    model, x, maps = _curve_inputs()
+    fractions = [0.0, 0.05, 0.1, 0.5, 1.0]
+    got = pixel_removal_curve(model, x, maps, fractions, order)
+    assert got.shape == (3, 5) and got.device.type == "cpu"
+    torch.testing.assert_close(got, removal_curve_literal(model, x, maps, fractions, order, [0.0] * 3), rtol=1e-9, atol=1e-12)
+    assert torch.equal(got[:, 0], torch.zeros(3))
+    fill, target = [0.5, -0.5, 1.0], [1, 4, 0]
+    got = pixel_removal_curve(model, x, maps, fractions, order, fill, target)
+    torch.testing.assert_close(got, removal_curve_literal(model, x, maps, fractions, order, fill, target), rtol=1e-9, atol=1e-12)
+
+
+def test_curve_batch_size_invariant():
+    model, x, maps = _curve_inputs()
+    fractions = [0.01, 0.1, 0.3]
+    full = pixel_removal_curve(model, x, maps, fractions)
+    for batch_size in (1, 2, 4, 100):
+        torch.testing.assert_close(
+            pixel_removal_curve(model, x, maps, fractions, batch_size=batch_size), full, rtol=1e-12, atol=1e-14
+        )
+    road = pixel_removal_curve(model, x, maps, fractions, fill="road", seed=[7, 8, 9])
+    for batch_size in (1, 5):
+        got = pixel_removal_curve(model, x, maps, fractions, fill="road", seed=[7, 8, 9], batch_size=batch_size)
+        torch.testing.assert_close(got, road, rtol=1e-12, atol=1e-14)
+    # image 1 alone, with its own seed, gives its row
+    alone = pixel_removal_curve(model, x[1:2], maps[1:2], fractions, fill="road", seed=[8])
+    torch.testing.assert_close(alone[0], road[1], rtol=1e-12, atol=1e-14)
+
+
+def test_curve_leaves_model_and_input_alone():
+    model, x, maps = _curve_inputs()
+    want = pixel_removal_curve(model, x, maps, [0.1, 0.2])
+    model.train()
+    model.conv1.eval()
+    x = x.clone().requires_grad_(True)
+    got = pixel_removal_curve(model, x, maps, [0.1, 0.2], batch_size=2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert model.training and not model.conv1.training and model.conv2.training
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert x.grad is None and not got.requires_grad
+
+
+def test_curve_validates():
+    model, x, maps = _curve_inputs()
+    with pytest.raises(ValueError, match="fractions must be"):
+        pixel_removal_curve(model, x, maps, [])
+    with pytest.raises(ValueError, match="fractions must be a number in \\[0, 1\\]"):
+        pixel_removal_curve(model, x, maps, [0.1, 1.5])
+    with pytest.raises(ValueError, match="fractions must be"):
+        pixel_removal_curve(model, x, maps, 0.1)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        pixel_removal_curve(model, x, maps, [0.1], batch_size=0)
+    with pytest.raises(ValueError, match="maps must have shape"):
+        pixel_removal_curve(model, x, maps[:2], [0.1])
+    with pytest.raises(ValueError, match="order must be one of"):
+        pixel_removal_curve(model, x, maps, [0.1], "lerf")
+    with pytest.raises(ValueError, match="target must be"):
+        pixel_removal_curve(model, x, maps, [0.1], target=[0, 1])
+
+
+# ------------------------------------------------------------------------------ area under the curve
+
+
+def test_area_under_curve_by_hand():
+    # points (0, 0), (1, 2), (2, 4), (4, 4): 1 * 2 / 2 + 1 * 6 / 2 + 2 * 8 / 2 = 12
+    assert float(area_under_curve([1, 2, 4], torch.tensor([2.0, 4.0, 4.0]))) == pytest.approx(12.0)
+    values = torch.tensor([[[2.0, 4.0, 4.0]], [[1.0, 1.0, 0.0]]])  # (2, 1, 3)
+    got = area_under_curve(torch.tensor([1.0, 2.0, 4.0]), values)
+    assert got.shape == (2, 1)
+    assert got.flatten().tolist() == pytest.approx([12.0, 0.5 + 1.0 + 1.0])
+    # percent 1..10 of a constant curve c: c / 2 for the first step, 9 c after
+    assert float(area_under_curve(range(1, 11), np.full(10, 0.2))) == pytest.approx(0.2 / 2 + 9 * 0.2)
+    # a curve that already starts at 0 adds a zero-width step
+    assert float(area_under_curve([0, 2], [0.0, 1.0])) == pytest.approx(1.0)
+
+
+def test_area_under_curve_validates():
+    with pytest.raises(ValueError, match="fractions_percent must be"):
+        area_under_curve([1, 2], torch.ones(3))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        area_under_curve([1, 1, 2], torch.ones(3))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        area_under_curve([-1, 1, 2], torch.ones(3))
