@@ -1,20 +1,33 @@
 """pathlib_pw: critical pathways, PathwayGrad and their evaluation (Khakzar et al., CVPR 2021)."""
 
 from pathlib_pw._version import __version__
+from pathlib_pw.attribution_methods import (
+    ATTRIBUTION_METHODS,
+    attribute,
+    attribution_method,
+    pathway_grad_method,
+    register_attribution,
+)
 from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pathways
 from pathlib_pw.data import load_imagenet_val, load_photos
 from pathlib_pw.imagenet import preprocess
 from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.models import load_model
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.quantus_adapter import quantus_explain_func
+from pathlib_pw.removal import area_under_curve, pixel_removal_curve, remove_pixels
 from pathlib_pw.saliency import SALIENCY_METHODS, pathway_grad, saliency
 from pathlib_pw.sites import record_activations
 
 __all__ = [
+    "ATTRIBUTION_METHODS",
     "CRITERIA",
     "SALIENCY_METHODS",
     "VARIANTS",
     "Pathway",
+    "area_under_curve",
+    "attribute",
+    "attribution_method",
     "dead_share",
     "extract_pathway",
     "extract_pathways",
@@ -23,6 +36,11 @@ __all__ = [
     "load_model",
     "load_photos",
     "output_change",
+    "pathway_grad_method",
+    "pixel_removal_curve",
+    "quantus_explain_func",
+    "register_attribution",
+    "remove_pixels",
     "pathway_grad",
     "preprocess",
     "record_activations",

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathlib_pw import data, models
+from pathlib_pw.saliency import GRADCAM_LAYERS
 from pathlib_pw.sites import evaluating, model_device
 
 __all__ = [
@@ -250,3 +251,5 @@ if "digits_cnn" not in models.model_names():
     models.register_model("digits_cnn", _load_digits_cnn)
 if "digits_test" not in data.IMAGE_SOURCES:
     data.register_image_source("digits_test")(_digits_test)
+# Grad-CAM at the last conv block, as for the ImageNet models
+GRADCAM_LAYERS.setdefault("DigitsCNN", "relu3")

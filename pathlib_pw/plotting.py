@@ -10,6 +10,19 @@ import pandas as pd
 import seaborn as sns
 
 MAP_CMAP = "jet"
+# one colour per method in every figure of the book (BOOK_STYLE.md); the authors' curves reuse them, dashed
+METHOD_COLOURS: dict[str, str] = {
+    "Gradients": "#1f77b4",
+    "Guided Backprop": "#ff7f0e",
+    "Grad-CAM": "#2ca02c",
+    "InputMCT": "#9467bd",
+    "InputIntGrad": "#8c564b",
+    "PathwayGrad, NeuronMCT": "#d62728",
+    "PathwayGrad, NeuronIntGrad": "#e377c2",
+    "PathwayGrad, NeuronIntGrad*": "#bcbd22",
+    "random (control)": "#7f7f7f",
+    "Sobel edges (control)": "#17becf",
+}
 
 
 def set_theme() -> None:
@@ -48,16 +61,30 @@ def curves(
     title: str = "",
     logy: bool = False,
     spread: pd.DataFrame | None = None,
+    dashed: pd.DataFrame | None = None,
+    dashed_label: str = "authors",
 ) -> plt.Axes:
-    """One line per column against the index; ``spread`` (same shape) draws a +-band around each."""
+    """One line per column against the index; ``spread`` (same shape) draws a +-band around each;
+    ``dashed`` (columns named like ``frame``'s) adds other curves of the same methods, dashed. Methods
+    of :data:`METHOD_COLOURS` keep their colour; the legend sits outside the axes."""
     named = not pd.api.types.is_numeric_dtype(frame.index)  # stage names: evenly spaced, labelled
     x = np.arange(len(frame)) if named else frame.index.to_numpy()
     for column in frame.columns:
         y = frame[column].to_numpy(dtype=float)
-        (line,) = ax.plot(x, y, marker="o", ms=3, label=column)
+        (line,) = ax.plot(x, y, marker="o", ms=3, label=column, color=METHOD_COLOURS.get(str(column)))
         if spread is not None:
             band = spread[column].to_numpy(dtype=float)
             ax.fill_between(x, y - band, y + band, color=line.get_color(), alpha=0.12, lw=0)
+    if dashed is not None:
+        for column in dashed.columns:
+            ax.plot(
+                dashed.index.to_numpy(),
+                dashed[column].to_numpy(dtype=float),
+                ls="--",
+                lw=1,
+                color=METHOD_COLOURS.get(str(column)),
+                label=f"{column} ({dashed_label})",
+            )
     if named:
         ax.set_xticks(x, [str(i) for i in frame.index])
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)

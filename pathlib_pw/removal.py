@@ -30,6 +30,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
+from pathlib_pw import decisions
 from pathlib_pw.sites import check_input, evaluating, model_device, resolve_target
 
 Order = Literal["most", "least"]
@@ -53,6 +54,10 @@ ROAD_NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
 )
 # a product this close below a half still rounds up (binary rounding of e.g. 0.005 * 100)
 _HALF_TOLERANCE = 1e-9
+# How far rounding may move a removal decision between machines (pathlib_pw.decisions). A map differs
+# from machine to machine where a ReLU inside the network flips: measured up to 0.7 % of its pixels, by
+# up to 0.08 of the map's peak, i.e. up to about 2 x the mean |score| that sets the band's unit.
+MAP_RANKING = decisions.Rounding("threshold", capacity=5e-3, band=2.0)
 
 
 def _check_order(order: object) -> None:
@@ -125,6 +130,22 @@ def removal_count(fraction: float, pixels: int) -> int:
     return min(pixels, math.floor(f * pixels + 0.5 + _HALF_TOLERANCE))
 
 
+def quantize_maps(maps: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """The authors' stored maps: ``|map|`` divided by its image's peak and rounded to ``levels`` steps.
+
+    Their ROAR/LeRF code read maps from 8-bit PNGs, so pixels ranked on 256 values and the many ties
+    were broken by whatever order their sort left; here ties follow the module's index rule. Returns
+    float maps in [0, 1] on ``levels`` values (an all-zero map stays zero).
+    """
+    maps = _check_maps(maps)
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an int >= 2, got {levels!r}")
+    magnitude = maps.abs()
+    peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
+    unit = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return torch.floor(magnitude / unit * (levels - 1) + 0.5) / (levels - 1)
+
+
 def removal_order(maps: torch.Tensor, order: Order, *, ranking: Ranking = "magnitude") -> torch.Tensor:
     """Row-major pixel indices of each map in removal order, (B, H * W) long.
 
@@ -150,10 +171,26 @@ def _removal_ranks(maps: torch.Tensor, order: Order, ranking: Ranking) -> torch.
 
 def removal_masks(maps: torch.Tensor, fraction: float, order: Order = "most", *, ranking: Ranking = "magnitude") -> torch.Tensor:
     """(B, H, W) bool, True where a pixel is removed: the first ``removal_count(fraction, H * W)``
-    pixels of each map's :func:`removal_order`."""
+    pixels of each map's :func:`removal_order`.
+
+    The choice is a threshold decision like a pathway's: an experiment that records decisions
+    (:mod:`pathlib_pw.decisions`) records it, and replays it on another machine within ``MAP_RANKING``.
+    """
     maps = _check_maps(maps)
     k = removal_count(fraction, maps.shape[1] * maps.shape[2])
-    return (_removal_ranks(maps, order, ranking) < k).view(maps.shape)
+    return _decided(maps, _removal_ranks(maps, order, ranking), k, ranking)
+
+
+def _decided(maps: torch.Tensor, ranks: torch.Tensor, k: int, ranking: Ranking) -> torch.Tensor:
+    """The removal masks ``ranks < k``, through :func:`pathlib_pw.decisions.checkpoint`."""
+    removed = (ranks < k).view(maps.shape)
+    if k == 0 or k == ranks.shape[1]:
+        return removed
+    scores = maps.abs() if ranking == "magnitude" else maps
+    cut = scores.flatten(1).gather(1, (ranks == k - 1).nonzero()[:, 1:]).squeeze(1)  # the last pixel removed
+    with decisions.criterion(MAP_RANKING):
+        (kept,) = decisions.checkpoint([scores], [~removed], cut)
+    return ~kept
 
 
 def _noise_fields(shape: tuple[int, ...], seed: Seed) -> list[torch.Generator | None]:
@@ -267,19 +304,21 @@ def noisy_linear_imputation(
     return out
 
 
-def fill_pixels(x: torch.Tensor, removed: torch.Tensor, fill: Fill = None, *, seed: Seed = None) -> torch.Tensor:
+def fill_pixels(
+    x: torch.Tensor, removed: torch.Tensor, fill: Fill = None, *, seed: Seed = None, noise: float | Sequence[float] = 0.01
+) -> torch.Tensor:
     """A detached copy of ``x`` (B, C, H, W) whose pixels marked in ``removed`` (B, H, W) are replaced, all channels together.
 
     ``fill``: None -> 0.0 in every channel (the dataset mean, since every model here receives inputs
     standardized by the dataset's mean and std); a number; C per-channel numbers (sequence or tensor);
-    ``"road"`` -> :func:`noisy_linear_imputation` with its default noise and ``seed`` (used only there).
+    ``"road"`` -> :func:`noisy_linear_imputation` with ``noise`` and ``seed`` (used only there).
     """
     x = check_input(x)
     removed = _check_removed(removed, x)
     if isinstance(fill, str):
         if fill != "road":
             raise ValueError(f"fill must be None, a number, {x.shape[1]} per-channel numbers or 'road', got {fill!r}")
-        return noisy_linear_imputation(x, removed, seed=seed)
+        return noisy_linear_imputation(x, removed, noise=noise, seed=seed)
     values = _channel_values(0.0 if fill is None else fill, x.shape[1], "fill").to(dtype=x.dtype, device=x.device)
     return torch.where(removed.unsqueeze(1), values.view(1, -1, 1, 1), x.detach())
 
@@ -293,6 +332,7 @@ def remove_pixels(
     *,
     ranking: Ranking = "magnitude",
     seed: Seed = None,
+    noise: float | Sequence[float] = 0.01,
 ) -> torch.Tensor:
     """``x`` with ``fraction`` of each image's pixels removed in ``maps``' ``order`` and filled with ``fill``.
 
@@ -306,7 +346,7 @@ def remove_pixels(
     _check_order(order)
     _check_ranking(ranking)
     removed = removal_masks(maps, fraction, order, ranking=ranking).to(x.device)
-    return fill_pixels(x, removed, fill, seed=seed)
+    return fill_pixels(x, removed, fill, seed=seed, noise=noise)
 
 
 def _check_fractions(fractions: object) -> list[float]:
@@ -338,6 +378,7 @@ def pixel_removal_curve(
     ranking: Ranking = "magnitude",
     batch_size: int | None = None,
     seed: Seed = None,
+    noise: float | Sequence[float] = 0.01,
 ) -> torch.Tensor:
     """|p(x') - p(x)| / p(x) of the target class's softmax probability per image and fraction, (B, F) on the CPU.
 
@@ -347,8 +388,10 @@ def pixel_removal_curve(
     gradients, in eval mode (every module's mode restored afterwards), on the model's device, in chunks
     of ``batch_size`` images (the unchanged ones first, then the (image, fraction) pairs, image-major; None:
     all at once), so memory is bounded and the result does not depend on ``batch_size`` beyond float
-    rounding. With ``fill="road"``, ``seed`` is noisy_linear_imputation's (B ints: per image), and
-    each pair draws its noise field in image-major order from a generator or the global RNG.
+    rounding. With ``fill="road"``, ``seed`` and ``noise`` are noisy_linear_imputation's (B ints: per
+    image), and each pair draws its noise field in image-major order from a generator or the global RNG.
+    The removal masks of every image and fraction are decided first, in fraction order (one
+    :func:`removal_masks` decision per fraction).
     """
     x = check_input(x).detach()
     maps = _check_maps(maps, x)
@@ -360,8 +403,8 @@ def pixel_removal_curve(
     device = model_device(model)
     x = x.to(device)
     batch, height, width = maps.shape
-    ranks = _removal_ranks(maps, order, ranking).to(device)
-    counts = torch.tensor([removal_count(f, height * width) for f in levels], device=device)
+    ranks = _removal_ranks(maps, order, ranking)
+    masks = torch.stack([_decided(maps, ranks, removal_count(f, height * width), ranking) for f in levels], 1).to(device)
     images = torch.arange(batch, device=device).repeat_interleave(len(levels))
     levels_of = torch.arange(len(levels), device=device).repeat(batch)
     size = batch_size or batch * len(levels)
@@ -372,20 +415,23 @@ def pixel_removal_curve(
         p = torch.empty(batch * len(levels), dtype=p0.dtype, device=device)
         for start in range(0, len(images), size):
             img, lvl = images[start : start + size], levels_of[start : start + size]
-            removed = (ranks[img] < counts[lvl].view(-1, 1)).view(-1, height, width)
-            changed = fill_pixels(x[img], removed, fill, seed=_pair_seeds(seed, img, batch))
+            changed = fill_pixels(x[img], masks[img, lvl], fill, seed=_pair_seeds(seed, img, batch), noise=noise)
             p[start : start + len(img)] = model(changed).softmax(1).gather(1, tgt[img].view(-1, 1)).squeeze(1)
     p_orig = p0.view(-1, 1)
     return ((p.view(batch, len(levels)) - p_orig).abs() / p_orig).cpu()
 
 
-def area_under_curve(fractions_percent: Sequence[float] | torch.Tensor, values: torch.Tensor | np.ndarray) -> torch.Tensor:
+def area_under_curve(
+    fractions_percent: Sequence[float] | np.ndarray | torch.Tensor, values: torch.Tensor | np.ndarray
+) -> torch.Tensor:
     """The authors' area under a removal curve: trapezoids over (0, 0) followed by the F points.
 
     ``fractions_percent`` (F,) are the curve's x values in the units given (percent in the book),
     >= 0 and strictly increasing; ``values`` (..., F) the curve(s), y(0) taken as 0. Returns (...).
     """
-    y = torch.as_tensor(values)
+    y = (
+        torch.from_numpy(np.array(values)) if isinstance(values, np.ndarray) else torch.as_tensor(values)
+    )  # a copy: read-only arrays welcome
     if not y.is_floating_point():
         y = y.double()
     xs = torch.as_tensor(fractions_percent, dtype=torch.float64).cpu()

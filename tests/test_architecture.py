@@ -52,8 +52,9 @@ LAYERS = [
     {"decisions", "selection", "sites", "_version"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference"},
-    {"metrics", "saliency", "sanity", "plotting"},
+    {"metrics", "saliency", "sanity", "plotting", "removal", "digits"},
     {"criteria"},
+    {"attribution_methods", "quantus_adapter"},
     {"experiments"},
     {"__main__", "__init__"},
 ]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pathlib_pw import removal
 from pathlib_pw.removal import (
     area_under_curve,
     fill_pixels,
@@ -398,3 +399,41 @@ def test_area_under_curve_validates():
         area_under_curve([1, 1, 2], torch.ones(3))
     with pytest.raises(ValueError, match="strictly increasing"):
         area_under_curve([-1, 1, 2], torch.ones(3))
+
+
+# ---- the authors' 8-bit maps and recorded removal decisions ----
+
+
+def test_quantize_maps_rounds_the_normalized_magnitude_to_256_levels():
+    maps = torch.tensor([[[0.0, -1.0], [0.5, 0.25]], [[0.0, 0.0], [0.0, 0.0]]])
+    q = removal.quantize_maps(maps)
+    # |map| / peak * 255, rounded half up, back to [0, 1]: 0.5 -> 127.5 -> 128, 0.25 -> 63.75 -> 64
+    expected = torch.tensor([[[0.0, 255.0], [128.0, 64.0]], [[0.0, 0.0], [0.0, 0.0]]]) / 255
+    torch.testing.assert_close(q, expected)
+    with pytest.raises(ValueError, match="levels must be an int >= 2"):
+        removal.quantize_maps(maps, levels=1)
+
+
+def test_removal_decisions_are_recorded_replayed_and_restored():
+    from pathlib_pw import decisions
+
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.rand(2, 20, 20, generator=generator)
+    with decisions.recording() as log:
+        recorded = removal.removal_masks(maps, 0.3, "least")
+    assert len(log) == 2
+    # swap the scores of the last removed and the first kept pixel of image 0: a rounding-size change
+    order = removal.removal_order(maps, "least")
+    last, first = order[0, 119], order[0, 120]
+    nudged = maps.clone().view(2, -1)
+    nudged[0, last], nudged[0, first] = maps.view(2, -1)[0, first], maps.view(2, -1)[0, last]
+    nudged = nudged.view(2, 20, 20)
+    assert not torch.equal(removal.removal_masks(nudged, 0.3, "least"), recorded)
+    with decisions.replaying(log) as report:
+        replayed = removal.removal_masks(nudged, 0.3, "least")
+    assert report.ok and report.changed == 2
+    torch.testing.assert_close(replayed, recorded)
+    # 10 % more pixels removed: more changes than rounding can explain
+    with decisions.replaying(log) as report:
+        removal.removal_masks(maps, 0.4, "least")
+    assert not report.ok

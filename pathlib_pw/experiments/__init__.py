@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
+from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
 from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
 
@@ -25,6 +25,8 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "qualitative": qualitative,
     "sanity": sanity,
     "sanity_efficientnet": sanity_efficientnet,
+    "lerf": lerf,
+    "lerf_digits": lerf_digits,
 }
 
 
