@@ -24,6 +24,9 @@ book: venv
 	@echo "book built: _build/html/index.html"
 
 test: venv
+	$(VENV)/bin/ruff check pathlib_pw tests benchmarks
+	$(VENV)/bin/ruff format --check pathlib_pw
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 clean:

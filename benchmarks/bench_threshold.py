@@ -3,8 +3,8 @@
     python benchmarks/bench_threshold.py --device cuda --batch-sizes 1 8 64
     python benchmarks/bench_threshold.py --device cpu --batch-sizes 1 4 --neurons 6105792
 
-``torch.kthvalue`` (one thread block per row on a GPU), :func:`pathlib_pw.pathway.sampled_kth` (the
-GPU default) and, on the CPU, :func:`pathlib_pw.pathway.kth_smallest` (numpy, one image per thread).
+``torch.kthvalue`` (one thread block per row on a GPU), :func:`pathlib_pw.selection.sampled_kth` (the
+GPU default) and, on the CPU, :func:`pathlib_pw.selection.kth_smallest` (numpy, one image per thread).
 Scores are |N(0,1) x N(0,1)| with 40 % exact zeros, like |activation x gradient| after rectifiers;
 ``--neurons`` defaults to VGG16's 13.6 million rectifier outputs per 224 px image. Every method must
 return the same values; the script checks it.
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_criteria import seconds  # noqa: E402
-from pathlib_pw.pathway import _kthvalue_rows, kth_smallest, sampled_kth  # noqa: E402
+
+from pathlib_pw.selection import kth_smallest, kthvalue_rows, sampled_kth  # noqa: E402
 
 VGG16_NEURONS = 13_555_712
 
@@ -44,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
     device = torch.device(args.device)
     methods: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-        "kthvalue": _kthvalue_rows,
+        "kthvalue": kthvalue_rows,
         "sampled_kth": sampled_kth,
     }
     if device.type == "cpu":

@@ -1,14 +1,14 @@
 """pathlib_pw: critical pathways, PathwayGrad and their evaluation (Khakzar et al., CVPR 2021)."""
 
+from pathlib_pw._version import __version__
 from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pathways
 from pathlib_pw.data import load_imagenet_val, load_photos
+from pathlib_pw.imagenet import preprocess
 from pathlib_pw.metrics import dead_share, jaccard, output_change
-from pathlib_pw.models import load_model, preprocess
+from pathlib_pw.models import load_model
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.saliency import SALIENCY_METHODS, pathway_grad, saliency
 from pathlib_pw.sites import record_activations
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CRITERIA",
@@ -27,4 +27,5 @@ __all__ = [
     "preprocess",
     "record_activations",
     "saliency",
+    "__version__",
 ]

@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify", help="recompute part of a cached result and compare")
     verify.add_argument("experiment", choices=sorted(experiments.EXPERIMENTS) + ["all"])
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book")
-    verify.add_argument("--images", type=int, default=None, help="the first N images (default: all the cache records decisions for)")
+    verify.add_argument(
+        "--images", type=int, default=None, help="the first N images (default: all the cache records decisions for)"
+    )
     verify.add_argument("--device", default=None, help="recompute on this device (default: the cache's)")
     args = parser.parse_args(argv)
     names = sorted(experiments.EXPERIMENTS) if args.experiment == "all" else [args.experiment]
@@ -29,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             overrides = {}
             if args.images is not None:
-                module = experiments.EXPERIMENTS[name]
-                overrides = vars(module.subset(experiments.get_config(name, args.profile), args.images))
+                part = experiments.contract.parts(name, experiments.EXPERIMENTS[name])
+                overrides = vars(part.subset(experiments.get_config(name, args.profile), args.images))
             results = experiments.load_or_run(name, args.profile, args.device, args.force, **overrides)
             print(f"{name}/{args.profile}: {results.meta.get('seconds', 'cached')} s on {results.meta.get('device')}")
         else:

@@ -1,10 +1,10 @@
 """Experiment results on disk: keyed by a hash of the configuration, written atomically, verifiable.
 
-Layout: ``data/results/<profile>/<experiment>/`` holds ``config.json`` (the full configuration, its
-hash, library versions, the machine, device, timing), ``arrays.npz`` (every result array; per-image
-arrays have the image axis first) and ``decisions.npz`` (the recorded threshold decisions of the part
-that ``verify`` recomputes, :mod:`pathlib_pw.decisions`). A directory is replaced in one rename, so a
-crash never leaves a half-written result behind.
+Layout: ``<results_root()>/<profile>/<experiment>/`` (in a checkout, ``data/results/...``) holds
+``config.json`` (the full configuration, its hash, library versions, the machine, device, timing),
+``arrays.npz`` (every result array; per-image arrays have the image axis first) and ``decisions.npz``
+(the recorded threshold decisions of the part that ``verify`` recomputes, :mod:`pathlib_pw.decisions`).
+A directory is replaced in one rename, so a crash never leaves a half-written result behind.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -23,13 +24,36 @@ from typing import Any
 
 import numpy as np
 
+from pathlib_pw._version import __version__
+
 RESULTS_ENV = "PATHLIB_PW_RESULTS"
+# how a checkout's pyproject.toml names the project
+_PROJECT_NAME = re.compile(r"""^name\s*=\s*["']pathlib_pw["']\s*$""", re.MULTILINE)
 
 
 def results_root() -> Path:
-    """``$PATHLIB_PW_RESULTS`` or the repository's ``data/results``."""
+    """Where cached results live, first match wins:
+
+    1. ``$PATHLIB_PW_RESULTS`` when set;
+    2. the repository's ``data/results`` when running from a checkout (the package's parent folder
+       holds the project's ``pyproject.toml`` and ``data/results``);
+    3. ``data/results`` under the current working directory (an installed wheel).
+    """
     env = os.environ.get(RESULTS_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data" / "results"
+    if env:
+        return Path(env)
+    checkout = checkout_root()
+    return (checkout if checkout is not None else Path.cwd()) / "data" / "results"
+
+
+def checkout_root(package_dir: Path | None = None) -> Path | None:
+    """The repository root when ``package_dir`` (default: this package) lives in a checkout, else None."""
+    root = (package_dir or Path(__file__).resolve().parent).parent
+    try:
+        pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if _PROJECT_NAME.search(pyproject) and (root / "data" / "results").is_dir() else None
 
 
 def config_dict(config: Any) -> dict[str, Any]:
@@ -37,8 +61,6 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 
 def config_hash(experiment: str, config: Any) -> str:
-    from pathlib_pw import __version__
-
     payload = json.dumps({"experiment": experiment, "config": config_dict(config), "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -59,8 +81,6 @@ class Results:
 def versions() -> dict[str, str]:
     import torch
     import torchvision
-
-    from pathlib_pw import __version__
 
     return {
         "pathlib_pw": __version__,
@@ -104,9 +124,9 @@ def machine() -> dict[str, Any]:
 
 
 def _torch_blas() -> str:
-    import torch
-
     import re
+
+    import torch
 
     config = torch.__config__.show()
     found = [f"MKL {m}" for m in re.findall(r"Math Kernel Library Version (\S+)", config)]
@@ -150,7 +170,8 @@ def save(
             **meta,
         }
         (tmp / "config.json").write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
-        np.savez_compressed(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+        payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez_compressed(tmp / "arrays.npz", **payload)
         if decisions is not None:
             decisions.save(tmp / DECISIONS_FILE)
         old = None

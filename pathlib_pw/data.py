@@ -11,19 +11,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import models
+from pathlib_pw.imagenet import preprocess
 
 __all__ = [
     "IMAGENET_VAL_ENV",
+    "IMAGE_SOURCES",
     "IMAGE_SUFFIXES",
     "PHOTOS",
+    "ImageSource",
     "Photo",
     "iter_imagenet_val",
     "list_imagenet_val",
     "load_digits_tensors",
     "load_imagenet_val",
+    "load_images",
     "load_photo",
     "load_photos",
+    "register_image_source",
 ]
 
 IMAGENET_VAL_ENV = "PATHLIB_PW_IMAGENET_VAL"
@@ -85,27 +89,63 @@ _SKI = "scikit-image 0.26 (skimage/data, in the wheel)"
 PHOTOS: dict[str, Photo] = {
     p.name: p
     for p in [
-        Photo("chelsea", f"{_SKI}: skimage.data.chelsea()", "CC0 (photographer Stefan van der Walt)",
-              "tabby cat (ImageNet: Egyptian cat / tabby)", _skimage("chelsea")),
-        Photo("coffee", f"{_SKI}: skimage.data.coffee()", "CC0 (photographer Rachel Michetti)",
-              "cup of coffee on a saucer (ImageNet: espresso / cup)", _skimage("coffee")),
-        Photo("astronaut", f"{_SKI}: skimage.data.astronaut()", "public domain (NASA)",
-              "astronaut Eileen Collins with a flag", _skimage("astronaut")),
-        Photo("rocket", f"{_SKI}: skimage.data.rocket()", "public domain (SpaceX photos)",
-              "Falcon 9 launch", _skimage("rocket")),
-        Photo("motorcycle_left", f"{_SKI}: skimage.data.stereo_motorcycle()[0]",
-              "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
-              "motorcycle, left stereo view", _motorcycle(0)),
-        Photo("motorcycle_right", f"{_SKI}: skimage.data.stereo_motorcycle()[1]",
-              "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
-              "motorcycle, right stereo view", _motorcycle(1)),
-        Photo("china", "scikit-learn: sklearn.datasets.load_sample_image('china.jpg')",
-              "CC-BY 2.0, danielbuechele (Flickr)", "Chinese temple roofs", _sklearn("china.jpg")),
-        Photo("flower", "scikit-learn: sklearn.datasets.load_sample_image('flower.jpg')",
-              "CC-BY 2.0, vultilion (Flickr)", "flower close-up", _sklearn("flower.jpg")),
-        Photo("grace_hopper", "matplotlib: matplotlib.cbook.get_sample_data('grace_hopper.jpg')",
-              "public domain (U.S. Navy photo)", "portrait of Grace Hopper in uniform",
-              _matplotlib("grace_hopper.jpg")),
+        Photo(
+            "chelsea",
+            f"{_SKI}: skimage.data.chelsea()",
+            "CC0 (photographer Stefan van der Walt)",
+            "tabby cat (ImageNet: Egyptian cat / tabby)",
+            _skimage("chelsea"),
+        ),
+        Photo(
+            "coffee",
+            f"{_SKI}: skimage.data.coffee()",
+            "CC0 (photographer Rachel Michetti)",
+            "cup of coffee on a saucer (ImageNet: espresso / cup)",
+            _skimage("coffee"),
+        ),
+        Photo(
+            "astronaut",
+            f"{_SKI}: skimage.data.astronaut()",
+            "public domain (NASA)",
+            "astronaut Eileen Collins with a flag",
+            _skimage("astronaut"),
+        ),
+        Photo("rocket", f"{_SKI}: skimage.data.rocket()", "public domain (SpaceX photos)", "Falcon 9 launch", _skimage("rocket")),
+        Photo(
+            "motorcycle_left",
+            f"{_SKI}: skimage.data.stereo_motorcycle()[0]",
+            "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
+            "motorcycle, left stereo view",
+            _motorcycle(0),
+        ),
+        Photo(
+            "motorcycle_right",
+            f"{_SKI}: skimage.data.stereo_motorcycle()[1]",
+            "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014); cite when used",
+            "motorcycle, right stereo view",
+            _motorcycle(1),
+        ),
+        Photo(
+            "china",
+            "scikit-learn: sklearn.datasets.load_sample_image('china.jpg')",
+            "CC-BY 2.0, danielbuechele (Flickr)",
+            "Chinese temple roofs",
+            _sklearn("china.jpg"),
+        ),
+        Photo(
+            "flower",
+            "scikit-learn: sklearn.datasets.load_sample_image('flower.jpg')",
+            "CC-BY 2.0, vultilion (Flickr)",
+            "flower close-up",
+            _sklearn("flower.jpg"),
+        ),
+        Photo(
+            "grace_hopper",
+            "matplotlib: matplotlib.cbook.get_sample_data('grace_hopper.jpg')",
+            "public domain (U.S. Navy photo)",
+            "portrait of Grace Hopper in uniform",
+            _matplotlib("grace_hopper.jpg"),
+        ),
     ]
 }
 
@@ -128,7 +168,7 @@ def load_photos(names: Sequence[str] | str | None = None, size: int = 224) -> tu
         names = [names]
     names = list(names)
     images = [load_photo(n) for n in names]  # validates every name first
-    return models.preprocess(images, size=size), names
+    return preprocess(images, size=size), names
 
 
 _LAYOUT = (
@@ -153,11 +193,7 @@ def list_imagenet_val(root: str | os.PathLike | None = None) -> tuple[Path, list
             f"ImageNet validation folder {str(path)!r} does not exist or is not a folder "
             f"(from root= or {IMAGENET_VAL_ENV}). {_LAYOUT}"
         )
-    files = sorted(
-        p.relative_to(path).as_posix()
-        for p in path.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(
             f"ImageNet validation folder {str(path)!r} contains no *.JPEG/*.jpg/*.png images "
@@ -189,30 +225,79 @@ def iter_imagenet_val(
     seed: int = 0,
     size: int = 224,
     batch_size: int = 64,
+    first: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[str]]]:
     """Like :func:`load_imagenet_val`, but yields (batch, names) of at most ``batch_size`` images."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     path, files = list_imagenet_val(root)
-    chosen = _select(files, n, seed)
+    chosen = _select(files, n, seed)[:first]
     for start in range(0, len(chosen), batch_size):
         names = chosen[start : start + batch_size]
-        yield models.preprocess([_read_rgb(path / f) for f in names], size=size), names
+        yield preprocess([_read_rgb(path / f) for f in names], size=size), names
 
 
 def load_imagenet_val(
-    root: str | os.PathLike | None = None, n: int | None = None, *, seed: int = 0, size: int = 224
+    root: str | os.PathLike | None = None,
+    n: int | None = None,
+    *,
+    seed: int = 0,
+    size: int = 224,
+    first: int | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """Normalized batch of ``n`` images (all if None) drawn with ``seed`` from a local ImageNet val folder.
 
     ``root`` defaults to the environment variable PATHLIB_PW_IMAGENET_VAL. Returns the batch and the
-    image paths relative to ``root``, in sorted order.
+    image paths relative to ``root``, in sorted order; ``first`` keeps only the first of them (the
+    same images as in the full draw).
     """
     batches, names = [], []
-    for x, nm in iter_imagenet_val(root, n, seed=seed, size=size, batch_size=256):
+    for x, nm in iter_imagenet_val(root, n, seed=seed, size=size, batch_size=256, first=first):
         batches.append(x)
         names.extend(nm)
     return torch.cat(batches), names
+
+
+ImageSource = Callable[..., tuple[torch.Tensor, list[str]]]
+IMAGE_SOURCES: dict[str, ImageSource] = {}
+
+
+def register_image_source(name: str) -> Callable[[ImageSource], ImageSource]:
+    """Decorator: make ``fn(images, n_images, size, seed, first) -> (x, names)`` the image source ``name``.
+
+    ``images`` names images (for sources of named images), ``n_images`` how many to draw with ``seed``
+    (for sources that draw), ``first`` keeps only the first of them (None: all). A new experiment
+    registers its source from its own module.
+    """
+
+    def register(fn: ImageSource) -> ImageSource:
+        if name in IMAGE_SOURCES and IMAGE_SOURCES[name] is not fn:
+            raise ValueError(f"an image source named {name!r} is already registered")
+        IMAGE_SOURCES[name] = fn
+        return fn
+
+    return register
+
+
+def load_images(
+    source: str, images: Sequence[str] = (), n_images: int = 0, size: int = 224, seed: int = 0, first: int | None = None
+) -> tuple[torch.Tensor, list[str]]:
+    """Normalized images and their names from the registered image ``source`` (``IMAGE_SOURCES``)."""
+    if source not in IMAGE_SOURCES:
+        raise ValueError(f"source must be one of {sorted(IMAGE_SOURCES)}, got {source!r}")
+    return IMAGE_SOURCES[source](images=tuple(images), n_images=n_images, size=size, seed=seed, first=first)
+
+
+@register_image_source("photos")
+def _photos(images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None) -> tuple[torch.Tensor, list[str]]:
+    return load_photos(list(images[:first]), size=size)
+
+
+@register_image_source("imagenet_val")
+def _imagenet_val(
+    images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None
+) -> tuple[torch.Tensor, list[str]]:
+    return load_imagenet_val(n=n_images, seed=seed, size=size, first=first)
 
 
 def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:

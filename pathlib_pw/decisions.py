@@ -1,7 +1,7 @@
 """Threshold decisions, recorded and replayed: cached results that can be checked on any machine.
 
 Every mask in pathlib_pw comes out of a threshold decision: per image, scores in, keep-mask out
-(:func:`pathlib_pw.pathway.global_threshold`, :func:`~pathlib_pw.pathway.remove_lowest`). Float sums
+(:func:`pathlib_pw.thresholds.global_threshold`, :func:`~pathlib_pw.thresholds.remove_lowest`). Float sums
 differ between CPUs, thread counts, batch splits and GPUs; a neuron whose score sits near the cut may
 land on the other side, and in an iterative criterion (Greedy's 99 rounds) one changed neuron changes
 every later round. A cached result can therefore not be recomputed bit for bit on another machine,
@@ -150,8 +150,11 @@ def sketch(indices: np.ndarray, n_cells: int) -> Sketch:
         count += np.bincount(cells, minlength=n_cells).astype(np.uint64)
         keys += _cell_sums(cells, idx, n_cells, 32)
         checks += _cell_sums(cells, check, n_cells, 16)
-    return Sketch((count & np.uint64(0xFF)).astype(np.uint8), (keys & np.uint64(_M32)).astype(np.uint32),
-                  (checks & np.uint64(0xFFFF)).astype(np.uint16))
+    return Sketch(
+        (count & np.uint64(0xFF)).astype(np.uint8),
+        (keys & np.uint64(_M32)).astype(np.uint32),
+        (checks & np.uint64(0xFFFF)).astype(np.uint16),
+    )
 
 
 def difference(fresh: Sketch, recorded: Sketch, limit: int = 1 << 32) -> tuple[list[int], list[int]] | None:
@@ -252,7 +255,9 @@ class DecisionLog:
         sketches = [r.sketch or empty for r in recs]
 
         def ragged(arrays: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
-            flat = np.concatenate([np.asarray(a).reshape(-1) for a in arrays]).astype(dtype) if arrays else np.zeros(0, dtype)
+            flat: np.ndarray = (
+                np.concatenate([np.asarray(a).reshape(-1) for a in arrays]).astype(dtype) if arrays else np.zeros(0, dtype)
+            )
             return flat, np.cumsum([0] + [np.asarray(a).size for a in arrays])
 
         site_kept, site_offsets = ragged([r.site_kept for r in recs], np.int64)
@@ -269,9 +274,14 @@ class DecisionLog:
                 kept=np.array([r.kept for r in recs], dtype=np.int64),
                 cut=np.array([r.cut for r in recs], dtype=np.float64),
                 complement=np.array([r.complement for r in recs], dtype=bool),
-                site_kept=site_kept, site_offsets=site_offsets,
-                cell_count=count, cell_keys=cell_keys, cell_checks=checks, cell_offsets=cell_offsets,
-                signatures=signatures, signature_offsets=signature_offsets,
+                site_kept=site_kept,
+                site_offsets=site_offsets,
+                cell_count=count,
+                cell_keys=cell_keys,
+                cell_checks=checks,
+                cell_offsets=cell_offsets,
+                signatures=signatures,
+                signature_offsets=signature_offsets,
             )
 
     @classmethod
@@ -279,20 +289,23 @@ class DecisionLog:
         with np.load(path) as d:
             data = {k: d[k] for k in d.files}
         records = {}
-        for i, key in enumerate(data["keys"].tolist()):
-            def part(values: str, offsets: str) -> np.ndarray:
-                return data[values][data[offsets][i] : data[offsets][i + 1]]
 
-            count = part("cell_count", "cell_offsets")
+        def part(values: str, offsets: str, i: int) -> np.ndarray:
+            return data[values][data[offsets][i] : data[offsets][i + 1]]
+
+        for i, key in enumerate(data["keys"].tolist()):
+            count = part("cell_count", "cell_offsets", i)
             records[key] = Record(
                 kind=str(data["kind"][i]),
                 neurons=int(data["neurons"][i]),
                 kept=int(data["kept"][i]),
-                site_kept=part("site_kept", "site_offsets"),
+                site_kept=part("site_kept", "site_offsets", i),
                 cut=float(data["cut"][i]),
                 complement=bool(data["complement"][i]),
-                sketch=Sketch(count, part("cell_keys", "cell_offsets"), part("cell_checks", "cell_offsets")) if count.size else None,
-                signature=part("signatures", "signature_offsets"),
+                sketch=Sketch(count, part("cell_keys", "cell_offsets", i), part("cell_checks", "cell_offsets", i))
+                if count.size
+                else None,
+                signature=part("signatures", "signature_offsets", i),
             )
         return cls(records)
 
@@ -527,7 +540,9 @@ def _replay(
         kept = int(np.count_nonzero(flat))
         check.changed = abs(kept - record.kept)
         if j < rounding.overlap:
-            check.problem = f"kept set overlaps the recorded one by {j:.3f} (Jaccard, estimated; at least {rounding.overlap} required)"
+            check.problem = (
+                f"kept set overlaps the recorded one by {j:.3f} (Jaccard, estimated; at least {rounding.overlap} required)"
+            )
         return check, None
     members = np.flatnonzero(~flat if record.complement else flat)
     assert record.sketch is not None

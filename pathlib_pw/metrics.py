@@ -1,15 +1,15 @@
-"""Path metrics (PAPER.md sections 2 and 5): overlap, dead-neuron share, output change."""
+"""Path metrics (PAPER.md sections 2 and 5): overlap, base sparsity and dead-neuron share, output change."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-
 import torch
 from torch import nn
 
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import add_all
 from pathlib_pw.sites import check_input, evaluating, model_device, resolve_target
 
 
@@ -28,9 +28,16 @@ def jaccard(a: Pathway, b: Pathway, per_site: bool = False) -> torch.Tensor:
         inter = torch.stack([(m & n).flatten(1).sum(1) for m, n in zip(a.masks, b.masks)], 1).double()
         union = torch.stack([(m | n).flatten(1).sum(1) for m, n in zip(a.masks, b.masks)], 1).double()
     else:
-        inter = sum((m & n).flatten(1).sum(1, dtype=torch.float64) for m, n in zip(a.masks, b.masks))
-        union = sum((m | n).flatten(1).sum(1, dtype=torch.float64) for m, n in zip(a.masks, b.masks))
+        inter = add_all((m & n).flatten(1).sum(1, dtype=torch.float64) for m, n in zip(a.masks, b.masks))
+        union = add_all((m | n).flatten(1).sum(1, dtype=torch.float64) for m, n in zip(a.masks, b.masks))
     return (inter / union).float()
+
+
+def base_sparsity(activations: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Share (0..1) of neurons with activation <= 0 in the unpruned network, per image (B,)."""
+    dead = add_all((a <= 0).flatten(1).sum(1, dtype=torch.float64) for a in activations)
+    total = sum(a[0].numel() for a in activations)
+    return (dead / total).cpu()
 
 
 def dead_share(path: Pathway, activations: Sequence[torch.Tensor], per_site: bool = False) -> torch.Tensor:
@@ -45,7 +52,7 @@ def dead_share(path: Pathway, activations: Sequence[torch.Tensor], per_site: boo
     kept = [m.flatten(1).sum(1, dtype=torch.float64) for m in path.masks]
     if per_site:
         return (torch.stack(dead, 1) / torch.stack(kept, 1)).float()
-    return (sum(dead) / sum(kept)).float()
+    return (add_all(dead) / add_all(kept)).float()
 
 
 def output_change(

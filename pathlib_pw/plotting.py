@@ -18,8 +18,9 @@ def set_theme() -> None:
 
 
 def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vmax: float = 100.0) -> plt.Axes:
-    sns.heatmap(frame, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=vmax, cbar=False, square=True, ax=ax,
-                annot_kws={"size": 8})
+    sns.heatmap(
+        frame, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=vmax, cbar=False, square=True, ax=ax, annot_kws={"size": 8}
+    )
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45, labelsize=8)
     ax.tick_params(axis="y", rotation=0, labelsize=8)

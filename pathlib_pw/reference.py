@@ -1,23 +1,42 @@
-"""The authors' published numbers (``data/reference/``, provenance in its README)."""
+"""The authors' published numbers, shipped as package data in ``pathlib_pw/reference_data/``
+(provenance in its ``README.md``) and read with :mod:`importlib.resources`, so an installed wheel has
+them too."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
+if TYPE_CHECKING:  # importlib.resources.abc is Python >= 3.11
+    from importlib.resources.abc import Traversable
+
+REFERENCE_PACKAGE = "pathlib_pw"
+REFERENCE_FOLDER = "reference_data"
 TABLES = ("path_overlap_vgg16_sparsity90", "sanity_checks_resnet50", "roar", "lerf")
 
 # The poster's overlap figure swaps the labels Greedy and Random (PAPER.md section 5).
 SWAPPED_OVERLAP_LABELS = {"Greedy": "Random", "Random": "Greedy"}
 
 
-def authors_table(name: str) -> pd.DataFrame:
-    """One of ``TABLES`` as a DataFrame."""
+def reference_file(name: str) -> Traversable:
+    """The CSV file of one of ``TABLES`` inside the installed package (open it with ``.open()``)."""
     if name not in TABLES:
         raise ValueError(f"name must be one of {list(TABLES)}, got {name!r}")
-    return pd.read_csv(REFERENCE_DIR / f"{name}_authors.csv")
+    resource = files(REFERENCE_PACKAGE) / REFERENCE_FOLDER / f"{name}_authors.csv"
+    if not resource.is_file():
+        raise FileNotFoundError(
+            f"reference table {name!r} is missing from the installed package ({REFERENCE_FOLDER}/{name}_authors.csv); "
+            "reinstall pathlib_pw from a wheel or a checkout that has it"
+        )
+    return resource
+
+
+def authors_table(name: str) -> pd.DataFrame:
+    """One of ``TABLES`` as a DataFrame."""
+    with reference_file(name).open("r", encoding="utf-8") as handle:
+        return pd.read_csv(handle)
 
 
 def authors_overlap(corrected: bool = True) -> tuple[pd.DataFrame, pd.Series]:

@@ -6,19 +6,19 @@ magnitude, then divided by the image's largest absolute value (an all-zero map s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
-from pathlib_pw import decisions
-from pathlib_pw.criteria import CRITERIA, extract_pathway
-from pathlib_pw.pathway import Pathway, per_image
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import per_image
 from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
 
-SALIENCY_METHODS = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
+SaliencyMethod = Literal["gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam"]
+SALIENCY_METHODS: tuple[SaliencyMethod, ...] = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
 GRADCAM_LAYERS = {
     "VGG": "features",
     "AlexNet": "features",
@@ -27,17 +27,6 @@ GRADCAM_LAYERS = {
     "EfficientNetLite0": "net._blocks.15",  # the last MBConv block (its head rectifier module is shared with the stem)
 }
 
-INPUT_TIMES = "input_x_"
-# label -> method: the seven maps of the paper's qualitative figures and sanity checks
-PAPER_METHODS: dict[str, str] = {
-    "Gradients": "gradients",
-    "GBP": "guided_backprop",
-    "GradCAM": "gradcam",
-    "InputMCT": "input_mct",
-    "InputIntGrad": "input_intgrad",
-    "NeuronMCT": "neuron_mct",
-    "NeuronIntGrad": "neuron_intgrad",
-}
 
 Target = int | Sequence[int] | torch.Tensor | None
 
@@ -62,7 +51,8 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
     return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
-def _predicted(model: nn.Module, x: torch.Tensor, target: Target, path: Pathway | None = None) -> torch.Tensor:
+def explained_class(model: nn.Module, x: torch.Tensor, target: Target, path: Pathway | None = None) -> torch.Tensor:
+    """The class explained per image: ``target`` validated, or the (masked) network's prediction."""
     with torch.no_grad(), evaluating(model):
         if path is None:
             logits = model(x.clone())
@@ -100,7 +90,7 @@ def pathway_grad(
         target = path.info["target"]
     with evaluating(model):
         if target is None:  # explain the unmasked network's prediction, not the masked one's
-            target = _predicted(model, x, None)
+            target = explained_class(model, x, None)
         with path.applied(model):
             grad = _input_gradient(model, x, target)
     return normalize(reduce_channels(grad * x if times_input else grad))
@@ -109,7 +99,7 @@ def pathway_grad(
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
-    method: str,
+    method: SaliencyMethod,
     target: Target = None,
     *,
     steps: int = 50,
@@ -120,7 +110,7 @@ def saliency(
     Args:
         method: ``"gradients"`` (plain input gradient = PathwayGrad at sparsity 0), ``"input_mct"``
             (gradient x input), ``"input_intgrad"`` (integrated gradients from the all-zero normalized
-            input, ``steps`` right-Riemann steps), ``"guided_backprop"`` (for ReLU and ReLU6 modules)
+            input, ``steps`` right-Riemann steps), ``"guided_backprop"`` (at every ReLU/ReLU6 site)
             or ``"gradcam"`` (at ``layer``, default the last conv block, upsampled bilinearly).
         target: class explained per image; default the prediction.
     """
@@ -128,7 +118,7 @@ def saliency(
         raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {method!r}")
     x = check_input(x).to(model_device(model)).detach().requires_grad_(True)
     with evaluating(model):
-        tgt = _predicted(model, x, target)
+        tgt = explained_class(model, x, target)
         if method == "gradients":
             attr = Saliency(model).attribute(x, target=tgt, abs=False)
         elif method == "input_mct":
@@ -137,7 +127,11 @@ def saliency(
             if not isinstance(steps, int) or steps < 1:
                 raise ValueError(f"steps must be a positive int, got {steps!r}")
             attr = IntegratedGradients(model).attribute(
-                x, baselines=torch.zeros_like(x), target=tgt, n_steps=steps, method="riemann_right",
+                x,
+                baselines=torch.zeros_like(x),
+                target=tgt,
+                n_steps=steps,
+                method="riemann_right",
                 internal_batch_size=x.shape[0] * min(steps, 10),
             )
         elif method == "guided_backprop":
@@ -157,12 +151,12 @@ class _PositiveGradient(torch.autograd.Function):
         return tensor.clone()
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
-        return grad.clamp(min=0)
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        return grads[0].clamp(min=0)
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Guided Backprop (Springenberg et al. 2015) over every ``nn.ReLU``/``nn.ReLU6`` site, unreduced."""
+    """Guided Backprop (Springenberg et al. 2015) at every rectifier site, module or functional, unreduced."""
     with hooked(model, lambda _i, out: _PositiveGradient.apply(out), keep_outputs=False):
         return _input_gradient(model, x, target)
 
@@ -182,54 +176,3 @@ def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
     if layer not in modules:
         raise ValueError(f"layer must be the name of a submodule of the model, got {layer!r}")
     return modules[layer]
-
-
-def pathway_criteria(methods: Sequence[str]) -> set[str]:
-    """The criteria whose pathways :func:`attribution_maps` extracts for ``methods``."""
-    return {m.removeprefix(INPUT_TIMES) for m in methods if m not in SALIENCY_METHODS}
-
-
-def attribution_maps(
-    model: nn.Module,
-    x: torch.Tensor,
-    methods: Sequence[str],
-    sparsity: float | None = None,
-    target: Target = None,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, torch.Tensor]:
-    """The maps of several methods for the same images and target, each (B, H, W) in [-1, 1].
-
-    Args:
-        methods: baselines (``SALIENCY_METHODS``), criteria (``CRITERIA``: PathwayGrad through that
-            criterion's pathway at ``sparsity``) and ``"input_x_<criterion>"`` (input x PathwayGrad).
-            Each criterion's pathway is extracted once, whatever number of methods uses it.
-        target: class explained per image, for every method; default the model's prediction.
-        options: keyword arguments per method or criterion, e.g. ``{"neuron_intgrad": {"steps": 20},
-            "input_intgrad": {"steps": 100}}``: a criterion's go to
-            :func:`~pathlib_pw.criteria.extract_pathway`, a baseline's to :func:`saliency`.
-    """
-    criteria = pathway_criteria(methods)
-    unknown = sorted(c for c in criteria if c not in CRITERIA)
-    if unknown:
-        accepted = list(SALIENCY_METHODS) + sorted(CRITERIA) + [INPUT_TIMES + "<criterion>"]
-        raise ValueError(f"methods must be among {accepted}, got {unknown}")
-    if criteria and sparsity is None:
-        raise ValueError(f"sparsity is required for the pathway methods {sorted(criteria)}")
-    options = dict(options or {})
-    unused = sorted(set(options) - set(methods) - criteria)
-    if unused:
-        raise ValueError(f"options names methods that are not computed: {unused}")
-    x = check_input(x).to(model_device(model))
-    target = _predicted(model, x, target)
-    paths = {}
-    for c in sorted(criteria):
-        with decisions.scope(c):
-            paths[c] = extract_pathway(model, x, c, sparsity, target, **options.get(c, {}))
-    maps = {}
-    for method in methods:
-        if method in SALIENCY_METHODS:
-            maps[method] = saliency(model, x, method, target, **options.get(method, {}))
-        else:
-            criterion = method.removeprefix(INPUT_TIMES)
-            maps[method] = pathway_grad(model, x, paths[criterion], target, times_input=method != criterion)
-    return maps

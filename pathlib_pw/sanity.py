@@ -27,24 +27,27 @@ SIMILARITY_METRICS = ("spearman_signed", "spearman_abs", "ssim", "hog_pearson")
 def _resnet_stages(model: nn.Module) -> list[Stage]:
     layers = ("layer1", "layer2", "layer3", "layer4")
     blocks = [f"{layer}.{i}" for layer in layers for i in range(len(getattr(model, layer)))]
-    return [("linear", ("fc",))] + [(f"bottleneck_{i}", (name,)) for i, name in reversed(list(enumerate(blocks)))] + [
-        ("conv1", ("conv1", "bn1"))
-    ]
+    bottlenecks: list[Stage] = [(f"bottleneck_{i}", (name,)) for i, name in reversed(list(enumerate(blocks)))]
+    return [("linear", ("fc",))] + bottlenecks + [("conv1", ("conv1", "bn1"))]
 
 
 def _mobilenet_v2_stages(model: nn.Module) -> list[Stage]:
-    features = model.features  # type: ignore[attr-defined]
+    features: nn.Sequential = model.features  # type: ignore[assignment]
     last = len(features) - 1
-    blocks = [(f"block_{i - 1}", (f"features.{i}",)) for i in range(last - 1, 0, -1)]
-    return [("classifier", ("classifier",)), ("last_conv", (f"features.{last}",))] + blocks + [("stem", ("features.0",))]
+    blocks: list[Stage] = [(f"block_{i - 1}", (f"features.{i}",)) for i in range(last - 1, 0, -1)]
+    head: list[Stage] = [("classifier", ("classifier",)), ("last_conv", (f"features.{last}",))]
+    return head + blocks + [("stem", ("features.0",))]
 
 
 def _efficientnet_lite0_stages(model: nn.Module) -> list[Stage]:
-    count = len(model.net._blocks)  # type: ignore[union-attr]
+    blocks_module: nn.ModuleList = model.net._blocks  # type: ignore[union-attr,assignment]
+    count = len(blocks_module)
     blocks = [(f"block_{i}", (f"net._blocks.{i}",)) for i in reversed(range(count))]
-    return [("classifier", ("net._fc",)), ("head", ("net._conv_head", "net._bn1"))] + blocks + [
-        ("stem", ("net._conv_stem", "net._bn0"))
-    ]
+    return (
+        [("classifier", ("net._fc",)), ("head", ("net._conv_head", "net._bn1"))]
+        + blocks
+        + [("stem", ("net._conv_stem", "net._bn0"))]
+    )
 
 
 _STAGES = {"ResNet": _resnet_stages, "MobileNetV2": _mobilenet_v2_stages, "EfficientNetLite0": _efficientnet_lite0_stages}

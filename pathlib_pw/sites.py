@@ -1,41 +1,108 @@
-"""Activation sites: every call of a rectifier module, in forward order.
+"""Activation sites: every rectifier call, in forward order, however it is written.
 
-A *neuron* (PAPER.md section 2) is one element of one rectifier output at one call. A module that is
-called several times per forward pass (torchvision ResNet's ``relu``) gives one site per call. Sites
-are named ``"<module>"`` for a module called once and ``"<module>#<k>"`` for its k-th call otherwise.
+A *neuron* (PAPER.md section 2) is one element of one rectifier output at one call. Rectifiers are
+``nn.ReLU``/``nn.ReLU6`` modules and the functional calls ``torch.relu``, ``torch.relu_``, ``F.relu``,
+``F.relu_``, ``F.relu6`` (in place or not), ``Tensor.relu`` and ``Tensor.relu_`` (torchvision's
+Inception v3 and many research models have no rectifier module at all). A module or function called
+several times per forward pass (torchvision ResNet's ``relu``) gives one site per call.
+
+Names: a module site is the module's qualified name (``features.0.2``); a functional site is the
+qualified name of the innermost module whose forward made the call, ``/`` and ``relu`` or ``relu6``
+(``Mixed_5b.branch1x1/relu``; ``/relu`` for a call in the model's own forward; in-place and
+out-of-place calls are named alike). A name used by several calls gets ``#k`` for its k-th call
+(``relu#1``, ``block/relu#0``). A functional call inside a rectifier module's forward is that module's site.
 
 Everything that changes a model goes through :func:`hooked`, a context manager that removes its
-hooks on exit, also when the body raises.
+hooks (and its function mode) on exit, also when the body raises. Module sites are forward hooks;
+functional calls are intercepted by a ``TorchFunctionMode`` only for models that make them: the first
+forward pass of a model under :func:`hooked` also watches for them, and the answer is kept per model
+(:func:`makes_functional_calls`), so a model whose rectifiers are all modules runs with its module
+hooks alone afterwards. An edited in-place functional call is edited in place, so code that ignores
+its result (``x.relu_()``) sees the edit too; such a model is handed a copy of its input.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 RECTIFIER_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
+# functional rectifier -> its out-of-place form; F.relu_ is torch.relu_
+RECTIFIER_FUNCTIONS: dict[Callable[..., Any], Callable[..., torch.Tensor]] = {
+    torch.relu: torch.relu,
+    torch.relu_: torch.relu,
+    F.relu: torch.relu,
+    F.relu6: F.relu6,
+    torch.Tensor.relu: torch.relu,
+    torch.Tensor.relu_: torch.relu,
+}
+IN_PLACE_FUNCTIONS = (torch.relu_, torch.Tensor.relu_)
 
 Edit = Callable[[int, torch.Tensor], torch.Tensor]
 
+# model -> (its submodules' ids, whether its forward pass made a functional rectifier call)
+_PROBED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], bool]] = weakref.WeakKeyDictionary()
+
+
+def _torch_layer(module: nn.Module) -> bool:
+    """One of ``torch.nn``'s own layers other than the Transformer ones (their activation may be ``F.relu``)."""
+    where = type(module).__module__
+    return where.startswith("torch.nn.modules.") and where != "torch.nn.modules.transformer"
+
+
+def _fingerprint(model: nn.Module) -> tuple[int, ...]:
+    return tuple(id(m) for m in model.modules())
+
+
+def makes_functional_calls(model: nn.Module) -> bool | None:
+    """Whether ``model``'s forward pass calls a functional rectifier outside rectifier modules.
+
+    False for a model built only from ``torch.nn``'s own layers, which make no such call (the
+    Transformer layers excepted: their activation may be ``F.relu``). For any other model, known after
+    its first forward pass under :func:`hooked` (and kept until its submodules change), None before.
+    """
+    if all(map(_torch_layer, model.modules())):
+        return False
+    probed = _PROBED.get(model)
+    return probed[1] if probed is not None and probed[0] == _fingerprint(model) else None
+
+
+def functional_site_name(module: str, function: object) -> str:
+    """The name of a functional rectifier call made in the forward of the module named ``module``."""
+    return f"{module}/{'relu6' if function is F.relu6 else 'relu'}"
+
+
+def _no_rectifier(model: nn.Module) -> ValueError:
+    return ValueError(
+        f"model {type(model).__name__} has no rectifier: pathways need nn.ReLU or nn.ReLU6 modules, or "
+        "torch.relu, torch.relu_, F.relu, F.relu6, Tensor.relu or Tensor.relu_ calls in its forward pass"
+    )
+
 
 def rectifier_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """All ``nn.ReLU``/``nn.ReLU6`` submodules as ``(qualified name, module)``, in registration order."""
+    """All ``nn.ReLU``/``nn.ReLU6`` submodules as ``(qualified name, module)``, in registration order.
+
+    Empty for a model whose rectifiers are all functional calls; ValueError when the model has no
+    rectifier module and a forward pass has shown that it makes no functional rectifier call either.
+    """
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, RECTIFIER_TYPES)]
-    if not found:
-        raise ValueError(
-            f"model {type(model).__name__} has no rectifier module: pathways need nn.ReLU or nn.ReLU6 "
-            "modules (functional torch.relu calls cannot be hooked; wrap them in nn.ReLU)"
-        )
+    if not found and makes_functional_calls(model) is False:
+        raise _no_rectifier(model)
     return found
 
 
 def site_names(calls: Sequence[tuple[str, int]]) -> list[str]:
-    """Names for ``(module name, call index)`` pairs; the ``#k`` suffix only for reused modules."""
+    """Names for ``(module or functional name, call index)`` pairs; the ``#k`` suffix only for reused names."""
     counts = Counter(name for name, _ in calls)
     return [name if counts[name] == 1 else f"{name}#{k}" for name, k in calls]
 
@@ -61,6 +128,62 @@ class Trace:
         self.outputs.clear()
 
 
+class _FunctionalSites(TorchFunctionMode):
+    """Sends every functional rectifier call made inside ``model``'s modules, but not inside a rectifier
+    module, to ``record(name, output)``; the other torch calls pass through unchanged.
+
+    The enclosing module comes from a stack kept by a pre-hook and an always-called forward hook on
+    every submodule. An in-place call that is edited is computed out of place, edited, and copied
+    back into its input, so code that ignores the return value (``x.relu_()``) sees the edit too
+    (:func:`hooked` hands such a model a copy of its input, which is never written to).
+    """
+
+    def __init__(self, model: nn.Module, record: Callable[[str, torch.Tensor], torch.Tensor], editing: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.record = record
+        self.editing = editing
+        self.stack: list[tuple[str, bool]] = []  # (qualified name, is a rectifier module) per running module
+        self.seen = False  # a functional rectifier call in this forward pass
+
+    def start(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A forward pass of the model begins: an empty stack, and copies of its tensor arguments (an
+        edited in-place call writes into its input, never into the caller's tensor)."""
+        self.stack.clear()
+        self.seen = False
+
+        def copy(value: Any) -> Any:
+            return value.clone() if isinstance(value, torch.Tensor) else value
+
+        return tuple(map(copy, args)), {k: copy(v) for k, v in kwargs.items()}
+
+    def add_hooks(self, handles: list[RemovableHandle]) -> None:
+        """Hooks that start each forward pass and keep the stack of running modules, appended to ``handles``."""
+
+        def pop(_module: nn.Module, _args: object, _output: object) -> None:
+            if self.stack:
+                self.stack.pop()
+
+        handles.append(self.model.register_forward_pre_hook(self.start, with_kwargs=True))
+        for name, module in self.model.named_modules():
+            entry = (name, isinstance(module, RECTIFIER_TYPES))
+            handles.append(module.register_forward_pre_hook(lambda _m, _a, entry=entry: self.stack.append(entry)))
+            handles.append(module.register_forward_hook(pop, always_call=True))
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func not in RECTIFIER_FUNCTIONS or not self.stack or self.stack[-1][1]:
+            return func(*args, **kwargs)
+        self.seen = True
+        name = functional_site_name(self.stack[-1][0], func)
+        if not self.editing or not (func in IN_PLACE_FUNCTIONS or kwargs.get("inplace", False)):
+            return self.record(name, func(*args, **kwargs))
+        target = args[0] if args else kwargs["input"]
+        return target.copy_(self.record(name, RECTIFIER_FUNCTIONS[func](target)))
+
+
 @contextlib.contextmanager
 def hooked(
     model: nn.Module,
@@ -69,39 +192,63 @@ def hooked(
     keep_outputs: bool = True,
     on_end: Callable[[Trace], None] | None = None,
 ) -> Iterator[Trace]:
-    """Hook every rectifier call of ``model`` for the duration of the block.
+    """Hook every rectifier call of ``model`` (modules and functional calls) for the duration of the block.
 
     ``edit(site_index, output)`` may return a replacement for the rectifier output (a mask product, a
     gate, a scaled copy); the returned tensor is what the rest of the network sees and what is
     recorded in ``trace.outputs``. The site counter restarts at every forward call of ``model``, and
-    ``on_end(trace)`` runs after each one.
+    ``on_end(trace)`` runs after each one. Rectifier calls outside ``model``'s forward pass are not sites.
     """
+    modules = rectifier_modules(model)
+    probed = makes_functional_calls(model)
     trace = Trace()
-    per_module_calls: Counter[str] = Counter()
+    calls_per_name: Counter[str] = Counter()
+
+    def record(name: str, output: torch.Tensor) -> torch.Tensor:
+        index = len(trace.calls)
+        trace.calls.append((name, calls_per_name[name]))
+        calls_per_name[name] += 1
+        new = edit(index, output) if edit is not None else output
+        if keep_outputs:
+            trace.outputs.append(new)
+        return new
+
+    functional = None if probed is False else _FunctionalSites(model, record, edit is not None)
 
     def reset(_module: nn.Module, _args: object) -> None:
         trace._reset()
-        per_module_calls.clear()
+        calls_per_name.clear()
 
     def make_hook(name: str) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor | None]:
         def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
-            index = len(trace.calls)
-            trace.calls.append((name, per_module_calls[name]))
-            per_module_calls[name] += 1
-            new = edit(index, output) if edit is not None else output
-            if keep_outputs:
-                trace.outputs.append(new)
+            new = record(name, output)
             return new if edit is not None else None
 
         return hook
 
+    def finish(_module: nn.Module, _args: object, _output: object) -> None:
+        nonlocal probed
+        assert functional is not None
+        if probed is None:
+            probed = functional.seen
+            _PROBED[model] = (_fingerprint(model), probed)
+        if not trace.calls and not modules:
+            raise _no_rectifier(model)
+
     handles = [model.register_forward_pre_hook(reset)]
-    if on_end is not None:
-        handles.append(model.register_forward_hook(lambda _m, _a, _o: on_end(trace)))
     try:
-        for name, module in rectifier_modules(model):
+        if functional is not None:
+            handles.append(model.register_forward_hook(finish))
+        if on_end is not None:
+            handles.append(model.register_forward_hook(lambda _m, _a, _o: on_end(trace)))
+        for name, module in modules:
             handles.append(module.register_forward_hook(make_hook(name)))
-        yield trace
+        if functional is None:
+            yield trace
+        else:
+            functional.add_hooks(handles)
+            with functional:
+                yield trace
     finally:
         for handle in handles:
             handle.remove()
@@ -112,7 +259,7 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for the block and restore every submodule's mode afterwards."""
     modes = [(m, m.training) for m in model.modules()]
     try:
-        if any(training for _, training in modes):  # eval() and setattr on every module cost ~2 ms a call
+        if any(training for _, training in modes):  # eval() walks every module: only when one trains
             model.eval()
         yield model
     finally:

@@ -7,11 +7,14 @@ any of pathlib_pw's hooks), helpers that inspect hooks and training modes, and s
 
 from __future__ import annotations
 
+import socket
 import types
+import urllib.request
 
 import numpy as np
 import pytest
 import torch
+import torch.hub
 import torch.nn.functional as F
 from torch import nn
 
@@ -183,3 +186,42 @@ def mobilenet_pretrained():
 def chelsea():
     x, names = pathlib_pw.load_photos(["chelsea"])
     return x
+
+
+class NetworkCalled(AssertionError):
+    pass
+
+
+def block_network(mp: pytest.MonkeyPatch, calls: list[str]) -> None:
+    """Make every way out to the network (sockets, urlopen, torch hub downloads) record and raise."""
+    def refuse(what: str):
+        def f(*args, **kwargs):
+            calls.append(what)
+            raise NetworkCalled(f"network access attempted: {what}")
+
+        return f
+
+    mp.setattr(socket.socket, "connect", refuse("socket.connect"))
+    mp.setattr(socket, "create_connection", refuse("socket.create_connection"))
+    mp.setattr(urllib.request, "urlopen", refuse("urlopen"))
+    mp.setattr(torch.hub, "download_url_to_file", refuse("torch.hub.download_url_to_file"))
+
+
+@pytest.fixture
+def net_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    block_network(monkeypatch, calls)
+    return calls
+
+
+def randn(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """A seeded standard-normal tensor (global RNG untouched)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def literal_input_grad(forward, x: torch.Tensor, target) -> torch.Tensor:
+    """d forward(x)[i, target[i]] / dx for every image, by plain autograd."""
+    xi = x.detach().clone().requires_grad_(True)
+    out = forward(xi)
+    (g,) = torch.autograd.grad(out[torch.arange(len(x)), torch.as_tensor(target)].sum(), xi)
+    return g

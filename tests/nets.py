@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGE_SHAPE = (3, 8, 8)
@@ -180,6 +181,81 @@ class HandNet(nn.Module):
         return self.fc3(x)
 
 
+class ConvReLU(nn.Module):
+    """A conv followed by ``F.relu(..., inplace=True)``, like torchvision Inception's ``BasicConv2d``."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(inputs, outputs, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x), inplace=True)
+
+
+class MixedNet(nn.Module):
+    """Rectifier modules and functional rectifier calls mixed: 8 sites, 1300 neurons, 5 classes.
+
+    Sites in forward order: ``stem/relu`` (4, 8, 8), F.relu in place in a submodule; ``act#0``
+    (4, 8, 8), an in-place ``nn.ReLU`` module used twice; ``block/relu#0``, ``block/relu#1`` (4, 8, 8),
+    one submodule called twice; ``/relu#0`` (4, 8, 8), ``torch.relu_`` in the net's own forward
+    (``statement=True``: ``h.relu_()`` with its result ignored, the next layer reading ``h``);
+    ``/relu6`` (8,), ``F.relu6``; ``/relu#1`` (6,), ``Tensor.relu``; ``act#1`` (6,).
+    """
+
+    SITES = ["stem/relu", "act#0", "block/relu#0", "block/relu#1", "/relu#0", "/relu6", "/relu#1", "act#1"]
+    SHAPES = [(4, 8, 8)] * 5 + [(8,), (6,), (6,)]
+
+    def __init__(self, statement: bool = False) -> None:
+        super().__init__()
+        self.statement = statement
+        self.stem = ConvReLU(3, 4)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.block = ConvReLU(4, 4)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc1 = nn.Linear(16, 8)
+        self.fc2 = nn.Linear(8, 6)
+        self.fc3 = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv(self.stem(x)))
+        skip = h
+        h = self.block(self.block(h)) - skip
+        if self.statement:
+            h.relu_()
+        else:
+            h = torch.relu_(h)
+        h = torch.flatten(self.pool(h), 1)
+        h = F.relu6(self.fc1(h))
+        h = self.fc2(h).relu()
+        return self.head(self.act(self.fc3(h)))
+
+    def literal_forward(self, x: torch.Tensor, site) -> torch.Tensor:
+        """The same forward written out with ``torch.nn.functional``: no module called, nothing in place.
+
+        ``site(name, rectifier output)`` returns what the rest of the network sees; names without ``#k``.
+        """
+
+        def conv(layer: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(h, layer.weight, layer.bias, padding=1)
+
+        def linear(layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+            return F.linear(h, layer.weight, layer.bias)
+
+        h = site("stem/relu", F.relu(conv(self.stem.conv, x)))
+        h = site("act", F.relu(conv(self.conv, h)))
+        skip = h
+        h = site("block/relu", F.relu(conv(self.block.conv, h)))
+        h = site("block/relu", F.relu(conv(self.block.conv, h)))
+        h = site("/relu", F.relu(h - skip))
+        h = torch.flatten(F.adaptive_avg_pool2d(h, 2), 1)
+        h = site("/relu6", F.relu6(linear(self.fc1, h)))
+        h = site("/relu", F.relu(linear(self.fc2, h)))
+        h = site("act", F.relu(linear(self.fc3, h)))
+        return linear(self.head, h)
+
+
 def hand_input(double: bool = True, values: tuple[float, float] = (1.0, 2.0)) -> torch.Tensor:
     x = torch.tensor(values).view(1, 2, 1, 1)
     return x.double() if double else x
@@ -211,6 +287,13 @@ def tiny_relu6(seed: int = 0, double: bool = True) -> nn.Module:
 
 def no_reuse_net(seed: int = 0, double: bool = True) -> nn.Module:
     return make(NoReuseNet, seed, double)
+
+
+def mixed_net(seed: int = 0, double: bool = True, statement: bool = False) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MixedNet(statement)
+    return _finish(model, seed, double)
 
 
 def images(batch: int, seed: int = 0, double: bool = True, shape: tuple[int, ...] = IMAGE_SHAPE, scale: float = 1.0) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 Written from the specification only: nothing from ``pathlib_pw`` is imported. Every function takes
 ONE image ``x1`` of shape (1, C, H, W), hooks the rectifier modules itself (one site per call, in
-forward order), loops in plain Python and thresholds with ``numpy.percentile``. Masks are returned
-as lists of boolean tensors of the site shape (no batch dimension).
+forward order; a test net with functional rectifiers runs its hand-written forward instead), loops
+in plain Python and thresholds with ``numpy.percentile``. Masks are returned as lists of boolean
+tensors of the site shape (no batch dimension).
 """
 
 from __future__ import annotations
@@ -30,28 +31,30 @@ def forward_sites(model: nn.Module, x1: torch.Tensor, edit: Edit | None = None):
     """One forward pass of one image. Returns (logits (1, K), site tensors as seen downstream, site names).
 
     Every site tensor is a fresh non-leaf tensor (a copy or the edit's result), so gradients can be
-    taken with respect to it.
+    taken with respect to it. A test net with functional rectifiers (``tests.nets.MixedNet``) runs its
+    hand-written ``literal_forward`` instead of hooks.
     """
     assert x1.shape[0] == 1, "reference implementations are batch-1"
     outputs: list[torch.Tensor] = []
     calls: list[str] = []
 
-    def make(name: str):
-        def hook(_m, _inp, out):
-            k = len(outputs)
-            calls.append(name)
-            new = out * 1.0 if edit is None else edit(k, name, out)
-            outputs.append(new)
-            return new
+    def site(name: str, out: torch.Tensor) -> torch.Tensor:
+        k = len(outputs)
+        calls.append(name)
+        new = out * 1.0 if edit is None else edit(k, name, out)
+        outputs.append(new)
+        return new
 
-        return hook
-
-    handles = [m.register_forward_hook(make(n)) for n, m in rectifier_modules(model)]
+    literal = getattr(model, "literal_forward", None)
+    handles = [] if literal is not None else [
+        m.register_forward_hook(lambda _m, _inp, out, n=n: site(n, out)) for n, m in rectifier_modules(model)
+    ]
     was_training = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         leaf = x1.detach().clone().requires_grad_(True)
-        logits = model(leaf * 1.0)  # a non-leaf copy: an in-place first rectifier may overwrite it
+        # a non-leaf copy: an in-place first rectifier may overwrite it
+        logits = model(leaf * 1.0) if literal is None else literal(leaf * 1.0, site)
     finally:
         for h in handles:
             h.remove()
@@ -152,12 +155,17 @@ def intgrad_masks(model, x1, p, target=None, alphas=None):
 def intgrad_original_scores(model, x1, target=None, steps: int = 10) -> tuple[list[torch.Tensor], int]:
     """The authors' code (PAPER.md section 3): loop k over rectifier MODULES (registration order); a
     hook on module k scales every call of it by the accumulated alpha; the gradient and activation
-    are read at CALL site k. Returns one score tensor per module (for the first n_modules sites)."""
+    are read at CALL site k. Returns one score tensor per module (for the first n_modules sites).
+    For a net with functional rectifiers a "module" is a site name without ``#k``, in call order."""
     alphas = accumulated_alphas(steps)
-    logits, acts, _ = forward_sites(model, x1)
+    logits, acts, names = forward_sites(model, x1)
     t = int(logits[0].argmax()) if target is None else int(target)
+    if hasattr(model, "literal_forward"):
+        modules = list(dict.fromkeys(n.split("#")[0] for n in names))
+    else:
+        modules = [n for n, _ in rectifier_modules(model)]
     scores = []
-    for k, (module_name, _) in enumerate(rectifier_modules(model)):
+    for k, module_name in enumerate(modules):
         total = torch.zeros_like(acts[k])
         for a in alphas:
             def edit(_i, name, out, module_name=module_name, a=a):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pathlib_pw import data, models
+from pathlib_pw import data, imagenet
 
 EXPECTED_PHOTOS = [
     "chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "motorcycle_right",
@@ -54,7 +54,7 @@ def test_load_photos_batch_and_order() -> None:
     assert x.shape == (len(EXPECTED_PHOTOS), 3, 224, 224) and x.dtype == torch.float32
     y, sub = data.load_photos(["coffee", "chelsea"], size=128)
     assert sub == ["coffee", "chelsea"] and y.shape == (2, 3, 128, 128)
-    assert torch.equal(y[1], models.preprocess(data.load_photo("chelsea"), size=128)[0])
+    assert torch.equal(y[1], imagenet.preprocess(data.load_photo("chelsea"), size=128)[0])
     z, one = data.load_photos("rocket")
     assert one == ["rocket"] and torch.equal(z[0], x[EXPECTED_PHOTOS.index("rocket")])
 
@@ -89,7 +89,7 @@ def test_load_imagenet_val_from_folder(tmp_path: Path) -> None:
     x, names = data.load_imagenet_val(tmp_path, size=32)
     assert names == sorted(arrays) and x.shape == (9, 3, 32, 32)
     for i, rel in enumerate(names):
-        assert torch.allclose(x[i], models.preprocess(arrays[rel], size=32)[0])
+        assert torch.allclose(x[i], imagenet.preprocess(arrays[rel], size=32)[0])
 
     a, na = data.load_imagenet_val(str(tmp_path), n=3, seed=1, size=32)
     b, nb = data.load_imagenet_val(tmp_path, n=3, seed=1, size=32)

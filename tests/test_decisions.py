@@ -12,7 +12,7 @@ import torch
 
 from pathlib_pw import decisions
 from pathlib_pw.decisions import DecisionLog, Rounding
-from pathlib_pw.pathway import global_threshold, remove_lowest
+from pathlib_pw.thresholds import global_threshold, remove_lowest
 from tests import nets
 
 LOOSE = Rounding("threshold", capacity=0.1, band=1.0)

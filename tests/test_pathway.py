@@ -1,15 +1,14 @@
-"""pathlib_pw.pathway: the Pathway container, masking, and the global percentile threshold (PAPER.md s. 2)."""
+"""pathlib_pw.pathway: the Pathway container and masking (PAPER.md section 2)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, as_percent, global_threshold, map_images, realized_sparsity
+from pathlib_pw.pathway import Pathway, realized_sparsity
 from pathlib_pw.sites import record_activations
 
 
@@ -17,106 +16,7 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def _ref_threshold(scores: list[torch.Tensor], p: list[float]):
-    """Literal rule: pool all sites of an image, thr = numpy percentile (linear), remove score <= thr.
-
-    Returns the masks and, per image, the largest removed score (what global_threshold returns).
-    """
-    b = scores[0].shape[0]
-    masks = [torch.zeros(s.shape, dtype=torch.bool) for s in scores]
-    thrs = []
-    for i in range(b):
-        pooled = np.concatenate([s[i].double().numpy().ravel() for s in scores])
-        thr = np.percentile(pooled, p[i], method="linear")
-        thrs.append(pooled[pooled <= thr].max())
-        for m, s in zip(masks, scores):
-            m[i] = torch.from_numpy(~(s[i].double().numpy() <= thr))
-    return masks, np.array(thrs)
-
-
 SHAPES = [(3, 4, 4), (5,), (2, 3)]
-
-
-def _random_scores(b, seed, kind="normal"):
-    g = _gen(seed)
-    if kind == "normal":
-        return [torch.randn((b, *s), generator=g) for s in SHAPES]
-    if kind == "ties":  # many exact zeros (dead neurons) and repeated values
-        out = []
-        for s in SHAPES:
-            v = torch.randint(0, 4, (b, *s), generator=g).float()
-            v[torch.rand((b, *s), generator=g) < 0.6] = 0.0
-            out.append(v.abs())
-        return out
-    raise ValueError(kind)
-
-
-@pytest.mark.parametrize("kind", ["normal", "ties"])
-@pytest.mark.parametrize("p", [0.0, 10.0, 33.3, 50.0, 80.0, 90.0, 99.0, 99.9])
-def test_global_threshold_matches_numpy_percentile(kind, p):
-    scores = _random_scores(3, seed=int(p * 10) + (kind == "ties"), kind=kind)
-    masks, thr = global_threshold(scores, torch.full((3,), p, dtype=torch.float64))
-    ref_masks, ref_thr = _ref_threshold(scores, [p] * 3)
-    assert len(masks) == 3
-    for m, r, s in zip(masks, ref_masks, scores):
-        assert m.dtype == torch.bool and m.shape == s.shape
-        assert torch.equal(m, r)
-    np.testing.assert_allclose(thr.double().cpu().numpy(), ref_thr, rtol=1e-6, atol=1e-6)
-
-
-def test_global_threshold_per_image_sparsities():
-    scores = _random_scores(4, seed=42)
-    p = [0.0, 25.0, 61.7, 95.0]
-    masks, thr = global_threshold(scores, torch.tensor(p, dtype=torch.float64))
-    ref_masks, ref_thr = _ref_threshold(scores, p)
-    for m, r in zip(masks, ref_masks):
-        assert torch.equal(m, r)
-    np.testing.assert_allclose(thr.double().numpy(), ref_thr, rtol=1e-6, atol=1e-6)
-    removed = 100 * (1 - sum(m.flatten(1).sum(1) for m in masks).double() / sum(math.prod(s) for s in SHAPES))
-    # distinct continuous scores: removed = floor(p/100*(N-1)) + 1 neurons
-    n = sum(math.prod(s) for s in SHAPES)
-    expected = [100 * (math.floor(q / 100 * (n - 1)) + 1) / n for q in p]
-    np.testing.assert_allclose(removed.numpy(), expected, rtol=1e-9)
-
-
-def test_global_threshold_p0_removes_only_the_minimum():
-    scores = [torch.tensor([[3.0, 1.0, 2.0]]), torch.tensor([[[5.0, 4.0]]])]
-    masks, thr = global_threshold(scores, torch.tensor([0.0], dtype=torch.float64))
-    assert masks[0].tolist() == [[True, False, True]]
-    assert masks[1].tolist() == [[[True, True]]]
-    assert float(thr[0]) == 1.0
-
-
-def test_global_threshold_ties_remove_more_than_p():
-    # 10 neurons, 7 exact zeros: at p = 50 the threshold is 0 and every zero goes -> 70 % removed
-    scores = [torch.tensor([[0.0, 0.0, 0.0, 0.0, 3.0]]), torch.tensor([[0.0, 2.0, 0.0, 0.0, 1.0]])]
-    masks, thr = global_threshold(scores, torch.tensor([50.0], dtype=torch.float64))
-    assert float(thr[0]) == 0.0
-    assert masks[0].tolist() == [[False, False, False, False, True]]
-    assert masks[1].tolist() == [[False, True, False, False, True]]
-    assert float(realized_sparsity(masks)[0]) == pytest.approx(70.0)
-
-
-def test_global_threshold_literal_interpolation():
-    # sorted pooled scores 1..5; p = 30 -> pos = 1.2 -> thr = 2 + 0.2 * (3 - 2) = 2.2 -> remove 1, 2
-    scores = [torch.tensor([[5.0, 1.0]]), torch.tensor([[[4.0], [2.0], [3.0]]])]
-    masks, cut = global_threshold(scores, torch.tensor([30.0], dtype=torch.float64))
-    assert float(cut[0]) == 2.0  # the largest removed score
-    assert masks[0].tolist() == [[True, False]]
-    assert masks[1].tolist() == [[[True], [False], [True]]]
-
-
-def test_global_threshold_pools_sites_not_per_site():
-    # site 0 holds all small scores: a global threshold removes all of site 0 and nothing of site 1
-    scores = [torch.arange(10.0).view(1, 10), torch.arange(100.0, 110.0).view(1, 10)]
-    masks, _ = global_threshold(scores, torch.tensor([50.0], dtype=torch.float64))
-    assert not masks[0].any()
-    assert masks[1].all()
-
-
-# ----------------------------------------------------------------------------------------------
-# container
-# ----------------------------------------------------------------------------------------------
 
 
 def _masks(b=3, seed=0, keep=0.5):
@@ -190,27 +90,6 @@ def test_getitem_and_cat_roundtrip():
         Pathway.cat([path, other])
     with pytest.raises(ValueError):
         Pathway.cat([])
-
-
-@pytest.mark.parametrize(
-    "bad", [-1, -0.001, 100, 100.0, 150, float("nan"), [10.0, 20.0], [10.0, float("nan"), 20.0], [1, 2, 3, 4]]
-)
-def test_as_percent_rejects(bad):
-    with pytest.raises(ValueError, match="sparsity"):
-        as_percent(bad, 3)
-
-
-def test_as_percent_accepts():
-    assert as_percent(90, 3).tolist() == [90.0, 90.0, 90.0]
-    assert as_percent([0, 50.5, 99.99], 3).tolist() == [0.0, 50.5, 99.99]
-    assert as_percent(torch.tensor([1.0, 2.0]), 2).dtype == torch.float64
-    with pytest.raises(TypeError, match="sparsity"):
-        as_percent("ninety", 2)
-
-
-# ----------------------------------------------------------------------------------------------
-# applying a pathway
-# ----------------------------------------------------------------------------------------------
 
 
 def _tiny_path(tiny, b, seed, keep=0.6):
@@ -356,109 +235,3 @@ def test_applied_gradient_flows_through_masks(tiny):
     xr = x.clone().requires_grad_(True)
     (gr,) = torch.autograd.grad(tiny.manual(net, xr, [m.float() for m in path.masks])[:, 0].sum(), xr)
     torch.testing.assert_close(g, gr)
-
-
-def test_kth_smallest_is_the_order_statistic_on_both_sides_and_with_ties():
-    from pathlib_pw.pathway import kth_smallest
-
-    g = torch.Generator().manual_seed(5)
-    for flat in (torch.rand(3, 1001, generator=g), torch.randint(0, 4, (3, 1001), generator=g).float()):
-        ordered = flat.sort(1).values
-        # one site, and the same scores split into three sites of different shapes
-        for per_site in ([flat], [flat[:, :1].view(3, 1, 1), flat[:, 1:401].view(3, 4, 10, 10), flat[:, 401:]]):
-            for k in (0, 3, 499, 500, 501, 997, 1000):
-                got = kth_smallest(per_site, torch.full((3,), k))
-                assert torch.equal(got, ordered[:, k]), k
-            per_row = torch.tensor([0, 600, 1000])
-            assert torch.equal(kth_smallest(per_site, per_row), ordered[torch.arange(3), per_row])
-            assert torch.equal(kth_smallest([t.double() for t in per_site], per_row), ordered[torch.arange(3), per_row].double())
-
-
-def test_kth_smallest_counts_nan_as_largest_and_falls_back_for_other_dtypes():
-    from pathlib_pw.pathway import kth_smallest
-
-    flat = torch.tensor([[3.0, float("nan"), 1.0, 2.0]])
-    assert kth_smallest([flat], torch.tensor([2])).item() == 3.0
-    assert torch.isnan(kth_smallest([flat], torch.tensor([3]))).all()
-    # bfloat16 has no numpy type: torch's kthvalue path, same order statistic
-    flat = torch.tensor([[4.0, 1.0, 3.0, 2.0], [0.5, 0.25, 1.0, 2.0]], dtype=torch.bfloat16)
-    assert kth_smallest([flat], torch.tensor([1, 2])).tolist() == [2.0, 1.0]
-    assert kth_smallest([flat], torch.tensor([0, 0])).tolist() == [1.0, 0.25]
-
-
-@pytest.mark.parametrize("samples", [8, 64, 4096])
-def test_sampled_kth_is_the_order_statistic_on_every_branch(samples, monkeypatch):
-    from pathlib_pw import pathway
-
-    fallbacks = []
-    kthvalue_rows = pathway._kthvalue_rows
-    monkeypatch.setattr(pathway, "_kthvalue_rows", lambda flat, k: fallbacks.append(len(k)) or kthvalue_rows(flat, k))
-    g = torch.Generator().manual_seed(samples)
-    n = 4 * samples + 5000
-    datasets = {
-        "continuous": torch.rand(5, n, generator=g) * torch.rand(5, n, generator=g),
-        "half zeros": torch.where(torch.rand(5, n, generator=g) < 0.5, 0.0, torch.rand(5, n, generator=g)),
-        "three values": torch.randint(0, 3, (5, n), generator=g).float(),
-        "with nan": torch.rand(5, n, generator=g).index_put_((torch.tensor([1]), torch.tensor([7])), torch.tensor(float("nan"))),
-    }
-    for name, flat in datasets.items():
-        k = torch.tensor([0, 3, n // 2, int(0.9 * (n - 1)), n - 1])
-        got = pathway.sampled_kth(flat, k, samples=samples)
-        want = flat.sort(1).values[torch.arange(5), k]
-        assert torch.equal(got, want) or torch.allclose(got, want, equal_nan=True), (name, got, want)
-    if samples == 8:  # a sample of 8 rarely holds the extreme order statistics: the fallback ran
-        assert fallbacks
-
-
-def test_per_image_broadcasts_one_value_per_image():
-    from pathlib_pw.pathway import per_image
-
-    like = torch.zeros(3, 2, 4, 5)
-    shaped = per_image(torch.tensor([1.0, 2.0, 3.0]), like)
-    assert shaped.shape == (3, 1, 1, 1)
-    assert torch.equal((like + shaped)[:, 1, 3, 4], torch.tensor([1.0, 2.0, 3.0]))
-    assert per_image(torch.tensor([1.0, 2.0]), torch.zeros(2, 7)).shape == (2, 1)
-
-
-def test_count_true_matches_a_plain_sum_per_image():
-    from pathlib_pw.pathway import count_true
-
-    g = torch.Generator().manual_seed(2)
-    mask = torch.rand(3, 4, 5, 6, generator=g) > 0.3
-    assert torch.equal(count_true(mask), mask.flatten(1).long().sum(1))
-    assert torch.equal(count_true(mask[:, 1:3]), mask[:, 1:3].flatten(1).long().sum(1))  # a non-contiguous view
-    assert count_true(mask).dtype == torch.int64
-
-
-def test_remove_lowest_removes_an_exact_count_breaking_ties_by_position():
-    from pathlib_pw.pathway import remove_lowest
-
-    site_a = torch.tensor([[3.0, 1.0, 1.0], [5.0, 5.0, 5.0]])
-    site_b = torch.tensor([[1.0, 0.5], [5.0, 5.0]])
-    keep = remove_lowest([site_a, site_b], torch.tensor([3, 2]))
-    # image 0: 0.5 (site b), then the two first 1.0s in site order (site a) -> the 1.0 in site b stays
-    assert keep[0][0].tolist() == [True, False, False] and keep[1][0].tolist() == [True, False]
-    # image 1: all tied: the first two positions go
-    assert keep[0][1].tolist() == [False, False, True] and keep[1][1].tolist() == [True, True]
-    none = remove_lowest([site_a, site_b], torch.tensor([0, 5]))
-    assert all(m[0].all() for m in none) and not any(m[1].any() for m in none)
-
-
-def test_map_images_keeps_order_on_threads():
-    import threading
-
-    both_running = threading.Barrier(2, timeout=10)  # images 0 and 1 must run at the same time
-
-    def square(b: int) -> int:
-        if b < 2:
-            both_running.wait()
-        return b * b
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        assert map_images(square, 7) == [0, 1, 4, 9, 16, 25, 36]
-        assert map_images(lambda b: b, 0) == []
-    finally:
-        torch.set_num_threads(before)
-    assert map_images(lambda b: -b, 2) == [0, -1]

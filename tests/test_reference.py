@@ -1,11 +1,15 @@
-"""The authors' numbers as shipped in data/reference/."""
+"""The authors' numbers as shipped in the package (pathlib_pw/reference_data/)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pathlib_pw.reference import REFERENCE_DIR, TABLES, authors_overlap, authors_sanity, authors_table
+import pathlib_pw
+from pathlib_pw import reference
+from pathlib_pw.reference import TABLES, authors_overlap, authors_sanity, authors_table, reference_file
 
 
 def test_every_table_loads_with_its_columns():
@@ -17,6 +21,24 @@ def test_every_table_loads_with_its_columns():
 def test_unknown_table_names_the_choices():
     with pytest.raises(ValueError, match="name must be one of"):
         authors_table("imagenet")
+    with pytest.raises(ValueError, match="name must be one of"):
+        reference_file("imagenet")
+
+
+def test_tables_are_package_data_with_their_provenance():
+    folder = Path(pathlib_pw.__file__).parent / reference.REFERENCE_FOLDER
+    for name in TABLES:
+        assert Path(str(reference_file(name))) == folder / f"{name}_authors.csv"
+    assert "Known slips" in (folder / "README.md").read_text()
+    # the old location keeps only a pointer
+    old = Path(pathlib_pw.__file__).parents[1] / "data" / "reference"
+    assert sorted(p.name for p in old.iterdir()) == ["README.md"]
+
+
+def test_a_missing_table_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(reference, "REFERENCE_FOLDER", "no_such_folder")
+    with pytest.raises(FileNotFoundError, match="reference table 'roar' is missing from the installed package"):
+        authors_table("roar")
 
 
 def test_overlap_label_swap_is_undone_only_when_asked():
@@ -36,7 +58,8 @@ def test_overlap_label_swap_is_undone_only_when_asked():
 def test_authors_sanity_curves_in_their_stage_order():
     import pandas as pd
 
-    raw = pd.read_csv(REFERENCE_DIR / "sanity_checks_resnet50_authors.csv")
+    with reference_file("sanity_checks_resnet50").open() as handle:
+        raw = pd.read_csv(handle)
     ssim = authors_sanity("ssim")
     assert list(ssim.index) == ["original", "linear"] + [f"bottleneck_{i}" for i in range(15, -1, -1)] + ["conv1"]
     assert sorted(ssim.columns) == ["GBP", "GradCAM", "Gradients", "InputIntGrad", "InputMCT", "NeuronIntGrad", "NeuronMCT"]

@@ -8,18 +8,22 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
 import pathlib_pw
-
 from pathlib_pw.sites import (
     activations_and_gradients,
     evaluating,
     hooked,
+    makes_functional_calls,
     record_activations,
     resolve_target,
 )
+from tests import nets
+from tests import reference_impl as R
+
 
 def _x(shape, seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
@@ -247,16 +251,31 @@ def test_hooked_without_rectifier_raises_and_leaves_no_hooks(tools):
         record_activations(model, _x((1, 3, 8, 8)))
     assert tools.no_hooks(model)
 
-    class Functional(nn.Module):
+    class Tanh(nn.Module):
+        """No rectifier, and not built from torch.nn layers only: found out by its first forward pass."""
+
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(4, 3)
 
         def forward(self, x):
+            return torch.tanh(self.fc(x.flatten(1)[:, :4]))
+
+    model = Tanh()
+    with pytest.raises(ValueError, match="no rectifier.*F.relu"):
+        record_activations(model, _x((1, 3, 8, 8)))
+    assert tools.no_hooks(model) and torch._C._len_torch_function_stack() == 0
+    with pytest.raises(ValueError, match="no rectifier"):  # now known before any forward pass
+        with hooked(model):
+            pass
+    assert tools.no_hooks(model)
+
+    class Functional(Tanh):
+        def forward(self, x):
             return torch.relu(self.fc(x.flatten(1)[:, :4]))
 
-    with pytest.raises(ValueError):
-        record_activations(Functional(), _x((1, 3, 8, 8)))
+    _, acts, names = record_activations(Functional(), _x((1, 3, 8, 8)))
+    assert names == ["/relu"] and acts[0].shape == (1, 3)
 
 
 def test_evaluating_restores_mixed_modes(resnet18, tools):
@@ -354,6 +373,159 @@ def test_activations_and_gradients_batch_equals_per_image(resnet18, tools):
     fd = float((up - down) / (2 * t))
     assert fd == pytest.approx(float((grads[s][:1] * v).sum()), rel=1e-3, abs=1e-5)
 
+
+# ----------------------------------------------------------------------------------------------
+# functional rectifier calls (nets.MixedNet: modules and F.relu / torch.relu_ / x.relu() / F.relu6)
+# ----------------------------------------------------------------------------------------------
+
+
+def _always_called(model: nn.Module) -> list[int]:
+    return [len(m._forward_hooks_always_called) for m in model.modules()]
+
+
+@pytest.mark.parametrize("statement", [False, True])
+def test_mixed_net_sites_and_values_literal(statement):
+    """Names, order, shapes and values against the hand-written forward (no hooks, no modes)."""
+    net = nets.mixed_net(statement=statement)
+    x = nets.images(3)
+    x0 = x.clone()
+    logits, acts, names = record_activations(net, x)
+    assert names == nets.MixedNet.SITES
+    assert [tuple(a.shape) for a in acts] == [(3, *s) for s in nets.MixedNet.SHAPES]
+    assert torch.equal(x, x0)
+    for b in range(3):
+        ref_logits, ref_acts, ref_names = R.forward_sites(net, x[b : b + 1])
+        assert ref_names == names
+        torch.testing.assert_close(logits[b : b + 1], ref_logits.detach())
+        for a, r in zip(acts, ref_acts):
+            torch.testing.assert_close(a[b : b + 1], r.detach())
+    assert all((a == 0).any() and (a > 0).any() for a in acts), "every site really rectifies something"
+
+
+@pytest.mark.parametrize("statement", [False, True])
+def test_mixed_net_edit_and_gradients_literal(statement):
+    """Edited outputs are what the rest of the network sees, also for an in-place call whose result is
+    ignored (``h.relu_()``), and gradients are taken w.r.t. them."""
+    net = nets.mixed_net(seed=1, statement=statement)
+    x = nets.images(2, seed=1)
+    g = torch.Generator().manual_seed(1)
+    masks = [(torch.rand((2, *s), generator=g, dtype=torch.float64) > 0.3).double() for s in nets.MixedNet.SHAPES]
+    logits, acts, grads, names, tgt = activations_and_gradients(net, x, edit=lambda i, o: o * masks[i])
+    assert names == nets.MixedNet.SITES
+    for b in range(2):
+        ref_logits, outs, _ = R.forward_sites(net, x[b : b + 1], lambda k, _n, o: o * masks[k][b : b + 1])
+        torch.testing.assert_close(logits[b : b + 1], ref_logits.detach())
+        ref_grads = torch.autograd.grad(ref_logits[0, int(tgt[b])], outs)
+        for s in range(len(names)):
+            torch.testing.assert_close(acts[s][b : b + 1], outs[s].detach())
+            torch.testing.assert_close(grads[s][b : b + 1], ref_grads[s])
+    # the masks change the output: the test sees the edit
+    assert not torch.allclose(logits, activations_and_gradients(net, x)[0])
+
+
+def test_nested_blocks_on_a_functional_model_see_the_outer_edit():
+    """As with module hooks, an outer block's edit comes first and an inner block records its result."""
+    net = nets.mixed_net(seed=2)
+    x = nets.images(1, seed=2)
+    g = torch.Generator().manual_seed(2)
+    masks = [(torch.rand(s, generator=g) > 0.5).double() for s in nets.MixedNet.SHAPES]
+    with torch.no_grad(), hooked(net, lambda i, o: o * masks[i]), hooked(net) as inner:
+        logits = net(x)
+    ref_logits, outs, _ = R.forward_sites(net, x, lambda k, _n, o: o * masks[k])
+    torch.testing.assert_close(logits, ref_logits.detach())
+    assert inner.sites == nets.MixedNet.SITES
+    for o, r in zip(inner.outputs, outs):
+        torch.testing.assert_close(o, r.detach())
+
+
+def test_module_only_model_runs_without_the_mode_after_its_first_pass(tiny):
+    """The first forward pass under ``hooked`` also watches for functional calls; once a model is known
+    to make none, only the module hooks remain (the same hooks as before functional sites existed)
+    and the numbers are bit for bit those of the watched pass."""
+    net = tiny.make(seed=3)
+    x = _x((2, 3, 8, 8), seed=3)
+    assert makes_functional_calls(net) is None
+    seen = []
+
+    def look(*_):
+        hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules())
+        seen.append((torch._C._len_torch_function_stack(), hooks))
+
+    handle = net.fc2.register_forward_hook(look)
+    try:
+        first = record_activations(net, x)
+        assert makes_functional_calls(net) is False
+        second = record_activations(net, x)
+    finally:
+        handle.remove()
+    assert seen[0][0] == 1
+    assert seen[1] == (0, 1 + 2 + 1), "reset pre-hook, the two ReLU modules' hooks and this test's hook"
+    assert first[2] == second[2] == ["act#0", "act2", "act#1"]
+    assert torch.equal(first[0], second[0]) and all(torch.equal(a, b) for a, b in zip(first[1], second[1]))
+    # built from torch.nn layers only: known without a forward pass
+    assert makes_functional_calls(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())) is False
+    assert makes_functional_calls(nn.Sequential(nn.TransformerEncoderLayer(8, 2))) is None
+
+
+def test_functional_hooks_and_mode_removed_on_exit_and_on_error(tools):
+    net = nets.mixed_net()
+    x = nets.images(1)
+    before, always = tools.hook_counts(net), _always_called(net)
+
+    def clean() -> bool:
+        stack = torch._C._len_torch_function_stack()
+        return tools.hook_counts(net) == before and _always_called(net) == always and stack == 0
+
+    with hooked(net) as trace:
+        assert torch._C._len_torch_function_stack() == 1
+        net(x)
+        torch.relu(x)  # outside the model's forward pass: not a site
+        torch.relu_(x.clone())
+    assert trace.sites == nets.MixedNet.SITES and len(trace.outputs) == 8
+    assert makes_functional_calls(net) is True
+    assert clean()
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with hooked(net, lambda i, o: o):
+            net(x)
+            raise RuntimeError("boom")
+    assert clean()
+
+    def bad(i, o):
+        if i == 3:  # inside block/relu#1, two modules deep
+            raise KeyError("inside")
+        return o
+
+    with pytest.raises(KeyError):
+        with hooked(net, bad):
+            net(x)
+    assert clean()
+    with hooked(net) as trace:  # the next block starts from scratch
+        net(x)
+    assert trace.sites == nets.MixedNet.SITES
+    assert clean() and tools.no_hooks(net)
+
+
+def test_functional_call_inside_a_rectifier_module_is_that_module():
+    """``nn.ReLU.forward`` calls ``F.relu``: one site, the module's. A subclass that calls it twice too."""
+
+    class TwiceReLU(nn.ReLU):
+        def forward(self, x):
+            return F.relu(F.relu(x) - 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.act = TwiceReLU()
+            self.plain = nn.ReLU()
+
+        def forward(self, x):
+            h = self.plain(self.fc(x.flatten(1)[:, :4]))
+            return self.act(h).relu()
+
+    _, acts, names = record_activations(Net(), _x((2, 3, 8, 8)))
+    assert names == ["plain", "act", "/relu"]
 
 # ----------------------------------------------------------------------------------------------
 # resolve_target

@@ -8,12 +8,19 @@ each image follows exactly the trajectory it would follow alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Literal
+
 import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.pathway import Pathway, per_image, threshold_pathway
+from pathlib_pw.criteria.spec import CHAOTIC, SHARP, CriterionSpec
+from pathlib_pw.decisions import Rounding
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import per_image
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
+from pathlib_pw.thresholds import threshold_pathway
 
 INITS = ("1", "r")
 GATE_SHAPES = ("neuron", "channel")
@@ -22,20 +29,23 @@ GATE_SHAPES = ("neuron", "channel")
 def dgr(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: list[torch.Tensor],
+    levels: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
-    init: str = "1",
+    init: Literal["1", "r"] = "1",
     lam: float = 0.01,
     lr: float = 0.01,
     momentum: float = 0.9,
     iterations: int = 1000,
     clamp_max: float = 100.0,
-    gates: str = "neuron",
+    gates: Literal["neuron", "channel"] = "neuron",
     max_retries: int = 100,
     seed: torch.Tensor | int = 0,
 ) -> list[Pathway]:
     """Keep the neurons whose trained gate lies above the global ``sparsity``-th percentile.
+
+    ``levels``: sparsities in percent, one (B,) tensor per level; returns one Pathway per level, all
+    from one optimization of the gates.
 
     Args:
         init: ``"1"`` (gates start at 1) or ``"r"`` (gates start Uniform(0, 1) and, for images where no
@@ -76,17 +86,35 @@ def dgr(
             lams[failed] /= 10
             retries[failed] += 1
             again = _optimize(
-                model, x[failed], logits[failed], shapes, init, [generators[i] for i in failed],
-                lams[failed], lr, momentum, iterations, clamp_max,
+                model,
+                x[failed],
+                logits[failed],
+                shapes,
+                init,
+                [generators[i] for i in failed],
+                lams[failed],
+                lr,
+                momentum,
+                iterations,
+                clamp_max,
             )
             best.update(failed, again)
     scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
     return [
         threshold_pathway(
-            scores, level, names, "dgr", target=tgt.cpu(), kept_prediction=best.kept.cpu(), best_loss=best.loss.cpu(),
-            final_lambda=lams.cpu(), retries=retries, init=init, gates=gates,
+            scores,
+            level,
+            names,
+            "dgr",
+            target=tgt.cpu(),
+            kept_prediction=best.kept.cpu(),
+            best_loss=best.loss.cpu(),
+            final_lambda=lams.cpu(),
+            retries=retries,
+            init=init,
+            gates=gates,
         )
-        for level in sparsity
+        for level in levels
     ]
 
 
@@ -128,8 +156,11 @@ def _optimize(
 
     # the best prediction-keeping iterate, and the lowest-loss one for images where none keeps it
     best_kept, best_any = (
-        _Best([p.detach().clone() for p in params], torch.full((batch,), float("inf"), device=device),
-              torch.zeros(batch, dtype=torch.bool, device=device))
+        _Best(
+            [p.detach().clone() for p in params],
+            torch.full((batch,), float("inf"), device=device),
+            torch.zeros(batch, dtype=torch.bool, device=device),
+        )
         for _ in range(2)
     )
 
@@ -164,3 +195,17 @@ def _optimize(
         g[failed] = a[failed]
     best_kept.loss = torch.where(failed, best_any.loss, best_kept.loss)
     return best_kept
+
+
+def _rounding(options: Mapping[str, Any]) -> Rounding:
+    return CHAOTIC if str(options.get("init", "1")) == "1" else SHARP
+
+
+SPEC = CriterionSpec(
+    "dgr",
+    dgr,
+    "Distillation Guided Routing: trained gates, the lowest removed",
+    options=("init", "lam", "lr", "momentum", "iterations", "clamp_max", "gates", "max_retries", "seed"),
+    seeded=True,
+    rounding=_rounding,
+)

@@ -14,12 +14,18 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
-from pathlib_pw.pathway import Pathway, global_threshold, masking, per_image, remove_lowest
+from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
+from pathlib_pw.pathway import Pathway, masking
+from pathlib_pw.selection import add_all, per_image
 from pathlib_pw.sites import activations_and_gradients
+from pathlib_pw.thresholds import global_threshold, remove_lowest
 
 
 def _taylor(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, masks: list[torch.Tensor] | None,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | int | None,
+    masks: list[torch.Tensor] | None,
     names: Sequence[str] = (),
 ):
     edit = None if masks is None else masking(masks, names)
@@ -30,7 +36,7 @@ def _taylor(
 def greedy(
     model: nn.Module,
     x: torch.Tensor,
-    sparsity: list[torch.Tensor],
+    levels: list[torch.Tensor],
     target: torch.Tensor | int | None,
     variant: str,
     step: float = 1.0,
@@ -47,6 +53,9 @@ def greedy(
     scores <= 0 replaced by the maximum, threshold at the ``i * step``-th percentile, then every
     neuron with score <= 0 put back. Neurons pruned in one round score 0 in the next and are restored,
     so masks oscillate and the requested ``sparsity`` is never used; ``rounds`` defaults to 99.
+
+    ``levels``: sparsities in percent, one (B,) tensor per level; returns one Pathway per level (an
+    intended run towards the largest level passes through the smaller ones).
     """
     if not (isinstance(step, (int, float)) and 0 < step < 100):
         raise ValueError(f"step must be a percentage in (0, 100), got {step!r}")
@@ -55,18 +64,25 @@ def greedy(
     if variant == "original_code":
         masks, names, tgt = _original_code(model, x, target, step, 99 if rounds is None else rounds)
         return [
-            Pathway.from_masks(masks, names, "greedy", requested_sparsity=level.float(), target=tgt.cpu(),
-                               rounds=99 if rounds is None else rounds, variant=variant)
-            for level in sparsity
+            Pathway.from_masks(
+                masks,
+                names,
+                "greedy",
+                requested_sparsity=level.float(),
+                target=tgt.cpu(),
+                rounds=99 if rounds is None else rounds,
+                variant=variant,
+            )
+            for level in levels
         ]
     # a run towards p passes exactly through the path of every p' < p that is a multiple of step
     shared = rounds is None and all(
         bool((level == level[0]).all()) and math.isclose(float(level[0]) / step, round(float(level[0]) / step))
-        for level in sparsity
+        for level in levels
     )
     if not shared:
-        return [_intended(model, x, [level], target, step, rounds)[0] for level in sparsity]
-    return _intended(model, x, sparsity, target, step, None)
+        return [_intended(model, x, [level], target, step, rounds)[0] for level in levels]
+    return _intended(model, x, levels, target, step, None)
 
 
 def _intended(
@@ -90,8 +106,7 @@ def _intended(
         # removed neurons rank below everything, dead kept neurons above every living one
         above = _image_max(scores) * 2 + 1
         ranked = [
-            torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0))
-            for s, m in zip(scores, masks)
+            torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0)) for s, m in zip(scores, masks)
         ]
         scale = _mean_score(scores)
         near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
@@ -102,8 +117,9 @@ def _intended(
         if i + 1 < n_rounds:
             scores, _, _ = _taylor(model, x, tgt, masks, names)
     return [
-        Pathway.from_masks(snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(),
-                           rounds=due[j], variant="intended")
+        Pathway.from_masks(
+            snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(), rounds=due[j], variant="intended"
+        )
         for j, lv in enumerate(levels)
     ]
 
@@ -118,7 +134,7 @@ NEAR_ZERO = 1e-3
 
 
 def _mean_score(scores: list[torch.Tensor]) -> torch.Tensor:
-    total = sum(s.flatten(1).sum(1, dtype=torch.float64) for s in scores)
+    total = add_all(s.flatten(1).sum(1, dtype=torch.float64) for s in scores)
     return (total / sum(s[0].numel() for s in scores)).to(scores[0].dtype)
 
 
@@ -138,3 +154,13 @@ def _original_code(
         if i + 1 < rounds:  # the authors re-score once more after the last round; unused
             scores, _, _ = _taylor(model, x, tgt, masks, names)
     return masks, names, tgt
+
+
+SPEC = CriterionSpec(
+    "greedy",
+    greedy,
+    "iterative Taylor pruning through the masked network, the paper's pathological pruner",
+    options=("step", "rounds"),
+    variants=("intended", "original_code"),
+    rounding=BURSTY,
+)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, threshold_pathway
+from pathlib_pw.criteria.spec import SHARP, CriterionSpec
+from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import activations_and_gradients
+from pathlib_pw.thresholds import threshold_pathway
 
 
 def neuron_mct_scores(
@@ -18,11 +20,17 @@ def neuron_mct_scores(
 
 
 def neuron_mct(
-    model: nn.Module, x: torch.Tensor, sparsity: list[torch.Tensor], target: torch.Tensor | int | None, variant: str
+    model: nn.Module, x: torch.Tensor, levels: list[torch.Tensor], target: torch.Tensor | int | None, variant: str
 ) -> list[Pathway]:
     """Keep the neurons of highest |activation x gradient| of the target logit, global threshold.
 
-    Khakzar et al., CVPR 2021, section 3 ("NeuronMCT").
+    Khakzar et al., CVPR 2021, section 3 ("NeuronMCT"). ``levels``: sparsities in percent, one (B,)
+    tensor per level; returns one Pathway per level, all from one forward and backward pass.
     """
     scores, names, tgt, _ = neuron_mct_scores(model, x, target)
-    return [threshold_pathway(scores, p, names, "neuron_mct", target=tgt.cpu()) for p in sparsity]
+    return [threshold_pathway(scores, p, names, "neuron_mct", target=tgt.cpu()) for p in levels]
+
+
+SPEC = CriterionSpec(
+    "neuron_mct", neuron_mct, "first-order Taylor contribution |a x d logit / d a|, global threshold", rounding=SHARP
+)

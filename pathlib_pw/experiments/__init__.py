@@ -1,7 +1,8 @@
-"""Experiments: one module per paper figure or table, each ``config(profile) -> Config`` and ``run``.
+"""Experiments: one module per paper figure or table, following :mod:`.contract` (``config(profile)``,
+``run``, ``PER_IMAGE`` and optional parts with defaults).
 
 Notebooks call :func:`load_or_run`; the tests call :func:`verify`, which recomputes the first images
-of a cached result with the committed code and compares.
+of a cached result with the committed code and compares, on any machine.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
+from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
@@ -24,44 +26,40 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "sanity": sanity,
     "sanity_efficientnet": sanity_efficientnet,
 }
-PROFILES = ("smoke", "book", "paper")
 
 
-def _module(experiment: str) -> ModuleType:
+def register(name: str, module: ModuleType) -> None:
+    """Add an experiment module (it must follow :mod:`.contract`) under ``name``."""
+    parts(name, module)  # TypeError when the contract's required parts are missing
+    if name in EXPERIMENTS and EXPERIMENTS[name] is not module:
+        raise ValueError(f"an experiment named {name!r} is already registered")
+    EXPERIMENTS[name] = module
+
+
+def _parts(experiment: str) -> Parts:
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {experiment!r}")
-    return EXPERIMENTS[experiment]
+    return parts(experiment, EXPERIMENTS[experiment])
 
 
-def get_config(experiment: str, profile: str, **overrides: Any) -> Any:
+def get_config(experiment: str, profile: Profile, **overrides: Any) -> Any:
     """The configuration of ``experiment`` under ``profile`` (``smoke``, ``book`` or ``paper``)."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
-    config = _module(experiment).config(profile)
+    config = _parts(experiment).config(profile)
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
 def run(experiment: str, config: Any, device: str = "cpu", progress: bool = True) -> tuple[dict[str, np.ndarray], float]:
-    arrays, seconds = cache.timed(_module(experiment).run, config, device=device, progress=progress)
+    arrays, seconds = cache.timed(_parts(experiment).run, config, device=device, progress=progress)
     return arrays, seconds
 
 
 VERIFY_IMAGES = 1  # images whose threshold decisions a cache records for `verify`
 
 
-def _parts(experiment: str) -> tuple[ModuleType, Any, Any]:
-    module = _module(experiment)
-    subset = getattr(module, "verify_subset", module.subset)
-    cached_part = getattr(module, "cached_part", None)
-    if cached_part is None:
-        def cached_part(arrays: Mapping[str, np.ndarray], part: Any) -> dict[str, np.ndarray]:
-            n = len(part.images) if getattr(part, "source", "photos") == "photos" else part.n_images
-            return {k: (v[:n] if k in module.PER_IMAGE else v) for k, v in arrays.items()}
-    return module, subset, cached_part
-
-
 def load_or_run(
-    experiment: str, profile: str = "book", device: str = "cpu", force: bool = False, progress: bool = True, **overrides: Any
+    experiment: str, profile: Profile = "book", device: str = "cpu", force: bool = False, progress: bool = True, **overrides: Any
 ) -> cache.Results:
     """Cached results when their configuration matches, else compute them and cache them.
 
@@ -83,27 +81,36 @@ def load_or_run(
     if not check.ok:
         raise RuntimeError(f"not cached: the result does not verify against itself\n{check.text()}")
     meta = {
-        "device": device, "seconds": round(seconds, 1), "profile": profile, "machine": cache.machine(),
-        "verify_images": VERIFY_IMAGES, "self_check": check.status,
+        "device": device,
+        "seconds": round(seconds, 1),
+        "profile": profile,
+        "machine": cache.machine(),
+        "verify_images": VERIFY_IMAGES,
+        "self_check": check.status,
     }
     return cache.save(directory, experiment, config, arrays, meta, log.subset([c.key for c in check.replay.checks]))
 
 
 def _verify_part(
-    experiment: str, profile: str, config: Any, arrays: Mapping[str, np.ndarray], log: decisions.DecisionLog,
-    device: str, n_images: int, complete: bool = True,
+    experiment: str,
+    profile: str,
+    config: Any,
+    arrays: Mapping[str, np.ndarray],
+    log: decisions.DecisionLog,
+    device: str,
+    n_images: int,
+    complete: bool = True,
 ) -> Verification:
-    module, subset, cached_part = _parts(experiment)
-    part = subset(config, n_images)
+    part = _parts(experiment)
+    subset = part.verify_subset(config, n_images)
     with decisions.replaying(log, complete=complete) as report:
-        fresh, _ = run(experiment, part, device, progress=False)
-    expected = cached_part(arrays, part)
-    elementwise = module.tolerances(expected, fresh, report) if hasattr(module, "tolerances") else {}
-    checks = compare_all(fresh, expected, getattr(module, "TOLERANCES", {}), elementwise)
+        fresh, _ = run(experiment, subset, device, progress=False)
+    expected = part.cached_part(arrays, subset)
+    checks = compare_all(fresh, expected, part.rules, part.tolerances(expected, fresh, report))
     return Verification(experiment, profile, checks, report)
 
 
-def verify(experiment: str, profile: str = "book", n_images: int | None = None, device: str | None = None) -> Verification:
+def verify(experiment: str, profile: Profile = "book", n_images: int | None = None, device: str | None = None) -> Verification:
     """Recompute part of a cached result and compare it with the cache, on any machine.
 
     The part is the first ``n_images`` images (default: all the cache holds decision records for),
@@ -130,11 +137,19 @@ def verify(experiment: str, profile: str = "book", n_images: int | None = None, 
     recorded = int(cached.meta.get("verify_images", VERIFY_IMAGES))
     n_images = recorded if n_images is None else n_images
     if not 1 <= n_images <= recorded:
-        raise ValueError(f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}")
+        raise ValueError(
+            f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}"
+        )
     return _verify_part(
-        experiment, profile, config, cached.arrays, log, device or cached.meta.get("device", "cpu"), n_images,
+        experiment,
+        profile,
+        config,
+        cached.arrays,
+        log,
+        device or cached.meta.get("device", "cpu"),
+        n_images,
         complete=n_images == recorded,
     )
 
 
-__all__ = ["EXPERIMENTS", "PROFILES", "Verification", "get_config", "load_or_run", "run", "verify"]
+__all__ = ["EXPERIMENTS", "PROFILES", "Verification", "get_config", "load_or_run", "register", "run", "verify"]

@@ -1,4 +1,5 @@
-"""The images and model an experiment configuration names."""
+"""What an experiment runs on: one shared description of the model and the images, embedded in every
+experiment's configuration."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathlib_pw.data import PHOTOS, load_imagenet_val, load_photos
+from pathlib_pw.data import PHOTOS, load_images
 from pathlib_pw.models import load_model
 
 ALL_PHOTOS: tuple[str, ...] = tuple(PHOTOS)
@@ -23,21 +24,30 @@ def pinned_options(method: str) -> dict[str, Any]:
     return dict(INTGRAD_OPTIONS) if method == "neuron_intgrad" else {}
 
 
-def load_inputs(source: str, images: tuple[str, ...], n_images: int, size: int, seed: int) -> tuple[torch.Tensor, list[str]]:
-    """``source="photos"``: the named bundled photos; ``"imagenet_val"``: ``n_images`` random val images."""
-    if source == "photos":
-        return load_photos(list(images), size=size)
-    if source == "imagenet_val":
-        return load_imagenet_val(n=n_images, seed=seed, size=size)
-    raise ValueError(f"source must be 'photos' or 'imagenet_val', got {source!r}")
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """The model (a name :func:`pathlib_pw.models.load_model` knows) and the images: a registered
+    image ``source`` (:data:`pathlib_pw.data.IMAGE_SOURCES`) with named ``images`` or ``n_images``
+    drawn with ``seed``, at ``size`` px; ``first`` keeps only the first of them (what ``verify``
+    recomputes)."""
 
+    model: str = "mobilenet_v2"
+    source: str = "photos"
+    images: tuple[str, ...] = ALL_PHOTOS
+    n_images: int = 0
+    size: int = 224
+    seed: int = 0
+    first: int | None = None
 
-def first_images(config: Any, n: int) -> Any:
-    """The configuration restricted to its first ``n`` images (what ``verify`` recomputes)."""
-    if config.source == "photos":
-        return dataclasses.replace(config, images=config.images[:n])
-    return dataclasses.replace(config, n_images=n)
+    def load_images(self) -> tuple[torch.Tensor, list[str]]:
+        return load_images(self.source, self.images, self.n_images, self.size, self.seed, self.first)
 
+    def load_model(self, device: str | torch.device = "cpu", name: str | None = None) -> nn.Module:
+        """This model (or ``name``) with its trained weights."""
+        return load_model(name or self.model, pretrained=True, device=device)
 
-def load_experiment_model(name: str, device: str) -> nn.Module:
-    return load_model(name, pretrained=True, device=device)
+    def restricted(self, n: int) -> Inputs:
+        """The same inputs, only the first ``n`` images."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        return dataclasses.replace(self, first=n if self.first is None else min(n, self.first))

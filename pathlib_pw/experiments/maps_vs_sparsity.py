@@ -12,33 +12,26 @@ import torch
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways
+from pathlib_pw.criteria.spec import Method
+from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import MAPS, PROBABILITIES
-from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
 from pathlib_pw.metrics import output_change
 from pathlib_pw.saliency import pathway_grad, saliency
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: str = "mobilenet_v2"
-    source: str = "photos"
-    images: tuple[str, ...] = ("chelsea",)
-    n_images: int = 0
-    size: int = 224
-    methods: tuple[tuple[str, str], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
+    inputs: Inputs = Inputs(images=("chelsea",))
+    methods: tuple[tuple[str, Method], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
     sparsities: tuple[float, ...] = (70.0, 80.0, 85.0, 90.0, 95.0, 98.0)
-    seed: int = 0
 
 
 def config(profile: str) -> Config:
     if profile == "smoke":
-        return Config(size=64, sparsities=(70.0, 90.0))
+        return Config(inputs=Inputs(images=("chelsea",), size=64), sparsities=(70.0, 90.0))
     if profile == "book":
         return Config()
-    return Config(model="vgg16", sparsities=(70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0))
-
-
-subset = first_images
+    return Config(inputs=Inputs(model="vgg16", images=("chelsea",)), sparsities=(70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0))
 
 
 PER_IMAGE = {"names", "gradients", "maps", "realized", "output_change", "predicted", "probability"}
@@ -46,8 +39,8 @@ TOLERANCES = {"gradients": MAPS, "maps": MAPS, "output_change": PROBABILITIES}
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    model = load_experiment_model(config.model, device)
-    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    model = config.inputs.load_model(device)
+    x, names = config.inputs.load_images()
     x = x.to(device)
     with torch.no_grad():
         logits = model(x)

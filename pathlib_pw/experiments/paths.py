@@ -16,19 +16,20 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
-from pathlib_pw.criteria import extract_pathways
-from pathlib_pw.criteria.active import base_sparsity
+from pathlib_pw.criteria import extract_pathways, spec
+from pathlib_pw.criteria.seeds import per_image_seeds
+from pathlib_pw.criteria.spec import Method, Variant
+from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import PROBABILITIES
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
-from pathlib_pw.metrics import dead_share, jaccard, output_change
+from pathlib_pw.metrics import base_sparsity, dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
 
 
 @dataclasses.dataclass(frozen=True)
 class Criterion:
     label: str
-    method: str
-    variant: str = "intended"
+    method: Method
+    variant: Variant = "intended"
     options: tuple[tuple[str, Any], ...] = ()
 
 
@@ -48,44 +49,49 @@ def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retr
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: str = "mobilenet_v2"
-    source: str = "photos"
-    images: tuple[str, ...] = ALL_PHOTOS
-    n_images: int = 0
-    size: int = 224
+    inputs: Inputs = Inputs()
     overlap_sparsities: tuple[float, ...] = (80.0, 90.0, 99.0)
     sweep_sparsities: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0)
     criteria: tuple[Criterion, ...] = paper_criteria()
     batch_size: int = 1
-    seed: int = 0
+    seed: int = 0  # of the random draws (Random, DGR init=r), one per image
 
 
 def config(profile: str) -> Config:
     if profile == "smoke":
         return Config(
-            images=("chelsea", "coffee"), size=64, overlap_sparsities=(90.0,), sweep_sparsities=(50.0, 90.0),
+            inputs=Inputs(images=("chelsea", "coffee"), size=64),
+            overlap_sparsities=(90.0,),
+            sweep_sparsities=(50.0, 90.0),
             criteria=paper_criteria(dgr_iterations=5, greedy_rounds=5, dgr_retries=1),
         )
     if profile == "book":
         # DGR with 300 instead of 1000 iterations and at most 2 init=r retries (the authors: 100)
         # keeps the CPU run of all nine photos under an hour
         return Config(criteria=paper_criteria(dgr_iterations=300, dgr_retries=2))
-    return Config(model="vgg16", source="imagenet_val", images=(), n_images=1000, batch_size=16)
-
-
-subset = first_images
+    return Config(inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000), batch_size=16)
 
 
 TOLERANCES = {"output_change": PROBABILITIES}
 PER_IMAGE = {
-    "names", "predicted", "probability", "base_sparsity", "realized", "output_change", "dead_share",
-    "dead_share_site", "kept_site", "jaccard", "jaccard_site", "dgr_kept_prediction",
+    "names",
+    "predicted",
+    "probability",
+    "base_sparsity",
+    "realized",
+    "output_change",
+    "dead_share",
+    "dead_share_site",
+    "kept_site",
+    "jaccard",
+    "jaccard_site",
+    "dgr_kept_prediction",
 }
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    model = load_experiment_model(config.model, device)
-    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    model = config.inputs.load_model(device)
+    x, names = config.inputs.load_images()
     levels = sorted(set(config.overlap_sparsities) | set(config.sweep_sparsities))
     rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_IMAGE - {"names"}}
     bar = tqdm(total=len(x) * len(config.criteria), desc="paths", disable=not progress)
@@ -112,7 +118,7 @@ def _batch(
     """Every per-image array of one batch of images (the first is image ``start`` of the experiment)."""
     overlap_index = [levels.index(level) for level in config.overlap_sparsities]
     crit = config.criteria
-    seeds = config.seed * 1_000_003 + torch.arange(start, start + len(xb))
+    seeds = per_image_seeds(config.seed, len(xb), first=start)
     logits, acts, sites = record_activations(model, xb)
     probs = logits.softmax(1)
     out = {
@@ -128,7 +134,7 @@ def _batch(
     kept_paths = {}
     for c, criterion in enumerate(crit):
         options = dict(criterion.options)
-        if criterion.method in ("random", "dgr"):
+        if spec(criterion.method).seeded:
             options["seed"] = seeds
         options = {**pinned_options(criterion.method), **options}
         with decisions.scope(criterion.label):
@@ -152,101 +158,17 @@ def _batch(
                 pairs[:, o, a, b] = pairs[:, o, b, a] = jaccard(kept_paths[a, o], kept_paths[b, o]).cpu().numpy()
                 per_site = jaccard(kept_paths[a, o], kept_paths[b, o], per_site=True).cpu().numpy()
                 pairs_site[:, o, a, b] = pairs_site[:, o, b, a] = per_site
-    out.update(realized=realized, output_change=change, dead_share=dead, dead_share_site=dead_site, kept_site=kept_site,
-               jaccard=pairs, jaccard_site=pairs_site, dgr_kept_prediction=dgr_kept)
-    return out, sites, [a[0].numel() for a in acts]
-
-
-# ---- tables from cached results (what the notebooks show) ----
-# NaN marks undefined values (an empty path's dead share, an empty union's Jaccard); means skip them.
-
-def _mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values, axis=axis)
-
-
-def _level_index(results: Any, level: float, key: str = "overlap_levels") -> int:
-    levels = [float(v) for v in results[key]]
-    if float(level) not in levels:
-        raise ValueError(f"level must be one of {levels}, got {level!r}")
-    return levels.index(float(level))
-
-
-def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> "pd.DataFrame":
-    """Mean Jaccard overlap (percent) over images between every pair of criteria at ``level``."""
-    import pandas as pd
-
-    labels = list(results["criteria"])
-    values = _mean(results["jaccard"][:, _level_index(results, level)], axis=0) * 100
-    frame = pd.DataFrame(values, index=labels, columns=labels)
-    return frame if criteria is None else frame.loc[list(criteria), list(criteria)]
-
-
-def jaccard_per_site(results: Any, level: float, pairs: Any) -> "pd.DataFrame":
-    """Mean per-site Jaccard (percent) for the given ``(criterion_a, criterion_b)`` pairs; rows are sites."""
-    import pandas as pd
-
-    labels = list(results["criteria"])
-    o = _level_index(results, level)
-    data = {f"{a} / {b}": _mean(results["jaccard_site"][:, o, labels.index(a), labels.index(b)], axis=0) * 100 for a, b in pairs}
-    return pd.DataFrame(data, index=list(results["sites"]))
-
-
-def dead_share_table(results: Any, level: float) -> "pd.DataFrame":
-    """Per criterion at ``level``: realized sparsity, dead share of the path and output change (percent)."""
-    import pandas as pd
-
-    j = _level_index(results, level, "levels")
-    return pd.DataFrame(
-        {
-            "realized sparsity": _mean(results["realized"][:, :, j], axis=0),
-            "dead share of path": _mean(results["dead_share"][:, :, j], axis=0) * 100,
-            "output change": _mean(results["output_change"][:, :, j], axis=0) * 100,
-        },
-        index=list(results["criteria"]),
+    out.update(
+        realized=realized,
+        output_change=change,
+        dead_share=dead,
+        dead_share_site=dead_site,
+        kept_site=kept_site,
+        jaccard=pairs,
+        jaccard_site=pairs_site,
+        dgr_kept_prediction=dgr_kept,
     )
-
-
-def dead_share_per_site(results: Any, level: float) -> "pd.DataFrame":
-    """Mean dead share (percent) of each criterion's path per site at ``level``; rows are sites."""
-    import pandas as pd
-
-    o = _level_index(results, level)
-    values = _mean(results["dead_share_site"][:, :, o], axis=0).T * 100
-    return pd.DataFrame(values, index=list(results["sites"]), columns=list(results["criteria"]))
-
-
-def sweep_table(results: Any, quantity: str = "output_change") -> "pd.DataFrame":
-    """Mean ``output_change``, ``realized`` or ``dead_share`` per criterion (columns) and requested sparsity (rows)."""
-    import pandas as pd
-
-    if quantity not in ("output_change", "realized", "dead_share"):
-        raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
-    values = _mean(results[quantity], axis=0).T
-    return pd.DataFrame(values, index=[float(v) for v in results["levels"]], columns=list(results["criteria"]))
-
-
-def sparsity_for_change(results: Any, criterion: str, change: float = 0.15) -> float:
-    """The largest swept sparsity whose mean output change stays at or below ``change`` (NaN if none)."""
-    curve = sweep_table(results)[criterion]
-    ok = curve[curve <= change]
-    return float(ok.index.max()) if len(ok) else float("nan")
-
-
-def dgr_kept_prediction(results: Any) -> "pd.Series":
-    """Per DGR criterion, the number of images whose best iterate kept the prediction (out of all)."""
-    import pandas as pd
-
-    kept = results["dgr_kept_prediction"]
-    counts = {
-        label: f"{int(np.nansum(kept[:, c]))} of {kept.shape[0]}"
-        for c, label in enumerate(results["criteria"])
-        if not np.isnan(kept[:, c]).all()
-    }
-    return pd.Series(counts, name="kept the prediction")
+    return out, sites, [a[0].numel() for a in acts]
 
 
 # ---- verification (pathlib_pw.experiments.verify) ----

@@ -7,6 +7,7 @@ and NeuronIntGrad pathways, for the same images and the same explained class (th
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 import numpy as np
 import torch
@@ -14,33 +15,32 @@ from tqdm import tqdm
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathways
+from pathlib_pw.criteria.spec import Method
+from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, first_images, load_experiment_model, load_inputs, pinned_options
-from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_grad
+from pathlib_pw.saliency import pathway_grad
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    source: str = "photos"
-    images: tuple[str, ...] = ALL_PHOTOS
-    n_images: int = 0
-    size: int = 224
+    # the images; the models are the settings' (inputs.model is the first setting's)
+    inputs: Inputs = Inputs()
     # (model, pathway sparsity) pairs; the book's 50 % is where NeuronMCT's output change reaches
     # the authors' 15 % on MobileNetV2 (sparsity_sweep chapter), 90 % is the authors' VGG16 setting
     settings: tuple[tuple[str, float], ...] = (("mobilenet_v2", 50.0), ("mobilenet_v2", 90.0))
     methods: tuple[str, ...] = tuple(PAPER_METHODS)
-    seed: int = 0
 
 
 def config(profile: str) -> Config:
     if profile == "smoke":
-        return Config(images=ALL_PHOTOS[:2], size=64)
+        return Config(inputs=Inputs(images=ALL_PHOTOS[:2], size=64))
     if profile == "book":
         return Config()
-    return Config(source="imagenet_val", n_images=9, settings=(("vgg16", 90.0), ("resnet50", 75.0)))
-
-
-subset = first_images
+    return Config(
+        inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=9),
+        settings=(("vgg16", 90.0), ("resnet50", 75.0)),
+    )
 
 
 PER_IMAGE = {"names", "maps", "predicted", "probability"}
@@ -48,14 +48,14 @@ TOLERANCES = {"maps": HALF_MAPS}
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    x, names = config.inputs.load_images()
     shape = (len(x), len(config.settings))
     maps = np.zeros(shape + (len(config.methods),) + tuple(x.shape[2:]), dtype=np.float16)
     predicted, probability = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
     methods = [PAPER_METHODS[label] for label in config.methods]
     pathway_methods = [m for m in methods if m in CRITERIA]
     for model_name in dict.fromkeys(name for name, _ in config.settings):
-        model = load_experiment_model(model_name, device)
+        model = config.inputs.load_model(device, model_name)
         columns = [s for s, (name, _) in enumerate(config.settings) if name == model_name]
         levels = [config.settings[s][1] for s in columns]
         # one image at a time: batching changes float sums and so which neurons sit at the threshold;
@@ -70,7 +70,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             paths = {}
             for c in pathway_methods:
                 with decisions.images([i]), decisions.scope(f"{model_name}/{c}"):
-                    paths[c] = extract_pathways(model, xi, c, levels, target, **pinned_options(c))
+                    paths[c] = extract_pathways(model, xi, cast(Method, c), levels, target, **pinned_options(c))
             for j, s in enumerate(columns):
                 current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
                 for m, method in enumerate(methods):

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
+from pathlib_pw.experiments.attribution import (
+    PAPER_METHODS,
+    attribution_maps,
+    pathway_criteria,
+)
+from pathlib_pw.experiments.contract import first_images, image_count
+from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
-from pathlib_pw.experiments.inputs import first_images, load_experiment_model, load_inputs, pinned_options
-from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
-from pathlib_pw.saliency import PAPER_METHODS, attribution_maps, pathway_criteria
+from pathlib_pw.sanity import (
+    SIMILARITY_METRICS,
+    randomization_stages,
+    randomized,
+    similarity,
+)
 
 # the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
 AUTHORS_INPUT_MCT = "InputMCT (authors' script)"
@@ -30,15 +38,11 @@ METHODS: dict[str, str] = {**PAPER_METHODS, AUTHORS_INPUT_MCT: "input_x_neuron_i
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: str = "mobilenet_v2"
-    source: str = "photos"
-    images: tuple[str, ...] = ("chelsea", "coffee", "rocket", "flower")
-    n_images: int = 0
-    size: int = 224
+    inputs: Inputs = Inputs(images=("chelsea", "coffee", "rocket", "flower"))
     methods: tuple[str, ...] = tuple(METHODS)
     sparsity: float = 70.0
     std: float = 0.1
-    seed: int = 0
+    seed: int = 0  # of the re-initialized weights
     depth: int | None = None  # stop the cascade after the first `depth` measured stages (None: all)
     # stages after which the maps are measured (None: every stage); the cascade still randomizes each one
     measure_at: tuple[str, ...] | None = None
@@ -49,19 +53,14 @@ class Config:
 
 def config(profile: str) -> Config:
     if profile == "smoke":
-        return Config(images=("chelsea", "coffee"), size=64, independent=("classifier", "stem"), example_images=1)
+        return Config(inputs=Inputs(images=("chelsea", "coffee"), size=64), independent=("classifier", "stem"), example_images=1)
     if profile == "book":
         return Config()
     return Config(
-        model="resnet50",
-        source="imagenet_val",
-        n_images=1000,
+        inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=1000),
         independent=("linear", "bottleneck_15", "bottleneck_11", "bottleneck_7", "bottleneck_3", "conv1"),
         example_stages=("original", "linear", "bottleneck_15", "bottleneck_10", "bottleneck_5", "conv1"),
     )
-
-
-subset = first_images
 
 
 def verify_subset(config: Config, n: int) -> Config:
@@ -79,7 +78,7 @@ TOLERANCES = {"example_maps": HALF_MAPS, "cascading": SIMILARITIES, "independent
 def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.ndarray]:
     """The slices of the full cached arrays that ``run(part)`` recomputes (``part`` from :func:`subset`
     or :func:`verify_subset`)."""
-    n = len(part.images) if part.source == "photos" else part.n_images
+    n = image_count(part)
     stages = len(cached["stages"]) if part.depth is None else 1 + part.depth
     examples = int(np.isin(cached["example_stages"], cached["stages"][:stages]).sum())
     independent = len(part.independent)
@@ -107,17 +106,17 @@ def _compare(reference: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], 
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    model = load_experiment_model(config.model, device)
+    model = config.inputs.load_model(device)
     stages = randomization_stages(model)
     labels = {label: modules for label, modules in stages}
     unknown = [s for s in config.independent + (config.measure_at or ()) if s not in labels]
     if unknown:
         raise ValueError(
-            f"independent and measure_at must name stages of {config.model} ({list(labels)}); unknown: {unknown}"
+            f"independent and measure_at must name stages of {config.inputs.model} ({list(labels)}); unknown: {unknown}"
         )
     measured = [label for label, _ in stages if config.measure_at is None or label in config.measure_at][: config.depth]
     cascade = stages[: [label for label, _ in stages].index(measured[-1]) + 1] if measured else []
-    x, names = load_inputs(config.source, config.images, config.n_images, config.size, config.seed)
+    x, names = config.inputs.load_images()
     x = x.to(device)
     methods = [METHODS[label] for label in config.methods]
     options = {c: pinned_options(c) for c in pathway_criteria(methods)}
@@ -180,26 +179,3 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         "methods": np.array(config.methods),
         "metrics": np.array(SIMILARITY_METRICS),
     }
-
-
-def similarity_table(results: Any, metric: str, kind: str = "cascading", stat: str = "mean") -> "pd.DataFrame":
-    """Stages x methods: the ``stat`` (``mean``, ``std`` or ``count`` of defined values) over images.
-
-    ``kind`` is ``"cascading"`` or ``"independent"``. NaN entries (a constant map) are left out.
-    """
-    import pandas as pd
-
-    metrics = [str(m) for m in results["metrics"]]
-    if metric not in metrics:
-        raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
-    if kind not in ("cascading", "independent"):
-        raise ValueError(f"kind must be 'cascading' or 'independent', got {kind!r}")
-    stats = {"mean": np.nanmean, "std": np.nanstd, "count": lambda v, axis: np.isfinite(v).sum(axis)}
-    if stat not in stats:
-        raise ValueError(f"stat must be one of {sorted(stats)}, got {stat!r}")
-    values = results[kind][..., metrics.index(metric)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-        table = stats[stat](values, axis=0)
-    index = results["stages" if kind == "cascading" else "independent_stages"]
-    return pd.DataFrame(table, index=[str(s) for s in index], columns=[str(m) for m in results["methods"]])

@@ -5,19 +5,35 @@ randomized on the way down)."""
 
 from __future__ import annotations
 
-from pathlib_pw.experiments.sanity import PER_IMAGE, TOLERANCES, Config, cached_part, run, subset, verify_subset
+from pathlib_pw.experiments.contract import Profile
+from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw.experiments.sanity import (
+    PER_IMAGE,
+    TOLERANCES,
+    Config,
+    cached_part,
+    run,
+    verify_subset,
+)
 
-__all__ = ["PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "subset", "verify_subset"]
+__all__ = ["PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
 
 MEASURE_AT = ("classifier", "head", "block_12", "block_9", "block_6", "block_3", "block_0", "stem")
+EXAMPLE_STAGES = ("original", "classifier", "head", "block_12", "block_6", "stem")
 
 
-def config(profile: str) -> Config:
-    common = dict(
-        model="efficientnet_lite0",
-        measure_at=MEASURE_AT,
-        example_stages=("original", "classifier", "head", "block_12", "block_6", "stem"),
-    )
+def config(profile: Profile) -> Config:
     if profile == "smoke":
-        return Config(**common, images=("chelsea",), size=64, independent=("classifier",), example_images=1)
-    return Config(**common, images=("chelsea", "coffee"), independent=("classifier", "stem"))
+        return Config(
+            inputs=Inputs(model="efficientnet_lite0", images=("chelsea",), size=64),
+            measure_at=MEASURE_AT,
+            example_stages=EXAMPLE_STAGES,
+            independent=("classifier",),
+            example_images=1,
+        )
+    return Config(
+        inputs=Inputs(model="efficientnet_lite0", images=("chelsea", "coffee")),
+        measure_at=MEASURE_AT,
+        example_stages=EXAMPLE_STAGES,
+        independent=("classifier", "stem"),
+    )

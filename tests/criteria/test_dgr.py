@@ -11,8 +11,8 @@ import torch
 
 import pathlib_pw as pw
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 FAST = dict(iterations=25, lr=0.05)
 NETS = {"cnn": nets.tiny_cnn, "resnet_reused_relu": nets.tiny_resnet, "relu6": nets.tiny_relu6}

@@ -12,8 +12,8 @@ from torch.nn.modules import module as nn_module
 
 import pathlib_pw as pw
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 # (method, variant, sparsity, options), all cheap on the tiny nets
 CASES = {

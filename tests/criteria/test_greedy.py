@@ -16,8 +16,8 @@ import torch
 
 import pathlib_pw as pw
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 F, T = False, True
 
@@ -57,7 +57,7 @@ def test_hand_computed_original_code_rounds():
 # ------------------------------------------------------------------------ original vs reference
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _history(net: str, b: int, rounds: int, step: float):
     return R.greedy_original_history(NETS[net](), nets.images(2)[b : b + 1], rounds, step)
 

@@ -18,8 +18,8 @@ from torch import nn
 import pathlib_pw as pw
 from pathlib_pw.criteria import intgrad
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 F, T = False, True
 ACCUMULATED = [0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.1, 2.8, 3.6, 4.5, 5.5]
@@ -130,10 +130,11 @@ NETS = {
     "cnn_inplace": nets.tiny_cnn,
     "relu6": nets.tiny_relu6,
     "no_reuse": nets.no_reuse_net,
+    "mixed_functional": nets.mixed_net,
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ref_scores(net: str, b: int, kind: str = "intended"):
     model = NETS[net]()
     x1 = nets.images(2)[b : b + 1]
@@ -166,14 +167,14 @@ def test_intended_differs_from_mct():
     assert not torch.equal(a.flat(), b.flat())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torchvision(name: str):
     model = pw.load_model(name, pretrained=False, seed=7)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(11))
     return model, x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torchvision_ref(name: str, kind: str):
     model, x = _torchvision(name)
     if kind == "intended":
@@ -411,3 +412,34 @@ def test_python_value_upstream_falls_back_to_full_recompute_per_site():
     x = nets.images(2)
     downstream = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
     _assert_literal_masks(model, x, downstream, 50, "python value upstream")
+
+
+# ------------------------------------------------------------------------- functional rectifiers
+
+
+def test_mixed_net_original_code_groups_functional_sites_by_name():
+    """nets.MixedNet: the "modules" of the authors' loop are stem/relu, act, block/relu, /relu, /relu6
+    (site names without #k, in call order): sites 0-4 are scored, each read at site k while every
+    call of group k is scaled; sites 5-7 keep every neuron."""
+    model = nets.mixed_net()
+    x = nets.images(2)
+    for recompute in ("downstream", "full"):
+        path = pw.extract_pathway(model, x, "neuron_intgrad", 60, variant="original_code", recompute=recompute)
+        for b in range(2):
+            ref, _ = R.intgrad_original_masks(model, x[b : b + 1], 60)
+            R.assert_masks_equal(R.batch_masks(path, b), ref, f"mixed original_code {recompute} image {b}")
+            assert all(bool(m.all()) for m in R.batch_masks(path, b)[5:])
+
+
+def test_in_place_call_read_afterwards_falls_back_to_full_recompute():
+    """``h.relu_()`` with the next layer reading ``h``: the fx graph does not see the change, so "auto"
+    warns and recomputes the full network, "downstream" refuses, and the masks are the reference's."""
+    model = nets.mixed_net(statement=True)
+    x = nets.images(2)
+    with pytest.warns(UserWarning, match="fx cannot split.*in-place rectifier"):
+        auto = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="auto")
+    with pytest.raises(RuntimeError, match="recompute='downstream'.*in-place"):
+        pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="downstream")
+    full = pw.extract_pathway(model, x, "neuron_intgrad", 50, recompute="full")
+    assert torch.equal(auto.flat(), full.flat())
+    _assert_literal_masks(model, x, auto, 50, "in-place statement")

@@ -10,8 +10,8 @@ import torch
 
 import pathlib_pw as pw
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 F, T = False, True
 
@@ -93,7 +93,7 @@ def test_reference_scores_of_hand_net():
 NETS = {"cnn": nets.tiny_cnn, "resnet_reused_relu": nets.tiny_resnet, "relu6": nets.tiny_relu6}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_scores(net: str, b: int, target: int | None = None):
     model = NETS[net]()
     return R.mct_scores(model, nets.images(3)[b : b + 1], target)

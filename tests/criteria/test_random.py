@@ -10,8 +10,8 @@ import torch
 
 import pathlib_pw as pw
 from tests import nets
-from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 from tests import reference_impl as R
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 P_VALUES = [0, 0.5, 10, 33.3, 50, 90, 99.9]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pathlib_pw import cache, experiments
+from pathlib_pw.experiments.contract import first_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,7 @@ def test_load_or_run_computes_once_then_reads_the_cache(smoke_root, monkeypatch)
     first = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
     config = experiments.get_config("maps_vs_sparsity", "smoke")
     # the run, then the part that verify recomputes (its self-check), then nothing: read from the cache
-    assert calls == [config, experiments.maps_vs_sparsity.subset(config, 1)]
+    assert calls == [config, first_images(config, 1)]
     second = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
     assert len(calls) == 2
     np.testing.assert_array_equal(first["maps"], second["maps"])
@@ -169,7 +170,7 @@ def test_bad_experiment_and_profile_names():
 
 
 def test_paths_smoke_run_is_reproducible_and_consistent(smoke_root):
-    config = experiments.paths.subset(experiments.get_config("paths", "smoke"), 1)
+    config = first_images(experiments.get_config("paths", "smoke"), 1)
     a, _ = experiments.run("paths", config, progress=False)
     b, _ = experiments.run("paths", config, progress=False)
     for key in a:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathlib_pw.experiments import paths
+from pathlib_pw.experiments import paths_tables
 
 CRITERIA = ["A", "B", "C"]
 SITES = ["s0", "s1"]
@@ -36,50 +36,50 @@ def fake_results():
 
 
 def test_jaccard_matrix_is_the_mean_in_percent_and_skips_nan():
-    m = paths.jaccard_matrix(fake_results(), 90)
+    m = paths_tables.jaccard_matrix(fake_results(), 90)
     assert m.loc["A", "B"] == pytest.approx(50.0)
     assert m.loc["A", "C"] == pytest.approx(10.0)
     assert m.loc["B", "C"] == pytest.approx(20.0)
-    assert list(paths.jaccard_matrix(fake_results(), 90, ["C", "A"]).columns) == ["C", "A"]
+    assert list(paths_tables.jaccard_matrix(fake_results(), 90, ["C", "A"]).columns) == ["C", "A"]
 
 
 def test_unknown_level_names_the_choices():
     with pytest.raises(ValueError, match="level must be one of"):
-        paths.jaccard_matrix(fake_results(), 80)
+        paths_tables.jaccard_matrix(fake_results(), 80)
 
 
 def test_per_site_tables():
-    frame = paths.jaccard_per_site(fake_results(), 90, [("A", "B")])
+    frame = paths_tables.jaccard_per_site(fake_results(), 90, [("A", "B")])
     assert list(frame.index) == SITES
     assert frame["A / B"].tolist() == pytest.approx([50.0, 0.0])
-    dead = paths.dead_share_per_site(fake_results(), 90)
+    dead = paths_tables.dead_share_per_site(fake_results(), 90)
     assert dead["C"].tolist() == pytest.approx([30.0, 50.0])
 
 
 def test_dead_share_table_and_sweep():
-    table = paths.dead_share_table(fake_results(), 90)
+    table = paths_tables.dead_share_table(fake_results(), 90)
     assert table.loc["C", "dead share of path"] == pytest.approx(40.0)
     assert table.loc["A", "output change"] == pytest.approx(40.0)
     assert table.loc["B", "realized sparsity"] == pytest.approx(90.0)
-    sweep = paths.sweep_table(fake_results())
+    sweep = paths_tables.sweep_table(fake_results())
     assert sweep.loc[50.0, "A"] == pytest.approx(0.11)
     with pytest.raises(ValueError, match="quantity must be one of"):
-        paths.sweep_table(fake_results(), "speed")
+        paths_tables.sweep_table(fake_results(), "speed")
 
 
 def test_sparsity_for_change_is_the_largest_level_within_the_bound():
     r = fake_results()
-    assert paths.sparsity_for_change(r, "A", 0.15) == 50.0
-    assert paths.sparsity_for_change(r, "B", 0.15) == 0.0
-    assert paths.sparsity_for_change(r, "C", 0.15) == 90.0
+    assert paths_tables.sparsity_for_change(r, "A", 0.15) == 50.0
+    assert paths_tables.sparsity_for_change(r, "B", 0.15) == 0.0
+    assert paths_tables.sparsity_for_change(r, "C", 0.15) == 90.0
     r["output_change"][:, 0, 0] = 1.0
     r["output_change"][:, 0, 1] = 1.0
     r["output_change"][:, 0, 2] = 1.0
-    assert np.isnan(paths.sparsity_for_change(r, "A", 0.15))
+    assert np.isnan(paths_tables.sparsity_for_change(r, "A", 0.15))
 
 
 def test_dgr_kept_prediction_counts_only_dgr_columns():
     r = fake_results()
     r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
-    counts = paths.dgr_kept_prediction(r)
+    counts = paths_tables.dgr_kept_prediction(r)
     assert counts.to_dict() == {"B": "2 of 2", "C": "1 of 2"}

@@ -11,12 +11,13 @@ import torch
 
 from pathlib_pw import load_model, load_photos
 from pathlib_pw.experiments import sanity
-from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
+from pathlib_pw.experiments.contract import first_images
+from pathlib_pw.experiments.inputs import Inputs
 from pathlib_pw.saliency import saliency
+from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
 
 SMALL = sanity.Config(
-    images=("chelsea", "coffee"),
-    size=32,
+    inputs=Inputs(images=("chelsea", "coffee"), size=32),
     methods=("Gradients", "GBP"),
     measure_at=("last_conv", "block_10"),
     independent=("block_12",),
@@ -40,7 +41,7 @@ def _maps_with(model, x, target, stages):
 def test_cascade_is_cumulative_and_measured_only_where_asked(small_run):
     assert small_run["stages"].tolist() == ["original", "last_conv", "block_10"]
     model = load_model("mobilenet_v2")
-    x, _ = load_photos(list(SMALL.images), size=32)  # the same batch as the run: float sums depend on it
+    x, _ = load_photos(list(SMALL.inputs.images), size=32)  # the same batch as the run: float sums depend on it
     with torch.no_grad():
         target = model(x).argmax(1)
     trained = _maps_with(model, x, target, [])
@@ -63,11 +64,12 @@ def test_cascade_is_cumulative_and_measured_only_where_asked(small_run):
 
 @pytest.mark.parametrize("which", ["verify_subset", "subset"])
 def test_parts_recompute_the_slices_cached_part_takes(small_run, which):
-    part = getattr(sanity, which)(SMALL, 1)
+    part = (sanity.verify_subset if which == "verify_subset" else first_images)(SMALL, 1)
+    assert part.inputs.load_images()[1] == ["chelsea"]
     if which == "verify_subset":  # the first image, the first measured stage, the first independent stage
-        assert part.images == ("chelsea",) and part.depth == 1 and part.independent == ("block_12",)
+        assert part.depth == 1 and part.independent == ("block_12",)
     else:  # the first image, everything else as configured
-        assert part.images == ("chelsea",) and part.depth is None
+        assert part.depth is None
     fresh = sanity.run(part, progress=False)
     expected = sanity.cached_part(small_run, part)
     assert set(fresh) == set(expected)
@@ -84,19 +86,3 @@ def test_parts_recompute_the_slices_cached_part_takes(small_run, which):
 def test_unknown_stage_names_are_rejected():
     with pytest.raises(ValueError, match="measure_at"):
         sanity.run(dataclasses.replace(SMALL, measure_at=("bottleneck_3",)), progress=False)
-
-
-def test_similarity_table_means_over_images_and_skips_nan():
-    values = np.zeros((2, 2, 1, len(SIMILARITY_METRICS)), dtype=np.float32)
-    values[:, 0] = 1.0
-    values[0, 1, 0, 0], values[1, 1, 0, 0] = 0.2, np.nan
-    values[0, 1, 0, 2], values[1, 1, 0, 2] = 0.2, 0.6
-    results = {"cascading": values, "stages": np.array(["original", "classifier"]), "methods": np.array(["Gradients"]),
-               "metrics": np.array(SIMILARITY_METRICS)}
-    assert sanity.similarity_table(results, "spearman_signed").loc["classifier", "Gradients"] == pytest.approx(0.2)
-    assert sanity.similarity_table(results, "ssim").loc["classifier", "Gradients"] == pytest.approx(0.4)
-    assert sanity.similarity_table(results, "ssim", stat="std").loc["classifier", "Gradients"] == pytest.approx(0.2)
-    assert sanity.similarity_table(results, "spearman_signed", stat="count").loc["classifier", "Gradients"] == 1
-    for bad in (dict(metric="pearson"), dict(metric="ssim", kind="both"), dict(metric="ssim", stat="median")):
-        with pytest.raises(ValueError, match=next(iter(bad)) if len(bad) == 1 else list(bad)[-1]):
-            sanity.similarity_table(results, **bad)

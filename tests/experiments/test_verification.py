@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pathlib_pw import cache, experiments
-from pathlib_pw.experiments import maps_vs_sparsity, qualitative
+from pathlib_pw.experiments import maps_vs_sparsity
 from pathlib_pw.experiments.verification import EXACT, FLOATS, MAPS, Tolerance, compare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +119,8 @@ def test_another_thread_count_passes(smoke_root):
 
 def test_another_batch_split_passes(smoke_root, monkeypatch):
     """Cached with two images in one batch, verified with the first alone: float sums differ."""
-    two = dataclasses.replace(maps_vs_sparsity.config("smoke"), images=("chelsea", "coffee"))
+    smoke = maps_vs_sparsity.config("smoke")
+    two = dataclasses.replace(smoke, inputs=dataclasses.replace(smoke.inputs, images=("chelsea", "coffee")))
     monkeypatch.setattr(maps_vs_sparsity, "config", lambda profile: two)
     experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
     result = experiments.verify("maps_vs_sparsity", "smoke")

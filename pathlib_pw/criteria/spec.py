@@ -1,0 +1,71 @@
+"""What the dispatcher needs to know about a criterion, declared next to its function.
+
+Each criterion file ends with a ``SPEC``: the function, its variants, whether it takes a sparsity,
+whether it draws random numbers (and so takes one seed per image), its options, and how far rounding
+moves its threshold decisions. :func:`pathlib_pw.extract_pathways`, the experiments and the docs
+read that one description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pathlib_pw.decisions import EXACT, Rounding
+
+Method = Literal["neuron_mct", "neuron_intgrad", "greedy", "random", "dgr", "active_subnet"]
+Variant = Literal["intended", "original_code"]
+CORE_PARAMETERS = ("model", "x", "levels", "target", "variant")
+
+# How far rounding moves each criterion's threshold decisions (pathlib_pw.decisions), measured on
+# MobileNetV2 between thread counts, SIMD levels (AVX-512, AVX2, none) and batch splits; the Notes
+# page lists the measurements. Capacity: the share of all neurons that may change per decision;
+# band: how far from the cut (x max(|cut|, mean score)) a changed neuron's score may lie. Rounding
+# flips an occasional ReLU whose input sits at zero, and its gradient then changes every score
+# upstream a little: that is why the bands are wide and the counts come in bursts.
+SHARP = Rounding("threshold", capacity=5e-5, band=1.0)
+# NeuronIntGrad evaluates the network with activations scaled down by small alphas, where such
+# flips are frequent; up to about 800 neurons change per decision (6.1 M neurons).
+INTEGRATED = Rounding("threshold", capacity=3e-4, band=2.0)
+# Greedy re-scores through the masked network every round: bursts of up to about 2,200 changes.
+BURSTY = Rounding("threshold", capacity=4e-4, band=5.0)
+# DGR with gates starting at 1: after a few hundred iterations the gates differ by less than their
+# rounding noise; about 1 % of the kept neurons change between machines, beyond repair.
+CHAOTIC = Rounding("chaotic", overlap=0.95)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriterionSpec:
+    """One criterion as data.
+
+    ``function(model, x, levels, target, variant, **options) -> list[Pathway]``: ``levels`` holds one
+    (B,) tensor of sparsities in percent per requested level (None when ``needs_sparsity`` is False),
+    and one Pathway per level comes back. ``rounding`` is a :class:`~pathlib_pw.decisions.Rounding`,
+    or a function of the call's options that returns one.
+    """
+
+    name: str
+    function: Callable[..., Any]
+    summary: str
+    options: tuple[str, ...] = ()
+    variants: tuple[Variant, ...] = ("intended",)
+    needs_sparsity: bool = True
+    seeded: bool = False
+    rounding: Rounding | Callable[[Mapping[str, Any]], Rounding] = EXACT
+
+    def __post_init__(self) -> None:
+        parameters = list(inspect.signature(self.function).parameters)
+        if tuple(parameters[: len(CORE_PARAMETERS)]) != CORE_PARAMETERS:
+            raise TypeError(f"{self.name}: a criterion function takes {CORE_PARAMETERS} first, got {parameters}")
+        if tuple(parameters[len(CORE_PARAMETERS) :]) != self.options:
+            raise TypeError(
+                f"{self.name}: options {self.options} do not match the function's {parameters[len(CORE_PARAMETERS):]}"
+            )
+        if self.seeded != ("seed" in self.options):
+            raise TypeError(f"{self.name}: a seeded criterion takes a 'seed' option, and only a seeded one does")
+
+    def rounding_for(self, options: Mapping[str, Any]) -> Rounding:
+        """The rounding class of a call with these options."""
+        return self.rounding if isinstance(self.rounding, Rounding) else self.rounding(options)

@@ -1,0 +1,88 @@
+"""The experiment contract: what a module under :mod:`pathlib_pw.experiments` provides, and the
+defaults of its optional parts.
+
+An experiment module has a frozen-dataclass ``Config`` with an ``inputs``
+(:class:`~pathlib_pw.experiments.inputs.Inputs`) field, ``config(profile)``, ``run(config, device,
+progress) -> arrays`` and ``PER_IMAGE`` (the arrays whose first axis is the image). Optional:
+``subset(config, n)`` (default: the first ``n`` images), ``verify_subset(config, n)`` (what ``verify``
+recomputes; default ``subset``), ``cached_part(arrays, part)`` (the slices of the full arrays that the
+part recomputes; default: the first images of the per-image arrays), ``TOLERANCES`` and
+``tolerances(cached, fresh, replay)`` (:mod:`pathlib_pw.experiments.verification`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from pathlib_pw.experiments.verification import Tolerance
+
+Profile = Literal["smoke", "book", "paper"]
+PROFILES: tuple[Profile, ...] = ("smoke", "book", "paper")
+Arrays = dict[str, np.ndarray]
+
+
+class Experiment(Protocol):
+    """The required part of an experiment module."""
+
+    PER_IMAGE: set[str]
+
+    def config(self, profile: Profile) -> Any: ...
+
+    def run(self, config: Any, device: str = "cpu", progress: bool = True) -> Arrays: ...
+
+
+def first_images(config: Any, n: int) -> Any:
+    """The configuration restricted to its first ``n`` images."""
+    return dataclasses.replace(config, inputs=config.inputs.restricted(n))
+
+
+def image_count(config: Any) -> int:
+    """How many images a configuration runs on."""
+    inputs = config.inputs
+    count = len(inputs.images) if inputs.source == "photos" else inputs.n_images
+    return count if inputs.first is None else min(count, inputs.first)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """An experiment module with its optional parts filled in by the defaults."""
+
+    name: str
+    module: ModuleType
+    config: Callable[[Profile], Any]
+    run: Callable[..., Arrays]
+    subset: Callable[[Any, int], Any]
+    verify_subset: Callable[[Any, int], Any]
+    cached_part: Callable[[Mapping[str, np.ndarray], Any], Arrays]
+    rules: Mapping[str, Tolerance]
+    tolerances: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, np.ndarray]]
+
+
+def parts(name: str, module: ModuleType) -> Parts:
+    """``module``'s parts, the optional ones defaulted; TypeError naming what a module lacks."""
+    missing = [attr for attr in ("config", "run", "PER_IMAGE") if not hasattr(module, attr)]
+    if missing:
+        raise TypeError(f"experiment module {module.__name__} lacks {missing} (see pathlib_pw.experiments.contract)")
+    per_image = set(module.PER_IMAGE)
+
+    def cached_part(arrays: Mapping[str, np.ndarray], part: Any) -> Arrays:
+        n = image_count(part)
+        return {k: (v[:n] if k in per_image else v) for k, v in arrays.items()}
+
+    subset = getattr(module, "subset", first_images)
+    return Parts(
+        name=name,
+        module=module,
+        config=module.config,
+        run=module.run,
+        subset=subset,
+        verify_subset=getattr(module, "verify_subset", subset),
+        cached_part=getattr(module, "cached_part", cached_part),
+        rules=getattr(module, "TOLERANCES", {}),
+        tolerances=getattr(module, "tolerances", lambda cached, fresh, replay: {}),
+    )

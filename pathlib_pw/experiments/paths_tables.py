@@ -1,0 +1,102 @@
+"""Tables of the pathway analysis (path overlap, dead neurons, sparsity sweep) from cached results of
+:mod:`pathlib_pw.experiments.paths`: what the notebooks show.
+
+NaN marks undefined values (an empty path's dead share, an empty union's Jaccard); means skip them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _level_index(results: Any, level: float, key: str = "overlap_levels") -> int:
+    levels = [float(v) for v in results[key]]
+    if float(level) not in levels:
+        raise ValueError(f"level must be one of {levels}, got {level!r}")
+    return levels.index(float(level))
+
+
+def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> pd.DataFrame:
+    """Mean Jaccard overlap (percent) over images between every pair of criteria at ``level``."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    values = _mean(results["jaccard"][:, _level_index(results, level)], axis=0) * 100
+    frame = pd.DataFrame(values, index=labels, columns=labels)
+    return frame if criteria is None else frame.loc[list(criteria), list(criteria)]
+
+
+def jaccard_per_site(results: Any, level: float, pairs: Any) -> pd.DataFrame:
+    """Mean per-site Jaccard (percent) for the given ``(criterion_a, criterion_b)`` pairs; rows are sites."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    o = _level_index(results, level)
+    data = {f"{a} / {b}": _mean(results["jaccard_site"][:, o, labels.index(a), labels.index(b)], axis=0) * 100 for a, b in pairs}
+    return pd.DataFrame(data, index=list(results["sites"]))
+
+
+def dead_share_table(results: Any, level: float) -> pd.DataFrame:
+    """Per criterion at ``level``: realized sparsity, dead share of the path and output change (percent)."""
+    import pandas as pd
+
+    j = _level_index(results, level, "levels")
+    return pd.DataFrame(
+        {
+            "realized sparsity": _mean(results["realized"][:, :, j], axis=0),
+            "dead share of path": _mean(results["dead_share"][:, :, j], axis=0) * 100,
+            "output change": _mean(results["output_change"][:, :, j], axis=0) * 100,
+        },
+        index=list(results["criteria"]),
+    )
+
+
+def dead_share_per_site(results: Any, level: float) -> pd.DataFrame:
+    """Mean dead share (percent) of each criterion's path per site at ``level``; rows are sites."""
+    import pandas as pd
+
+    o = _level_index(results, level)
+    values = _mean(results["dead_share_site"][:, :, o], axis=0).T * 100
+    return pd.DataFrame(values, index=list(results["sites"]), columns=list(results["criteria"]))
+
+
+def sweep_table(results: Any, quantity: str = "output_change") -> pd.DataFrame:
+    """Mean ``output_change``, ``realized`` or ``dead_share`` per criterion (columns) and requested sparsity (rows)."""
+    import pandas as pd
+
+    if quantity not in ("output_change", "realized", "dead_share"):
+        raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
+    values = _mean(results[quantity], axis=0).T
+    return pd.DataFrame(values, index=[float(v) for v in results["levels"]], columns=list(results["criteria"]))
+
+
+def sparsity_for_change(results: Any, criterion: str, change: float = 0.15) -> float:
+    """The largest swept sparsity whose mean output change stays at or below ``change`` (NaN if none)."""
+    curve = sweep_table(results)[criterion]
+    ok = curve[curve <= change]
+    return float(ok.index.max()) if len(ok) else float("nan")
+
+
+def dgr_kept_prediction(results: Any) -> pd.Series:
+    """Per DGR criterion, the number of images whose best iterate kept the prediction (out of all)."""
+    import pandas as pd
+
+    kept = results["dgr_kept_prediction"]
+    counts = {
+        label: f"{int(np.nansum(kept[:, c]))} of {kept.shape[0]}"
+        for c, label in enumerate(results["criteria"])
+        if not np.isnan(kept[:, c]).all()
+    }
+    return pd.Series(counts, name="kept the prediction")

@@ -1,0 +1,73 @@
+"""ImageNet's evaluation preprocessing, its inverse for display, and its class names; no downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize", "imagenet_class_names", "preprocess"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def _to_rgb(image: Any) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    elif a.ndim == 3 and a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    elif a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]  # like PIL's convert("RGB"): alpha is dropped
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
+    return a
+
+
+def preprocess(images: np.ndarray | Sequence[np.ndarray], size: int = 224) -> torch.Tensor:
+    """Standard torchvision ImageNet eval transform of HxWx3 uint8 images -> normalized (B,3,size,size).
+
+    The shorter side is resized to round(size*256/224) (bilinear, antialiased), then center-cropped
+    to ``size``. Grayscale (HxW) and RGBA inputs are converted to RGB. Float inputs are taken as [0,1].
+    """
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+        images = [images]
+    if len(images) == 0:
+        raise ValueError("images is empty")
+    resize = round(size * 256 / 224)
+    out = []
+    for image in images:
+        a = _to_rgb(image)
+        if a.dtype == np.bool_:
+            a = a.astype(np.uint8) * 255
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only arrays
+            a = a.copy()
+        t = torch.from_numpy(a).permute(2, 0, 1)
+        if t.is_floating_point():
+            t = t.float()
+        elif t.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 or float images, got {a.dtype}")
+        t = TF.resize(t, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        t = TF.center_crop(t, [size])
+        t = TF.convert_image_dtype(t, torch.float32)
+        out.append(TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
+    return torch.stack(out)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Invert the ImageNet normalization of a (3,H,W) or (B,3,H,W) tensor; values clamped to [0,1]."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * std + mean).clamp(0.0, 1.0)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (shipped inside torchvision, no download)."""
+    return list(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])

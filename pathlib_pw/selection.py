@@ -1,0 +1,158 @@
+"""Per-image selection kernels over pooled scores: order statistics, counts, per-image threads.
+
+The threshold rules (:mod:`pathlib_pw.thresholds`) need one order statistic per image over millions
+of scores; these kernels pick the fastest exact way per device (numpy's partition on the CPU, a
+sampled bracket on a GPU). The Performance page has the measurements behind each choice.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+__all__ = [
+    "add_all",
+    "count_true",
+    "kth_smallest",
+    "kthvalue_rows",
+    "map_images",
+    "per_image",
+    "pooled",
+    "sampled_kth",
+    "split_like",
+]
+
+
+def pooled(per_site: Sequence[torch.Tensor]) -> torch.Tensor:
+    """All sites of each image side by side: (B, total neurons)."""
+    return torch.cat([t.flatten(1) for t in per_site], dim=1)
+
+
+def split_like(flat: torch.Tensor, per_site: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Undo :func:`_pooled`: one tensor per site, shaped like ``per_site``."""
+    out, start = [], 0
+    for t in per_site:
+        size = t[0].numel()
+        out.append(flat[:, start : start + size].view(t.shape))
+        start += size
+    return out
+
+
+def count_true(mask: torch.Tensor) -> torch.Tensor:
+    """Number of True elements per image: (B,) int64, on the mask's device.
+
+    On the CPU numpy counts: torch's boolean sum is much slower there (Performance page).
+    """
+    rows = mask.flatten(1)
+    if rows.device.type != "cpu":
+        return rows.sum(1)
+    return torch.from_numpy(np.count_nonzero(rows.numpy(), axis=1).astype(np.int64))
+
+
+_NUMPY_SELECTABLE = (torch.float16, torch.float32, torch.float64)
+
+
+def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Tensor:
+    """The (k+1)-th smallest score of each image, all sites pooled (k is 0-based, one per image).
+
+    NaN counts as largest. On the CPU each image's scores are concatenated and selected with numpy
+    (``np.partition``, SIMD-sorted since numpy 2), one image per thread, without a (B, total)
+    buffer: faster there than torch's ``topk`` or ``kthvalue`` (Performance page). Elsewhere
+    :func:`sampled_kth` on the pooled scores.
+    """
+    k = k.to(torch.long).cpu()
+    if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
+        arrays = [s.detach().flatten(1).numpy() for s in per_site]
+
+        def select(b: int) -> np.generic:
+            row = np.concatenate([a[b] for a in arrays])
+            row.partition(int(k[b]))
+            return row[int(k[b])]
+
+        return torch.from_numpy(np.array(map_images(select, len(k))))
+    return sampled_kth(pooled(per_site), k)
+
+
+def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> torch.Tensor:
+    """Exact (k+1)-th smallest value of each row, by a sampled bracket; for GPUs.
+
+    ``torch.kthvalue`` gives each row to one thread block, which leaves most of a GPU idle on a few
+    rows of millions of scores. Here a sorted random sample of each row brackets the wanted order
+    statistic between two sample values ``lo < hi``; a few element-wise passes over all rows count
+    the scores below, at and between them, and only the scores strictly between them (a few per
+    thousand) are selected from. Rows where the bracket misses, or that contain NaN, use
+    ``kthvalue``. The result is the same order statistic, whatever the sample.
+    """
+    batch, n = flat.shape
+    k = k.to(torch.long).cpu()
+    if n <= 4 * samples:
+        return kthvalue_rows(flat, k)
+    device = flat.device
+    kd = k.to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sample = flat.gather(1, torch.randint(n, (batch, samples), device=device, generator=gen)).sort(1).values
+    share = kd.double() / (n - 1)
+    margin = 4.0 * torch.sqrt(samples * share * (1 - share)) + 16.0
+    centre = share * (samples - 1)
+    lo = sample.gather(1, (centre - margin).floor().clamp(0, samples - 1).long().view(-1, 1))
+    hi = sample.gather(1, (centre + margin).ceil().clamp(0, samples - 1).long().view(-1, 1))
+    below = count_true(flat < lo)
+    at_lo = count_true(flat == lo)
+    between = (flat > lo) & (flat < hi)
+    inside = count_true(between)
+    at_hi = torch.where(hi.view(-1) > lo.view(-1), count_true(flat == hi), 0)
+    rank = kd - below  # the wanted value's rank among the scores >= lo
+    on_lo = (rank >= 0) & (rank < at_lo)
+    rank_inside = rank - at_lo
+    on_inside = (rank_inside >= 0) & (rank_inside < inside)
+    on_hi = (rank_inside >= inside) & (rank_inside < inside + at_hi)
+    valid = ~torch.isnan(flat).any(1)
+    on_lo, on_inside, on_hi = on_lo & valid, on_inside & valid, on_hi & valid
+    out = torch.where(on_lo, lo.view(-1), hi.view(-1))
+    rows = on_inside.nonzero().view(-1).tolist()
+    if rows:
+        # row-major order: the selected scores come row by row, in the order of ``rows``
+        values = flat.masked_select(between & on_inside.view(-1, 1)).split(inside[rows].tolist())
+        out[rows] = torch.stack([v.kthvalue(int(r) + 1).values for v, r in zip(values, rank_inside[rows].tolist())])
+    missed = (~(on_lo | on_inside | on_hi)).nonzero().view(-1).tolist()
+    if missed:
+        out[missed] = kthvalue_rows(flat[missed], k[missed])
+    return out
+
+
+def kthvalue_rows(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``torch.kthvalue`` per row: the (k[b]+1)-th smallest of row b (one call when all k agree)."""
+    if not bool((k == k[0]).all()):
+        return torch.cat([flat[b : b + 1].kthvalue(int(k[b]) + 1, dim=1).values for b in range(len(k))])
+    return flat.kthvalue(int(k[0]) + 1, dim=1).values
+
+
+def map_images(fn: Callable[[int], T], count: int) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, one image per CPU thread.
+
+    For per-image work that torch or numpy does in one long single-threaded kernel (a selection, a
+    permutation), which releases the GIL: the threads run it side by side.
+    """
+    workers = max(1, min(count, torch.get_num_threads()))
+    if workers == 1:
+        return [fn(b) for b in range(count)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, range(count)))
+
+
+def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) values shaped to broadcast against a (B, ...) tensor."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def add_all(values: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The tensors added up in order: ``sum(values)`` with a tensor's type, the same float sums."""
+    return functools.reduce(operator.add, values)

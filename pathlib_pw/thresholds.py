@@ -1,0 +1,84 @@
+"""The paper's threshold rules: scores in, keep-masks out (PAPER.md section 2).
+
+Every decision goes through :func:`pathlib_pw.decisions.checkpoint`, so that an experiment can record
+it and a recomputation on another machine can replay it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from pathlib_pw import decisions
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import count_true, kth_smallest, per_image, pooled, split_like
+
+__all__ = ["as_percent", "global_threshold", "remove_lowest", "threshold_pathway"]
+
+
+def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, name: str = "sparsity") -> torch.Tensor:
+    """Validate a sparsity in percent, scalar or per image, and return it as a float64 (B,) tensor."""
+    try:
+        values = torch.as_tensor(sparsity, dtype=torch.float64).flatten().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number or a sequence of numbers in percent, got {sparsity!r}") from None
+    if values.numel() == 1:
+        values = values.expand(batch).clone()
+    if values.numel() != batch:
+        raise ValueError(f"{name} must be a scalar or have one value per image ({batch}), got {values.numel()}")
+    if torch.isnan(values).any() or (values < 0).any() or (values >= 100).any():
+        raise ValueError(f"{name} must be in [0, 100) percent (share of neurons removed), got {sparsity!r}")
+    return values
+
+
+def global_threshold(
+    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, *, checkpoint: bool = True
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Keep-masks from the paper's global percentile rule, per image.
+
+    All sites' scores of one image are pooled; ``thr`` is their ``p``-th percentile (linear
+    interpolation, as ``numpy.percentile``) and every neuron with ``score <= thr`` is removed. With
+    pos = p/100 * (N-1) and k = floor(pos), ``thr`` lies in ``[v_k, v_{k+1})`` of the sorted scores,
+    and no score lies strictly between two neighbouring order statistics: the removed set is exactly
+    ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
+    and ``v_k`` (B,), the largest removed score. With ``checkpoint`` the decision goes through
+    :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it).
+    """
+    n = sum(s[0].numel() for s in scores)
+    k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
+    cut = kth_smallest(scores, k)
+    masks = [s > per_image(cut.to(s.device), s) for s in scores]
+    return (decisions.checkpoint(scores, masks, cut) if checkpoint else masks), cut
+
+
+def remove_lowest(
+    scores: Sequence[torch.Tensor],
+    count: torch.Tensor,
+    near_zero: Sequence[torch.Tensor] | None = None,
+    scale: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """Keep-masks that remove exactly ``count[b]`` lowest-scored neurons of image b, all sites pooled.
+
+    Ties at the cut are broken by position (site order, then element order), so the result is
+    deterministic and the removed count exact, unlike the paper's ``<=`` rule. The decision goes
+    through :func:`pathlib_pw.decisions.checkpoint` (``near_zero`` and ``scale`` are passed on).
+    """
+    flat = pooled(scores)
+    count = count.to(torch.long).cpu()
+    cut = kth_smallest([flat], torch.clamp(count - 1, min=0))
+    below = flat < cut.view(-1, 1)
+    tied = flat == cut.view(-1, 1)
+    needed = (count.to(flat.device) - count_true(below)).view(-1, 1)
+    remove = below | (tied & (tied.cumsum(1) <= needed))
+    remove &= (count > 0).to(flat.device).view(-1, 1)
+    return decisions.checkpoint(scores, split_like(~remove, scores), cut, near_zero, scale)
+
+
+def threshold_pathway(
+    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, sites: Sequence[str], method: str, **info: Any
+) -> Pathway:
+    """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``."""
+    masks, cut = global_threshold(scores, sparsity)
+    return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info)

@@ -1,0 +1,85 @@
+"""The package's shape: the public names only grow, and imports flow one way (no upward arrows).
+
+Layers, bottom to top: decisions, selection, sites -> pathway -> thresholds -> metrics, saliency,
+sanity, criteria -> experiments -> __main__. A module may import from its own layer's modules that
+sit below it and from lower layers only.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pathlib_pw
+
+PACKAGE = Path(pathlib_pw.__file__).parent
+
+# the public API before the architecture issue; it may only grow
+PUBLIC_BEFORE = {
+    "CRITERIA", "SALIENCY_METHODS", "VARIANTS", "Pathway", "dead_share", "extract_pathway", "extract_pathways",
+    "jaccard", "load_imagenet_val", "load_model", "load_photos", "output_change", "pathway_grad", "preprocess",
+    "record_activations", "saliency",
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """The pathlib_pw modules ``path`` imports (``pathlib_pw.x.y`` -> ``x``; the package itself -> ``__init__``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pathlib_pw"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("pathlib_pw")]
+        for name in names:
+            parts = name.split(".")
+            if len(parts) > 1 and (PACKAGE / parts[1]).with_suffix(".py").exists() or (len(parts) > 1 and (PACKAGE / parts[1]).is_dir()):
+                found.add(parts[1])
+    return found
+
+
+def _modules() -> dict[str, set[str]]:
+    """Top-level module or subpackage name -> the top-level modules it imports."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).parts
+        name = rel[0].removesuffix(".py")
+        graph.setdefault(name, set()).update(_imports(path) - {name})
+    return graph
+
+
+LAYERS = [
+    {"decisions", "selection", "sites", "_version"},
+    {"pathway", "imagenet", "cache", "downstream"},
+    {"thresholds", "models", "data", "reference"},
+    {"metrics", "saliency", "sanity", "plotting"},
+    {"criteria"},
+    {"experiments"},
+    {"__main__", "__init__"},
+]
+
+
+def _layer(module: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if module in layer:
+            return i
+    raise AssertionError(f"module {module!r} is in no layer: add it to LAYERS in {__file__}")
+
+
+def test_public_api_only_grows():
+    assert PUBLIC_BEFORE <= set(pathlib_pw.__all__)
+    for name in pathlib_pw.__all__:
+        assert hasattr(pathlib_pw, name), name
+
+
+def test_imports_flow_downwards_only():
+    graph = _modules()
+    upward = [(m, d) for m, deps in graph.items() for d in deps if _layer(d) > _layer(m)]
+    assert upward == []
+
+
+def test_criteria_never_import_experiments_or_saliency_and_saliency_never_criteria():
+    graph = _modules()
+    assert not graph["criteria"] & {"experiments", "saliency"}
+    assert not graph["saliency"] & {"criteria", "experiments"}
+    assert graph["decisions"] == set()

@@ -1,0 +1,69 @@
+"""ImageNet preprocessing, its inverse and the class names (pathlib_pw.imagenet), offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from pathlib_pw import imagenet
+
+
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def test_preprocess_shape_and_torchvision_equivalence() -> None:
+    cat, coffee = _photo("chelsea"), _photo("coffee")
+    x = imagenet.preprocess([cat, coffee])
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32
+    single = imagenet.preprocess(cat)
+    assert single.shape == (1, 3, 224, 224)
+    assert torch.equal(single[0], x[0])
+    tv = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    assert torch.allclose(x[1], tv(torch.from_numpy(coffee).permute(2, 0, 1)), atol=1e-6)
+    assert imagenet.preprocess(cat, size=112).shape == (1, 3, 112, 112)
+
+
+def test_denormalize_recovers_center_crop_of_resized_image() -> None:
+    img = _photo("coffee")  # 400x600 -> 256x384 -> centre 224x224
+    back = imagenet.denormalize(imagenet.preprocess(img))[0]
+    assert back.min() >= 0 and back.max() <= 1
+    resized = np.asarray(Image.fromarray(img).resize((384, 256), Image.BILINEAR), dtype=np.float32) / 255
+    top, left = (256 - 224) // 2, (384 - 224) // 2
+    expected = torch.from_numpy(resized[top : top + 224, left : left + 224]).permute(2, 0, 1)
+    diff = (back - expected).abs()
+    assert diff.mean() < 0.01 and diff.max() < 0.2
+    # a shifted crop must be clearly worse: the comparison does locate the centre
+    shifted = torch.from_numpy(resized[top : top + 224, left + 40 : left + 264]).permute(2, 0, 1)
+    assert (back - shifted).abs().mean() > 5 * diff.mean()
+
+
+def test_preprocess_grayscale_rgba_and_float() -> None:
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, size=(200, 260), dtype=np.uint8)
+    rgb = np.stack([gray] * 3, axis=-1)
+    expected = imagenet.preprocess(rgb)
+    assert torch.equal(imagenet.preprocess(gray), expected)
+    assert torch.equal(imagenet.preprocess(gray[..., None]), expected)
+    rgba = np.concatenate([rgb, np.full((200, 260, 1), 7, np.uint8)], axis=-1)
+    assert torch.equal(imagenet.preprocess(rgba), expected)
+    # gray input gives identical channels after denormalization
+    back = imagenet.denormalize(expected)[0]
+    assert torch.allclose(back[0], back[1], atol=1e-6) and torch.allclose(back[1], back[2], atol=1e-6)
+    assert torch.allclose(imagenet.preprocess(rgb.astype(np.float64) / 255), expected, atol=0.01)
+    with pytest.raises(ValueError):
+        imagenet.preprocess(np.zeros((5, 5, 2), np.uint8))
+
+
+def test_imagenet_class_names_offline(net_calls: list[str]) -> None:
+    names = imagenet.imagenet_class_names()
+    assert len(names) == 1000 and len(set(names)) >= 998
+    assert names[281] == "tabby" and names[285] == "Egyptian cat"
+    assert names[967] == "espresso" and names[968] == "cup"
+    assert net_calls == []
+    assert imagenet.IMAGENET_MEAN == (0.485, 0.456, 0.406) and imagenet.IMAGENET_STD == (0.229, 0.224, 0.225)
