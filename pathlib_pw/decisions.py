@@ -345,7 +345,7 @@ class ReplayReport:
     @property
     def changed(self) -> int:
         """Neurons changed by rounding and restored to the recorded decision, all decisions together."""
-        return sum(c.changed for c in self.checks if c.kind != "chaotic")
+        return sum(c.changed for c in self.checks if c.kind != "chaotic" and c.changed > 0)
 
     def problems(self) -> list[str]:
         out = [f"{c.key}: {c.problem}" for c in self.checks if c.problem]
@@ -551,8 +551,8 @@ def _replay(
         kept = int(np.count_nonzero(flat))
         check.changed = -1
         check.problem = (
-            f"more neurons changed than rounding can explain (kept {kept} vs {record.kept} recorded; "
-            f"at most {check.allowed} may change)"
+            f"the kept set differs from the recorded one in more neurons than rounding can explain "
+            f"(at most {check.allowed} may change; {kept} kept now, {record.kept} recorded)"
         )
         return check, None
     flips = np.array(sorted(decoded[0] + decoded[1]), dtype=np.int64)

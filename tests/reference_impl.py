@@ -197,7 +197,7 @@ def greedy_original_history(model, x1, rounds: int, step: float = 1.0, target=No
     scores, t = mct_scores(model, x1, target)
     history = []
     for i in range(rounds):
-        flat = np.concatenate([s.double().numpy().ravel() for s in scores])
+        flat = np.concatenate([s.double().cpu().numpy().ravel() for s in scores])
         replaced = flat.copy()
         replaced[flat <= 0] = flat.max()
         thr = np.percentile(replaced, i * step)

@@ -102,6 +102,9 @@ def test_replay_restores_the_recorded_mask_and_counts_the_change():
     assert report.checks[0].worst_band < 0.01
 
 
+SHARP_TEST = Rounding("threshold", capacity=1e-3, band=1.0)
+
+
 def test_replay_rejects_more_changes_than_the_capacity():
     scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
     tight = Rounding("threshold", capacity=1e-4, band=1.0)  # 1 neuron of 700
@@ -111,8 +114,19 @@ def test_replay_rejects_more_changes_than_the_capacity():
     with decisions.replaying(log) as report, decisions.criterion(tight):
         global_threshold(scores, shifted)
     assert not report.ok
-    assert "more neurons changed than rounding can explain" in report.checks[0].problem or "changed (at most" in report.checks[0].problem
+    assert "more neurons than rounding can explain" in report.checks[0].problem or "changed (at most" in report.checks[0].problem
     assert report.checks[1].ok
+
+
+def test_a_kept_set_of_the_same_size_but_other_members_is_rejected_and_counts_nothing_restored():
+    # what TF32 convolutions on a GPU did: the same number of neurons kept, thousands of others
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    with decisions.recording() as log, decisions.criterion(SHARP_TEST):
+        global_threshold(scores, level)
+    with decisions.replaying(log) as report, decisions.criterion(SHARP_TEST):
+        global_threshold([-s for s in scores], level)
+    assert not report.ok and report.changed == 0
+    assert "kept now" in report.checks[0].problem
 
 
 def test_replay_rejects_a_change_far_from_the_cut():

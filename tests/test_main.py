@@ -14,7 +14,7 @@ def test_run_then_verify_smoke_profile(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
     assert main(["run", "qualitative", "--profile", "smoke"]) == 0
     header = json.loads((tmp_path / "smoke" / "qualitative" / "config.json").read_text())
-    assert header["config"]["images"] == ["chelsea", "coffee"] and header["profile"] == "smoke"
+    assert header["config"]["inputs"]["images"] == ["chelsea", "coffee"] and header["profile"] == "smoke"
     assert main(["verify", "qualitative", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "qualitative/smoke: matches exactly" in out and "threshold decisions replayed: 4" in out

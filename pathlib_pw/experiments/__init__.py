@@ -7,12 +7,14 @@ of a cached result with the committed code and compares, on any machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
@@ -52,8 +54,22 @@ def get_config(experiment: str, profile: Profile, **overrides: Any) -> Any:
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """float32 arithmetic on a GPU too: cuDNN's convolutions default to TF32 (a 10-bit mantissa),
+    which moves maps and pathways far beyond float rounding. The flags are restored on exit."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def run(experiment: str, config: Any, device: str = "cpu", progress: bool = True) -> tuple[dict[str, np.ndarray], float]:
-    arrays, seconds = cache.timed(_parts(experiment).run, config, device=device, progress=progress)
+    """Run ``experiment`` with ``config`` on ``device`` in :func:`full_precision`; (arrays, seconds)."""
+    with full_precision():
+        arrays, seconds = cache.timed(_parts(experiment).run, config, device=device, progress=progress)
     return arrays, seconds
 
 

@@ -52,8 +52,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             paths = extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method))
         for j, path in enumerate(paths):
             maps[:, m, j] = pathway_grad(model, x, path).cpu().numpy()
-            realized[:, m, j] = path.sparsity.numpy()
-            change[:, m, j] = output_change(model, x, path).numpy()
+            realized[:, m, j] = path.sparsity.cpu().numpy()
+            change[:, m, j] = output_change(model, x, path).cpu().numpy()
     return {
         "names": np.array(names),
         "gradients": saliency(model, x, "gradients").cpu().numpy(),

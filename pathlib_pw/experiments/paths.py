@@ -124,7 +124,7 @@ def _batch(
     out = {
         "predicted": logits.argmax(1).cpu().numpy(),
         "probability": probs.amax(1).cpu().numpy(),
-        "base_sparsity": base_sparsity(acts).numpy(),
+        "base_sparsity": base_sparsity(acts).cpu().numpy(),
     }
     shape = (len(xb), len(crit), len(levels))
     realized, change, dead = np.zeros(shape), np.zeros(shape), np.zeros(shape)
@@ -140,15 +140,15 @@ def _batch(
         with decisions.scope(criterion.label):
             paths = extract_pathways(model, xb, criterion.method, levels, variant=criterion.variant, **options)
         for j, path in enumerate(paths):
-            realized[:, c, j] = path.sparsity.numpy()
-            change[:, c, j] = output_change(model, xb, path).numpy()
+            realized[:, c, j] = path.sparsity.cpu().numpy()
+            change[:, c, j] = output_change(model, xb, path).cpu().numpy()
             dead[:, c, j] = dead_share(path, acts).cpu().numpy()
         for o, j in enumerate(overlap_index):
             dead_site[:, c, o] = dead_share(paths[j], acts, per_site=True).cpu().numpy()
             kept_site[:, c, o] = paths[j].kept_per_site().cpu().numpy()
             kept_paths[c, o] = paths[j]
         if "kept_prediction" in paths[0].info:
-            dgr_kept[:, c] = paths[0].info["kept_prediction"].float().numpy()
+            dgr_kept[:, c] = paths[0].info["kept_prediction"].float().cpu().numpy()
         bar.update(len(xb))
     pairs = np.full((len(xb), len(overlap_index), len(crit), len(crit)), np.nan)
     pairs_site = np.full((len(xb), len(overlap_index), len(crit), len(crit), len(sites)), np.nan)

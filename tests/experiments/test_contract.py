@@ -93,3 +93,27 @@ def test_the_contract_names_what_a_module_lacks():
         models.register_model("vgg16", _tiny_digit_net)
     with pytest.raises(ValueError, match="source must be one of"):
         data.load_images("nowhere")
+
+
+def test_experiments_run_in_float32_without_tf32_and_restore_the_flags(monkeypatch):
+    seen = []
+
+    def record(config, device="cpu", progress=True):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        if config == "fail":
+            raise RuntimeError("boom")
+        return {}
+
+    module = types.SimpleNamespace(config=lambda p: None, run=record, PER_IMAGE=set(), __name__="flags")
+    monkeypatch.setattr(experiments, "EXPERIMENTS", dict(experiments.EXPERIMENTS))
+    experiments.register("flags", module)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        experiments.run("flags", None)
+        with pytest.raises(RuntimeError, match="boom"):
+            experiments.run("flags", "fail")
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert seen == [(False, False), (False, False)]
