@@ -18,6 +18,7 @@ METHOD_COLOURS: dict[str, str] = {
     "InputMCT": "#9467bd",
     "InputIntGrad": "#8c564b",
     "PathwayGrad, NeuronMCT": "#d62728",
+    "PathwayGrad, NeuronMCT, 90 %": "#7b0d0d",
     "PathwayGrad, NeuronIntGrad": "#e377c2",
     "PathwayGrad, NeuronIntGrad*": "#bcbd22",
     "random (control)": "#7f7f7f",

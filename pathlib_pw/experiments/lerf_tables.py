@@ -51,8 +51,9 @@ def _index(results: Mapping[str, np.ndarray], key: str, value: str) -> int:
 
 
 def label(method: str) -> str:
-    """The method's name on the page."""
-    return LABELS.get(method, method)
+    """The method's name on the page (``name@90``: the name, at 90 % sparsity)."""
+    name, _, level = method.partition("@")
+    return f"{LABELS.get(name, name)}, {float(level):g} %" if level else LABELS.get(name, name)
 
 
 def aucs(results: Mapping[str, np.ndarray], order: str, removal: str = "mean/float32") -> np.ndarray:
