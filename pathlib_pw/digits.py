@@ -179,11 +179,14 @@ def train_digits_cnn(
     ``seed`` fixes the initialization (``DigitsCNN(seed)``, the untrained model) and the batch order
     (a local generator); the global RNG state is untouched. It runs on one thread (torch's thread
     count is set to 1 for the call and restored after): identical weights for the same inputs, recipe
-    and seed on one machine, whatever the thread count.
+    and seed on one machine, whatever the thread count. It computes in float64 and returns float32
+    weights: a few hundred optimizer steps amplify rounding, and float64 keeps what another CPU's sum
+    order changes far below float32's last bit, so cached results computed with the model verify
+    elsewhere.
     """
     _check_digits(x_train, y_train, ("x_train", "y_train"))
-    x, y = x_train.detach().cpu().float(), y_train.cpu()
-    model = DigitsCNN(seed=seed).train()
+    x, y = x_train.detach().cpu().double(), y_train.cpu()
+    model = DigitsCNN(seed=seed).double().train()
     order = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * math.ceil(len(x) / recipe.batch_size)
@@ -201,7 +204,7 @@ def train_digits_cnn(
                 loss.backward()
                 optimizer.step()
                 step += 1
-    return model.eval()
+    return model.float().eval()
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
