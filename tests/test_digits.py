@@ -165,7 +165,7 @@ def test_reimport_keeps_the_registrations(monkeypatch):
 def test_training_absorbs_rounding_size_changes(monkeypatch):
     # why training runs in float64: in float32 a 1e-7 change to the initial weights moves the trained
     # weights by up to 30 % (a few hundred Adam steps amplify it); a float64 rounding-size change to
-    # the inputs must leave the returned float32 weights bit-identical, so another CPU's sum order does too
+    # the inputs must leave the returned float32 weights bit-identical (another CPU's sum order: a few float32 steps)
     split = digits.digits_split()
     x = split.x_train[:300]
     y = split.y_train[:300]
