@@ -51,7 +51,7 @@ def _modules() -> dict[str, set[str]]:
 LAYERS = [
     {"decisions", "selection", "sites", "_version"},
     {"pathway", "imagenet", "cache", "downstream"},
-    {"thresholds", "models", "data", "reference"},
+    {"thresholds", "models", "data", "reference", "cifar10"},
     {"metrics", "saliency", "sanity", "plotting", "removal", "digits"},
     {"criteria"},
     {"attribution_methods", "quantus_adapter"},

@@ -1,0 +1,91 @@
+"""CIFAR-10 from a folder the user names (the paper's ROAR data; PAPER.md section 5): the standard
+"python version" batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``), never downloaded.
+
+The batches are pickles, and ``pickle.load`` on a file someone points at runs whatever code it holds.
+They are read with a restricted unpickler that admits only what the real batches contain: builtin
+containers, bytes, numbers and numpy arrays; anything else (a function, a class, a code object) is
+refused with :class:`pickle.UnpicklingError` before it can run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CIFAR10_ENV = "PATHLIB_PW_CIFAR10"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILES = ("test_batch",)
+# the globals a numpy array pickle names (numpy 1 and numpy 2 spell the module differently), and the
+# one Python 3 uses for bytes at protocol 2 (a batch re-pickled by Python 3): plain data conversions
+_ALLOWED = {
+    ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing {module}.{name}: a CIFAR-10 batch holds only containers, bytes, numbers and numpy arrays"
+            )
+        return super().find_class(module, name)
+
+
+def read_batch(path: str | os.PathLike) -> dict[str, object]:
+    """One CIFAR-10 python batch as a dict with str keys; UnpicklingError for anything but plain data."""
+    data = Path(path).read_bytes()
+    try:
+        batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as error:
+        raise pickle.UnpicklingError(f"{path}: {error}") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} is not a CIFAR-10 batch (a dict), got {type(batch).__name__}")
+    return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in batch.items()}
+
+
+def cifar10_folder(folder: str | os.PathLike | None = None) -> Path:
+    """The folder holding the batches: ``folder``, else ``$PATHLIB_PW_CIFAR10`` (or its
+    ``cifar-10-batches-py`` subfolder); FileNotFoundError saying what is missing and where it goes."""
+    named = folder if folder is not None else os.environ.get(CIFAR10_ENV)
+    if not named:
+        raise FileNotFoundError(
+            f"no CIFAR-10 folder: pass folder= or set {CIFAR10_ENV} to the folder holding the python batches "
+            f"({', '.join(TRAIN_FILES + TEST_FILES)}), e.g. the cifar-10-batches-py folder of cifar-10-python.tar.gz "
+            "from https://www.cs.toronto.edu/~kriz/cifar.html (nothing is downloaded here)"
+        )
+    root = Path(named)
+    for candidate in (root, root / "cifar-10-batches-py"):
+        if all((candidate / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+            return candidate
+    missing = [f for f in TRAIN_FILES + TEST_FILES if not (root / f).is_file()]
+    raise FileNotFoundError(
+        f"CIFAR-10 folder {root} lacks {missing}: put the python batches there (or in its cifar-10-batches-py)"
+    )
+
+
+def load_cifar10(folder: str | os.PathLike | None = None, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """``split`` ("train": 50,000 images, "test": 10,000) as uint8 images (N, 3, 32, 32) and int64 labels (N,)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be one of ['train', 'test'], got {split!r}")
+    root = cifar10_folder(folder)
+    images, labels = [], []
+    for name in TRAIN_FILES if split == "train" else TEST_FILES:
+        batch = read_batch(root / name)
+        data = np.asarray(batch.get("data"))
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{root / name}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+        label = np.asarray(batch.get("labels"), dtype=np.int64)
+        if label.shape != (len(data),) or label.min(initial=0) < 0 or label.max(initial=0) > 9:
+            raise ValueError(f"{root / name}: 'labels' must be {len(data)} classes in 0..9")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(label)
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
