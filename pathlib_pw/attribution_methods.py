@@ -46,6 +46,8 @@ BASELINE_OPTIONS: dict[str, tuple[str, ...]] = {"input_intgrad": ("steps",), "gr
 SOBEL_KERNEL = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
 ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {}
+PATHWAY_GRAD = "pathway_grad/"  # the prefix of PathwayGrad's names: pathway_grad/<criterion>
+ACCUMULATED = "neuron_intgrad_accumulated"  # NeuronIntGrad with the authors' accumulated alphas
 
 
 def register_attribution(name: str, fn: AttributionMethod, *, replace: bool = False) -> AttributionMethod:
@@ -210,7 +212,7 @@ def _register_defaults() -> None:
     for method in SALIENCY_METHODS:
         register_attribution(method, baseline_method(method))
     for criterion in ("neuron_mct", "neuron_intgrad"):
-        register_attribution(f"pathway_grad/{criterion}", pathway_grad_method(criterion, DEFAULT_PATHWAY_SPARSITY))
+        register_attribution(PATHWAY_GRAD + criterion, pathway_grad_method(criterion, DEFAULT_PATHWAY_SPARSITY))
     accumulated = pathway_grad_method("neuron_intgrad", DEFAULT_PATHWAY_SPARSITY, "original_code")
     accumulated.__doc__ = (
         "PathwayGrad through NeuronIntGrad with the authors' accumulated alphas 0, 0.1, 0.3, ..., 5.5 "
@@ -219,7 +221,7 @@ def _register_defaults() -> None:
         "times (ResNet) the variant also keeps the code's module/call mix-up: only the first n_modules "
         "call sites are scored and masked."
     )
-    register_attribution("pathway_grad/neuron_intgrad_accumulated", accumulated)
+    register_attribution(PATHWAY_GRAD + ACCUMULATED, accumulated)
     register_attribution("random", random_ranking(0))
     register_attribution("sobel", sobel)
 
@@ -229,9 +231,11 @@ _register_defaults()
 DEFAULT_NAMES: tuple[str, ...] = tuple(ATTRIBUTION_METHODS)
 
 __all__ = [
+    "ACCUMULATED",
     "ATTRIBUTION_METHODS",
     "DEFAULT_NAMES",
     "DEFAULT_PATHWAY_SPARSITY",
+    "PATHWAY_GRAD",
     "AttributionMethod",
     "attribute",
     "attribution_method",

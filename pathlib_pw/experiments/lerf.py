@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from pathlib_pw import decisions
 from pathlib_pw.attribution_methods import (
+    ACCUMULATED,
+    PATHWAY_GRAD,
     AttributionMethod,
     attribute,
     attribution_method,
@@ -30,8 +32,6 @@ from pathlib_pw.imagenet import IMAGENET_STD
 from pathlib_pw.removal import Order, pixel_removal_curve, quantize_maps
 from pathlib_pw.sites import evaluating
 
-PATHWAY_GRAD = "pathway_grad/"
-ACCUMULATED = "neuron_intgrad_accumulated"  # NeuronIntGrad with the authors' accumulated alphas
 METHODS: tuple[str, ...] = (
     "gradients",
     "guided_backprop",

@@ -10,22 +10,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
+from pathlib_pw.attribution_methods import ACCUMULATED, PATHWAY_GRAD
+from pathlib_pw.criteria import CRITERIA
+from pathlib_pw.experiments.attribution import PAPER_METHODS
 from pathlib_pw.reference import authors_table
 from pathlib_pw.removal import area_under_curve
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# the authors' method names (lerf_authors.csv) -> our registry names
+# the authors' method names (lerf_authors.csv, the labels of the paper's figures) -> our registry names
 AUTHORS_NAMES = {
-    "Gradients": "gradients",
-    "GBP": "guided_backprop",
-    "GradCAM": "gradcam",
-    "InputMCT": "input_mct",
-    "InputIntGrad": "input_intgrad",
-    "NeuronMCT": "pathway_grad/neuron_mct",
-    "NeuronIntGrad": "pathway_grad/neuron_intgrad",
-    "NeuronIntGrad*": "pathway_grad/neuron_intgrad_accumulated",
+    **{label: PATHWAY_GRAD + m if m in CRITERIA else m for label, m in PAPER_METHODS.items()},
+    "NeuronIntGrad*": PATHWAY_GRAD + ACCUMULATED,
 }
 LABELS = {
     "gradients": "Gradients",
