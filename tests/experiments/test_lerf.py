@@ -125,3 +125,18 @@ def test_authors_table_and_their_copy_slip():
     curve = [0, 0.324, 0.393, 0.446, 0.479, 0.506, 0.528, 0.548, 0.568, 0.583, 0.599]
     assert aucs.loc["Gradients", "imagenet"] == pytest.approx(np.trapezoid(curve, range(11)))
     assert lerf_tables.copy_slip()
+
+
+def test_auc_table_curve_frames_and_rank_agreement(small_run):
+    table = lerf_tables.auc_table(small_run)
+    least = lerf_tables.aucs(small_run, "least")
+    assert list(table.index) == ["Gradients", "PathwayGrad, NeuronMCT", "random (control)"]
+    np.testing.assert_allclose(table["LeRF AUC"], least.mean(0))
+    assert (table["LeRF 95% low"] <= table["LeRF AUC"]).all() and (table["LeRF AUC"] <= table["LeRF 95% high"]).all()
+    mean, half = lerf_tables.curve_frames(small_run, "most", "road/float32")
+    road = [r for r, (fill, _) in enumerate(SMALL.removals) if fill == "road"][0]
+    np.testing.assert_allclose(mean.to_numpy().T, small_run["curves"][:, :, 1, road].mean(0), rtol=1e-6)
+    assert list(mean.index) == list(SMALL.percents) and (half.to_numpy() >= 0).all()
+    # the same removal ranks the methods identically: tau 1
+    assert lerf_tables.rank_agreement(small_run, "least", "mean/float32", "mean/float32") == pytest.approx(1.0)
+    assert lerf_tables.label("pathway_grad/neuron_mct@90") == "PathwayGrad, NeuronMCT, 90 %"
