@@ -15,12 +15,11 @@ identical weights on one machine whatever torch's thread count (another CPU may 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 
 from pathlib_pw import data, models
 from pathlib_pw.saliency import GRADCAM_LAYERS
+from pathlib_pw.selection import threads
 from pathlib_pw.sites import evaluating, model_device
 
 __all__ = [
@@ -159,18 +159,6 @@ def _check_digits(x: torch.Tensor, y: torch.Tensor, names: Sequence[str]) -> Non
         raise ValueError(f"{names[1]} must hold at least one label, each in 0-{N_CLASSES - 1}")
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    # Batches of 64 8x8 images gain nothing from more threads, and on a busy machine the threads'
-    # synchronization costs several times the work; one thread also keeps the float sums in one order.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train_digits_cnn(
     x_train: torch.Tensor, y_train: torch.Tensor, recipe: TrainingRecipe = TrainingRecipe(), seed: int = 0
 ) -> DigitsCNN:
@@ -191,7 +179,9 @@ def train_digits_cnn(
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * math.ceil(len(x) / recipe.batch_size)
     step = 0
-    with torch.enable_grad(), _one_thread():
+    # one thread: batches of 64 8x8 images gain nothing from more, on a busy machine the threads'
+    # synchronization costs several times the work, and one thread keeps the float sums in one order
+    with torch.enable_grad(), threads(1):
         for _ in range(recipe.epochs):
             permutation = torch.randperm(len(x), generator=order)
             for start in range(0, len(x), recipe.batch_size):

@@ -7,9 +7,10 @@ sampled bracket on a GPU). The Performance page has the measurements behind each
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -156,3 +157,14 @@ def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def add_all(values: Iterable[torch.Tensor]) -> torch.Tensor:
     """The tensors added up in order: ``sum(values)`` with a tensor's type, the same float sums."""
     return functools.reduce(operator.add, values)
+
+
+@contextlib.contextmanager
+def threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` for the block, restored after (also after an error)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathlib_pw.selection import threads
+
 IMAGE_SHAPE = (3, 8, 8)
 
 
@@ -310,9 +312,5 @@ def single_thread():
     The tensors here are tiny: a second OpenMP thread gains nothing and, on a busy 2-core machine,
     its spin-waiting makes every forward pass tens of times slower.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)

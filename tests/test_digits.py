@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pathlib_pw
-from pathlib_pw import data, digits, models, sites
+from pathlib_pw import data, digits, models, selection, sites
 
 SHORT = digits.TrainingRecipe(epochs=1)  # determinism needs no converged model
 
@@ -99,11 +99,8 @@ def test_training_is_deterministic_and_leaves_global_state(split):
     first = digits.train_digits_cnn(split.x_train, split.y_train, SHORT, seed=5)
     assert torch.equal(torch.random.get_rng_state(), state) and torch.get_num_threads() == threads
     assert not first.training
-    torch.set_num_threads(1 if threads > 1 else 2)  # training's own thread count: the caller's does not matter
-    try:
+    with selection.threads(1 if threads > 1 else 2):  # training's own thread count: the caller's does not matter
         again = digits.train_digits_cnn(split.x_train, split.y_train, SHORT, seed=5)
-    finally:
-        torch.set_num_threads(threads)
     other = digits.train_digits_cnn(split.x_train, split.y_train, SHORT, seed=6)
     assert _same(_weights(first), _weights(again))
     assert not _same(_weights(first), _weights(other))

@@ -95,3 +95,12 @@ def test_map_images_keeps_order_on_threads():
     finally:
         torch.set_num_threads(before)
     assert map_images(lambda b: -b, 2) == [0, -1]
+
+
+def test_threads_sets_the_count_for_the_block_and_restores_it_after_an_error():
+    before = torch.get_num_threads()
+    other = 1 if before > 1 else 2
+    with pytest.raises(RuntimeError, match="boom"), selection.threads(other):
+        assert torch.get_num_threads() == other
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pathlib_pw as pw
+from pathlib_pw import selection
 from tests import nets
 from tests import reference_impl as R
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)
@@ -87,12 +88,8 @@ def test_draw_is_the_literal_per_image_randperm_sequence(threads):
     model = nets.tiny_resnet()
     x = nets.images(4)
     seeds, ps = [5, 6, 7, 8], [10.0, 50.0, 90.0, 99.9]
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with selection.threads(threads):
         path = pw.extract_pathway(model, x, "random", ps, seed=seeds)
-    finally:
-        torch.set_num_threads(before)
     for b in range(4):
         gen = torch.Generator().manual_seed(seeds[b])
         for s, m in enumerate(path.masks):

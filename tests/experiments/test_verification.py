@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import cache, experiments, selection
 from pathlib_pw.experiments import maps_vs_sparsity
 from pathlib_pw.experiments.verification import EXACT, FLOATS, MAPS, Tolerance, compare
 
@@ -106,14 +106,10 @@ def test_one_image_maps_swapped_are_caught(smoke_root):
 # ---- robust: rounding differences pass ----
 
 def test_another_thread_count_passes(smoke_root):
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with selection.threads(2):
         experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
-        torch.set_num_threads(1)
+    with selection.threads(1):
         result = experiments.verify("maps_vs_sparsity", "smoke")
-    finally:
-        torch.set_num_threads(before)
     assert result.ok, result.text()
 
 
