@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pathlib_pw as pw  # noqa: E402
+from pathlib_pw.experiments import full_precision  # noqa: E402
 
 CRITERIA: dict[str, tuple[str, str, dict]] = {
     "NeuronMCT": ("neuron_mct", "intended", {}),
@@ -42,8 +43,11 @@ def main() -> int:
     parser.add_argument("--photos", nargs="+", default=["chelsea", "coffee"])
     parser.add_argument("--sparsity", type=float, default=70.0)
     args = parser.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    with full_precision():  # float32 on the GPU as on the CPU: no TF32
+        return compare(args)
+
+
+def compare(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     x, _ = pw.load_photos(args.photos, size=args.size)
     models = {d: pw.load_model("mobilenet_v2", device=d) for d in ("cpu", device)}
