@@ -5,6 +5,11 @@ The batches are pickles, and ``pickle.load`` on a file someone points at runs wh
 They are read with a restricted unpickler that admits only what the real batches contain: builtin
 containers, bytes, numbers and numpy arrays; anything else (a function, a class, a code object) is
 refused with :class:`pickle.UnpicklingError` before it can run.
+
+:class:`ResNet8` is the model of the authors' ROAR setting: "ResNet-8" is all the paper says, so it is
+He et al.'s CIFAR ResNet (ECCV 2016 / CVPR 2016, section 4.2) with one basic block per stage
+(6 x 1 + 2 = 8 weighted layers): 3x3 conv to 16 channels, stages of 16, 32 and 64 channels (stride 2
+from the second on, 1x1 projection shortcuts where the shape changes), global average pooling, linear.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
+from pathlib_pw.saliency import GRADCAM_LAYERS
 
 CIFAR10_ENV = "PATHLIB_PW_CIFAR10"
+N_CLASSES = 10
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
 # the globals a numpy array pickle names (numpy 1 and numpy 2 spell the module differently), and the
@@ -89,3 +98,63 @@ def load_cifar10(folder: str | os.PathLike | None = None, split: str = "train") 
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(label)
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+
+def standardize(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """uint8 images as float32 on [0, 1], standardized per channel by the mean and std of ``train``
+    (so 0 is the training mean, the ROAR "mean fill"); returns ``train`` and each of ``others``."""
+    scaled = train.double() / 255.0
+    mean = scaled.mean(dim=(0, 2, 3), keepdim=True)
+    std = scaled.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    return tuple(((t.double() / 255.0 - mean) / std).float() for t in (train, *others))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, inplanes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or inplanes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet8(nn.Module):
+    """He et al.'s CIFAR ResNet with one basic block per stage; input (B, 3, 32, 32). ``seed`` seeds the
+    initialization with the global RNG left untouched (None: drawn from the global RNG). Its rectifiers
+    are ``nn.ReLU`` modules (pathway sites); Grad-CAM's layer is ``layer3``."""
+
+    def __init__(self, seed: int | None = None, num_classes: int = N_CLASSES) -> None:
+        super().__init__()
+        if seed is None:
+            self._build(num_classes)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self._build(num_classes)
+
+    def _build(self, num_classes: int) -> None:
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU()
+        self.layer1 = _BasicBlock(16, 16, 1)
+        self.layer2 = _BasicBlock(16, 32, 2)
+        self.layer3 = _BasicBlock(32, 64, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+GRADCAM_LAYERS.setdefault("ResNet8", "layer3")

@@ -23,13 +23,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pathlib_pw import data, models
 from pathlib_pw.saliency import GRADCAM_LAYERS
 from pathlib_pw.selection import threads
-from pathlib_pw.sites import evaluating, model_device
+from pathlib_pw.training import TrainingRecipe, accuracy, train_classifier
 
 __all__ = [
     "DigitsCNN",
@@ -123,29 +122,6 @@ class DigitsCNN(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingRecipe:
-    """Adam with L2 ``weight_decay``, ``lr`` decayed to 0 along a cosine over all steps when ``cosine``,
-    mini-batches of ``batch_size`` in a fresh seeded order each of ``epochs`` epochs. The defaults reach
-    about 98 % test accuracy on :func:`digits_split`."""
-
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    cosine: bool = True
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ValueError(f"epochs must be an int >= 1; got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be an int >= 1; got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
-
-
 def _describe(t: object) -> str:
     return f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
 
@@ -173,37 +149,12 @@ def train_digits_cnn(
     without SIMD: 3e-6 of each tensor's largest weight), so results cached with the model verify elsewhere.
     """
     _check_digits(x_train, y_train, ("x_train", "y_train"))
-    x, y = x_train.detach().cpu().double(), y_train.cpu()
-    model = DigitsCNN(seed=seed).double().train()
-    order = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    steps = recipe.epochs * math.ceil(len(x) / recipe.batch_size)
-    step = 0
+    model = DigitsCNN(seed=seed).double()
     # one thread: batches of 64 8x8 images gain nothing from more, on a busy machine the threads'
     # synchronization costs several times the work, and one thread keeps the float sums in one order
-    with torch.enable_grad(), threads(1):
-        for _ in range(recipe.epochs):
-            permutation = torch.randperm(len(x), generator=order)
-            for start in range(0, len(x), recipe.batch_size):
-                if recipe.cosine:
-                    for group in optimizer.param_groups:
-                        group["lr"] = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-                batch = permutation[start : start + recipe.batch_size]
-                loss = F.cross_entropy(model(x[batch]), y[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
+    with threads(1):
+        train_classifier(model, x_train.detach().cpu(), y_train.cpu(), recipe, seed)
     return model.float().eval()
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of the images ``x`` whose top class is the label ``y`` (one pass, eval mode, no gradients)."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y must hold the same number (>= 1) of images and labels; got {len(x)} and {len(y)}")
-    with evaluating(model), torch.no_grad():
-        predicted = model(x.to(model_device(model))).argmax(1).cpu()
-    return float((predicted == y.cpu()).double().mean())
 
 
 @functools.cache

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
+from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, roar, sanity, sanity_efficientnet
 from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
 
@@ -29,6 +29,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "sanity_efficientnet": sanity_efficientnet,
     "lerf": lerf,
     "lerf_digits": lerf_digits,
+    "roar": roar,
 }
 
 
@@ -93,7 +94,7 @@ def load_or_run(
         arrays, seconds = run(experiment, config, device, progress)
         meta = {"device": device, "seconds": round(seconds, 1), "profile": profile}
         return cache.Results(experiment, cache.config_dict(config), meta, arrays)
-    with decisions.recording(only=range(VERIFY_IMAGES)) as log:
+    with decisions.recording(only=_parts(experiment).recorded_images(config, VERIFY_IMAGES)) as log:
         arrays, seconds = run(experiment, config, device, progress)
     check = _verify_part(experiment, profile, config, arrays, log, device, VERIFY_IMAGES, complete=False)
     if not check.ok:

@@ -6,14 +6,15 @@ An experiment module has a frozen-dataclass ``Config`` with an ``inputs``
 progress) -> arrays`` and ``PER_IMAGE`` (the arrays whose first axis is the image). Optional:
 ``subset(config, n)`` (default: the first ``n`` images), ``verify_subset(config, n)`` (what ``verify``
 recomputes; default ``subset``), ``cached_part(arrays, part)`` (the slices of the full arrays that the
-part recomputes; default: the first images of the per-image arrays), ``TOLERANCES`` and
+part recomputes; default: the first images of the per-image arrays), ``recorded_images(config, n)``
+(the image keys whose threshold decisions a run records for ``verify``; default ``range(n)``), ``TOLERANCES`` and
 ``tolerances(cached, fresh, replay)`` (:mod:`pathlib_pw.experiments.verification`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
@@ -59,6 +60,7 @@ class Parts:
     subset: Callable[[Any, int], Any]
     verify_subset: Callable[[Any, int], Any]
     cached_part: Callable[[Mapping[str, np.ndarray], Any], Arrays]
+    recorded_images: Callable[[Any, int], Sequence[object]]
     rules: Mapping[str, Tolerance]
     tolerances: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, np.ndarray]]
 
@@ -83,6 +85,7 @@ def parts(name: str, module: ModuleType) -> Parts:
         subset=subset,
         verify_subset=getattr(module, "verify_subset", subset),
         cached_part=getattr(module, "cached_part", cached_part),
+        recorded_images=getattr(module, "recorded_images", lambda config, n: range(n)),
         rules=getattr(module, "TOLERANCES", {}),
         tolerances=getattr(module, "tolerances", lambda cached, fresh, replay: {}),
     )

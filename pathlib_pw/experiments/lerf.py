@@ -87,23 +87,24 @@ TOLERANCES = {
 }
 
 
-def method_for(name: str, config: Config) -> AttributionMethod:
-    """The attribution method ``name`` at the configuration's pathway sparsity (``name@90``: at 90 %) and seed."""
+def method_for(name: str, pathway_sparsity: float, seed: int = 0) -> AttributionMethod:
+    """The attribution method ``name``: PathwayGrad at ``pathway_sparsity`` (``name@90``: at 90 %),
+    the random control drawn with ``seed``, else the registered method."""
     if name.startswith(PATHWAY_GRAD):
         criterion, _, level = name[len(PATHWAY_GRAD) :].partition("@")
-        sparsity = float(level) if level else config.pathway_sparsity
+        sparsity = float(level) if level else pathway_sparsity
         if criterion == ACCUMULATED:
             return pathway_grad_method("neuron_intgrad", sparsity, variant="original_code", **pinned_options("neuron_intgrad"))
         return pathway_grad_method(criterion, sparsity, **pinned_options(criterion))
     if name == "random":
-        return random_ranking(config.seed)
+        return random_ranking(seed)
     return attribution_method(name)
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
     x, names = config.inputs.load_images()
     model = config.inputs.load_model(device)
-    methods = [method_for(name, config) for name in config.methods]
+    methods = [method_for(name, config.pathway_sparsity, config.seed) for name in config.methods]
     fractions = [p / 100 for p in config.percents]
     shape = (len(x), len(methods), len(config.orders), len(config.removals), len(fractions))
     curves = np.zeros(shape, dtype=np.float32)

@@ -44,7 +44,7 @@ def _literal_curve(model, x, maps, percent, order, fill_value):
 def test_curves_match_a_literal_evaluation(small_run):
     model = SMALL.inputs.load_model()
     x, _ = SMALL.inputs.load_images()
-    methods = [lerf.method_for(m, SMALL) for m in SMALL.methods]
+    methods = [lerf.method_for(m, SMALL.pathway_sparsity, SMALL.seed) for m in SMALL.methods]
     mean_fill = [r for r, (fill, precision) in enumerate(SMALL.removals) if (fill, precision) == ("mean", "float32")][0]
     uint8 = [r for r, (_, precision) in enumerate(SMALL.removals) if precision == "uint8"][0]
     all_maps = [attribute(method, model, x) for method in methods]  # the run's batch: float sums depend on it

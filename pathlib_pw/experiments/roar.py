@@ -1,0 +1,329 @@
+"""ROAR and KAR with retraining (PAPER.md section 5; :mod:`pathlib_pw.roar`), every method x removed
+share x seed, in both modes, with the random and Sobel controls.
+
+Embedded default (``book``): scikit-learn's digits and the small ReLU CNN of :mod:`pathlib_pw.digits`;
+the maps explain the model trained on the clean split (``digits_model(0)``), the retraining uses the
+same recipe from scratch, five seeds per point (the authors ran one). ``paper``: CIFAR-10 from a folder
+the user names, the authors' ResNet-8 recipe, on a GPU.
+
+The random control here draws an independent uniform map per image (Hooker et al.'s control), unlike
+the LeRF chapter's one fixed map for every image: retrained on a fixed mask, a model would simply learn
+to ignore those pixels.
+
+Verification recomputes one training run (``Config.check``): the base model, the maps of that method
+for every image (their threshold decisions replayed), the degraded sets and the retraining. The
+retraining runs in float64 from identical inputs, so another CPU moves the test logits by float
+rounding only; a prediction may flip only where the cached top-two margin is within that rounding.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pathlib_pw import cifar10, decisions
+from pathlib_pw.attribution_methods import ACCUMULATED, PATHWAY_GRAD, attribute
+from pathlib_pw.digits import digits_split, train_digits_cnn
+from pathlib_pw.experiments.contract import Profile
+from pathlib_pw.experiments.lerf import METHODS, method_for
+from pathlib_pw.experiments.verification import Tolerance
+from pathlib_pw.roar import MODES, RetrainingData, degrade
+from pathlib_pw.selection import threads
+from pathlib_pw.training import TrainingRecipe, predict, train_classifier
+
+__all__ = ["CHECK_ARRAYS", "PER_IMAGE", "TOLERANCES", "Config", "config", "run", "training_data"]
+
+Dataset = Literal["digits", "cifar10"]
+DATASETS: tuple[Dataset, ...] = ("digits", "cifar10")
+# the authors' recipe (PAPER.md section 5)
+CIFAR10_RECIPE = TrainingRecipe(epochs=50, batch_size=256, lr=1e-3, weight_decay=1e-4, schedule="step", step_epochs=10, gamma=0.5)
+WORKERS_ENV = "PATHLIB_PW_WORKERS"
+CHECK_ARRAYS = ("base_accuracy", "base_logits", "check_accuracy", "check_logits")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    dataset: Dataset = "digits"
+    data_folder: str | None = None  # cifar10: the python batches (None: $PATHLIB_PW_CIFAR10)
+    train_size: int = 0  # the first images of each part only (0: all); toy runs of the paper path
+    test_size: int = 0
+    methods: tuple[str, ...] = METHODS
+    # digits: where NeuronMCT's output change reaches the authors' 15 % (lerf_digits.PATHWAY_SPARSITY)
+    pathway_sparsity: float = 95.0
+    percents: tuple[int, ...] = (10, 30, 50, 70, 90)
+    modes: tuple[str, ...] = ("roar", "kar")
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    base_seed: int = 0  # the model whose maps rank the pixels is trained with this seed on clean images
+    seed: int = 0  # the random control's draws
+    recipe: TrainingRecipe = TrainingRecipe()
+    batch: int = 64  # images per attribution pass
+    check: tuple[str, str, int, int] = (PATHWAY_GRAD + "neuron_mct", "roar", 50, 0)  # method, mode, percent, seed
+    check_only: bool = False  # only the check run (what `verify` recomputes)
+    examples: int = 4  # degraded test images kept for the figures
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown or not self.modes:
+            raise ValueError(f"modes must be a non-empty tuple of {list(MODES)}, got {self.modes!r}")
+        if not self.seeds or not self.percents or not self.methods:
+            raise ValueError("methods, percents and seeds must not be empty")
+        method, mode, percent, seed = self.check
+        if method not in self.methods or mode not in self.modes or percent not in self.percents or seed not in self.seeds:
+            raise ValueError(f"check must name one of the configured runs (method, mode, percent, seed), got {self.check!r}")
+
+
+def config(profile: Profile) -> Config:
+    if profile == "smoke":
+        return Config(
+            methods=("gradients", PATHWAY_GRAD + "neuron_mct", "random", "sobel"),
+            percents=(50, 90),
+            seeds=(0, 1),
+            recipe=TrainingRecipe(epochs=3),
+        )
+    if profile == "book":
+        return Config()
+    methods = tuple(m for m in METHODS if m != PATHWAY_GRAD + ACCUMULATED) + (PATHWAY_GRAD + ACCUMULATED,)
+    return Config(dataset="cifar10", methods=methods, pathway_sparsity=90.0, seeds=(0, 1, 2), recipe=CIFAR10_RECIPE, batch=256)
+
+
+PER_IMAGE: set[str] = set()
+TOLERANCES = {
+    name: Tolerance(
+        rtol=1e-4,
+        atol=1e-3,
+        reason="test logits of a model trained in float64 on identical (replayed) inputs: another CPU's sum order "
+        "moves its float32 weights by a few steps (3e-6 of a tensor's largest weight on a build without SIMD)",
+    )
+    for name in ("base_logits", "check_logits")
+} | {
+    name: Tolerance(
+        reason="test accuracy: a prediction may flip only where the cached top-two logit margin is within the logits' tolerance"
+    )
+    for name in ("base_accuracy", "check_accuracy")
+}
+
+
+def subset(config: Config, n: int) -> Config:
+    """The first ``n`` seeds (``run --images N``: the unit of ROAR is a training run, not an image)."""
+    return dataclasses.replace(config, seeds=config.seeds[:n], check=(*config.check[:3], config.seeds[0]))
+
+
+def verify_subset(config: Config, n: int) -> Config:
+    return dataclasses.replace(config, check_only=True)
+
+
+def cached_part(arrays: Mapping[str, np.ndarray], part: Config) -> dict[str, np.ndarray]:
+    if not part.check_only:
+        raise ValueError("only the check run (verify_subset) is recomputed from a ROAR cache")
+    return {k: arrays[k] for k in CHECK_ARRAYS}
+
+
+def _image_keys(config: Config, method: str, part: str, n: int) -> list[str]:
+    return [f"{method}:{part}{i:05d}" for i in range(n)]
+
+
+def recorded_images(config: Config, n: int) -> list[str]:
+    """The decisions `verify` replays: those of the check method's maps, for every image."""
+    data = training_data(config)
+    method = config.check[0]
+    return _image_keys(config, method, "train", len(data.x_train)) + _image_keys(config, method, "test", len(data.x_test))
+
+
+def training_data(config: Config) -> RetrainingData:
+    """The configuration's training and test images (standardized) and labels."""
+    if config.dataset == "digits":
+        split = digits_split(config.base_seed)
+        x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
+    else:
+        folder = cifar10.cifar10_folder(config.data_folder)
+        (x_train_u8, y_train), (x_test_u8, y_test) = (cifar10.load_cifar10(folder, s) for s in ("train", "test"))
+        x_train, x_test = cifar10.standardize(x_train_u8, x_test_u8)
+    n_train, n_test = config.train_size or len(x_train), config.test_size or len(x_test)
+    return RetrainingData(x_train[:n_train], y_train[:n_train], x_test[:n_test], y_test[:n_test])
+
+
+def train_model(dataset: str, recipe: TrainingRecipe, device: str, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
+    """A model of ``dataset``'s architecture trained from scratch by ``recipe`` with ``seed``: the digits
+    CNN on the CPU in float64 (:func:`~pathlib_pw.digits.train_digits_cnn`), ResNet-8 on ``device``."""
+    if dataset == "digits":
+        return train_digits_cnn(x, y, recipe, seed)
+    model = cifar10.ResNet8(seed=seed).to(device)
+    return train_classifier(model, x, y, recipe, seed)
+
+
+def _test_logits(
+    dataset: str, recipe: TrainingRecipe, device: str, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, seed: int
+) -> torch.Tensor:
+    with threads(1):  # a worker process trains one model on one thread
+        return predict(train_model(dataset, recipe, device, x, y, seed), x_test)
+
+
+def _workers(config: Config, device: str) -> int:
+    if config.dataset != "digits":
+        return 1
+    named = os.environ.get(WORKERS_ENV)
+    if named:
+        if not named.isdigit() or int(named) < 1:
+            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {named!r}")
+        return int(named)
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _maps(
+    config: Config, name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, part: str, device: str
+) -> torch.Tensor:
+    """(N, H, W) maps of ``name`` for every image of one part, in batches, decisions keyed by method and image."""
+    if name == "random":
+        offset = 0 if part == "train" else 1
+        generator = torch.Generator().manual_seed(2 * config.seed + offset)
+        return torch.rand((len(x), *x.shape[2:]), generator=generator)
+    method = method_for(name, config.pathway_sparsity)
+    keys = _image_keys(config, name, part, len(x))
+    out = []
+    for start in range(0, len(x), config.batch):
+        i = slice(start, start + config.batch)
+        with decisions.images(keys[i]), decisions.scope(name):
+            out.append(attribute(method, model, x[i].to(device), target[i].to(device)).cpu())
+    return torch.cat(out)
+
+
+def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    data = training_data(config)
+    train_device = "cpu" if config.dataset == "digits" else device
+    recipe, dataset = config.recipe, config.dataset
+
+    def fit(x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
+        return train_model(dataset, recipe, train_device, x, y, seed)
+
+    base = fit(data.x_train, data.y_train, config.base_seed).to(device)
+    base_logits = predict(base, data.x_test)
+    arrays: dict[str, np.ndarray] = {
+        "base_logits": base_logits.numpy().astype(np.float32),
+        "base_accuracy": np.array((base_logits.argmax(1) == data.y_test).double().mean().item()),
+    }
+    check_method, check_mode, check_percent, check_seed = config.check
+    methods = [check_method] if config.check_only else list(config.methods)
+    targets = {part: predict(base, x).argmax(1) for part, x in (("train", data.x_train), ("test", data.x_test))}
+    shape = (len(config.methods), len(config.modes), len(config.percents), len(config.seeds))
+    accuracy = np.full(shape, np.nan)
+    constant = np.zeros(len(config.methods), dtype=np.int64)
+    n_ex = min(config.examples, len(data.x_test))
+    examples = np.zeros((len(config.methods), len(config.modes), len(config.percents), n_ex, *data.x_test.shape[1:]), np.float32)
+    runs = 1 if config.check_only else (len(config.methods) * len(config.modes) * len(config.percents) + 1) * len(config.seeds)
+    trainer = _Trainer(config, train_device, data.y_train, runs, progress)
+    with trainer:
+        for name in tqdm(methods, disable=not progress, desc="roar maps"):
+            m = config.methods.index(name)
+            maps = {
+                part: _maps(config, name, base, x, targets[part], part, device)
+                for part, x in (("train", data.x_train), ("test", data.x_test))
+            }
+            flat = torch.cat([maps["train"], maps["test"]]).flatten(1)
+            constant[m] = int((flat.amax(1) == flat.amin(1)).sum())
+            for o, mode in enumerate(config.modes):
+                for p, percent in enumerate(config.percents):
+                    if config.check_only and (mode, percent) != (check_mode, check_percent):
+                        continue
+                    with decisions.scope(f"{name}/{mode}/{percent}"):
+                        with decisions.images(_image_keys(config, name, "train", len(data.x_train))):
+                            x_train = degrade(data.x_train, maps["train"], percent, mode)  # type: ignore[arg-type]
+                        with decisions.images(_image_keys(config, name, "test", len(data.x_test))):
+                            x_test = degrade(data.x_test, maps["test"], percent, mode)  # type: ignore[arg-type]
+                    examples[m, o, p] = x_test[:n_ex].numpy()
+                    for s, seed in enumerate(config.seeds):
+                        if not config.check_only or seed == check_seed:
+                            trainer.submit((m, o, p, s), x_train, x_test, seed)
+        if not config.check_only:
+            for s, seed in enumerate(config.seeds):
+                trainer.submit((-1, 0, 0, s), data.x_train, data.x_test, seed)
+    baseline = np.full(len(config.seeds), np.nan)
+    for (m, o, p, s), logits in trainer.results.items():
+        correct = float((logits.argmax(1) == data.y_test).double().mean())
+        if m < 0:
+            baseline[s] = correct
+            continue
+        accuracy[m, o, p, s] = correct
+        if (config.methods[m], config.modes[o], config.percents[p], config.seeds[s]) == config.check:
+            arrays["check_logits"] = logits.numpy().astype(np.float32)
+            arrays["check_accuracy"] = np.array(correct)
+    if config.check_only:
+        return arrays
+    return arrays | {
+        "accuracy": accuracy,
+        "baseline": baseline,
+        "constant_maps": constant,
+        "examples": examples,
+        "example_images": data.x_test[:n_ex].numpy(),
+        "example_labels": data.y_test[:n_ex].numpy(),
+        "methods": np.array(config.methods),
+        "modes": np.array(config.modes),
+        "percents": np.array(config.percents, dtype=np.int64),
+        "seeds": np.array(config.seeds, dtype=np.int64),
+        "test_images": np.array(len(data.x_test)),
+        "train_images": np.array(len(data.x_train)),
+    }
+
+
+class _Trainer:
+    """Retrains and tests as runs are submitted: in worker processes for the digits (each on one thread,
+    so the results do not depend on the number of workers), else at once in this process (a CIFAR-10
+    training set is 600 MB: none is kept waiting)."""
+
+    def __init__(self, config: Config, device: str, y_train: torch.Tensor, total: int, progress: bool) -> None:
+        self.config, self.device, self.y_train = config, device, y_train
+        self.workers = _workers(config, device)
+        self.results: dict[tuple[int, ...], torch.Tensor] = {}
+        self._futures: dict[concurrent.futures.Future, tuple[int, ...]] = {}
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._bar = tqdm(total=total, disable=not progress, desc="roar retraining")
+
+    def __enter__(self) -> _Trainer:
+        if self.workers > 1 and not self.config.check_only:
+            # spawn: forking after torch's thread pools have started can hang the children
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def submit(self, key: tuple[int, ...], x_train: torch.Tensor, x_test: torch.Tensor, seed: int) -> None:
+        args = (self.config.dataset, self.config.recipe, self.device, x_train, self.y_train, x_test, seed)
+        if self._pool is None:
+            self.results[key] = _test_logits(*args)
+            self._bar.update()
+        else:
+            self._futures[self._pool.submit(_test_logits, *args)] = key
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._pool is not None and exc[0] is None:
+                for future in concurrent.futures.as_completed(self._futures):
+                    self.results[self._futures[future]] = future.result()
+                    self._bar.update()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+            self._bar.close()
+
+
+def tolerances(cached: Mapping[str, np.ndarray], fresh: Mapping[str, np.ndarray], replay: Any) -> dict[str, np.ndarray]:
+    """Each accuracy may move by the share of test images whose cached top-two logit margin lies within
+    twice the logits' tolerance (the only predictions rounding can flip)."""
+    out = {}
+    for logits, acc in (("base_logits", "base_accuracy"), ("check_logits", "check_accuracy")):
+        if logits not in cached:
+            continue
+        values = np.asarray(cached[logits], dtype=np.float64)
+        top2 = np.sort(values, axis=1)[:, -2:]
+        tol = TOLERANCES[logits]
+        slack = 2 * (tol.atol + tol.rtol * np.abs(top2).max(1))
+        out[acc] = np.array(np.count_nonzero(top2[:, 1] - top2[:, 0] <= slack) / len(values))
+    return out
