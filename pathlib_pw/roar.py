@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathlib_pw.removal import Fill, Order, remove_pixels
+from pathlib_pw.removal import Fill, Order, removal_masks, remove_pixels
 from pathlib_pw.training import predict
 
-__all__ = ["MODES", "Mode", "RetrainingData", "Retrained", "degrade", "retrain", "roar_auc"]
+__all__ = ["MODES", "Mode", "RetrainingData", "Retrained", "degrade", "mask_only", "retrain", "roar_auc"]
 
 Mode = Literal["roar", "kar"]
 # the removal order of each mode: ROAR removes the most relevant pixels, KAR the least relevant
@@ -77,6 +77,15 @@ def degrade(x: torch.Tensor, maps: torch.Tensor, percent: float, mode: Mode, fil
     return remove_pixels(x, maps, _check_percent(percent) / 100, order, fill)
 
 
+def mask_only(x: torch.Tensor, maps: torch.Tensor, percent: float, mode: Mode) -> torch.Tensor:
+    """What :func:`degrade` leaves of the removal's *shape* alone: 1 where a pixel is kept, 0 where it
+    is removed, in every channel, with the image's own values gone. A model trained on these measures
+    how much of the class the mask itself gives away (the leak of ROAR and KAR's mean fill)."""
+    order = _check_mode(mode)
+    removed = removal_masks(maps, _check_percent(percent) / 100, order)
+    return (~removed).unsqueeze(1).expand(-1, x.shape[1], -1, -1).to(dtype=x.dtype, device=x.device).contiguous()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Retrained:
     """One ROAR/KAR point: the retrained model's test accuracy and its test logits (N, classes)."""
@@ -104,7 +113,9 @@ def retrain(
     return Retrained(float((logits.argmax(1) == data.y_test.cpu()).double().mean()), logits)
 
 
-def roar_auc(percents: Sequence[float], accuracies: np.ndarray | Sequence[float], baseline: np.ndarray | float) -> np.ndarray:
+def roar_auc(
+    percents: Sequence[float] | np.ndarray, accuracies: np.ndarray | Sequence[float], baseline: np.ndarray | float
+) -> np.ndarray:
     """The authors' area under a ROAR curve: trapezoids over x = 0 and the removed fractions
     (``percents`` / 100) of the accuracy (a share, not percent), with the unmodified model's
     ``baseline`` accuracy at x = 0. ``accuracies`` (..., P); ``baseline`` broadcasts to (...)."""

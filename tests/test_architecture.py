@@ -51,9 +51,9 @@ def _modules() -> dict[str, set[str]]:
 LAYERS = [
     {"decisions", "selection", "sites", "_version"},
     {"pathway", "imagenet", "cache", "downstream"},
-    {"thresholds", "models", "data", "reference", "cifar10"},
-    {"metrics", "saliency", "sanity", "plotting", "removal", "digits"},
-    {"criteria"},
+    {"thresholds", "models", "data", "reference", "training"},
+    {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10"},
+    {"criteria", "roar"},
     {"attribution_methods", "quantus_adapter"},
     {"experiments"},
     {"__main__", "__init__"},

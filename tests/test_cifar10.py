@@ -11,19 +11,11 @@ import pytest
 import torch
 
 from pathlib_pw import cifar10
+from tests.cifar_folder import write_cifar10_folder
 
 
 def _write_folder(root, per_batch=4, seed=0):
-    rng = np.random.default_rng(seed)
-    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
-        batch = {
-            b"batch_label": name.encode(),
-            b"labels": rng.integers(0, 10, per_batch).tolist(),
-            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
-        }
-        with open(root / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)  # as the real batches (written by Python 2)
+    return write_cifar10_folder(root, per_batch, seed)
 
 
 def test_a_written_folder_reads_back_channels_first(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pathlib_pw
-from pathlib_pw import data, digits, models, selection, sites
+from pathlib_pw import data, digits, models, selection, sites, training
 
 SHORT = digits.TrainingRecipe(epochs=1)  # determinism needs no converged model
 
@@ -168,8 +168,8 @@ def test_training_absorbs_rounding_size_changes(monkeypatch):
     y = split.y_train[:300]
     recipe = digits.TrainingRecipe(epochs=3)
     seen = set()
-    real = digits.F.cross_entropy
-    monkeypatch.setattr(digits.F, "cross_entropy", lambda logits, *a, **k: seen.add(logits.dtype) or real(logits, *a, **k))
+    real = training.F.cross_entropy
+    monkeypatch.setattr(training.F, "cross_entropy", lambda logits, *a, **k: seen.add(logits.dtype) or real(logits, *a, **k))
     a = digits.train_digits_cnn(x, y, recipe)
     assert seen == {torch.float64}
     b = digits.train_digits_cnn(x.double() * (1 + 1e-15), y, recipe)

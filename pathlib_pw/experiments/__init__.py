@@ -17,7 +17,17 @@ import numpy as np
 import torch
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, roar, sanity, sanity_efficientnet
+from pathlib_pw.experiments import (
+    lerf,
+    lerf_digits,
+    maps_vs_sparsity,
+    paths,
+    qualitative,
+    roar,
+    roar_mask,
+    sanity,
+    sanity_efficientnet,
+)
 from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
 
@@ -30,6 +40,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "lerf": lerf,
     "lerf_digits": lerf_digits,
     "roar": roar,
+    "roar_mask": roar_mask,
 }
 
 

@@ -36,7 +36,7 @@ from pathlib_pw.digits import digits_split, train_digits_cnn
 from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.lerf import METHODS, method_for
 from pathlib_pw.experiments.verification import Tolerance
-from pathlib_pw.roar import MODES, RetrainingData, degrade
+from pathlib_pw.roar import MODES, RetrainingData, degrade, mask_only
 from pathlib_pw.selection import threads
 from pathlib_pw.training import TrainingRecipe, predict, train_classifier
 
@@ -199,6 +199,18 @@ def _maps(
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    return run_shown(config, "pixels", device, progress)
+
+
+Shown = Literal["pixels", "mask"]
+
+
+def run_shown(config: Config, shown: Shown, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    """The sweep; the retrained models see the degraded images (``shown="pixels"``) or only the
+    removal's shape (``"mask"``: :func:`pathlib_pw.roar.mask_only`)."""
+    if shown not in ("pixels", "mask"):
+        raise ValueError(f"shown must be one of ['pixels', 'mask'], got {shown!r}")
+    remove = degrade if shown == "pixels" else mask_only
     data = training_data(config)
     train_device = "cpu" if config.dataset == "digits" else device
     recipe, dataset = config.recipe, config.dataset
@@ -237,9 +249,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                         continue
                     with decisions.scope(f"{name}/{mode}/{percent}"):
                         with decisions.images(_image_keys(config, name, "train", len(data.x_train))):
-                            x_train = degrade(data.x_train, maps["train"], percent, mode)  # type: ignore[arg-type]
+                            x_train = remove(data.x_train, maps["train"], percent, mode)  # type: ignore[arg-type]
                         with decisions.images(_image_keys(config, name, "test", len(data.x_test))):
-                            x_test = degrade(data.x_test, maps["test"], percent, mode)  # type: ignore[arg-type]
+                            x_test = remove(data.x_test, maps["test"], percent, mode)  # type: ignore[arg-type]
                     examples[m, o, p] = x_test[:n_ex].numpy()
                     for s, seed in enumerate(config.seeds):
                         if not config.check_only or seed == check_seed:

@@ -1,0 +1,125 @@
+"""Tables of the ROAR/KAR chapter from cached results of :mod:`pathlib_pw.experiments.roar`: what the
+notebook shows. AUCs follow the authors' rule (:func:`pathlib_pw.roar.roar_auc`: trapezoids over the
+removed share, the clean model's accuracy at 0); intervals are 95 % Student-t intervals over seeds, and
+comparisons between two methods are paired by seed (the same seed trains both models)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+from pathlib_pw.experiments.lerf_tables import AUTHORS_NAMES, interval, label
+from pathlib_pw.reference import authors_table
+from pathlib_pw.roar import roar_auc
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["accuracy_frames", "auc_table", "aucs", "authors_aucs", "authors_curves", "label", "paired_differences", "ranking"]
+
+MODE_NAMES = {"roar": "ROAR", "kar": "KAR"}
+
+
+def _mode(results: Mapping[str, np.ndarray], mode: str) -> int:
+    modes = [str(m) for m in results["modes"]]
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {modes}, got {mode!r}")
+    return modes.index(mode)
+
+
+def _method(results: Mapping[str, np.ndarray], method: str) -> int:
+    methods = [str(m) for m in results["methods"]]
+    if method not in methods:
+        raise ValueError(f"method must be one of {methods}, got {method!r}")
+    return methods.index(method)
+
+
+def aucs(results: Mapping[str, np.ndarray], mode: str) -> np.ndarray:
+    """(methods, seeds): each retraining series' area under its curve, the clean accuracy of the same seed at 0."""
+    accuracy = results["accuracy"][:, _mode(results, mode)]  # (methods, percents, seeds)
+    return roar_auc(results["percents"].astype(np.float64), np.moveaxis(accuracy, 1, 2), results["baseline"][None, :])
+
+
+def accuracy_frames(results: Mapping[str, np.ndarray], mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mean, half-width of the 95 % interval) of the test accuracy in %: removed % (0: clean) x method."""
+    import pandas as pd
+
+    accuracy = results["accuracy"][:, _mode(results, mode)]  # (methods, percents, seeds)
+    clean = np.broadcast_to(results["baseline"], (accuracy.shape[0], 1, accuracy.shape[2]))
+    mean, low, _ = interval(100 * np.concatenate([clean, accuracy], 1), axis=2)
+    columns = [label(str(m)) for m in results["methods"]]
+    index = pd.Index([0, *results["percents"].astype(int).tolist()], name="pixels removed (%)")
+    return pd.DataFrame(mean.T, index=index, columns=columns), pd.DataFrame((mean - low).T, index=index, columns=columns)
+
+
+def auc_table(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Methods x modes: mean AUC over seeds with its 95 % interval, and the authors' CIFAR-10 ROAR AUC
+    by the same rule where they report the method (lower is better for ROAR, higher for KAR)."""
+    import pandas as pd
+
+    columns: dict[str, object] = {}
+    for mode in (str(m) for m in results["modes"]):
+        mean, low, high = interval(aucs(results, mode), axis=1)
+        name = MODE_NAMES[mode]
+        columns[f"{name} AUC"], columns[f"{name} 95% low"], columns[f"{name} 95% high"] = mean, low, high
+    labels = [label(str(m)) for m in results["methods"]]
+    table = pd.DataFrame(columns, index=labels)
+    authors = authors_aucs()
+    table["authors' ROAR AUC (CIFAR-10)"] = [authors.get(m, np.nan) for m in labels]
+    table.index.name = "method"
+    return table
+
+
+def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str) -> pd.DataFrame:
+    """For every other method: mean of (other AUC - ``method``'s AUC) over seeds, its 95 % interval and
+    the number of seeds where ``method`` is better (lower AUC under ROAR, higher under KAR)."""
+    import pandas as pd
+
+    values = aucs(results, mode)
+    m = _method(results, method)
+    rows = {}
+    for j, other in enumerate(str(o) for o in results["methods"]):
+        if j == m:
+            continue
+        diff = values[j] - values[m]
+        mean, low, high = interval(diff)
+        better = diff > 0 if mode == "roar" else diff < 0
+        rows[label(other)] = {"difference": mean, "95% low": low, "95% high": high, "seeds where better": int(better.sum())}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "compared with"
+    return table
+
+
+def ranking(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Methods x modes: each method's rank by mean AUC (1 = best: lowest under ROAR, highest under KAR)."""
+    import pandas as pd
+
+    columns = {}
+    for mode in (str(m) for m in results["modes"]):
+        means = aucs(results, mode).mean(1)
+        columns[MODE_NAMES[mode]] = stats.rankdata(means if mode == "roar" else -means).astype(int)
+    return pd.DataFrame(columns, index=[label(str(m)) for m in results["methods"]])
+
+
+def authors_curves() -> pd.DataFrame:
+    """The authors' CIFAR-10 ROAR curves (roar_authors.csv): removed % x method (our labels), accuracy in %."""
+    table = authors_table("roar")
+    rows = table[table["dataset"] == "cifar10"]
+    wide = rows.pivot(index="percent_pixels_removed", columns="method", values="test_accuracy_percent")
+    wide = wide[[m for m in AUTHORS_NAMES if m in wide.columns]]
+    wide.columns = [label(AUTHORS_NAMES[m]) for m in wide.columns]
+    wide.index.name = "pixels removed (%)"
+    return wide
+
+
+def authors_aucs() -> pd.Series:
+    """The AUC of each of the authors' CIFAR-10 ROAR curves, by the same rule as ours (accuracy as a share)."""
+    import pandas as pd
+
+    wide = authors_curves()
+    percents = wide.index.to_numpy(np.float64)
+    values = wide.to_numpy(np.float64).T / 100
+    return pd.Series(roar_auc(percents[1:], values[:, 1:], values[:, 0]), index=wide.columns, name="authors' ROAR AUC")

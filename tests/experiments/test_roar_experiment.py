@@ -1,0 +1,161 @@
+"""The ROAR/KAR experiment: a toy digits run against the library's literal path, worker independence,
+its verification in both directions, and the CIFAR-10 paper path on a folder written here."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib_pw import cache, experiments, roar
+from pathlib_pw.attribution_methods import attribute
+from pathlib_pw.experiments import roar as roar_experiment
+from pathlib_pw.experiments import roar_tables
+from pathlib_pw.experiments.lerf import method_for
+from pathlib_pw.experiments.verification import compare_all
+from pathlib_pw.training import TrainingRecipe
+from tests.cifar_folder import write_cifar10_folder
+from tests.nets import single_thread  # noqa: F401  (autouse fixture)
+
+TOY = dataclasses.replace(
+    roar_experiment.config("book"),
+    train_size=240,
+    test_size=120,
+    methods=("gradients", "pathway_grad/neuron_mct", "random", "sobel"),
+    percents=(30, 70),
+    seeds=(0, 1),
+    recipe=TrainingRecipe(epochs=2),
+    check=("pathway_grad/neuron_mct", "roar", 70, 1),
+)
+
+
+@pytest.fixture(scope="module")
+def toy_run():
+    return roar_experiment.run(TOY, progress=False)
+
+
+def test_a_point_equals_the_library_retraining_by_hand(toy_run, monkeypatch):
+    data = roar_experiment.training_data(TOY)
+    base = roar_experiment.train_model("digits", TOY.recipe, "cpu", data.x_train, data.y_train, TOY.base_seed)
+    method = method_for("pathway_grad/neuron_mct", TOY.pathway_sparsity)
+    maps = {}
+    for part, x in (("train", data.x_train), ("test", data.x_test)):
+        # the run's batches of 64: a map's float sums depend on its batch
+        maps[part] = torch.cat([attribute(method, base, x[i : i + 64]) for i in range(0, len(x), 64)])
+
+    def fit(x, y, seed):
+        return roar_experiment.train_model("digits", TOY.recipe, "cpu", x, y, seed)
+
+    points = {}
+    for mode, percent, seed in (("roar", 70, 1), ("kar", 30, 0)):
+        points[mode] = roar.retrain(data, maps["train"], maps["test"], percent, mode, fit, seed)
+        index = (1, TOY.modes.index(mode), TOY.percents.index(percent), TOY.seeds.index(seed))
+        assert toy_run["accuracy"][index] == points[mode].accuracy
+    # the check run is ROAR at 70 % with seed 1
+    np.testing.assert_array_equal(toy_run["check_logits"], points["roar"].logits.numpy())
+    assert toy_run["check_accuracy"] == toy_run["accuracy"][1, 0, 1, 1]
+
+
+def test_the_controls_and_the_baseline(toy_run):
+    assert toy_run["accuracy"].shape == (4, 2, 2, 2) and np.isfinite(toy_run["accuracy"]).all()
+    assert np.isfinite(toy_run["baseline"]).all()
+    # the clean model of the base seed is the model whose maps rank the pixels
+    assert toy_run["baseline"][0] == toy_run["base_accuracy"]
+    random = list(TOY.methods).index("random")
+    # removing 70 % of the pixels at random hurts more than removing 30 %
+    assert (toy_run["accuracy"][random, 0, 1] < toy_run["accuracy"][random, 0, 0]).all()
+    assert toy_run["examples"].shape == (4, 2, 2, 4, 1, 8, 8)
+    removed = (toy_run["examples"][random, 0, 1] == 0).reshape(4, -1).sum(1)
+    assert (removed >= 45).all()  # 70 % of 64 pixels is 45 (a kept pixel may be 0 too)
+
+
+def test_workers_do_not_change_the_results(toy_run, monkeypatch):
+    monkeypatch.setenv(roar_experiment.WORKERS_ENV, "2")
+    two = roar_experiment.run(dataclasses.replace(TOY, methods=TOY.methods[:2]), progress=False)
+    np.testing.assert_array_equal(two["accuracy"], toy_run["accuracy"][:2])
+    np.testing.assert_array_equal(two["baseline"], toy_run["baseline"])
+    monkeypatch.setenv(roar_experiment.WORKERS_ENV, "two")
+    with pytest.raises(ValueError, match="PATHLIB_PW_WORKERS must be a positive integer"):
+        roar_experiment.run(TOY, progress=False)
+
+
+def _checks(cached, fresh):
+    expected = {k: cached[k] for k in roar_experiment.CHECK_ARRAYS}
+    return {c.name: c for c in compare_all(fresh, expected, roar_experiment.TOLERANCES, roar_experiment.tolerances(expected, fresh, None))}
+
+
+def test_verification_allows_rounding_and_nothing_more(toy_run):
+    fresh = {k: toy_run[k].copy() for k in roar_experiment.CHECK_ARRAYS}
+    # another CPU: logits moved by float rounding of the weights
+    fresh["check_logits"] = fresh["check_logits"] * np.float32(1 + 2e-6)
+    assert all(not c.problem for c in _checks(toy_run, fresh).values())
+    # a retraining with another seed is a different result
+    other = roar_experiment.run(dataclasses.replace(TOY, check_only=True, check=("pathway_grad/neuron_mct", "roar", 70, 0)), progress=False)
+    fresh = {k: other[k] for k in roar_experiment.CHECK_ARRAYS}
+    assert _checks(toy_run, fresh)["check_logits"].problem
+
+
+def test_an_accuracy_may_move_only_by_predictions_on_a_rounding_margin():
+    logits = np.array([[2.0, 1.0, 0.0], [1.0, 1.0005, 0.0], [0.0, 3.0, 2.9]], dtype=np.float32)
+    cached = {"base_logits": logits, "base_accuracy": np.array(1 / 3), "check_logits": logits, "check_accuracy": np.array(1 / 3)}
+    near = dict(cached, check_accuracy=np.array(2 / 3))  # the near tie of row 1 flipped: allowed
+    assert not _checks(cached, near)["check_accuracy"].problem
+    far = dict(cached, check_accuracy=np.array(1.0))  # row 2 (margin 0.1) flipped too: not rounding
+    assert _checks(cached, far)["check_accuracy"].problem
+
+
+def test_verify_recomputes_the_check_run_from_the_cache(tmp_path, monkeypatch):
+    small = dataclasses.replace(TOY, methods=("gradients", "pathway_grad/neuron_mct"), percents=(70,), modes=("roar",), seeds=(1,))
+    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
+    monkeypatch.setattr(roar_experiment, "config", lambda profile: small)
+    experiments.load_or_run("roar", "smoke", progress=False)
+    result = experiments.verify("roar", "smoke")
+    assert result.ok and result.replay.checks, result.text()
+    # the decisions replayed are the check method's, for every training and test image
+    assert len({c.key.split("|")[1] for c in result.replay.checks}) == 240 + 120
+    # a cache whose check run was computed differently fails
+    directory = tmp_path / "smoke" / "roar"
+    cached = cache.load(directory)
+    arrays = dict(cached.arrays, check_logits=cached.arrays["check_logits"] + np.float32(0.05))
+    cache.save(directory, "roar", small, arrays, cached.meta, cache.load_decisions(directory))
+    assert not experiments.verify("roar", "smoke").ok
+
+
+def test_the_paper_path_runs_on_a_cifar10_folder(tmp_path):
+    folder = write_cifar10_folder(tmp_path, per_batch=12)
+    paper = roar_experiment.config("paper")
+    assert paper.dataset == "cifar10" and paper.recipe.schedule == "step" and paper.recipe.epochs == 50
+    toy = dataclasses.replace(
+        paper,
+        data_folder=str(folder),
+        methods=("gradients", "gradcam", "pathway_grad/neuron_mct", "random"),
+        percents=(50,),
+        seeds=(0,),
+        recipe=dataclasses.replace(paper.recipe, epochs=2, batch_size=16),
+        check=("pathway_grad/neuron_mct", "roar", 50, 0),
+        batch=16,
+    )
+    arrays = roar_experiment.run(toy, progress=False)
+    assert arrays["train_images"] == 60 and arrays["test_images"] == 12
+    assert arrays["accuracy"].shape == (4, 2, 1, 1) and np.isfinite(arrays["accuracy"]).all()
+    assert arrays["examples"].shape == (4, 2, 1, 4, 3, 32, 32)
+    table = roar_tables.auc_table(arrays)
+    assert list(table.index) == [roar_tables.label(m) for m in toy.methods]
+
+
+def test_the_paper_profile_without_a_folder_fails_before_any_work(monkeypatch):
+    monkeypatch.delenv("PATHLIB_PW_CIFAR10", raising=False)
+    monkeypatch.setattr(roar_experiment, "train_model", lambda *a, **k: pytest.fail("no training without data"))
+    with pytest.raises(FileNotFoundError, match="PATHLIB_PW_CIFAR10"):
+        roar_experiment.run(roar_experiment.config("paper"), progress=False)
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="modes must be a non-empty tuple of \\['roar', 'kar'\\]"):
+        dataclasses.replace(TOY, modes=("morf",))
+    with pytest.raises(ValueError, match="check must name one of the configured runs"):
+        dataclasses.replace(TOY, check=("gradients", "roar", 50, 0))
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        dataclasses.replace(TOY, dataset="mnist")
