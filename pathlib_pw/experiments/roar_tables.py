@@ -18,7 +18,17 @@ from pathlib_pw.roar import roar_auc
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["accuracy_frames", "auc_table", "aucs", "authors_aucs", "authors_curves", "label", "paired_differences", "ranking"]
+__all__ = [
+    "accuracy_frames",
+    "auc_table",
+    "aucs",
+    "authors_aucs",
+    "authors_curves",
+    "label",
+    "leak_table",
+    "paired_differences",
+    "ranking",
+]
 
 MODE_NAMES = {"roar": "ROAR", "kar": "KAR"}
 
@@ -123,3 +133,24 @@ def authors_aucs() -> pd.Series:
     percents = wide.index.to_numpy(np.float64)
     values = wide.to_numpy(np.float64).T / 100
     return pd.Series(roar_auc(percents[1:], values[:, 1:], values[:, 0]), index=wide.columns, name="authors' ROAR AUC")
+
+
+def leak_table(pixels: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Methods x (mode, removed %): mean test accuracy (%) over seeds of models retrained on the mask
+    alone (``mask``: :mod:`pathlib_pw.experiments.roar_mask`) beside those retrained on the degraded
+    images (``pixels``), at the shares both ran."""
+    import pandas as pd
+
+    if [str(m) for m in pixels["methods"]] != [str(m) for m in mask["methods"]]:
+        raise ValueError("pixels and mask must hold the same methods")
+    columns = {}
+    for mode in (str(m) for m in mask["modes"]):
+        for percent in mask["percents"].astype(int):
+            for name, results in (("mask only", mask), ("pixels", pixels)):
+                p = list(results["percents"].astype(int)).index(percent)
+                acc = results["accuracy"][:, _mode(results, mode), p].mean(1)
+                columns[(f"{MODE_NAMES[mode]} {percent} %", name)] = 100 * acc
+    table = pd.DataFrame(columns, index=[label(str(m)) for m in mask["methods"]])
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.index.name = "method"
+    return table
