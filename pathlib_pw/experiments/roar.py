@@ -13,13 +13,16 @@ to ignore those pixels.
 Verification recomputes one training run (``Config.check``): the base model, the maps of that method
 for every image (their threshold decisions replayed), the degraded sets and the retraining. The
 retraining runs in float64 from identical inputs, so another CPU moves the test logits by float
-rounding only; a prediction may flip only where the cached top-two margin is within that rounding.
+rounding only. The degraded sets are compared exactly (a digest); the retrained model's test logits
+within what another CPU's rounding does to a training on holes (measured), and a prediction may flip
+only where the cached top-two margin is within that tolerance.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -47,7 +50,7 @@ DATASETS: tuple[Dataset, ...] = ("digits", "cifar10")
 # the authors' recipe (PAPER.md section 5)
 CIFAR10_RECIPE = TrainingRecipe(epochs=50, batch_size=256, lr=1e-3, weight_decay=1e-4, schedule="step", step_epochs=10, gamma=0.5)
 WORKERS_ENV = "PATHLIB_PW_WORKERS"
-CHECK_ARRAYS = ("base_accuracy", "base_logits", "check_accuracy", "check_logits")
+CHECK_ARRAYS = ("base_accuracy", "base_logits", "check_accuracy", "check_data", "check_logits")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,17 +101,23 @@ def config(profile: Profile) -> Config:
 
 
 PER_IMAGE: set[str] = set()
+# how far a retraining's test logits may move on another CPU, as a share of their RMS (see TOLERANCES)
+RETRAINING_CHAOS = 0.15
 TOLERANCES = {
-    name: Tolerance(
+    "base_logits": Tolerance(
         rtol=1e-4,
         atol=1e-3,
-        reason="test logits of a model trained in float64 on identical (replayed) inputs: another CPU's sum order "
-        "moves its float32 weights by a few steps (3e-6 of a tensor's largest weight on a build without SIMD)",
-    )
-    for name in ("base_logits", "check_logits")
+        reason="test logits of the model trained in float64 on the clean images: another CPU's sum order moved "
+        "them by 9e-6 (a build without SIMD)",
+    ),
+    "check_logits": Tolerance(
+        reason="test logits of a model retrained in float64 on identical degraded images (check_data): training on "
+        f"holes amplifies another CPU's rounding; allowed {RETRAINING_CHAOS:g} x the logits' RMS (measured: 0.012 x "
+        "(pixels) and 0.051 x (masks) on a build without SIMD; another seed: 1 to 1.8 x)",
+    ),
 } | {
     name: Tolerance(
-        reason="test accuracy: a prediction may flip only where the cached top-two logit margin is within the logits' tolerance"
+        reason="test accuracy: a prediction may flip only where the recomputed logits moved by half its cached top-two margin"
     )
     for name in ("base_accuracy", "check_accuracy")
 }
@@ -178,6 +187,15 @@ def _workers(config: Config, device: str) -> int:
             raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {named!r}")
         return int(named)
     return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' float32 bytes: the degraded sets must be identical on any machine, since
+    every pixel decision is replayed and the fill is exact."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _maps(
@@ -253,6 +271,8 @@ def run_shown(config: Config, shown: Shown, device: str = "cpu", progress: bool 
                         with decisions.images(_image_keys(config, name, "test", len(data.x_test))):
                             x_test = remove(data.x_test, maps["test"], percent, mode)  # type: ignore[arg-type]
                     examples[m, o, p] = x_test[:n_ex].numpy()
+                    if (name, mode, percent) == tuple(config.check[:3]):
+                        arrays["check_data"] = np.array([_digest(x_train, x_test)])
                     for s, seed in enumerate(config.seeds):
                         if not config.check_only or seed == check_seed:
                             trainer.submit((m, o, p, s), x_train, x_test, seed)
@@ -327,15 +347,17 @@ class _Trainer:
 
 
 def tolerances(cached: Mapping[str, np.ndarray], fresh: Mapping[str, np.ndarray], replay: Any) -> dict[str, np.ndarray]:
-    """Each accuracy may move by the share of test images whose cached top-two logit margin lies within
-    twice the logits' tolerance (the only predictions rounding can flip)."""
+    """The retrained model's logits may move by ``RETRAINING_CHAOS`` x their RMS. Each accuracy may move
+    by the share of test images whose cached top-two logit margin is at most twice that image's largest
+    logit change in the recomputation (the only predictions the logits' movement can flip)."""
     out = {}
+    if "check_logits" in cached:
+        out["check_logits"] = np.array(RETRAINING_CHAOS * np.sqrt(np.mean(np.square(cached["check_logits"], dtype=np.float64))))
     for logits, acc in (("base_logits", "base_accuracy"), ("check_logits", "check_accuracy")):
-        if logits not in cached:
+        if logits not in cached or logits not in fresh or np.shape(fresh[logits]) != np.shape(cached[logits]):
             continue
         values = np.asarray(cached[logits], dtype=np.float64)
         top2 = np.sort(values, axis=1)[:, -2:]
-        tol = TOLERANCES[logits]
-        slack = 2 * (tol.atol + tol.rtol * np.abs(top2).max(1))
-        out[acc] = np.array(np.count_nonzero(top2[:, 1] - top2[:, 0] <= slack) / len(values))
+        moved = np.abs(np.asarray(fresh[logits], dtype=np.float64) - values).max(1)
+        out[acc] = np.array(np.count_nonzero(top2[:, 1] - top2[:, 0] <= 2 * moved) / len(values))
     return out
