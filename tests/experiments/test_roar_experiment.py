@@ -4,6 +4,10 @@ its verification in both directions, and the CIFAR-10 paper path on a folder wri
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from pathlib_pw.training import TrainingRecipe
 from tests.cifar_folder import write_cifar10_folder
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
+ROOT = Path(__file__).resolve().parents[2]
 TOY = dataclasses.replace(
     roar_experiment.config("book"),
     train_size=240,
@@ -169,3 +174,15 @@ def test_bad_configurations_are_refused():
         dataclasses.replace(TOY, check=("gradients", "roar", 50, 0))
     with pytest.raises(ValueError, match="dataset must be one of"):
         dataclasses.replace(TOY, dataset="mnist")
+
+
+def test_the_book_cache_verifies_without_simd():
+    """Another CPU, simulated: torch, oneDNN and MKL told to use no vector instructions, another thread
+    count. The pathway and pixel decisions replay, the degraded sets are identical and the retrained
+    model's logits move within what retraining on holes does to rounding."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+           "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "pathlib_pw", "verify", "roar"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(line.split()[:2] == ["check_data", "exact"] for line in done.stdout.splitlines()), done.stdout
