@@ -17,12 +17,22 @@ import numpy as np
 import torch
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
+from pathlib_pw.experiments import (
+    lerf,
+    lerf_digits,
+    maps_vs_sparsity,
+    operating_point,
+    paths,
+    qualitative,
+    sanity,
+    sanity_efficientnet,
+)
 from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
+    "operating_point": operating_point,
     "maps_vs_sparsity": maps_vs_sparsity,
     "qualitative": qualitative,
     "sanity": sanity,
