@@ -4,7 +4,7 @@ notebooks call (BOOK_STYLE.md, "Figures")."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
@@ -135,7 +135,9 @@ def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], ncol: int = 4) -> No
             seen.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.legend(list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False)
+    fig.legend(
+        list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
+    )
 
 
 def per_site_lines(frame: pd.DataFrame, ax: plt.Axes, ylabel: str, title: str = "") -> plt.Axes:
@@ -186,7 +188,13 @@ def curves(
         y = frame[column].to_numpy(dtype=float)
         drawn.append(y)
         (line,) = ax.plot(
-            x, y, marker="o" if linestyle == "-" else None, ms=3, ls=linestyle, label=f"{column}{label_suffix}", color=_colour(column)
+            x,
+            y,
+            marker="o" if linestyle == "-" else None,
+            ms=3,
+            ls=linestyle,
+            label=f"{column}{label_suffix}",
+            color=_colour(column),
         )
         if spread is not None:
             band = spread[column].to_numpy(dtype=float)
