@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
@@ -71,7 +72,8 @@ def method_colour(name: str) -> str:
     colour = METHOD_COLOURS[canonical_method(name)]
     match = _SUFFIX.match(str(name))
     if match and match["level"] and float(match["level"]) >= 90:
-        return mcolors.to_hex(np.array(mcolors.to_rgb(colour)) * 0.55)
+        r, g, b = mcolors.to_rgb(colour)
+        return mcolors.to_hex((0.55 * r, 0.55 * g, 0.55 * b))
     return colour
 
 
@@ -93,8 +95,9 @@ def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vma
     """An annotated matrix; the diagonal (a method with itself, always 100 %) is left blank so that the
     colour scale (0 to ``vmax``, default the largest other value) spreads over the comparisons."""
     values = frame.to_numpy(dtype=float)
-    diagonal = np.eye(*values.shape, dtype=bool) if frame.index.equals(frame.columns) else np.zeros(values.shape, bool)
-    off = values[~diagonal]
+    square = frame.index.equals(frame.columns)
+    diagonal = np.eye(len(values)) > 0 if square else np.zeros(values.shape, dtype=np.bool_)
+    off = values[np.logical_not(diagonal)]
     top = vmax if vmax is not None else (float(np.nanmax(off)) if np.isfinite(off).any() else 1.0)
     sns.heatmap(
         frame,
@@ -129,12 +132,13 @@ def legend_outside(ax: plt.Axes, ncol: int = 1) -> None:
 def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], ncol: int = 4) -> None:
     """One legend for all ``axes`` (labels deduplicated, first seen first), below the figure; every
     axes' own legend is removed."""
-    seen: dict[str, object] = {}
+    seen: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        own = ax.get_legend()
+        if own is not None:
+            own.remove()
     fig.legend(
         list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
     )
