@@ -238,40 +238,58 @@ def map_grid(
     row_labels: Sequence[str],
     col_labels: Sequence[str],
     panel: float = 1.9,
-    colorbar_label: str = "attribution (each map divided by its largest |value|)",
+    photos_on_top: bool = False,
+    colorbar_label: str = "attribution (map / max |map|)",
 ) -> plt.Figure:
-    """Signed maps in [-1, 1], one row per ``rows`` entry, in a diverging colour map centred at 0 with
-    one colorbar for the figure. ``image`` is one photo per row (shown left of its row) or one (H, W, 3)
-    photo for all rows (shown once, top left). ``panel`` is the size of a map in inches (the book's
-    90 dpi: 1.9 in is about 170 px)."""
+    """Signed maps in [-1, 1], ``rows`` x columns, in a diverging colour map centred at 0 with one
+    colorbar for the figure. ``image`` is one (H, W, 3) photo for the whole figure (shown once, top
+    left), one photo per row (left of its row) or, with ``photos_on_top``, one photo per column (a
+    first row of photos). ``panel`` is a map's size in inches (at the book's 90 dpi, 1.9 in is about
+    170 px)."""
     n_rows, n_cols = len(rows), len(col_labels)
-    single = isinstance(image, np.ndarray) and image.ndim == 3
-    images = [image] if single else list(image)
-    if not single and len(images) != n_rows:
-        raise ValueError(f"image must be one (H, W, 3) photo or one per row ({n_rows}), got {len(images)}")
     if len(row_labels) != n_rows or any(len(r) != n_cols for r in rows):
         raise ValueError(f"need {n_rows} row labels and {n_cols} maps per row (one per column label)")
-    fig, axes = plt.subplots(n_rows, n_cols + 1, figsize=(panel * (n_cols + 1) + 0.8, panel * n_rows + 0.3), squeeze=False)
+    single = isinstance(image, np.ndarray) and image.ndim == 3
+    images = [image] if single else list(image)
+    wanted = 1 if single else (n_cols if photos_on_top else n_rows)
+    if len(images) != wanted:
+        where = "column" if photos_on_top else "row"
+        raise ValueError(f"image must be one (H, W, 3) photo or one per {where} ({wanted}), got {len(images)}")
+    top, left = int(photos_on_top), int(not photos_on_top)
+    fig, axes = plt.subplots(
+        n_rows + top, n_cols + left, figsize=(panel * (n_cols + left) + 0.9, panel * (n_rows + top) + 0.3), squeeze=False
+    )
+    if photos_on_top:
+        for c, photo in enumerate(images):
+            axes[0, c].imshow(photo)
+            axes[0, c].set_title(col_labels[c], fontsize=8)
+    elif single:
+        axes[0, 0].imshow(images[0])
+        axes[0, 0].set_title("photo", fontsize=8)
+    else:
+        for r, photo in enumerate(images):
+            axes[r, 0].imshow(photo)
     shown = None
     for r, maps in enumerate(rows):
-        if not single or r == 0:
-            axes[r, 0].imshow(images[r])
-            axes[r, 0].set_title("photo" if single else "", fontsize=8)
-        if not single:
-            axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
         for c, m in enumerate(maps):
-            shown = axes[r, c + 1].imshow(np.asarray(m, dtype=np.float32), cmap=MAP_CMAP, vmin=-1, vmax=1)
-            if r == 0:
-                axes[r, c + 1].set_title(col_labels[c], fontsize=8)
-        if single:
-            axes[r, 1].set_ylabel(row_labels[r], fontsize=8)
+            ax = axes[r + top, c + left]
+            shown = ax.imshow(np.asarray(m, dtype=np.float32), cmap=MAP_CMAP, vmin=-1, vmax=1)
+            if r == 0 and not photos_on_top:
+                ax.set_title(col_labels[c], fontsize=8)
+        labelled = axes[r + top, 1 if single else 0]
+        labelled.set_ylabel(row_labels[r], fontsize=8)
     for ax in axes.flat:
         _blank(ax)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     if shown is not None:
-        cax = fig.add_axes((0.945, 0.25, 0.012, 0.5))
+        cax = fig.add_axes((0.945, 0.3, 0.012, 0.4))
         fig.colorbar(shown, cax=cax, label=colorbar_label).ax.tick_params(labelsize=7)
     return fig
+
+
+def styled(frame: pd.DataFrame, precision: int = 1) -> Any:
+    """A table as the book shows it (HTML): fixed decimals, "-" for undefined values."""
+    return frame.style.format(precision=precision, na_rep="-").set_table_attributes('class="book-table"')
 
 
 __all__ = [
@@ -289,4 +307,5 @@ __all__ = [
     "method_label",
     "per_site_lines",
     "set_theme",
+    "styled",
 ]

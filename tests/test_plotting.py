@@ -102,9 +102,17 @@ def test_map_grid_one_photo_per_row():
     axes = np.array(fig.axes[:4]).reshape(2, 2)
     assert np.asarray(axes[1, 0].images[0].get_array()).max() == 1.0
     plt.close(fig)
-    try:
+    with pytest.raises(ValueError, match="image"):
         plotting.map_grid(photos, [[np.eye(4)]], ["a"], ["c"])
-    except ValueError as error:
-        assert "image" in str(error)
-    else:
-        raise AssertionError("a photo count that does not match the rows must raise")
+
+
+def test_map_grid_photos_on_top_one_per_column():
+    photos = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
+    fig = plotting.map_grid(photos, [[np.eye(4), -np.eye(4)]], ["PathwayGrad, NeuronMCT path, 50 %"], ["a", "b"], photos_on_top=True)
+    axes = np.array(fig.axes[:4]).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["a", "b"]
+    assert np.asarray(axes[0, 1].images[0].get_array()).max() == 1.0
+    assert axes[1, 0].get_ylabel() == "PathwayGrad, NeuronMCT path, 50 %"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="column"):
+        plotting.map_grid(photos[:1], [[np.eye(4), np.eye(4)]], ["r"], ["a", "b"], photos_on_top=True)
