@@ -141,3 +141,16 @@ def per_image(results: Any, quantity: str, criterion: str, level: float) -> pd.S
         raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
     values = results[quantity][:, labels.index(criterion), _level_index(results, level, "levels")].astype(np.float64)
     return pd.Series(values if quantity == "realized" else 100 * values, index=[str(n) for n in results["names"]], name=quantity)
+
+
+def removed_living_share(results: Any, criterion: str, level: float) -> pd.Series:
+    """Per image, the share (percent) of the neurons alive in the unpruned network that ``criterion``'s
+    path at the swept ``level`` removes, from the realized sparsity, the path's dead share and the
+    base sparsity: living removed = removed - (dead - dead kept)."""
+    import pandas as pd
+
+    removed = per_image(results, "realized", criterion, level).to_numpy() / 100
+    dead_kept = (1 - removed) * per_image(results, "dead_share", criterion, level).to_numpy() / 100
+    dead = results["base_sparsity"].astype(np.float64)
+    living_removed = removed - (dead - dead_kept)
+    return pd.Series(100 * living_removed / (1 - dead), index=[str(n) for n in results["names"]], name="living removed")

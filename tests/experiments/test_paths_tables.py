@@ -114,3 +114,12 @@ def test_per_image_values_in_percent_except_the_sparsity():
     assert paths_tables.per_image(r, "realized", "A", 50).tolist() == [50.0, 50.0]
     with pytest.raises(ValueError, match="level must be one of"):
         paths_tables.per_image(r, "realized", "A", 70)
+
+
+def test_removed_living_share_from_sparsity_dead_share_and_base_rate():
+    r = fake_results()
+    r["names"] = np.array(["x", "y"])
+    r["base_sparsity"] = np.array([0.4, 0.5])
+    r["realized"][:, 2, 2] = 50.0  # C removes half; its kept half is 30 % / 50 % dead (fake_results)
+    # image x: dead kept 0.15, dead removed 0.25, living removed 0.25 of 0.6 living; image y: 0.25, 0.25, 0.25 of 0.5
+    assert paths_tables.removed_living_share(r, "C", 90).tolist() == pytest.approx([100 * 0.25 / 0.6, 50.0])
