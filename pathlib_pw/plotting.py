@@ -30,7 +30,7 @@ METHOD_COLOURS: dict[str, str] = {
     "DGR(init=1)": "#17becf",
     "DGR(init=r)": "#0b6e79",
     "Greedy": "#393b79",
-    "Greedy (original code)": "#8c8fd9",
+    "Greedy (original code)": "#e7ba52",
     "Random": "#7f7f7f",
     "random (control)": "#c7c7c7",
     "Sobel edges (control)": "#8c6d31",
@@ -110,7 +110,7 @@ def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vma
         cbar=False,
         square=True,
         ax=ax,
-        annot_kws={"size": 8},
+        annot_kws={"size": 9},
     )
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45, labelsize=8)
@@ -126,7 +126,7 @@ def _colour(column: object) -> str | None:
 
 def legend_outside(ax: plt.Axes, ncol: int = 1) -> None:
     """The axes' legend to the right of the plotted data."""
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, frameon=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, frameon=False)
 
 
 def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], ncol: int = 4) -> None:
@@ -232,6 +232,15 @@ def _blank(ax: plt.Axes) -> None:
         spine.set_visible(False)
 
 
+def _scaled(m: np.ndarray, percentile: float | None) -> np.ndarray:
+    values = np.asarray(m, dtype=np.float32)
+    magnitude = np.abs(values)
+    top = float(magnitude.max() if percentile is None else np.percentile(magnitude, percentile))
+    if top == 0:  # an all-zero map, or one whose percentile falls on zeros: fall back to its maximum
+        top = float(magnitude.max())
+    return np.clip(values / top, -1, 1) if top > 0 else values
+
+
 def map_grid(
     image: np.ndarray | Sequence[np.ndarray],
     rows: Sequence[Sequence[np.ndarray]],
@@ -239,13 +248,23 @@ def map_grid(
     col_labels: Sequence[str],
     panel: float = 1.9,
     photos_on_top: bool = False,
-    colorbar_label: str = "attribution (map / max |map|)",
+    percentile: float | None = 99.0,
+    colorbar_label: str | None = None,
 ) -> plt.Figure:
-    """Signed maps in [-1, 1], ``rows`` x columns, in a diverging colour map centred at 0 with one
-    colorbar for the figure. ``image`` is one (H, W, 3) photo for the whole figure (shown once, top
+    """Signed maps, ``rows`` x columns, in a diverging colour map centred at 0 with one colorbar for
+    the figure. Each map is divided by the ``percentile`` of its magnitudes and clipped to [-1, 1], so
+    that more than its few largest pixels show (``None``: divided by its largest magnitude). ``image`` is one (H, W, 3) photo for the whole figure (shown once, top
     left), one photo per row (left of its row) or, with ``photos_on_top``, one photo per column (a
     first row of photos). ``panel`` is a map's size in inches (at the book's 90 dpi, 1.9 in is about
     170 px)."""
+    if percentile is not None and not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100] or None, got {percentile!r}")
+    if colorbar_label is None:
+        colorbar_label = (
+            "attribution / max |attribution|"
+            if percentile is None
+            else f"attribution / its {percentile:g}th percentile of |attribution|"
+        )
     n_rows, n_cols = len(rows), len(col_labels)
     if len(row_labels) != n_rows or any(len(r) != n_cols for r in rows):
         raise ValueError(f"need {n_rows} row labels and {n_cols} maps per row (one per column label)")
@@ -273,7 +292,7 @@ def map_grid(
     for r, maps in enumerate(rows):
         for c, m in enumerate(maps):
             ax = axes[r + top, c + left]
-            shown = ax.imshow(np.asarray(m, dtype=np.float32), cmap=MAP_CMAP, vmin=-1, vmax=1)
+            shown = ax.imshow(_scaled(m, percentile), cmap=MAP_CMAP, vmin=-1, vmax=1)
             if r == 0 and not photos_on_top:
                 ax.set_title(col_labels[c], fontsize=8)
         labelled = axes[r + top, 1 if single else 0]

@@ -28,6 +28,8 @@ MACHINERY = {
     "a warnings filter": re.compile(r"warnings\.(filterwarnings|simplefilter)"),
 }
 TEXT_TABLE = re.compile(r"\.to_string\(|\.to_markdown\(")
+# longer printed lines are cut off at the right of the page's code box (1400 px window)
+LINE = 90
 # a line of a table printed as text: three or more fields separated by runs of two or more spaces
 TABLE_ROW = re.compile(r"\S(?: {2,}\S+){2,}")
 
@@ -92,6 +94,18 @@ def test_tables_are_html_not_text(path):
         if len(rows) >= 3:
             problems.append(f"cell {i} prints a table as text:\n  " + "\n  ".join(rows[:3]))
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_printed_lines_on_the_page_fit_its_width(path):
+    long = [
+        f"cell {i}: {line[:60]}..."
+        for i, cell in _code(path)
+        if not _tags(cell) & {"remove-cell", "remove-output"}
+        for line in _stream_text(cell).splitlines()
+        if len(line) > LINE
+    ]
+    assert not long, f"{path.name}: printed lines longer than {LINE} characters are clipped on the page:\n" + "\n".join(long)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -48,6 +48,22 @@ def test_map_grid_shows_one_photo_then_signed_maps_centred_at_zero_with_one_colo
     plt.close(fig)
 
 
+def test_maps_are_scaled_by_a_percentile_of_their_magnitudes_and_clipped():
+    m = np.linspace(-1.0, 1.0, 101).reshape(1, 101) ** 3  # a few large values, many small ones
+    fig = plotting.map_grid(np.zeros((1, 101, 3)), [[m]], ["r"], ["c"], percentile=50.0)
+    shown = np.asarray(fig.axes[1].images[0].get_array())
+    top = np.percentile(np.abs(m), 50.0)
+    assert np.allclose(shown, np.clip(m / top, -1, 1), atol=1e-6)
+    assert (np.abs(shown) == 1).sum() > 2  # the largest values are clipped
+    assert "50th percentile" in fig.axes[-1].get_ylabel()
+    plt.close(fig)
+    zero = plotting.map_grid(np.zeros((2, 2, 3)), [[np.zeros((2, 2))]], ["r"], ["c"])
+    assert not np.asarray(zero.axes[1].images[0].get_array()).any()
+    plt.close(zero)
+    with pytest.raises(ValueError, match="percentile"):
+        plotting.map_grid(np.zeros((2, 2, 3)), [[np.zeros((2, 2))]], ["r"], ["c"], percentile=0.0)
+
+
 def test_every_method_has_its_own_colour_and_its_aliases_share_it():
     colours = list(plotting.METHOD_COLOURS.values())
     assert len(set(colours)) == len(colours)
