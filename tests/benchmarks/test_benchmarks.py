@@ -85,3 +85,13 @@ def test_device_check_compares_cpu_with_itself(monkeypatch, capsys):
     assert module.main() == 0
     out = capsys.readouterr().out
     assert "all within" in out and "NeuronIntGrad (original code)" in out and "gradcam" in out
+
+
+def test_page_fault_counter_runs_and_counts_per_image(monkeypatch, capsys):
+    module = _script("count_page_faults")
+    monkeypatch.setattr(sys, "argv", ["count_page_faults.py", "--model", "mobilenet_v2", "--batch-sizes", "1", "2",
+                                      "--size", "32", "--repeats", "1"])
+    assert module.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["mobilenet_v2 batch 1", "mobilenet_v2 batch 2"]
+    assert all("minor faults per image" in line for line in lines)
