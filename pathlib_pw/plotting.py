@@ -299,16 +299,20 @@ def map_grid(
         labelled.set_ylabel(row_labels[r], fontsize=8)
     for ax in axes.flat:
         _blank(ax)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     if shown is not None:
-        cax = fig.add_axes((0.945, 0.3, 0.012, 0.4))
+        cax = fig.add_axes((0.915, 0.3, 0.012, 0.4))
         fig.colorbar(shown, cax=cax, label=colorbar_label).ax.tick_params(labelsize=7)
     return fig
 
 
 def styled(frame: pd.DataFrame, precision: int = 1) -> Any:
     """A table as the book shows it (HTML): fixed decimals, "-" for undefined values."""
-    return frame.style.format(precision=precision, na_rep="-").set_table_attributes('class="book-table"')
+    return (
+        frame.style.format(precision=precision, na_rep="-")
+        .set_table_attributes('class="book-table"')
+        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 8px")]}])
+    )
 
 
 __all__ = [
