@@ -311,7 +311,7 @@ def styled(frame: pd.DataFrame, precision: int = 1) -> Any:
     return (
         frame.style.format(precision=precision, na_rep="-")
         .set_table_attributes('class="book-table"')
-        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 8px")]}])
+        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 6px")]}])
     )
 
 
