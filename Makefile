@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# EXECUTE=force: re-execute every notebook from the cached results before building the book
+EXECUTE ?= off
 
 .PHONY: venv book test test-unit test-notebooks clean
 
@@ -20,6 +22,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: venv
+ifeq ($(EXECUTE),force)
+	$(PY) scripts/execute_notebooks.py
+else ifneq ($(EXECUTE),off)
+	$(error EXECUTE must be off or force, got $(EXECUTE))
+endif
 	$(VENV)/bin/jupyter-book build --warningiserror --keep-going .
 	@echo "book built: _build/html/index.html"
 

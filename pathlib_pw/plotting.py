@@ -1,29 +1,89 @@
-"""The book's figure style: one theme, a few figure builders the notebooks call."""
+"""The book's figure style: one theme, one colour per method, and the few figure builders the
+notebooks call (BOOK_STYLE.md, "Figures")."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-MAP_CMAP = "jet"
-# one colour per method in every figure of the book (BOOK_STYLE.md); the authors' curves reuse them, dashed
+# signed maps in [-1, 1]: a diverging map centred at 0 (red: raises the explained logit)
+MAP_CMAP = "RdBu_r"
+# one colour per method in every figure of the book, ours and the authors' alike; a pathway
+# criterion and PathwayGrad through its path are one method and share a colour
 METHOD_COLOURS: dict[str, str] = {
     "Gradients": "#1f77b4",
     "Guided Backprop": "#ff7f0e",
     "Grad-CAM": "#2ca02c",
     "InputMCT": "#9467bd",
+    "InputMCT (authors' script)": "#c5b0d5",
     "InputIntGrad": "#8c564b",
-    "PathwayGrad, NeuronMCT": "#d62728",
-    "PathwayGrad, NeuronMCT, 90 %": "#7b0d0d",
-    "PathwayGrad, NeuronIntGrad": "#e377c2",
-    "PathwayGrad, NeuronIntGrad*": "#bcbd22",
-    "random (control)": "#7f7f7f",
-    "Sobel edges (control)": "#17becf",
+    "NeuronMCT": "#d62728",
+    "NeuronIntGrad": "#e377c2",
+    "NeuronIntGrad*": "#bcbd22",
+    "DGR(init=1)": "#17becf",
+    "DGR(init=r)": "#0b6e79",
+    "Greedy": "#393b79",
+    "Greedy (original code)": "#e7ba52",
+    "Random": "#7f7f7f",
+    "random (control)": "#c7c7c7",
+    "Sobel edges (control)": "#8c6d31",
 }
+# other spellings of the same methods in the caches, the authors' tables and the registry
+ALIASES: dict[str, str] = {
+    "GBP": "Guided Backprop",
+    "GradCAM": "Grad-CAM",
+    "NeuronIntGrad (original code)": "NeuronIntGrad*",  # the authors' accumulated alphas
+}
+_SUFFIX = re.compile(r"^(?P<name>.*?)(?:, (?P<level>\d+(?:\.\d+)?) %)?(?: \((?P<source>authors(?:,[^)]*)?)\))?$")
+
+
+def canonical_method(name: str) -> str:
+    """The key of :data:`METHOD_COLOURS` for a method's label: aliases resolved, a ``PathwayGrad, ``
+    prefix, a sparsity suffix (``, 90 %``) and an ``(authors...)`` suffix dropped. ValueError for a
+    label that names no method of the book."""
+    match = _SUFFIX.match(str(name))
+    base = match["name"] if match else str(name)
+    base = ALIASES.get(base, base).removeprefix("PathwayGrad, ")
+    base = ALIASES.get(base, base)
+    if base not in METHOD_COLOURS:
+        raise ValueError(f"{name!r} names no method of the book's palette; known: {sorted(METHOD_COLOURS)} and {sorted(ALIASES)}")
+    return base
+
+
+def is_method(name: str) -> bool:
+    """Whether ``name`` labels a method of the palette (see :func:`canonical_method`)."""
+    try:
+        canonical_method(name)
+    except ValueError:
+        return False
+    return True
+
+
+def method_colour(name: str) -> str:
+    """The method's colour; a sparser variant of a method (``PathwayGrad, NeuronMCT, 90 %``) gets a
+    darker shade of it, so that both can share a figure."""
+    colour = METHOD_COLOURS[canonical_method(name)]
+    match = _SUFFIX.match(str(name))
+    if match and match["level"] and float(match["level"]) >= 90:
+        r, g, b = mcolors.to_rgb(colour)
+        return mcolors.to_hex((0.55 * r, 0.55 * g, 0.55 * b))
+    return colour
+
+
+def method_label(name: str, maps: bool = False) -> str:
+    """The method's name on the page; ``maps=True`` names a criterion's map as what it is
+    (``NeuronMCT`` -> ``PathwayGrad, NeuronMCT``)."""
+    label = ALIASES.get(name, name) if name in ("GBP", "GradCAM") else name
+    if maps and label in ("NeuronMCT", "NeuronIntGrad", "NeuronIntGrad*"):
+        return f"PathwayGrad, {label}"
+    return label
 
 
 def set_theme() -> None:
@@ -31,9 +91,26 @@ def set_theme() -> None:
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.titlesize": 10})
 
 
-def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vmax: float = 100.0) -> plt.Axes:
+def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vmax: float | None = None) -> plt.Axes:
+    """An annotated matrix; the diagonal (a method with itself, always 100 %) is left blank so that the
+    colour scale (0 to ``vmax``, default the largest other value) spreads over the comparisons."""
+    values = frame.to_numpy(dtype=float)
+    square = frame.index.equals(frame.columns)
+    diagonal = np.eye(len(values)) > 0 if square else np.zeros(values.shape, dtype=np.bool_)
+    off = values[np.logical_not(diagonal)]
+    top = vmax if vmax is not None else (float(np.nanmax(off)) if np.isfinite(off).any() else 1.0)
     sns.heatmap(
-        frame, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=vmax, cbar=False, square=True, ax=ax, annot_kws={"size": 8}
+        frame,
+        annot=True,
+        fmt=fmt,
+        cmap="viridis",
+        vmin=0,
+        vmax=top,
+        mask=diagonal,
+        cbar=False,
+        square=True,
+        ax=ax,
+        annot_kws={"size": 9},
     )
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45, labelsize=8)
@@ -43,15 +120,49 @@ def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vma
     return ax
 
 
+def _colour(column: object) -> str | None:
+    return method_colour(str(column)) if is_method(str(column)) else None
+
+
+def legend_outside(ax: plt.Axes, ncol: int = 1) -> None:
+    """The axes' legend to the right of the plotted data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, frameon=False)
+
+
+def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], ncol: int = 4) -> None:
+    """One legend for all ``axes`` (labels deduplicated, first seen first), below the figure; every
+    axes' own legend is removed."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+        own = ax.get_legend()
+        if own is not None:
+            own.remove()
+    fig.legend(
+        list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
+    )
+
+
 def per_site_lines(frame: pd.DataFrame, ax: plt.Axes, ylabel: str, title: str = "") -> plt.Axes:
-    """One line per column over the sites (rows) in forward order."""
+    """One line per column over the sites (rows) in forward order; NaN (undefined at a site) leaves a
+    gap. Method columns take their palette colour; the legend sits outside the axes."""
     for column in frame.columns:
-        ax.plot(np.arange(len(frame)), frame[column].to_numpy(), marker=".", label=column)
+        ax.plot(np.arange(len(frame)), frame[column].to_numpy(), marker=".", label=column, color=_colour(column))
     ax.set_xlabel("rectifier site (forward order)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    legend_outside(ax)
     return ax
+
+
+def _fit_limits(ax: plt.Axes, ylim: tuple[float, float], values: Sequence[np.ndarray]) -> None:
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    low, high = ylim
+    if finite.size:
+        margin = 0.03 * (high - low)
+        low, high = min(low, float(finite.min()) - margin), max(high, float(finite.max()) + margin)
+    ax.set_ylim(low, high)
 
 
 def curves(
@@ -64,28 +175,40 @@ def curves(
     spread: pd.DataFrame | None = None,
     dashed: pd.DataFrame | None = None,
     dashed_label: str = "authors",
+    linestyle: str = "-",
+    label_suffix: str = "",
+    ylim: tuple[float, float] | None = None,
+    legend: bool = True,
 ) -> plt.Axes:
-    """One line per column against the index; ``spread`` (same shape) draws a +-band around each;
-    ``dashed`` (columns named like ``frame``'s) adds other curves of the same methods, dashed. Methods
-    of :data:`METHOD_COLOURS` keep their colour; the legend sits outside the axes."""
+    """One line per column against the index, in the method's colour; ``spread`` (same shape) draws a
+    +-band around each; ``dashed`` (columns named like ``frame``'s) adds other curves of the same
+    methods, dashed, labelled ``(dashed_label)``. ``linestyle`` and ``label_suffix`` draw ``frame``
+    itself as someone else's curves. ``ylim`` is widened to show every value. The legend sits outside
+    the axes (``legend=False``: none, for :func:`legend_below`)."""
     named = not pd.api.types.is_numeric_dtype(frame.index)  # stage names: evenly spaced, labelled
     x = np.arange(len(frame)) if named else frame.index.to_numpy()
+    drawn = []
     for column in frame.columns:
         y = frame[column].to_numpy(dtype=float)
-        (line,) = ax.plot(x, y, marker="o", ms=3, label=column, color=METHOD_COLOURS.get(str(column)))
+        drawn.append(y)
+        (line,) = ax.plot(
+            x,
+            y,
+            marker="o" if linestyle == "-" else None,
+            ms=3,
+            ls=linestyle,
+            label=f"{column}{label_suffix}",
+            color=_colour(column),
+        )
         if spread is not None:
             band = spread[column].to_numpy(dtype=float)
             ax.fill_between(x, y - band, y + band, color=line.get_color(), alpha=0.12, lw=0)
+            drawn += [y - band, y + band]
     if dashed is not None:
         for column in dashed.columns:
-            ax.plot(
-                dashed.index.to_numpy(),
-                dashed[column].to_numpy(dtype=float),
-                ls="--",
-                lw=1,
-                color=METHOD_COLOURS.get(str(column)),
-                label=f"{column} ({dashed_label})",
-            )
+            y = dashed[column].to_numpy(dtype=float)
+            drawn.append(y)
+            ax.plot(dashed.index.to_numpy(), y, ls="--", lw=1.2, color=_colour(column), label=f"{column} ({dashed_label})")
     if named:
         ax.set_xticks(x, [str(i) for i in frame.index])
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
@@ -94,8 +217,28 @@ def curves(
     ax.set_title(title)
     if logy:
         ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    if ylim is not None:
+        _fit_limits(ax, ylim, drawn)
+    if legend:
+        legend_outside(ax)
     return ax
+
+
+def _blank(ax: plt.Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _scaled(m: np.ndarray, percentile: float | None) -> np.ndarray:
+    values = np.asarray(m, dtype=np.float32)
+    magnitude = np.abs(values)
+    top = float(magnitude.max() if percentile is None else np.percentile(magnitude, percentile))
+    if top == 0:  # an all-zero map, or one whose percentile falls on zeros: fall back to its maximum
+        top = float(magnitude.max())
+    return np.clip(values / top, -1, 1) if top > 0 else values
 
 
 def map_grid(
@@ -103,24 +246,89 @@ def map_grid(
     rows: Sequence[Sequence[np.ndarray]],
     row_labels: Sequence[str],
     col_labels: Sequence[str],
+    panel: float = 1.9,
+    photos_on_top: bool = False,
+    percentile: float | None = 99.0,
+    colorbar_label: str | None = None,
 ) -> plt.Figure:
-    """A photo, then one row of |map| panels (jet, as the paper shows them); ``image`` is one photo
-    for every row (H, W, 3) or one photo per row."""
+    """Signed maps, ``rows`` x columns, in a diverging colour map centred at 0 with one colorbar for
+    the figure. Each map is divided by the ``percentile`` of its magnitudes and clipped to [-1, 1], so
+    that more than its few largest pixels show (``None``: divided by its largest magnitude). ``image`` is one (H, W, 3) photo for the whole figure (shown once, top
+    left), one photo per row (left of its row) or, with ``photos_on_top``, one photo per column (a
+    first row of photos). ``panel`` is a map's size in inches (at the book's 90 dpi, 1.9 in is about
+    170 px)."""
+    if percentile is not None and not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100] or None, got {percentile!r}")
+    if colorbar_label is None:
+        colorbar_label = (
+            "attribution / max |attribution|"
+            if percentile is None
+            else f"attribution / its {percentile:g}th percentile of |attribution|"
+        )
     n_rows, n_cols = len(rows), len(col_labels)
-    images = [image] * n_rows if isinstance(image, np.ndarray) and image.ndim == 3 else list(image)
-    if len(images) != n_rows:
-        raise ValueError(f"image must be one (H, W, 3) photo or one per row ({n_rows}), got {len(images)}")
-    fig, axes = plt.subplots(n_rows, n_cols + 1, figsize=(1.6 * (n_cols + 1), 1.7 * n_rows), squeeze=False)
+    if len(row_labels) != n_rows or any(len(r) != n_cols for r in rows):
+        raise ValueError(f"need {n_rows} row labels and {n_cols} maps per row (one per column label)")
+    single = isinstance(image, np.ndarray) and image.ndim == 3
+    images = [image] if single else list(image)
+    wanted = 1 if single else (n_cols if photos_on_top else n_rows)
+    if len(images) != wanted:
+        where = "column" if photos_on_top else "row"
+        raise ValueError(f"image must be one (H, W, 3) photo or one per {where} ({wanted}), got {len(images)}")
+    top, left = int(photos_on_top), int(not photos_on_top)
+    fig, axes = plt.subplots(
+        n_rows + top, n_cols + left, figsize=(panel * (n_cols + left) + 0.9, panel * (n_rows + top) + 0.3), squeeze=False
+    )
+    if photos_on_top:
+        for c, photo in enumerate(images):
+            axes[0, c].imshow(photo)
+            axes[0, c].set_title(col_labels[c], fontsize=8)
+    elif single:
+        axes[0, 0].imshow(images[0])
+        axes[0, 0].set_title("photo", fontsize=8)
+    else:
+        for r, photo in enumerate(images):
+            axes[r, 0].imshow(photo)
+    shown = None
     for r, maps in enumerate(rows):
-        axes[r, 0].imshow(images[r])
-        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
         for c, m in enumerate(maps):
-            axes[r, c + 1].imshow(np.abs(np.asarray(m, dtype=np.float32)), cmap=MAP_CMAP, vmin=0, vmax=1)
-            if r == 0:
-                axes[r, c + 1].set_title(col_labels[c], fontsize=8)
+            ax = axes[r + top, c + left]
+            shown = ax.imshow(_scaled(m, percentile), cmap=MAP_CMAP, vmin=-1, vmax=1)
+            if r == 0 and not photos_on_top:
+                ax.set_title(col_labels[c], fontsize=8)
+        labelled = axes[r + top, 1 if single else 0]
+        labelled.set_ylabel(row_labels[r], fontsize=8)
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-    fig.tight_layout()
+        _blank(ax)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    if shown is not None:
+        cax = fig.add_axes((0.915, 0.3, 0.012, 0.4))
+        fig.colorbar(shown, cax=cax, label=colorbar_label).ax.tick_params(labelsize=7)
     return fig
+
+
+def styled(frame: pd.DataFrame, precision: int = 1) -> Any:
+    """A table as the book shows it (HTML): fixed decimals, "-" for undefined values."""
+    return (
+        frame.style.format(precision=precision, na_rep="-")
+        .set_table_attributes('class="book-table"')
+        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 6px")]}])
+    )
+
+
+__all__ = [
+    "ALIASES",
+    "MAP_CMAP",
+    "METHOD_COLOURS",
+    "canonical_method",
+    "curves",
+    "heatmap",
+    "is_method",
+    "legend_below",
+    "legend_outside",
+    "map_grid",
+    "method_colour",
+    "method_label",
+    "per_site_lines",
+    "set_theme",
+    "styled",
+]

@@ -9,15 +9,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from pathlib_pw import plotting  # noqa: E402
 
 
-def test_heatmap_annotates_every_cell():
+def test_heatmap_annotates_every_comparison():
     frame = pd.DataFrame([[100.0, 12.345], [12.345, 100.0]], index=["a", "b"], columns=["a", "b"])
     fig, ax = plt.subplots()
     plotting.heatmap(frame, ax, "title")
-    assert sorted(t.get_text() for t in ax.texts) == ["100.0", "100.0", "12.3", "12.3"]
+    assert sorted(t.get_text() for t in ax.texts) == ["12.3", "12.3"]  # the diagonal is blank
     assert ax.get_title() == "title"
     plt.close(fig)
 
@@ -33,14 +34,69 @@ def test_lines_and_curves_plot_one_line_per_column():
     plt.close(fig)
 
 
-def test_map_grid_shows_the_image_then_absolute_maps():
+def test_map_grid_shows_one_photo_then_signed_maps_centred_at_zero_with_one_colorbar():
     image = np.zeros((4, 4, 3))
     signed = -np.eye(4)
     fig = plotting.map_grid(image, [[signed, signed], [signed, signed]], ["m1", "m2"], ["c1", "c2"])
-    axes = np.array(fig.axes).reshape(2, 3)
-    assert axes[0, 1].get_title() == "c1" and axes[1, 0].get_ylabel() == "m2"
-    shown = axes[0, 1].images[0].get_array()
-    assert np.array_equal(np.asarray(shown), np.abs(signed))
+    axes = np.array(fig.axes[:6]).reshape(2, 3)
+    assert axes[0, 1].get_title() == "c1" and axes[1, 1].get_ylabel() == "m2"
+    assert len(axes[0, 0].images) == 1 and len(axes[1, 0].images) == 0  # the one photo is shown once
+    shown = axes[0, 1].images[0]
+    assert np.array_equal(np.asarray(shown.get_array()), signed)  # signed, not |map|
+    assert shown.get_clim() == (-1.0, 1.0) and shown.get_cmap().name == plotting.MAP_CMAP
+    assert len(fig.axes) == 7  # six panels and one colorbar
+    plt.close(fig)
+
+
+def test_maps_are_scaled_by_a_percentile_of_their_magnitudes_and_clipped():
+    m = np.linspace(-1.0, 1.0, 101).reshape(1, 101) ** 3  # a few large values, many small ones
+    fig = plotting.map_grid(np.zeros((1, 101, 3)), [[m]], ["r"], ["c"], percentile=50.0)
+    shown = np.asarray(fig.axes[1].images[0].get_array())
+    top = np.percentile(np.abs(m), 50.0)
+    assert np.allclose(shown, np.clip(m / top, -1, 1), atol=1e-6)
+    assert (np.abs(shown) == 1).sum() > 2  # the largest values are clipped
+    assert "50th percentile" in fig.axes[-1].get_ylabel()
+    plt.close(fig)
+    zero = plotting.map_grid(np.zeros((2, 2, 3)), [[np.zeros((2, 2))]], ["r"], ["c"])
+    assert not np.asarray(zero.axes[1].images[0].get_array()).any()
+    plt.close(zero)
+    with pytest.raises(ValueError, match="percentile"):
+        plotting.map_grid(np.zeros((2, 2, 3)), [[np.zeros((2, 2))]], ["r"], ["c"], percentile=0.0)
+
+
+def test_every_method_has_its_own_colour_and_its_aliases_share_it():
+    colours = list(plotting.METHOD_COLOURS.values())
+    assert len(set(colours)) == len(colours)
+    assert plotting.method_colour("GBP") == plotting.method_colour("Guided Backprop (authors)")
+    assert plotting.method_colour("PathwayGrad, NeuronMCT") == plotting.method_colour("NeuronMCT")
+    assert plotting.method_colour("PathwayGrad, NeuronMCT, 90 %") != plotting.method_colour("NeuronMCT")
+    assert plotting.canonical_method("NeuronIntGrad (original code)") == "NeuronIntGrad*"
+    assert plotting.canonical_method("InputMCT (authors' script)") == "InputMCT (authors' script)"
+    assert plotting.method_label("NeuronMCT", maps=True) == "PathwayGrad, NeuronMCT"
+    assert plotting.method_label("GradCAM") == "Grad-CAM"
+    assert not plotting.is_method("NeuronMCT / Greedy")
+    with pytest.raises(ValueError, match="palette"):
+        plotting.method_colour("NeuronTypo")
+
+
+def test_authors_curves_are_dashed_in_the_methods_colour_and_limits_show_every_value():
+    ours = pd.DataFrame({"GBP": [1.0, 0.9, -0.84]}, index=["original", "classifier", "head"])
+    theirs = pd.DataFrame({"Guided Backprop": [1.0, 0.99, 0.5]}, index=["original", "linear", "conv1"])
+    fig, (a, b) = plt.subplots(1, 2)
+    plotting.curves(ours, a, "stage", "similarity", ylim=(-0.3, 1.05))
+    plotting.curves(theirs, b, "stage", "similarity", linestyle="--", label_suffix=" (authors)")
+    assert a.lines[0].get_color() == b.lines[0].get_color() == plotting.METHOD_COLOURS["Guided Backprop"]
+    assert b.lines[0].get_linestyle() == "--" and b.get_legend().get_texts()[0].get_text() == "Guided Backprop (authors)"
+    assert a.get_ylim()[0] < -0.84 and a.get_ylim()[1] >= 1.05
+    plt.close(fig)
+
+
+def test_heatmap_leaves_the_diagonal_blank_and_scales_to_the_comparisons():
+    frame = pd.DataFrame([[100.0, 2.0], [2.0, 100.0]], index=["a", "b"], columns=["a", "b"])
+    fig, ax = plt.subplots()
+    plotting.heatmap(frame, ax, "t")
+    assert sorted(t.get_text() for t in ax.texts) == ["2.0", "2.0"]
+    assert ax.collections[0].get_clim() == (0.0, 2.0)
     plt.close(fig)
 
 
@@ -59,12 +115,20 @@ def test_curves_over_named_stages_with_a_spread_band():
 def test_map_grid_one_photo_per_row():
     photos = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
     fig = plotting.map_grid(photos, [[np.eye(4)], [np.eye(4)]], ["a", "b"], ["c"])
-    axes = np.array(fig.axes).reshape(2, 2)
+    axes = np.array(fig.axes[:4]).reshape(2, 2)
     assert np.asarray(axes[1, 0].images[0].get_array()).max() == 1.0
     plt.close(fig)
-    try:
+    with pytest.raises(ValueError, match="image"):
         plotting.map_grid(photos, [[np.eye(4)]], ["a"], ["c"])
-    except ValueError as error:
-        assert "image" in str(error)
-    else:
-        raise AssertionError("a photo count that does not match the rows must raise")
+
+
+def test_map_grid_photos_on_top_one_per_column():
+    photos = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
+    fig = plotting.map_grid(photos, [[np.eye(4), -np.eye(4)]], ["PathwayGrad, NeuronMCT path, 50 %"], ["a", "b"], photos_on_top=True)
+    axes = np.array(fig.axes[:4]).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["a", "b"]
+    assert np.asarray(axes[0, 1].images[0].get_array()).max() == 1.0
+    assert axes[1, 0].get_ylabel() == "PathwayGrad, NeuronMCT path, 50 %"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="column"):
+        plotting.map_grid(photos[:1], [[np.eye(4), np.eye(4)]], ["r"], ["a", "b"], photos_on_top=True)

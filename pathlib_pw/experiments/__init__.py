@@ -21,6 +21,7 @@ from pathlib_pw.experiments import (
     lerf,
     lerf_digits,
     maps_vs_sparsity,
+    operating_point,
     paths,
     qualitative,
     roar,
@@ -33,6 +34,7 @@ from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
+    "operating_point": operating_point,
     "maps_vs_sparsity": maps_vs_sparsity,
     "qualitative": qualitative,
     "sanity": sanity,

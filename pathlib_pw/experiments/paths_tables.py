@@ -72,13 +72,21 @@ def dead_share_per_site(results: Any, level: float) -> pd.DataFrame:
     return pd.DataFrame(values, index=list(results["sites"]), columns=list(results["criteria"]))
 
 
-def sweep_table(results: Any, quantity: str = "output_change") -> pd.DataFrame:
-    """Mean ``output_change``, ``realized`` or ``dead_share`` per criterion (columns) and requested sparsity (rows)."""
+def sweep_table(results: Any, quantity: str = "output_change", stat: str = "mean") -> pd.DataFrame:
+    """The ``stat`` (``mean`` or ``std``, over images) of ``output_change``, ``realized`` or ``dead_share``
+    per criterion (columns) and requested sparsity (rows)."""
     import pandas as pd
 
     if quantity not in ("output_change", "realized", "dead_share"):
         raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
-    values = _mean(results[quantity], axis=0).T
+    if stat not in ("mean", "std"):
+        raise ValueError(f"stat must be 'mean' or 'std', got {stat!r}")
+    if stat == "std":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.nanstd(results[quantity], axis=0).T
+    else:
+        values = _mean(results[quantity], axis=0).T
     return pd.DataFrame(values, index=[float(v) for v in results["levels"]], columns=list(results["criteria"]))
 
 
@@ -100,3 +108,49 @@ def dgr_kept_prediction(results: Any) -> pd.Series:
         if not np.isnan(kept[:, c]).all()
     }
     return pd.Series(counts, name="kept the prediction")
+
+
+def emptied_sites(results: Any, criterion: str, level: float) -> pd.DataFrame:
+    """The sites where ``criterion``'s path at ``level`` keeps no neuron in at least one image: how
+    many images, and the site's share of all neurons (percent). A path's dead share is undefined
+    there (nothing kept), which leaves a gap in a per-site curve."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    if criterion not in labels:
+        raise ValueError(f"criterion must be one of {labels}, got {criterion!r}")
+    kept = results["kept_site"][:, labels.index(criterion), _level_index(results, level)]  # (images, sites)
+    empty = (kept == 0).sum(0)
+    sizes = results["site_sizes"].astype(np.float64)
+    frame = pd.DataFrame(
+        {"images with the site emptied": empty, "share of all neurons (%)": 100 * sizes / sizes.sum()},
+        index=list(results["sites"]),
+    )
+    return frame[frame["images with the site emptied"] > 0]
+
+
+def per_image(results: Any, quantity: str, criterion: str, level: float) -> pd.Series:
+    """``quantity`` (``output_change``, ``realized`` or ``dead_share``) of ``criterion`` at the swept
+    ``level`` for each image (output change and dead share in percent)."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    if criterion not in labels:
+        raise ValueError(f"criterion must be one of {labels}, got {criterion!r}")
+    if quantity not in ("output_change", "realized", "dead_share"):
+        raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
+    values = results[quantity][:, labels.index(criterion), _level_index(results, level, "levels")].astype(np.float64)
+    return pd.Series(values if quantity == "realized" else 100 * values, index=[str(n) for n in results["names"]], name=quantity)
+
+
+def removed_living_share(results: Any, criterion: str, level: float) -> pd.Series:
+    """Per image, the share (percent) of the neurons alive in the unpruned network that ``criterion``'s
+    path at the swept ``level`` removes, from the realized sparsity, the path's dead share and the
+    base sparsity: living removed = removed - (dead - dead kept)."""
+    import pandas as pd
+
+    removed = per_image(results, "realized", criterion, level).to_numpy() / 100
+    dead_kept = (1 - removed) * per_image(results, "dead_share", criterion, level).to_numpy() / 100
+    dead = results["base_sparsity"].astype(np.float64)
+    living_removed = removed - (dead - dead_kept)
+    return pd.Series(100 * living_removed / (1 - dead), index=[str(n) for n in results["names"]], name="living removed")

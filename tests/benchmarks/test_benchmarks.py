@@ -45,10 +45,28 @@ def test_tiny_run_writes_the_table(bench, tmp_path, monkeypatch):
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert [r["criterion"] for r in rows] == ["NeuronMCT", "Random"]
     assert rows[0]["reference_ms"] and not rows[1]["reference_ms"]  # a literal reference exists for NeuronMCT only
-    assert all(float(r["ms_per_image"]) > 0 and float(r["x_floor"]) > 0 for r in rows)
+    assert all(float(r["ms_per_image"]) > 0 and float(r["passes"]) > 0 for r in rows)
+    assert [r["passes_needed"] for r in rows] == ["2", "1"]
+    assert float(rows[0]["x_floor"]) == pytest.approx(float(rows[0]["passes"]) / 2)
     table = out.with_suffix(".md").read_text()
     assert "| mobilenet_v2 | 1 | NeuronMCT |" in table and "peak resident set" in table
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu.csv", "cpu.md"]  # no temporary left
+
+
+def test_the_floor_computes_no_weight_gradients_and_restores_the_flags(bench):
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    x = torch.randn(2, 3, 8, 8)
+    model(x)
+    model[0].weight.requires_grad_(False)  # a frozen layer stays frozen
+    bench.one_pass(model, x)
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == [False, True, True, True]
+    with bench.frozen(model):
+        out = model(x.requires_grad_(True))
+        assert out.grad_fn is not None and not any(p.requires_grad for p in model.parameters())
+    assert set(bench.PASSES) == set(bench.criteria(quick=True))
 
 
 def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, capsys):
@@ -67,3 +85,13 @@ def test_device_check_compares_cpu_with_itself(monkeypatch, capsys):
     assert module.main() == 0
     out = capsys.readouterr().out
     assert "all within" in out and "NeuronIntGrad (original code)" in out and "gradcam" in out
+
+
+def test_page_fault_counter_runs_and_counts_per_image(monkeypatch, capsys):
+    module = _script("count_page_faults")
+    monkeypatch.setattr(sys, "argv", ["count_page_faults.py", "--model", "mobilenet_v2", "--batch-sizes", "1", "2",
+                                      "--size", "32", "--repeats", "1"])
+    assert module.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["mobilenet_v2 batch 1", "mobilenet_v2 batch 2"]
+    assert all("minor faults per image" in line for line in lines)

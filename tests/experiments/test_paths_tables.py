@@ -83,3 +83,43 @@ def test_dgr_kept_prediction_counts_only_dgr_columns():
     r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
     counts = paths_tables.dgr_kept_prediction(r)
     assert counts.to_dict() == {"B": "2 of 2", "C": "1 of 2"}
+
+
+def test_sweep_spread_is_the_standard_deviation_over_images():
+    std = paths_tables.sweep_table(fake_results(), stat="std")
+    assert std.loc[90.0, "A"] == pytest.approx(0.10)  # images 0.30 and 0.50
+    assert std.loc[90.0, "B"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="stat must be"):
+        paths_tables.sweep_table(fake_results(), stat="median")
+
+
+def test_emptied_sites_name_where_a_path_keeps_nothing():
+    r = fake_results()
+    r["site_sizes"] = np.array([300, 100])
+    r["kept_site"] = np.full((2, 3, 1, 2), 0.5)
+    r["kept_site"][0, 2, 0, 0] = 0.0  # C empties s0 in image 0
+    r["kept_site"][:, 2, 0, 1] = 0.0  # and s1 in both images
+    frame = paths_tables.emptied_sites(r, "C", 90)
+    assert frame["images with the site emptied"].to_dict() == {"s0": 1, "s1": 2}
+    assert frame["share of all neurons (%)"].tolist() == pytest.approx([75.0, 25.0])
+    assert paths_tables.emptied_sites(r, "A", 90).empty
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        paths_tables.emptied_sites(r, "D", 90)
+
+
+def test_per_image_values_in_percent_except_the_sparsity():
+    r = fake_results()
+    r["names"] = np.array(["x", "y"])
+    assert paths_tables.per_image(r, "output_change", "A", 90).to_dict() == pytest.approx({"x": 30.0, "y": 50.0})
+    assert paths_tables.per_image(r, "realized", "A", 50).tolist() == [50.0, 50.0]
+    with pytest.raises(ValueError, match="level must be one of"):
+        paths_tables.per_image(r, "realized", "A", 70)
+
+
+def test_removed_living_share_from_sparsity_dead_share_and_base_rate():
+    r = fake_results()
+    r["names"] = np.array(["x", "y"])
+    r["base_sparsity"] = np.array([0.4, 0.5])
+    r["realized"][:, 2, 2] = 50.0  # C removes half; its kept half is 30 % / 50 % dead (fake_results)
+    # image x: dead kept 0.15, dead removed 0.25, living removed 0.25 of 0.6 living; image y: 0.25, 0.25, 0.25 of 0.5
+    assert paths_tables.removed_living_share(r, "C", 90).tolist() == pytest.approx([100 * 0.25 / 0.6, 50.0])
