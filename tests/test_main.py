@@ -26,5 +26,5 @@ def test_run_then_verify_smoke_profile(tmp_path, monkeypatch, capsys):
 
 def test_unknown_experiment_is_rejected(capsys):
     with pytest.raises(SystemExit):
-        main(["run", "roar"])
+        main(["run", "no_such_experiment"])
     assert "invalid choice" in capsys.readouterr().err
