@@ -138,18 +138,23 @@ def curve_frames(
     return pd.DataFrame(mean.T, index=index, columns=columns), pd.DataFrame((mean - low).T, index=index, columns=columns)
 
 
-def authors_curves(dataset: str) -> pd.DataFrame:
-    """The authors' LeRF curves (lerf_authors.csv): percent x method (our labels), one dataset."""
-    table = authors_table("lerf")
+def authors_wide(name: str, dataset: str, index: str, values: str) -> pd.DataFrame:
+    """One dataset of the authors' removal table ``name`` (``"lerf"`` or ``"roar"``): the ``index``
+    column (percent removed) x method (our labels, in registry order), cells from ``values``."""
+    table = authors_table(name)
     datasets = sorted(set(table["dataset"]))
     if dataset not in datasets:
         raise ValueError(f"dataset must be one of {datasets}, got {dataset!r}")
-    rows = table[table["dataset"] == dataset]
-    wide = rows.pivot(index="percent_least_relevant_pixels_removed", columns="method", values="abs_fractional_output_change")
+    wide = table[table["dataset"] == dataset].pivot(index=index, columns="method", values=values)
     wide = wide[[m for m in AUTHORS_NAMES if m in wide.columns]]
     wide.columns = [label(AUTHORS_NAMES[m]) for m in wide.columns]
     wide.index.name = "pixels removed (%)"
     return wide
+
+
+def authors_curves(dataset: str) -> pd.DataFrame:
+    """The authors' LeRF curves (lerf_authors.csv): percent x method (our labels), one dataset."""
+    return authors_wide("lerf", dataset, "percent_least_relevant_pixels_removed", "abs_fractional_output_change")
 
 
 def authors_aucs() -> pd.DataFrame:

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from pathlib_pw.experiments.lerf_tables import AUTHORS_NAMES, interval, label
-from pathlib_pw.reference import authors_table
+from pathlib_pw.experiments.lerf_tables import authors_wide, interval, label
 from pathlib_pw.roar import roar_auc
 
 if TYPE_CHECKING:
@@ -116,13 +115,7 @@ def ranking(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
 def authors_curves() -> pd.DataFrame:
     """The authors' CIFAR-10 ROAR curves (roar_authors.csv): removed % x method (our labels), accuracy in %."""
-    table = authors_table("roar")
-    rows = table[table["dataset"] == "cifar10"]
-    wide = rows.pivot(index="percent_pixels_removed", columns="method", values="test_accuracy_percent")
-    wide = wide[[m for m in AUTHORS_NAMES if m in wide.columns]]
-    wide.columns = [label(AUTHORS_NAMES[m]) for m in wide.columns]
-    wide.index.name = "pixels removed (%)"
-    return wide
+    return authors_wide("roar", "cifar10", "percent_pixels_removed", "test_accuracy_percent")
 
 
 def authors_aucs() -> pd.Series:
