@@ -23,6 +23,15 @@ METHOD_COLOURS: dict[str, str] = {
     "PathwayGrad, NeuronIntGrad*": "#bcbd22",
     "random (control)": "#7f7f7f",
     "Sobel edges (control)": "#17becf",
+    # paths (pathway decoding); the contribution criteria keep their PathwayGrad colours
+    "Original network": "#000000",
+    "Active subnet": "#a6761d",
+    "NeuronMCT": "#d62728",
+    "NeuronIntGrad": "#e377c2",
+    "DGR(init=1)": "#1b9e77",
+    "DGR(init=r)": "#e6ab02",
+    "Greedy": "#7570b3",
+    "Greedy (original code)": "#54278f",
 }
 
 

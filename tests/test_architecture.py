@@ -52,7 +52,7 @@ LAYERS = [
     {"decisions", "selection", "sites", "_version"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference", "cifar10"},
-    {"metrics", "saliency", "sanity", "plotting", "removal", "digits"},
+    {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "decoding"},
     {"criteria"},
     {"attribution_methods", "quantus_adapter"},
     {"experiments"},

@@ -17,7 +17,16 @@ import numpy as np
 import torch
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import lerf, lerf_digits, maps_vs_sparsity, paths, qualitative, sanity, sanity_efficientnet
+from pathlib_pw.experiments import (
+    decoding,
+    lerf,
+    lerf_digits,
+    maps_vs_sparsity,
+    paths,
+    qualitative,
+    sanity,
+    sanity_efficientnet,
+)
 from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
 
@@ -29,6 +38,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "sanity_efficientnet": sanity_efficientnet,
     "lerf": lerf,
     "lerf_digits": lerf_digits,
+    "decoding": decoding,
 }
 
 
