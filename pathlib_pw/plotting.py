@@ -34,6 +34,9 @@ METHOD_COLOURS: dict[str, str] = {
     "Random": "#7f7f7f",
     "random (control)": "#c7c7c7",
     "Sobel edges (control)": "#8c6d31",
+    # paths of the pathway decoding chapter
+    "Original network": "#000000",
+    "Active subnet": "#a6761d",
 }
 # other spellings of the same methods in the caches, the authors' tables and the registry
 ALIASES: dict[str, str] = {

@@ -18,6 +18,7 @@ import torch
 
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import (
+    decoding,
     lerf,
     lerf_digits,
     maps_vs_sparsity,
@@ -43,6 +44,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "lerf_digits": lerf_digits,
     "roar": roar,
     "roar_mask": roar_mask,
+    "decoding": decoding,
 }
 
 

@@ -1,0 +1,530 @@
+"""Pathway decoding (PAPER.md section 5, "Pathway decoding"): what a path encodes, by maximizing the
+explained logit through the network restricted to the path, with torch-lucent (:mod:`pathlib_pw.decoding`).
+
+For one image and each path (the original network, the active subnet, NeuronIntGrad, NeuronMCT,
+DGR(init=1), DGR(init=r), Greedy and the authors' Greedy loop), at each sparsity, and with several
+seeds: the authors' decoding (a 128 px pixel image, no FFT, no decorrelation, no transforms, Adam lr
+0.05, 512 steps, bilinear upsampling to the input size, ImageNet normalization). The target is the
+unmasked network's prediction (the authors' script computed it while the previous method's mask was
+still applied; Notes page). Beyond the authors, every decoding is measured: the target's logit
+through its own path and through the full network, the full network's probability of the target,
+the full network's penultimate features (their cosine to the photo's, and between decodings), SSIM
+between decodings, and how much of the image the optimization changed.
+
+Also, at the first sparsity: the highest-scored neuron of the last convolutional site of each path,
+rendered on the unmasked network with lucent's defaults (``channel("features", c)``, as the authors).
+
+Verification (``verify``): the path of ``check_path`` is extracted again (its threshold decisions
+replayed against the cache's records, so another machine uses the same masks) and the first
+``check_steps`` steps of its seed-0 render are recomputed and compared with the image the cache
+stores for that step. A few steps of Adam stay within float rounding of each other; the 512-step
+images do not (the optimization is chaotic), and are not compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pathlib_pw import decisions
+from pathlib_pw import decoding as dec
+from pathlib_pw.criteria import extract_pathways, spec
+from pathlib_pw.criteria.seeds import per_image_seeds
+from pathlib_pw.data import list_imagenet_val, register_image_source
+from pathlib_pw.experiments.inputs import Inputs, pinned_options
+from pathlib_pw.experiments.paths import Criterion, paper_criteria
+from pathlib_pw.experiments.verification import Tolerance
+from pathlib_pw.imagenet import preprocess
+from pathlib_pw.pathway import Pathway, masking
+from pathlib_pw.sites import activations_and_gradients, evaluating, record_activations
+
+ORIGINAL = "Original network"
+ACTIVE = "Active subnet"
+# the paper's decoding figure, in its order, and the intended Greedy beside the authors' loop
+PAPER_PATHS = (ORIGINAL, ACTIVE, "NeuronIntGrad", "NeuronMCT", "DGR(init=1)", "DGR(init=r)", "Greedy (original code)")
+BOOK_PATHS = PAPER_PATHS + ("Greedy",)
+TOP_PATHS = ("NeuronIntGrad", "NeuronMCT", "DGR(init=1)", "DGR(init=r)", "Greedy", "Greedy (original code)")
+GREEDY = "greedy"
+
+
+def decoding_criteria(dgr_iterations: int = 1000, dgr_retries: int = 100, greedy_rounds: int = 98) -> tuple[Criterion, ...]:
+    """The criteria of the decoding figure, as the paths experiment defines them (the authors' Greedy
+    loop ran 98 rounds for decoding), plus the active subnet."""
+    known = paper_criteria(dgr_iterations=dgr_iterations, greedy_rounds=greedy_rounds, dgr_retries=dgr_retries)
+    wanted = ("NeuronIntGrad", "NeuronMCT", "DGR(init=1)", "DGR(init=r)", "Greedy", "Greedy (original code)")
+    return (Criterion(ACTIVE, "active_subnet"),) + tuple(c for c in known if c.label in wanted)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One image; ``paths`` (labels of ``criteria``, or ``ORIGINAL``) at each of ``sparsities`` (the
+    first is the main one: top neurons, the verification), ``seeds`` renders each."""
+
+    inputs: Inputs = Inputs(images=("chelsea",))
+    sparsities: tuple[float, ...] = (90.0, 98.0)
+    paths: tuple[str, ...] = BOOK_PATHS
+    criteria: tuple[Criterion, ...] = decoding_criteria(dgr_iterations=300, dgr_retries=2)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    param_size: int = 128
+    steps: int = 512
+    lr: float = 0.05
+    top_paths: tuple[str, ...] = TOP_PATHS
+    top_layer: str = "features"  # lucent's name of the layer whose channel is rendered (the authors': VGG16's features)
+    top_steps: int = 512
+    top_inputs: Inputs | None = None  # the image the top neurons are scored on (None: ``inputs``)
+    path_seed: int = 0  # of the random draws of the paths (DGR init=r)
+    check_path: str = "NeuronMCT"
+    check_steps: int = 8
+    check_only: bool = False  # what ``verify`` recomputes: the check path and its first steps
+
+    def __post_init__(self) -> None:
+        labels = [c.label for c in self.criteria]
+        known = [ORIGINAL] + labels
+        for field, names in (("paths", self.paths), ("top_paths", self.top_paths)):
+            unknown = [p for p in names if p not in known]
+            if unknown:
+                raise ValueError(f"{field}: unknown path name(s) {unknown}; known: {known}")
+        if ORIGINAL in self.top_paths or not set(self.top_paths) <= set(self.paths):
+            raise ValueError(f"top_paths must be criteria among paths {list(self.paths)}, got {list(self.top_paths)}")
+        if self.check_path not in self.paths or self.check_path == ORIGINAL:
+            raise ValueError(f"check_path must be a criterion among paths {list(self.paths)}, got {self.check_path!r}")
+        check = self.criteria[labels.index(self.check_path)]
+        if spec(check.method).rounding_for(dict(check.options)).kind == "chaotic":
+            raise ValueError(f"check_path {self.check_path!r} is chaotic: its masks are not restored on replay")
+        if not self.sparsities or not self.seeds or 0 not in self.seeds:
+            raise ValueError("sparsities must not be empty and seeds must include 0 (the check render)")
+        if not 1 <= self.check_steps <= self.steps:
+            raise ValueError(f"check_steps must be in [1, steps={self.steps}], got {self.check_steps}")
+
+    def criterion(self, label: str) -> Criterion:
+        return next(c for c in self.criteria if c.label == label)
+
+
+def config(profile: str) -> Config:
+    if profile == "smoke":
+        return Config(
+            inputs=Inputs(images=("chelsea",), size=64),
+            paths=(ORIGINAL, ACTIVE, "NeuronMCT", "DGR(init=1)", "Greedy (original code)"),
+            criteria=decoding_criteria(dgr_iterations=5, dgr_retries=1, greedy_rounds=5),
+            seeds=(0, 1),
+            param_size=32,
+            steps=16,
+            top_paths=("NeuronMCT", "DGR(init=1)"),
+            top_steps=8,
+        )
+    if profile == "book":
+        # DGR with 300 iterations and at most 2 init=r retries, as the paths experiment's book profile
+        return Config()
+    # the authors' script: VGG16, one validation image, 98 %, the top neurons on another image
+    return Config(
+        inputs=Inputs(model="vgg16", source="imagenet_val_named", images=("val_00048339",)),
+        sparsities=(98.0,),
+        paths=BOOK_PATHS,
+        criteria=decoding_criteria(),
+        top_inputs=Inputs(model="vgg16", source="imagenet_val_named", images=("val_00048265",)),
+    )
+
+
+@register_image_source("imagenet_val_named")
+def _imagenet_val_named(
+    images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None
+) -> tuple[torch.Tensor, list[str]]:
+    """Named images of the local ImageNet val folder (``PATHLIB_PW_IMAGENET_VAL``): each name must
+    end exactly one file's stem (``val_00048339`` -> ``ILSVRC2012_val_00048339.JPEG``)."""
+    from PIL import Image
+
+    root, files = list_imagenet_val()
+    chosen = []
+    for name in images[:first]:
+        hits = [f for f in files if Path(f).stem.endswith(name)]
+        if len(hits) != 1:
+            raise FileNotFoundError(f"{len(hits)} files in {root} end in {name!r} (exactly one is needed)")
+        chosen.append(hits[0])
+    arrays = []
+    for f in chosen:
+        with Image.open(root / f) as im:
+            arrays.append(np.asarray(im.convert("RGB")))
+    return preprocess(arrays, size=size), chosen
+
+
+PER_IMAGE = {"names"}
+# The check image after a few Adam steps (MobileNetV2, 224 px, the 90 % NeuronMCT path, 8 steps).
+# Rounding moved it by at most 4.5e-6 (2 threads instead of 1) and 1.6e-6 (no SIMD, after 34
+# threshold neurons were restored); a 1 % larger learning rate moves it by up to 0.035 (73 % of the
+# values by more than 1e-4), another path or seed by 0.1 to 0.2. Adam's first step moves every pixel
+# by +-lr whatever the size of its gradient, so a gradient within rounding of zero could turn a
+# pixel (up to 0.025 in the image): a few values (0.1 %) may differ by up to 0.03. None did.
+CHECK_IMAGE = Tolerance(
+    atol=1e-4,
+    share=0.001,
+    limit=0.03,
+    reason="a few Adam steps from the same start: float rounding only; a pixel whose gradient sits at 0 may turn",
+)
+TOLERANCES = {"check_image": CHECK_IMAGE, "check_logits": Tolerance(rtol=1e-3, atol=1e-3, reason="logits of the check image")}
+CHECK_KEYS = ("names", "target", "check_image", "check_logits", "check_realized")
+
+
+def verify_subset(config: Config, n: int) -> Config:
+    """What ``verify`` recomputes: the check path (its decisions replayed) and the first
+    ``check_steps`` steps of its seed-0 render."""
+    return dataclasses.replace(config, check_only=True)
+
+
+def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.ndarray]:
+    if part.check_only:
+        return {k: cached[k] for k in CHECK_KEYS}
+    return dict(cached)
+
+
+# ---- paths and their scores ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _decision_scores() -> Iterator[list[list[torch.Tensor]]]:
+    """The scores each threshold decision inside the block was made on: every criterion hands its
+    scores to :func:`pathlib_pw.decisions.checkpoint` (called through the module), which is wrapped
+    for the block and put back after; the decisions themselves are unchanged."""
+    seen: list[list[torch.Tensor]] = []
+    original = decisions.checkpoint
+
+    def spy(scores: Any, masks: Any, cut: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(list(scores))
+        return original(scores, masks, cut, *args, **kwargs)
+
+    decisions.checkpoint = spy
+    try:
+        yield seen
+    finally:
+        decisions.checkpoint = original
+
+
+def _paths(
+    model: nn.Module, x: torch.Tensor, config: Config, labels: tuple[str, ...], want_scores: set[str]
+) -> tuple[dict[str, list[Pathway | None]], dict[str, list[torch.Tensor]]]:
+    """Each path at each sparsity (None: the original network), and the criterion's scores of those
+    in ``want_scores`` (see :func:`top_neuron`): the scores the criterion thresholded, Greedy's
+    :func:`greedy_scores`."""
+    levels = list(config.sparsities)
+    out: dict[str, list[Pathway | None]] = {}
+    scores: dict[str, list[torch.Tensor]] = {}
+    for label in labels:
+        if label == ORIGINAL:
+            out[label] = [None] * len(levels)
+            continue
+        criterion = config.criterion(label)
+        options = {**pinned_options(criterion.method), **dict(criterion.options)}
+        if spec(criterion.method).seeded:
+            options["seed"] = per_image_seeds(config.path_seed, len(x))
+        capture = label in want_scores and criterion.method != GREEDY
+        with decisions.images([0]), decisions.scope(label), _decision_scores() if capture else contextlib.nullcontext([]) as seen:
+            if spec(criterion.method).needs_sparsity:
+                found = extract_pathways(model, x, criterion.method, levels, variant=criterion.variant, **options)
+            else:
+                found = [extract_pathways(model, x, criterion.method, None, variant=criterion.variant, **options)[0]] * len(
+                    levels
+                )
+        out[label] = list(found)
+        if label in want_scores:
+            scores[label] = seen[0] if capture else greedy_scores(model, x, found[0])
+    return out, scores
+
+
+def greedy_scores(model: nn.Module, x: torch.Tensor, path: Pathway) -> list[torch.Tensor]:
+    """Greedy's own score of the neurons of its final path: |a x d logit / d a| through the masked
+    network (the score its next round would rank by). Its threshold decisions rank every neuron
+    whose score is 0 above all others, so those ranks say nothing about importance."""
+    _, acts, grads, _, _ = activations_and_gradients(model, x, path.info.get("target"), masking(path.masks, path.sites))
+    return [(a * g).abs() for a, g in zip(acts, grads)]
+
+
+def top_neuron(path: Pathway, scores: list[torch.Tensor]) -> dict[str, Any]:
+    """The highest-scored kept neuron of the last convolutional site of ``path`` (image 0): its site,
+    flat index, channel, and its share of the path's total score (kept neurons of all sites)."""
+    conv = [s for s, m in enumerate(path.masks) if m.dim() == 4]
+    if not conv:
+        raise ValueError("the pathway has no convolutional site (masks of shape (B, C, H, W))")
+    site = conv[-1]
+    kept = [m[0].to(s.device) for m, s in zip(path.masks, scores)]
+    values = [
+        torch.where(k, s[0].to(torch.float64), torch.zeros((), dtype=torch.float64, device=s.device))
+        for k, s in zip(kept, scores)
+    ]
+    total = float(sum(float(v.sum()) for v in values))
+    last = values[site].flatten()
+    index = int(last.argmax())
+    best = float(last[index])
+    plane = int(np.prod(path.masks[site].shape[2:]))
+    return {
+        "site": path.sites[site],
+        "index": index,
+        "channel": index // plane if best > 0 else -1,
+        "share": best / total if total > 0 else float("nan"),
+        "channel_share": float(values[site].view(values[site].shape[0], -1)[index // plane].sum()) / total
+        if total > 0
+        else float("nan"),
+    }
+
+
+# ---- measurements -----------------------------------------------------------------------------------
+
+
+def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The full network's input to its last linear layer (its penultimate features), (N, D)."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError("the model has no nn.Linear layer")
+    seen: list[torch.Tensor] = []
+    handle = last[-1].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(1)))
+    try:
+        dec.outputs(model, x)
+    finally:
+        handle.remove()
+    return seen[-1]
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    a, b = a.double(), b.double()
+    return (torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T).cpu().numpy()
+
+
+def _ssim_matrix(images: np.ndarray) -> np.ndarray:
+    from skimage.metrics import structural_similarity
+
+    n = len(images)
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = out[j, i] = structural_similarity(images[i], images[j], channel_axis=2, data_range=1.0)
+    return out
+
+
+def _concentration(images: np.ndarray, share: float = 0.05) -> np.ndarray:
+    """Share of the total change |image - 0.5| (summed over colours) held by the top ``share`` of pixels
+    (0.05 for a uniform change, 1 when it all sits in those pixels; the start is grey noise near 0.5)."""
+    change = np.abs(images.astype(np.float64) - 0.5).sum(-1).reshape(len(images), -1)
+    k = max(1, int(round(share * change.shape[1])))
+    top = np.sort(change, axis=1)[:, -k:].sum(1)
+    total = change.sum(1)
+    return np.where(total > 0, top / np.where(total > 0, total, 1), np.nan)
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, path: Pathway | None, target: int) -> float:
+    """sum |d logit / d x| through the path at the photo: 0 when the path no longer connects input and output."""
+    inp = x.detach().clone().requires_grad_(True)
+    with evaluating(model), path.applied(model) if path is not None else contextlib.nullcontext():
+        out = model(inp.clone())
+        (grad,) = torch.autograd.grad(out[0, target], inp)
+    return float(grad.abs().sum())
+
+
+# ---- the run ----------------------------------------------------------------------------------------
+
+
+def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    model = config.inputs.load_model(device)
+    x, names = config.inputs.load_images()
+    if len(x) != 1:
+        raise ValueError(f"the decoding experiment takes one image, got {len(x)} ({names})")
+    x = x.to(device)
+    logits, _, _ = record_activations(model, x)
+    target = int(logits.argmax(1)[0])
+    size = int(x.shape[-1])
+    param = dec.Parameterization(size=config.param_size)
+
+    def decode(path: Pathway | None, seed: int, thresholds: tuple[int, ...] | None = None) -> np.ndarray:
+        return dec.render(
+            model,
+            dec.logit(target),
+            path,
+            input_size=size,
+            parameterization=param,
+            steps=config.steps if thresholds is None else max(thresholds),
+            lr=config.lr,
+            seed=seed,
+            thresholds=thresholds,
+            progress=False,
+        )
+
+    def check_arrays(image: np.ndarray, path: Pathway | None) -> dict[str, np.ndarray]:
+        xi = dec.model_input(image[None], size, device)
+        own, full = dec.outputs(model, xi, path), dec.outputs(model, xi)
+        return {
+            "names": np.array(names),
+            "target": np.array(target),
+            "check_image": image,
+            "check_logits": np.array([float(own[0, target]), float(full[0, target])], dtype=np.float32),
+            "check_realized": np.array(0.0 if path is None else float(path.sparsity[0]), dtype=np.float32),
+        }
+
+    if config.check_only:
+        found, _ = _paths(model, x, config, (config.check_path,), set())
+        path = found[config.check_path][0]
+        return check_arrays(decode(path, 0, (config.check_steps,))[0], path)
+
+    labels, levels, seeds = config.paths, config.sparsities, config.seeds
+    found, scores = _paths(model, x, config, labels, set(config.top_paths))
+    top, channels = _top_rows(model, config, device, found, scores)
+    # a path that is the same at every sparsity (the original network, the active subnet, the
+    # authors' Greedy loop) is rendered once
+    rendered_at = {(j, p): j for j in range(len(levels)) for p in range(len(labels))}
+    for p, label in enumerate(labels):
+        for j in range(1, len(levels)):
+            a, b = found[label][0], found[label][j]
+            if a is b or (a is not None and b is not None and all(torch.equal(u, v) for u, v in zip(a.masks, b.masks))):
+                rendered_at[j, p] = 0
+    renders = sum(1 for (j, _), k in rendered_at.items() if j == k) * len(seeds) + len(channels)
+    bar = tqdm(total=renders, desc="decoding renders", disable=not progress)
+
+    shape = (len(levels), len(labels), len(seeds))
+    images = np.zeros(shape + (config.param_size, config.param_size, 3), dtype=np.float32)
+    check: dict[str, np.ndarray] = {}
+    for j in range(len(levels)):
+        for p, label in enumerate(labels):
+            if rendered_at[j, p] != j:
+                images[j, p] = images[rendered_at[j, p], p]
+                continue
+            for s, seed in enumerate(seeds):
+                is_check = label == config.check_path and j == 0 and seed == 0
+                out = decode(found[label][j], seed, (config.check_steps, config.steps) if is_check else None)
+                if is_check:
+                    check = check_arrays(out[0], found[label][j])
+                images[j, p, s] = out[-1]
+                bar.update()
+    pictures = np.zeros((len(channels), dec.LUCENT_DEFAULT.size, dec.LUCENT_DEFAULT.size, 3), dtype=np.float32)
+    for c, channel in enumerate(channels):
+        pictures[c] = dec.render(
+            model,
+            dec.channel(config.top_layer, channel),
+            None,
+            input_size=size,
+            parameterization=dec.LUCENT_DEFAULT,
+            steps=config.top_steps,
+            seed=0,
+            progress=False,
+        )[0]
+        bar.update()
+    bar.close()
+    return {
+        **check,
+        "photo_probability": np.array(float(logits.softmax(1)[0, target]), dtype=np.float32),
+        "photo_logit": np.array(float(logits[0, target]), dtype=np.float32),
+        "paths": np.array(labels),
+        "sparsities": np.array(levels, dtype=np.float32),
+        "seeds": np.array(seeds),
+        "images": images.astype(np.float16),
+        **_measure(model, x, target, images, [[found[label][j] for label in labels] for j in range(len(levels))], device),
+        **top,
+        "top_channels": np.array(channels, dtype=np.int64),
+        "top_images": pictures.astype(np.float16),
+    }
+
+
+def _measure(
+    model: nn.Module, x: torch.Tensor, target: int, images: np.ndarray, paths: list[list[Pathway | None]], device: str
+) -> dict[str, np.ndarray]:
+    """Every decoding through its own path and the full network, their similarities, and each path
+    on the photo. ``images``: (levels, paths, seeds, size, size, 3); ``paths[j][p]``."""
+    levels, n_paths, n_seeds = images.shape[:3]
+    side = images.shape[3]
+    size = int(x.shape[-1])
+    shape = (levels, n_paths, n_seeds)
+    logit_own, logit_full, prob_full = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    top1_full = np.zeros(shape, dtype=np.int64)
+    photo_cosine = np.zeros(shape)
+    n = n_paths * n_seeds
+    cosine, ssim = np.zeros((levels, n, n)), np.zeros((levels, n, n))
+    photo_features = penultimate(model, x)
+    for j in range(levels):
+        flat = images[j].reshape(n, side, side, 3)
+        xi = dec.model_input(flat, size, device)
+        full = dec.outputs(model, xi)
+        features = penultimate(model, xi)
+        for p in range(n_paths):
+            own = dec.outputs(model, xi[p * n_seeds : (p + 1) * n_seeds], paths[j][p])
+            logit_own[j, p] = own[:, target].cpu().numpy()
+        logit_full[j] = full[:, target].cpu().numpy().reshape(n_paths, n_seeds)
+        prob_full[j] = full.softmax(1)[:, target].cpu().numpy().reshape(n_paths, n_seeds)
+        top1_full[j] = full.argmax(1).cpu().numpy().reshape(n_paths, n_seeds)
+        photo_cosine[j] = _cosine(features, photo_features)[:, 0].reshape(n_paths, n_seeds)
+        cosine[j] = _cosine(features, features)
+        ssim[j] = _ssim_matrix(flat)
+    concentration = _concentration(images.reshape(-1, side, side, 3)).reshape(shape)
+    change = np.abs(images.astype(np.float64) - 0.5).mean(axis=(-3, -2, -1))
+
+    path_shape = (levels, n_paths)
+    photo_logit_own, photo_prob_own = np.zeros(path_shape), np.zeros(path_shape)
+    realized, last_kept, gradient = np.zeros(path_shape), np.zeros(path_shape), np.zeros(path_shape)
+    for j in range(levels):
+        for p in range(n_paths):
+            path = paths[j][p]
+            out = dec.outputs(model, x, path)
+            photo_logit_own[j, p] = float(out[0, target])
+            photo_prob_own[j, p] = float(out.softmax(1)[0, target])
+            realized[j, p] = 0.0 if path is None else float(path.sparsity[0])
+            last_kept[j, p] = 1.0 if path is None else float(path.kept_per_site()[0, -1])
+            gradient[j, p] = _input_gradient(model, x, path, target)
+    return {
+        "logit_own": logit_own.astype(np.float32),
+        "logit_full": logit_full.astype(np.float32),
+        "prob_full": prob_full.astype(np.float32),
+        "top1_full": top1_full,
+        "photo_cosine": photo_cosine.astype(np.float32),
+        "cosine": cosine.astype(np.float32),
+        "ssim": ssim.astype(np.float32),
+        "concentration": concentration.astype(np.float32),
+        "change": change.astype(np.float32),
+        "photo_logit_own": photo_logit_own.astype(np.float32),
+        "photo_prob_own": photo_prob_own.astype(np.float32),
+        "realized": realized.astype(np.float32),
+        "last_site_kept": last_kept.astype(np.float32),
+        "input_gradient": gradient.astype(np.float32),
+    }
+
+
+def _top_rows(
+    model: nn.Module,
+    config: Config,
+    device: str,
+    found: dict[str, list[Pathway | None]],
+    scores: dict[str, list[torch.Tensor]],
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """The top neuron of each of ``config.top_paths`` at the first sparsity (on ``top_inputs`` when
+    set, whose paths are extracted here), and the distinct channels to render."""
+    top_name = ""
+    if config.top_inputs is not None:
+        xt, top_names = config.top_inputs.load_images()
+        top_name = top_names[0]
+        with decisions.scope("top image"):
+            found, scores = _paths(
+                model,
+                xt[:1].to(device),
+                dataclasses.replace(config, sparsities=config.sparsities[:1]),
+                config.top_paths,
+                set(config.top_paths),
+            )
+    rows = []
+    for label in config.top_paths:
+        path = found[label][0]
+        assert path is not None
+        rows.append(top_neuron(path, scores[label]))
+    channels = sorted({int(r["channel"]) for r in rows if r["channel"] >= 0})
+    return {
+        "top_paths": np.array(config.top_paths),
+        "top_image": np.array(top_name),
+        "top_site": np.array([r["site"] for r in rows]),
+        "top_index": np.array([r["index"] for r in rows]),
+        "top_channel": np.array([r["channel"] for r in rows]),
+        "top_share": np.array([r["share"] for r in rows], dtype=np.float32),
+        "top_channel_share": np.array([r["channel_share"] for r in rows], dtype=np.float32),
+    }, channels
+
+
+__all__ = ["CHECK_IMAGE", "Config", "config", "decoding_criteria", "greedy_scores", "run", "top_neuron", "verify_subset"]

@@ -1,0 +1,179 @@
+"""Tables of the pathway-decoding chapter from cached results of :mod:`pathlib_pw.experiments.decoding`:
+what the notebook shows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# the paper's two groups: contribution criteria decode to class-relevant features, pruners do not
+CONTRIBUTION = ("NeuronIntGrad", "NeuronMCT")
+PRUNERS = ("DGR(init=1)", "DGR(init=r)", "Greedy", "Greedy (original code)")
+
+
+def level_index(results: Any, level: float) -> int:
+    levels = [float(v) for v in results["sparsities"]]
+    if float(level) not in levels:
+        raise ValueError(f"level must be one of {levels}, got {level!r}")
+    return levels.index(float(level))
+
+
+def paths(results: Any) -> list[str]:
+    return [str(p) for p in results["paths"]]
+
+
+def _pair_means(matrix: np.ndarray, n_paths: int, n_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd over seed pairs of a (P*S, P*S) matrix, per pair of paths; the diagonal blocks
+    leave out each decoding's similarity to itself (within a path: across seeds)."""
+    blocks = matrix.reshape(n_paths, n_seeds, n_paths, n_seeds).transpose(0, 2, 1, 3).astype(np.float64)
+    mean, sd = np.zeros((n_paths, n_paths)), np.zeros((n_paths, n_paths))
+    off = ~np.eye(n_seeds, dtype=bool)
+    for a in range(n_paths):
+        for b in range(n_paths):
+            values = blocks[a, b][off] if a == b else blocks[a, b].ravel()
+            if values.size == 0:
+                mean[a, b] = sd[a, b] = np.nan
+            else:
+                mean[a, b], sd[a, b] = values.mean(), values.std()
+    return mean, sd
+
+
+def similarity_matrix(results: Any, level: float, metric: str = "cosine") -> pd.DataFrame:
+    """Mean similarity between the decodings of every pair of paths at ``level`` (over all seed
+    pairs; on the diagonal, across the seeds of one path). ``metric``: ``"cosine"`` (the full
+    network's penultimate features) or ``"ssim"`` (pixels)."""
+    import pandas as pd
+
+    if metric not in ("cosine", "ssim"):
+        raise ValueError(f"metric must be 'cosine' or 'ssim', got {metric!r}")
+    labels = paths(results)
+    mean, _ = _pair_means(results[metric][level_index(results, level)], len(labels), len(results["seeds"]))
+    return pd.DataFrame(mean, index=labels, columns=labels)
+
+
+CHANGED = 0.02  # |pixel - 0.5| above this: changed by the optimization (the start is 0.5 +- 0.0025, sd)
+
+
+def changed_pixels(results: Any) -> np.ndarray:
+    """Share of the pixels (any colour) the optimization moved away from the grey start, per decoding
+    (levels, paths, seeds)."""
+    images = np.asarray(results["images"], dtype=np.float32)
+    return (np.abs(images - 0.5) > CHANGED).any(-1).mean((-2, -1))
+
+
+def path_table(results: Any, level: float) -> pd.DataFrame:
+    """Per path at ``level``, on the photo: realized sparsity, kept share of the last site, how much
+    the target logit depends on the input through the path (sum of |d logit / d x|; 0: the path is
+    cut), and the logit and probability of the target through the path."""
+    import pandas as pd
+
+    j = level_index(results, level)
+    frame = pd.DataFrame(
+        {
+            "realized sparsity (%)": results["realized"][j],
+            "kept in last site (%)": 100 * results["last_site_kept"][j],
+            "input gradient": results["input_gradient"][j],
+            "logit through path": results["photo_logit_own"][j],
+            "p through path": results["photo_prob_own"][j],
+        },
+        index=paths(results),
+    )
+    frame.index.name = "path"
+    return frame
+
+
+def decoding_table(results: Any, level: float) -> pd.DataFrame:
+    """Per path at ``level``, its decodings (means over the seeds): the logit through the path and
+    through the full network, the full network's probability of the target and how often it
+    predicts it, the cosine of the full network's penultimate features to the photo's, across seeds
+    and to other paths' decodings, and the share of pixels changed."""
+    import pandas as pd
+
+    j = level_index(results, level)
+    labels = paths(results)
+    target = int(results["target"])
+    cos_mean, _ = _pair_means(results["cosine"][j], len(labels), len(results["seeds"]))
+    others = np.array([np.nanmean(np.delete(cos_mean[p], p)) for p in range(len(labels))])
+    frame = pd.DataFrame(
+        {
+            "logit through path": results["logit_own"][j].mean(1),
+            "logit, full network": results["logit_full"][j].mean(1),
+            "p, full network": results["prob_full"][j].mean(1),
+            "predicted as target": (results["top1_full"][j] == target).mean(1),
+            "cosine to photo": results["photo_cosine"][j].mean(1),
+            "cosine across seeds": np.diagonal(cos_mean),
+            "cosine to other paths": others,
+            "pixels changed (%)": 100 * changed_pixels(results)[j].mean(1),
+        },
+        index=labels,
+    )
+    frame.index.name = "path"
+    return frame
+
+
+def group_summary(results: Any, level: float) -> pd.DataFrame:
+    """The paper's claim in numbers at ``level``: the full network's probability of the target on the
+    decodings, and their cosine to the photo, for the contribution paths, the pruners and the
+    original network (mean, min and max over paths and seeds)."""
+    import pandas as pd
+
+    j = level_index(results, level)
+    labels = paths(results)
+    groups = {
+        "original network": [p for p in labels if p == "Original network"],
+        "contribution paths": [p for p in labels if p in CONTRIBUTION],
+        "pruner paths": [p for p in labels if p in PRUNERS],
+    }
+    rows = {}
+    for name, members in groups.items():
+        if not members:
+            continue
+        index = [labels.index(p) for p in members]
+        prob, cos = results["prob_full"][j][index].ravel(), results["photo_cosine"][j][index].ravel()
+        rows[name] = {
+            "paths": ", ".join(members),
+            "decodings": prob.size,
+            "p, full network (mean)": prob.mean(),
+            "p (min)": prob.min(),
+            "p (max)": prob.max(),
+            "cosine to photo (mean)": cos.mean(),
+            "cosine (min)": cos.min(),
+            "cosine (max)": cos.max(),
+        }
+    return pd.DataFrame(rows).T
+
+
+def top_neuron_table(results: Any) -> pd.DataFrame:
+    """The top neuron of each path (first sparsity): site, channel, and the share of the path's total
+    score (kept neurons of all sites) that the neuron and its channel hold."""
+    import pandas as pd
+
+    channels = results["top_channel"].astype(int)
+    frame = pd.DataFrame(
+        {
+            "site": results["top_site"],
+            "channel": [str(c) if c >= 0 else "none (all scores 0)" for c in channels],
+            "share of path score": results["top_share"],
+            "channel share": results["top_channel_share"],
+        },
+        index=[str(p) for p in results["top_paths"]],
+    )
+    frame.index.name = "path"
+    return frame
+
+
+__all__ = [
+    "CONTRIBUTION",
+    "PRUNERS",
+    "changed_pixels",
+    "decoding_table",
+    "group_summary",
+    "level_index",
+    "path_table",
+    "similarity_matrix",
+    "top_neuron_table",
+]
