@@ -127,9 +127,7 @@ def _hog(map_: np.ndarray, cell: int) -> np.ndarray:
     return hog(map_) if cell == 8 else hog(map_, pixels_per_cell=(cell, cell))
 
 
-def similarity(
-    reference: np.ndarray | torch.Tensor, other: np.ndarray | torch.Tensor, hog_cell: int = 8
-) -> dict[str, float]:
+def similarity(reference: np.ndarray | torch.Tensor, other: np.ndarray | torch.Tensor, hog_cell: int = 8) -> dict[str, float]:
     """Adebayo et al.'s similarity of two (H, W) maps in [-1, 1].
 
     Spearman rank correlation of the signed and of the absolute maps, SSIM (window 5, data range 2)
