@@ -153,12 +153,12 @@ class _State:
     def update(self, index: torch.Tensor, other: _State) -> None:
         for g, o in zip(self.gates, other.gates):
             g[index] = o
-        for j, o in enumerate(other.buffers):
-            if o is not None:
+        for j, new in enumerate(other.buffers):
+            if new is not None:
                 buffer = self.buffers[j]
                 if buffer is None:
                     buffer = self.buffers[j] = torch.zeros_like(self.gates[j])
-                buffer[index] = o
+                buffer[index] = new
 
 
 def _optimize(
