@@ -59,6 +59,9 @@ def test_overlap_label_swap_is_undone_only_when_asked():
     np.testing.assert_allclose(corrected.to_numpy(), corrected.to_numpy().T)
     assert np.all(np.diag(corrected.to_numpy()) == 100)
     assert dead["NeuronMCT"] == 0 and dead["DGR(init=r)"] == pytest.approx(66.99)
+    # the dead-share bars swap only NeuronIntGrad and NeuronMCT: Random keeps VGG16's base dead rate
+    assert dead["Random"] == pytest.approx(59.51) and dead["Greedy"] == pytest.approx(68.78)
+    assert authors_overlap(corrected=False)[1].to_dict() == {**dead.to_dict()}
 
 
 def test_authors_sanity_curves_in_their_stage_order():
