@@ -42,7 +42,7 @@ AttributionMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tens
 # (where its output change reaches about 15 %), the sanity checks 70: register others with the factory.
 DEFAULT_PATHWAY_SPARSITY = 75.0
 # options of saliency() that each baseline reads; the others ignore them
-BASELINE_OPTIONS: dict[str, tuple[str, ...]] = {"input_intgrad": ("steps",), "gradcam": ("layer",)}
+BASELINE_OPTIONS: dict[str, tuple[str, ...]] = {"input_intgrad": ("steps", "variant"), "gradcam": ("layer",)}
 SOBEL_KERNEL = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
 ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {}
@@ -93,7 +93,8 @@ def attribute(method: str | AttributionMethod, model: nn.Module, x: torch.Tensor
 def baseline_method(method: SaliencyMethod, **options: Any) -> AttributionMethod:
     """A baseline of :func:`pathlib_pw.saliency.saliency` as an attribution method.
 
-    ``options``: ``steps`` for ``"input_intgrad"`` (default 50, the paper's), ``layer`` for
+    ``options``: ``steps`` and ``variant`` for ``"input_intgrad"`` (default 50 right-Riemann steps;
+    ``variant="original_code"``: the authors' ``steps + 1`` alphas from 0), ``layer`` for
     ``"gradcam"`` (the submodule's name; default the last conv block of the architectures in
     ``saliency.GRADCAM_LAYERS``, an error naming ``layer`` for others). E.g.
     ``register_attribution("gradcam@layer3", baseline_method("gradcam", layer="layer3"))``.

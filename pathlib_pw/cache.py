@@ -56,8 +56,38 @@ def checkout_root(package_dir: Path | None = None) -> Path | None:
     return root if _PROJECT_NAME.search(pyproject) and (root / "data" / "results").is_dir() else None
 
 
+# dataclass field metadata: a field added to a configuration after results were cached; left out of
+# the stored configuration (and so of its hash) while it holds its default, which computes what the
+# configuration computed before the field existed
+ADDED_FIELD = "pathlib_pw_added_field"
+
+
+def added_field(default: Any) -> Any:
+    """A configuration field (``dataclasses.field``) that stays out of :func:`config_dict` at ``default``.
+
+    For an option added to an experiment whose cached results were computed without it: at its
+    default it must compute exactly what the experiment computed before, so the caches stay current.
+    """
+    return dataclasses.field(default=default, metadata={ADDED_FIELD: True})
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get(ADDED_FIELD) and getattr(value, f.name) == f.default)
+        }
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config), sort_keys=True, default=list))
+    """The configuration as JSON data (fields made with :func:`added_field` left out at their default)."""
+    return json.loads(json.dumps(_plain(config), sort_keys=True, default=list))
 
 
 def config_hash(experiment: str, config: Any) -> str:

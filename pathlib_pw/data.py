@@ -20,6 +20,7 @@ __all__ = [
     "PHOTOS",
     "ImageSource",
     "Photo",
+    "imagenet_val_files",
     "iter_imagenet_val",
     "list_imagenet_val",
     "load_digits_tensors",
@@ -293,10 +294,35 @@ def _photos(images: tuple[str, ...], n_images: int, size: int, seed: int, first:
     return load_photos(list(images[:first]), size=size)
 
 
+def imagenet_val_files(images: Sequence[str], root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
+    """The folder and the files of explicitly named validation images.
+
+    Each of ``images`` is a path relative to the folder or a validation index: a decimal string,
+    0-based, into the sorted relative paths (with one folder per class in sorted WordNet-id order,
+    the order of torchvision's ``ImageFolder``, whose indices the authors' scripts use).
+    """
+    path, files = list_imagenet_val(root)
+    chosen = []
+    for name in images:
+        if name.isdigit():
+            if int(name) >= len(files):
+                raise ValueError(f"validation index {name} is out of range: the folder holds {len(files)} images")
+            chosen.append(files[int(name)])
+        elif name in files:
+            chosen.append(name)
+        else:
+            raise ValueError(f"image {name!r} is neither a validation index nor an image of {str(path)!r}")
+    return path, chosen
+
+
 @register_image_source("imagenet_val")
 def _imagenet_val(
     images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None
 ) -> tuple[torch.Tensor, list[str]]:
+    if images:  # named images or validation indices (the authors' fixed figure images)
+        path, chosen = imagenet_val_files(images)
+        chosen = chosen[:first]
+        return preprocess([_read_rgb(path / f) for f in chosen], size=size), chosen
     return load_imagenet_val(n=n_images, seed=seed, size=size, first=first)
 
 

@@ -16,8 +16,12 @@ REFERENCE_PACKAGE = "pathlib_pw"
 REFERENCE_FOLDER = "reference_data"
 TABLES = ("path_overlap_vgg16_sparsity90", "sanity_checks_resnet50", "roar", "lerf")
 
-# The poster's overlap figure swaps the labels Greedy and Random (PAPER.md section 5).
-SWAPPED_OVERLAP_LABELS = {"Greedy": "Random", "Random": "Greedy"}
+# The poster's overlap figure swaps the labels Greedy and Random (PAPER.md section 5), and the
+# authors' plotting script (plots.py) also swaps NeuronIntGrad and NeuronMCT in the overlap matrix and
+# in the dead-share bars (issue 16: differences up to 0.25 percentage points).
+SWAPPED_OVERLAP_LABELS = {"Greedy": "Random", "Random": "Greedy", "NeuronIntGrad": "NeuronMCT", "NeuronMCT": "NeuronIntGrad"}
+# the dead-share bars: only NeuronIntGrad and NeuronMCT (Random's 59.51 % is VGG16's base dead rate)
+SWAPPED_DEAD_SHARE_LABELS = {"NeuronIntGrad": "NeuronMCT", "NeuronMCT": "NeuronIntGrad"}
 
 
 def reference_file(name: str) -> Traversable:
@@ -42,7 +46,9 @@ def authors_table(name: str) -> pd.DataFrame:
 def authors_overlap(corrected: bool = True) -> tuple[pd.DataFrame, pd.Series]:
     """The poster's Jaccard matrix (percent, symmetric) and dead share per method at 90 % sparsity.
 
-    ``corrected=True`` undoes the Greedy/Random label swap; ``False`` keeps the labels as printed.
+    ``corrected=True`` undoes the label swaps of the authors' plotting script (in the matrix
+    Greedy/Random and NeuronIntGrad/NeuronMCT, in the dead shares NeuronIntGrad/NeuronMCT);
+    ``False`` keeps the labels as printed.
     """
     table = authors_table("path_overlap_vgg16_sparsity90")
     pairs = table[table.quantity == "jaccard"].copy()
@@ -54,7 +60,9 @@ def authors_overlap(corrected: bool = True) -> tuple[pd.DataFrame, pd.Series]:
     matrix = pd.DataFrame(100.0, index=order, columns=order)
     for row in pairs.itertuples():
         matrix.loc[row.method_a, row.method_b] = matrix.loc[row.method_b, row.method_a] = row.value_percent
-    dead = table[table.quantity == "dead_share_of_path"].set_index("method_a").value_percent
+    dead_rows = table[table.quantity == "dead_share_of_path"]
+    labels = dead_rows.method_a.map(lambda m: SWAPPED_DEAD_SHARE_LABELS.get(m, m)) if corrected else dead_rows.method_a
+    dead = pd.Series(dead_rows.value_percent.to_numpy(), index=pd.Index(labels.to_numpy(), name="method_a"), name="value_percent")
     return matrix, dead
 
 

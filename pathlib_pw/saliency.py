@@ -104,18 +104,24 @@ def saliency(
     *,
     steps: int = 50,
     layer: str | None = None,
+    variant: Literal["intended", "original_code"] = "intended",
 ) -> torch.Tensor:
     """A baseline attribution map, reduced and normalized like PathwayGrad.
 
     Args:
         method: ``"gradients"`` (plain input gradient = PathwayGrad at sparsity 0), ``"input_mct"``
             (gradient x input), ``"input_intgrad"`` (integrated gradients from the all-zero normalized
-            input, ``steps`` right-Riemann steps), ``"guided_backprop"`` (at every ReLU/ReLU6 site)
+            input, ``steps`` right-Riemann steps: alphas 1/steps .. 1), ``"guided_backprop"`` (at every ReLU/ReLU6 site)
             or ``"gradcam"`` (at ``layer``, default the last conv block, upsampled bilinearly).
         target: class explained per image; default the prediction.
+        variant: ``"original_code"`` changes only ``"input_intgrad"``: the authors' alphas
+            ``np.arange(steps + 1) / steps`` (``steps + 1`` points, alpha = 0 included), the input
+            times the mean gradient over them.
     """
     if method not in SALIENCY_METHODS:
         raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {method!r}")
+    if variant not in ("intended", "original_code"):
+        raise ValueError(f"variant must be 'intended' or 'original_code', got {variant!r}")
     x = check_input(x).to(model_device(model)).detach().requires_grad_(True)
     with evaluating(model):
         tgt = explained_class(model, x, target)
@@ -126,6 +132,8 @@ def saliency(
         elif method == "input_intgrad":
             if not isinstance(steps, int) or steps < 1:
                 raise ValueError(f"steps must be a positive int, got {steps!r}")
+            if variant == "original_code":
+                return normalize(reduce_channels(_authors_intgrad(model, x.detach(), tgt, steps)))
             attr = IntegratedGradients(model).attribute(
                 x,
                 baselines=torch.zeros_like(x),
@@ -141,6 +149,14 @@ def saliency(
             cam = LayerGradCam(model, module).attribute(x, target=tgt, relu_attributions=True)
             return normalize(LayerAttribution.interpolate(cam.detach(), tuple(x.shape[2:]), "bilinear").squeeze(1))
     return normalize(reduce_channels(attr.detach()))
+
+
+def _authors_intgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int) -> torch.Tensor:
+    """The authors' InputIntGrad: x times the mean input gradient at alpha x, alpha in arange(steps + 1) / steps."""
+    total = torch.zeros_like(x)
+    for k in range(steps + 1):
+        total += _input_gradient(model, x * (k / steps), target)
+    return x * total / (steps + 1)
 
 
 class _PositiveGradient(torch.autograd.Function):

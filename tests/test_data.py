@@ -141,3 +141,19 @@ def test_load_digits_tensors() -> None:
     assert x.min() == 0 and x.max() == 1
     assert sorted(y.unique().tolist()) == list(range(10))
     assert torch.bincount(y).min() >= 170
+
+
+def test_imagenet_val_source_takes_explicit_indices_and_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The authors' figures name fixed validation indices (0-based, sorted order): the source takes them."""
+    arrays = _make_val(tmp_path)
+    monkeypatch.setenv(data.IMAGENET_VAL_ENV, str(tmp_path))
+    files = sorted(arrays)
+    x, names = data.load_images("imagenet_val", ("5", files[2], "0"), size=32)
+    assert names == [files[5], files[2], files[0]]
+    for i, rel in enumerate(names):
+        assert torch.allclose(x[i], imagenet.preprocess(arrays[rel], size=32)[0])
+    assert data.load_images("imagenet_val", ("5", "0"), size=32, first=1)[1] == [files[5]]
+    with pytest.raises(ValueError, match="out of range"):
+        data.load_images("imagenet_val", ("9",), size=32)
+    with pytest.raises(ValueError, match="neither a validation index"):
+        data.load_images("imagenet_val", ("nope.JPEG",), size=32)

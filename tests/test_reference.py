@@ -47,12 +47,21 @@ def test_overlap_label_swap_is_undone_only_when_asked():
     # the poster prints 5.26 % (= 1/19, two random 10 % sets) under "Greedy"
     assert printed.loc["NeuronMCT", "Greedy"] == pytest.approx(5.26)
     assert corrected.loc["NeuronMCT", "Random"] == pytest.approx(5.26)
-    assert corrected.loc["NeuronMCT", "Greedy"] == pytest.approx(6.76)
     assert corrected.loc["Greedy", "Random"] == printed.loc["Greedy", "Random"] == pytest.approx(9.74)
     assert corrected.loc["NeuronIntGrad", "NeuronMCT"] == pytest.approx(65.91)
+    # plots.py also swaps NeuronIntGrad and NeuronMCT: the values printed under one belong to the other
+    assert printed.loc["NeuronIntGrad", "DGR(init=1)"] == pytest.approx(29.59)
+    assert corrected.loc["NeuronIntGrad", "DGR(init=1)"] == pytest.approx(29.84)
+    assert corrected.loc["NeuronMCT", "DGR(init=1)"] == pytest.approx(29.59)
+    assert corrected.loc["NeuronIntGrad", "Greedy"] == pytest.approx(6.76)
+    assert corrected.loc["NeuronMCT", "Greedy"] == pytest.approx(6.68)
+    assert np.abs(corrected.to_numpy() - printed.loc[corrected.index, corrected.columns].to_numpy()).max() > 0
     np.testing.assert_allclose(corrected.to_numpy(), corrected.to_numpy().T)
     assert np.all(np.diag(corrected.to_numpy()) == 100)
     assert dead["NeuronMCT"] == 0 and dead["DGR(init=r)"] == pytest.approx(66.99)
+    # the dead-share bars swap only NeuronIntGrad and NeuronMCT: Random keeps VGG16's base dead rate
+    assert dead["Random"] == pytest.approx(59.51) and dead["Greedy"] == pytest.approx(68.78)
+    assert authors_overlap(corrected=False)[1].to_dict() == {**dead.to_dict()}
 
 
 def test_authors_sanity_curves_in_their_stage_order():

@@ -55,6 +55,11 @@ def dgr(
         gates: ``"neuron"`` (one gate per neuron, as the authors coded) or ``"channel"`` (one per
             channel, as in Wang et al.).
         seed: one seed per image for init ``"r"``.
+        variant: ``"intended"`` draws fresh gates and a new optimizer for every init ``"r"`` retry;
+            ``"original_code"`` (the authors' ``cdrp/main2.py``) sets up the gates and the optimizer
+            once and, after a pass of ``iterations`` steps in which no iterate kept the prediction,
+            divides ``lam`` by 10 and continues from the current gates and momentum (at most
+            ``1 + max_retries`` passes: the authors' 100 passes are ``max_retries=99``).
 
     The gates kept are those of the iterate with the lowest loss among those whose top-1 equals the
     original top-1. Where no iterate keeps the prediction (the authors' code crashes), the lowest-loss
@@ -75,8 +80,10 @@ def dgr(
     generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
     shapes = [tuple(a.shape[1:]) if gates == "neuron" else (a.shape[1],) + (1,) * (a.dim() - 2) for a in acts]
 
+    if variant not in ("intended", "original_code"):
+        raise ValueError(f"variant must be 'intended' or 'original_code', got {variant!r}")
     lams = torch.full((batch,), float(lam), dtype=x.dtype, device=device)
-    best = _optimize(model, x, logits, shapes, init, generators, lams, lr, momentum, iterations, clamp_max)
+    best, state = _optimize(model, x, logits, shapes, init, generators, lams, lr, momentum, iterations, clamp_max)
     retries = torch.zeros(batch, dtype=torch.long)
     if init == "r":
         for _ in range(max_retries):
@@ -85,7 +92,9 @@ def dgr(
                 break
             lams[failed] /= 10
             retries[failed] += 1
-            again = _optimize(
+            # the authors continue from the current gates and momentum; we start afresh
+            start = state.select(failed.to(device)) if variant == "original_code" else None
+            again, now = _optimize(
                 model,
                 x[failed],
                 logits[failed],
@@ -97,8 +106,10 @@ def dgr(
                 momentum,
                 iterations,
                 clamp_max,
+                start,
             )
             best.update(failed, again)
+            state.update(failed.to(device), now)
     scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
     return [
         threshold_pathway(
@@ -130,6 +141,26 @@ class _Best:
         self.kept[index] = other.kept
 
 
+class _State:
+    """The gates and SGD momentum buffers at the end of a pass (one row per image)."""
+
+    def __init__(self, gates: list[torch.Tensor], buffers: list[torch.Tensor | None]) -> None:
+        self.gates, self.buffers = gates, buffers
+
+    def select(self, index: torch.Tensor) -> _State:
+        return _State([g[index] for g in self.gates], [None if b is None else b[index] for b in self.buffers])
+
+    def update(self, index: torch.Tensor, other: _State) -> None:
+        for g, o in zip(self.gates, other.gates):
+            g[index] = o
+        for j, new in enumerate(other.buffers):
+            if new is not None:
+                buffer = self.buffers[j]
+                if buffer is None:
+                    buffer = self.buffers[j] = torch.zeros_like(self.gates[j])
+                buffer[index] = new
+
+
 def _optimize(
     model: nn.Module,
     x: torch.Tensor,
@@ -142,15 +173,22 @@ def _optimize(
     momentum: float,
     iterations: int,
     clamp_max: float,
-) -> _Best:
+    start: _State | None = None,
+) -> tuple[_Best, _State]:
     batch = x.shape[0]
     device = logits.device
-    if init == "1":
+    if start is not None:  # continue from these gates and momentum (the authors' retries)
+        params = [g.detach().clone() for g in start.gates]
+    elif init == "1":
         params = [torch.ones(batch, *s, device=device, dtype=x.dtype) for s in shapes]
     else:
         params = [torch.stack([torch.rand(s, generator=g, device=device, dtype=x.dtype) for g in generators]) for s in shapes]
     params = [p.requires_grad_(True) for p in params]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if start is not None:
+        for p, buffer in zip(params, start.buffers):
+            if buffer is not None:
+                optimizer.state[p]["momentum_buffer"] = buffer.clone()
     p_orig = logits.softmax(1).detach()
     top1 = logits.argmax(1)
 
@@ -194,7 +232,8 @@ def _optimize(
     for g, a in zip(best_kept.gates, best_any.gates):
         g[failed] = a[failed]
     best_kept.loss = torch.where(failed, best_any.loss, best_kept.loss)
-    return best_kept
+    buffers = [optimizer.state[p].get("momentum_buffer") if p in optimizer.state else None for p in params]
+    return best_kept, _State([p.detach() for p in params], [None if b is None else b.detach() for b in buffers])
 
 
 def _rounding(options: Mapping[str, Any]) -> Rounding:
@@ -208,4 +247,5 @@ SPEC = CriterionSpec(
     options=("init", "lam", "lr", "momentum", "iterations", "clamp_max", "gates", "max_retries", "seed"),
     seeded=True,
     rounding=_rounding,
+    variants=("intended", "original_code"),
 )

@@ -29,6 +29,7 @@ from pathlib_pw.experiments import (
     roar_mask,
     sanity,
     sanity_efficientnet,
+    sanity_own_class,
 )
 from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
 from pathlib_pw.experiments.verification import Verification, compare_all
@@ -40,6 +41,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "qualitative": qualitative,
     "sanity": sanity,
     "sanity_efficientnet": sanity_efficientnet,
+    "sanity_own_class": sanity_own_class,
     "lerf": lerf,
     "lerf_digits": lerf_digits,
     "roar": roar,

@@ -16,10 +16,22 @@ from torch import nn
 from pathlib_pw import decisions
 from pathlib_pw.criteria import CRITERIA, extract_pathway
 from pathlib_pw.criteria.spec import Method
-from pathlib_pw.saliency import SALIENCY_METHODS, SaliencyMethod, Target, explained_class, pathway_grad, saliency
+from pathlib_pw.saliency import (
+    SALIENCY_METHODS,
+    SaliencyMethod,
+    Target,
+    explained_class,
+    normalize,
+    pathway_grad,
+    reduce_channels,
+    saliency,
+)
 from pathlib_pw.sites import check_input, model_device
 
 INPUT_TIMES = "input_x_"
+# the authors' sanity-check script's "InputMCT": the reduced, normalized PathwayGrad map (1 x H x W)
+# times the 3-channel input, reduced and normalized again
+MAP_TIMES = "map_x_input_"
 # label -> method: the seven maps of the paper's qualitative figures and sanity checks
 PAPER_METHODS: dict[str, str] = {
     "Gradients": "gradients",
@@ -34,7 +46,21 @@ PAPER_METHODS: dict[str, str] = {
 
 def pathway_criteria(methods: Sequence[str]) -> set[str]:
     """The criteria whose pathways :func:`attribution_maps` extracts for ``methods``."""
-    return {m.removeprefix(INPUT_TIMES) for m in methods if m not in SALIENCY_METHODS}
+    return {_criterion(m) for m in methods if m not in SALIENCY_METHODS}
+
+
+def _criterion(method: str) -> str:
+    return method.removeprefix(INPUT_TIMES).removeprefix(MAP_TIMES)
+
+
+def map_times_input(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """What the authors' sanity-check script computed as "InputMCT" from a PathwayGrad map.
+
+    ``maps`` (B, H, W), already channel-reduced and normalized, times the input ``x`` (B, C, H, W),
+    then reduced over the channels and normalized again (``pathway_grad(..., times_input=True)``
+    instead multiplies the raw 3-channel gradient by the input and reduces once).
+    """
+    return normalize(reduce_channels(maps.unsqueeze(1) * x))
 
 
 def attribution_maps(
@@ -59,7 +85,7 @@ def attribution_maps(
     criteria = pathway_criteria(methods)
     unknown = sorted(c for c in criteria if c not in CRITERIA)
     if unknown:
-        accepted = list(SALIENCY_METHODS) + sorted(CRITERIA) + [INPUT_TIMES + "<criterion>"]
+        accepted = list(SALIENCY_METHODS) + sorted(CRITERIA) + [INPUT_TIMES + "<criterion>", MAP_TIMES + "<criterion>"]
         raise ValueError(f"methods must be among {accepted}, got {unknown}")
     if criteria and sparsity is None:
         raise ValueError(f"sparsity is required for the pathway methods {sorted(criteria)}")
@@ -77,7 +103,11 @@ def attribution_maps(
     for method in methods:
         if method in SALIENCY_METHODS:
             maps[method] = saliency(model, x, cast(SaliencyMethod, method), target, **options.get(method, {}))
+        elif method.startswith(MAP_TIMES):
+            criterion = _criterion(method)
+            plain = maps[criterion] if criterion in maps else pathway_grad(model, x, paths[criterion], target)
+            maps[method] = map_times_input(plain, x)
         else:
-            criterion = method.removeprefix(INPUT_TIMES)
+            criterion = _criterion(method)
             maps[method] = pathway_grad(model, x, paths[criterion], target, times_input=method != criterion)
     return maps

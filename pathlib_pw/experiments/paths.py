@@ -69,7 +69,16 @@ def config(profile: str) -> Config:
         # DGR with 300 instead of 1000 iterations and at most 2 init=r retries (the authors: 100)
         # keeps the CPU run of all nine photos under an hour
         return Config(criteria=paper_criteria(dgr_iterations=300, dgr_retries=2))
-    return Config(inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000), batch_size=16)
+    # the authors' DGR(init=r) retries (cdrp/main2.py): continue from the current gates and momentum
+    # with lambda / 10, at most 100 passes in total
+    authors_dgr = Criterion(
+        "DGR(init=r) (original code)", "dgr", "original_code", (("init", "r"), ("iterations", 1000), ("max_retries", 99))
+    )
+    return Config(
+        inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000),
+        criteria=(*paper_criteria(), authors_dgr),
+        batch_size=16,
+    )
 
 
 TOLERANCES = {"output_change": PROBABILITIES}

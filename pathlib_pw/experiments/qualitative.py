@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
+from pathlib_pw.cache import added_field
 from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
@@ -30,6 +31,17 @@ class Config:
     # the authors' 15 % on MobileNetV2 (sparsity_sweep chapter), 90 % is the authors' VGG16 setting
     settings: tuple[tuple[str, float], ...] = (("mobilenet_v2", 50.0), ("mobilenet_v2", 90.0))
     methods: tuple[str, ...] = tuple(PAPER_METHODS)
+    # per model, its own images (as many as inputs names): (model, images) pairs; the authors used
+    # fixed ImageNet validation indices, a different nine for VGG16 and ResNet50
+    model_images: tuple[tuple[str, tuple[str, ...]], ...] = added_field(())
+    # InputIntGrad's alphas: "intended" 50 right-Riemann points, "original_code" the authors' 51 from 0
+    input_intgrad_variant: str = added_field("intended")
+
+
+# The authors' fixed validation indices (QualitativeAnalysis_pyfile.py), per model. Their script is
+# not available to this project: fill these in from it; while empty, the paper profile draws nine
+# seeded random validation images for both models.
+AUTHORS_IMAGES: dict[str, tuple[str, ...]] = {"vgg16": (), "resnet50": ()}
 
 
 def config(profile: str) -> Config:
@@ -37,18 +49,32 @@ def config(profile: str) -> Config:
         return Config(inputs=Inputs(images=ALL_PHOTOS[:2], size=64))
     if profile == "book":
         return Config()
+    known = tuple((model, images) for model, images in AUTHORS_IMAGES.items() if images)
     return Config(
-        inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=9),
+        inputs=Inputs(model="vgg16", source="imagenet_val", images=dict(known).get("vgg16", ()), n_images=9),
         settings=(("vgg16", 90.0), ("resnet50", 75.0)),
+        model_images=known,
+        input_intgrad_variant="original_code",
     )
 
 
-PER_IMAGE = {"names", "maps", "predicted", "probability"}
+PER_IMAGE = {"names", "setting_names", "maps", "predicted", "probability"}
 TOLERANCES = {"maps": HALF_MAPS}
+
+
+def _images(config: Config, model_name: str) -> tuple[torch.Tensor, list[str]]:
+    own = dict(config.model_images).get(model_name)
+    if own is None:
+        return config.inputs.load_images()
+    return dataclasses.replace(config.inputs, images=own).load_images()
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
     x, names = config.inputs.load_images()
+    counts = {model: len(images) for model, images in config.model_images}
+    if any(n != len(x) for n in counts.values()):
+        raise ValueError(f"model_images must name as many images per model as inputs ({len(x)}), got {counts}")
+    setting_names = np.array([[""] * len(config.settings)] * len(x), dtype=object)
     shape = (len(x), len(config.settings))
     maps = np.zeros(shape + (len(config.methods),) + tuple(x.shape[2:]), dtype=np.float16)
     predicted, probability = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
@@ -58,6 +84,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         model = config.inputs.load_model(device, model_name)
         columns = [s for s, (name, _) in enumerate(config.settings) if name == model_name]
         levels = [config.settings[s][1] for s in columns]
+        x, model_names = _images(config, model_name)
+        setting_names[:, columns] = np.array(model_names, dtype=object)[:, None]
         # one image at a time: batching changes float sums and so which neurons sit at the threshold;
         # per-image maps are what `verify` recomputes for the first image alone
         for i in tqdm(range(len(x)), disable=not progress, desc=f"qualitative {model_name}"):
@@ -65,7 +93,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             with torch.no_grad():
                 probs = model(xi).softmax(1)
             target = probs.argmax(1)
-            current = attribution_maps(model, xi, [m for m in methods if m not in pathway_methods], target=target)
+            baselines = [m for m in methods if m not in pathway_methods]
+            options = {"input_intgrad": {"variant": config.input_intgrad_variant}} if "input_intgrad" in baselines else {}
+            current = attribution_maps(model, xi, baselines, target=target, options=options)
             # each criterion scores once for all of this model's sparsities
             paths = {}
             for c in pathway_methods:
@@ -77,7 +107,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                     maps[i, s, m] = current[method][0].cpu().numpy()
                 predicted[i, s] = int(target)
                 probability[i, s] = float(probs.amax(1))
+    extra = {"setting_names": setting_names.astype(str)} if config.model_images else {}
     return {
+        **extra,
         "names": np.array(names),
         "maps": maps,
         "predicted": predicted,

@@ -1,7 +1,10 @@
 """Model randomization sanity checks (PAPER.md section 5, "Sanity checks"; Adebayo et al. 2018).
 
 Cascading: the stages are re-initialized from the top down, cumulatively, and after each one every
-method's map is compared with the trained model's map of the same class (the trained prediction).
+method's map is compared with the trained model's map. ``explained_class="trained"`` (our default)
+explains the trained model's prediction at every stage (the maps of the same logit);
+``"randomized"`` explains the randomized model's own prediction at each stage, as the authors'
+script did (it takes the argmax after each randomization).
 Independent (an extension the authors did not run): one stage at a time, the rest trained.
 """
 
@@ -16,7 +19,9 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
+from pathlib_pw.cache import added_field
 from pathlib_pw.experiments.attribution import (
+    MAP_TIMES,
     PAPER_METHODS,
     attribution_maps,
     pathway_criteria,
@@ -31,15 +36,25 @@ from pathlib_pw.sanity import (
     similarity,
 )
 
-# the authors' script fed the NeuronIntGrad PathwayGrad gradient, times the input, to its "InputMCT"
+# the authors' script computed its "InputMCT" from the NeuronIntGrad PathwayGrad map. The book's
+# `sanity` cache holds gradient x input through the NeuronIntGrad path under this label (the raw
+# 3-channel gradient times the input, reduced once); AUTHORS_INPUT_MCT_EXACT is what the script
+# computed: the reduced, normalized map times the input, reduced again (attribution.map_times_input)
 AUTHORS_INPUT_MCT = "InputMCT (authors' script)"
-METHODS: dict[str, str] = {**PAPER_METHODS, AUTHORS_INPUT_MCT: "input_x_neuron_intgrad"}
+AUTHORS_INPUT_MCT_EXACT = "InputMCT (authors' script, exact)"
+METHODS: dict[str, str] = {
+    **PAPER_METHODS,
+    AUTHORS_INPUT_MCT: "input_x_neuron_intgrad",
+    AUTHORS_INPUT_MCT_EXACT: MAP_TIMES + "neuron_intgrad",
+}
+BOOK_METHODS: tuple[str, ...] = (*PAPER_METHODS, AUTHORS_INPUT_MCT)
+EXPLAINED_CLASSES = ("trained", "randomized")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     inputs: Inputs = Inputs(images=("chelsea", "coffee", "rocket", "flower"))
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = BOOK_METHODS
     sparsity: float = 70.0
     std: float = 0.1
     seed: int = 0  # of the re-initialized weights
@@ -49,6 +64,12 @@ class Config:
     independent: tuple[str, ...] = ("classifier", "last_conv", "block_13", "block_6", "block_0", "stem")
     example_stages: tuple[str, ...] = ("original", "classifier", "last_conv", "block_13", "block_6", "stem")
     example_images: int = 2
+    # "trained": explain the trained model's prediction at every stage; "randomized": the randomized
+    # model's own prediction at each stage (the authors' script)
+    explained_class: str = added_field("trained")
+    # InputIntGrad's alphas: "intended" 50 right-Riemann points, "original_code" the authors' 51 from 0
+    input_intgrad_variant: str = added_field("intended")
+    hog_cell: int = added_field(8)  # HOG cell size in pixels (scikit-image's default 8; the authors' 16)
 
 
 def config(profile: str) -> Config:
@@ -58,8 +79,12 @@ def config(profile: str) -> Config:
         return Config()
     return Config(
         inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=1000),
+        methods=(*PAPER_METHODS, AUTHORS_INPUT_MCT_EXACT),
         independent=("linear", "bottleneck_15", "bottleneck_11", "bottleneck_7", "bottleneck_3", "conv1"),
         example_stages=("original", "linear", "bottleneck_15", "bottleneck_10", "bottleneck_5", "conv1"),
+        explained_class="randomized",
+        input_intgrad_variant="original_code",
+        hog_cell=16,
     )
 
 
@@ -95,17 +120,21 @@ def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.
     return out
 
 
-def _compare(reference: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], methods: list[str]) -> np.ndarray:
+def _compare(
+    reference: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], methods: list[str], hog_cell: int = 8
+) -> np.ndarray:
     batch = len(next(iter(reference.values())))
     out = np.zeros((batch, len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
     for m, method in enumerate(methods):
         for i in range(batch):
-            scores = similarity(reference[method][i], maps[method][i])
+            scores = similarity(reference[method][i], maps[method][i], hog_cell)
             out[i, m] = [scores[k] for k in SIMILARITY_METRICS]
     return out
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    if config.explained_class not in EXPLAINED_CLASSES:
+        raise ValueError(f"explained_class must be one of {list(EXPLAINED_CLASSES)}, got {config.explained_class!r}")
     model = config.inputs.load_model(device)
     stages = randomization_stages(model)
     labels = {label: modules for label, modules in stages}
@@ -120,15 +149,18 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     x = x.to(device)
     methods = [METHODS[label] for label in config.methods]
     options = {c: pinned_options(c) for c in pathway_criteria(methods)}
+    if config.input_intgrad_variant != "intended" and "input_intgrad" in methods:
+        options["input_intgrad"] = {"variant": config.input_intgrad_variant}
     with torch.no_grad():
         probs = model(x).softmax(1)
     target = probs.argmax(1)
 
     def maps_now(stage: str) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         with torch.no_grad():
-            predicted = model(x).argmax(1).cpu().numpy()
+            now = model(x).argmax(1)
+        explained = target if config.explained_class == "trained" else now
         with decisions.images(range(len(x))), decisions.scope(stage):
-            return attribution_maps(model, x, methods, config.sparsity, target, options), predicted
+            return attribution_maps(model, x, methods, config.sparsity, explained, options), now.cpu().numpy()
 
     bar = tqdm(total=1 + len(measured) + len(config.independent), disable=not progress, desc="sanity stages")
     trained, _ = maps_now("original")
@@ -139,7 +171,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     example_maps = np.zeros((n_examples, len(examples), len(methods)) + tuple(x.shape[2:]), dtype=np.float16)
     cascading = np.zeros((len(x), len(cascade_labels), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
     stage_predicted = np.zeros((len(x), len(cascade_labels)), dtype=np.int64)
-    cascading[:, 0] = _compare(trained, trained, methods)
+    cascading[:, 0] = _compare(trained, trained, methods, config.hog_cell)
     stage_predicted[:, 0] = target.cpu().numpy()
 
     def keep_example(label: str, maps: dict[str, torch.Tensor]) -> None:
@@ -155,14 +187,14 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                 continue
             j = cascade_labels.index(label)
             maps, stage_predicted[:, j] = maps_now(f"cascading/{label}")
-            cascading[:, j] = _compare(trained, maps, methods)
+            cascading[:, j] = _compare(trained, maps, methods, config.hog_cell)
             keep_example(label, maps)
             bar.update()
     independent = np.zeros((len(x), len(config.independent), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
     for j, label in enumerate(config.independent):
         with randomized(model, labels[label], config.seed, config.std):
             maps, _ = maps_now(f"independent/{label}")
-        independent[:, j] = _compare(trained, maps, methods)
+        independent[:, j] = _compare(trained, maps, methods, config.hog_cell)
         bar.update()
     bar.close()
     return {
