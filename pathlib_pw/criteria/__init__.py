@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
-from pathlib_pw.criteria import active, dgr, greedy, intgrad, mct, random
+from pathlib_pw.criteria import _progress, active, dgr, greedy, intgrad, mct, random
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import CriterionSpec, Method, Variant
 from pathlib_pw.pathway import Pathway
@@ -65,6 +65,7 @@ def extract_pathway(
     variant: Variant = "intended",
     *,
     batch_size: int | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> Pathway:
     """Find the critical pathway of each image in ``x`` with criterion ``method``.
@@ -81,6 +82,9 @@ def extract_pathway(
         variant: ``"intended"`` (the method as described) or ``"original_code"`` (the authors' code,
             defects included) where the two differ; see ``VARIANTS``.
         batch_size: process the images in chunks of this size (bounds memory); default all at once.
+        progress: show a tqdm progress bar on stderr over the criterion's outer loop (Greedy's rounds,
+            DGR's iterations with the retry pass in the postfix, NeuronIntGrad's sites), and one over
+            the chunks when ``batch_size`` splits the images. Off by default; never changes the result.
         options: criterion-specific keyword arguments (for example ``steps`` for ``neuron_intgrad``,
             ``rounds`` for ``greedy``, ``init`` and ``iterations`` for ``dgr``, ``seed``).
 
@@ -94,7 +98,7 @@ def extract_pathway(
     if not description.needs_sparsity and sparsity is not None:
         raise ValueError(f"sparsity must be None for method {method!r} (it is derived from each image)")
     levels = None if sparsity is None else [sparsity]
-    return extract_pathways(model, x, method, levels, target, variant, batch_size=batch_size, **options)[0]
+    return extract_pathways(model, x, method, levels, target, variant, batch_size=batch_size, progress=progress, **options)[0]
 
 
 def extract_pathways(
@@ -106,6 +110,7 @@ def extract_pathways(
     variant: Variant = "intended",
     *,
     batch_size: int | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> list[Pathway]:
     """:func:`extract_pathway` at several sparsities, scoring each image once.
@@ -113,6 +118,12 @@ def extract_pathways(
     Scores (NeuronMCT, NeuronIntGrad), gates (DGR) and the authors' Greedy loop do not depend on the
     sparsity, and an intended Greedy run passes through every multiple of its step: one call here
     costs about as much as the largest sparsity alone. Returns one Pathway per entry of ``sparsities``.
+
+    Args:
+        sparsities: a list of sparsities, each a scalar or one per image (see ``sparsity`` of
+            :func:`extract_pathway`); None for ``active_subnet``.
+        progress: show tqdm progress bars on stderr (see :func:`extract_pathway`); default off.
+        model, x, method, target, variant, batch_size, options: as for :func:`extract_pathway`.
     """
     description = spec(method)
     if variant not in description.variants:
@@ -135,6 +146,7 @@ def extract_pathways(
         percents = [as_percent(level, batch) for level in sparsities]
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    _progress.check(progress)
     if description.seeded:
         options["seed"] = per_image_seeds(options.get("seed", 0), batch)
     if target is not None and not (isinstance(target, int) and not isinstance(target, bool)):
@@ -147,20 +159,26 @@ def extract_pathways(
     # criteria run many forward passes on x; a copy keeps the caller's tensor safe from in-place rectifiers
     x = x.detach().to(model_device(model)).clone()
     step = batch if batch_size is None else batch_size
+    starts = range(0, batch, step)
     parts = []
-    for start in range(0, batch, step):
-        chunk = slice(start, start + step)
-        with decisions.criterion(description.rounding_for(options)), decisions.rows(chunk):
-            parts.append(
-                description.function(
-                    model,
-                    x[chunk],
-                    None if percents is None else [p[chunk] for p in percents],
-                    target if target is None or isinstance(target, int) else target[chunk],
-                    variant,
-                    **{k: (v[chunk] if k == "seed" else v) for k, v in options.items()},
+    with (
+        _progress.showing(progress),
+        _progress.bar(len(starts), f"{method} chunks of {step} images", "chunk", show=len(starts) > 1) as chunks,
+    ):
+        for start in starts:
+            chunk = slice(start, start + step)
+            with decisions.criterion(description.rounding_for(options)), decisions.rows(chunk):
+                parts.append(
+                    description.function(
+                        model,
+                        x[chunk],
+                        None if percents is None else [p[chunk] for p in percents],
+                        target if target is None or isinstance(target, int) else target[chunk],
+                        variant,
+                        **{k: (v[chunk] if k == "seed" else v) for k, v in options.items()},
+                    )
                 )
-            )
+            chunks.update()
     return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
 
 

@@ -8,12 +8,13 @@ each image follows exactly the trajectory it would follow alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from pathlib_pw.criteria._progress import bar
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import CHAOTIC, SHARP, CriterionSpec
 from pathlib_pw.decisions import Rounding
@@ -83,15 +84,19 @@ def dgr(
     if variant not in ("intended", "original_code"):
         raise ValueError(f"variant must be 'intended' or 'original_code', got {variant!r}")
     lams = torch.full((batch,), float(lam), dtype=x.dtype, device=device)
-    best, state = _optimize(model, x, logits, shapes, init, generators, lams, lr, momentum, iterations, clamp_max)
     retries = torch.zeros(batch, dtype=torch.long)
-    if init == "r":
-        for _ in range(max_retries):
+    with bar(iterations, "dgr", "it") as iterations_bar:
+        best, state = _optimize(
+            model, x, logits, shapes, init, generators, lams, lr, momentum, iterations, clamp_max, None, iterations_bar.update
+        )
+        for retry in range(max_retries if init == "r" else 0):
             failed = (~best.kept).nonzero().flatten().cpu()
             if failed.numel() == 0:
                 break
             lams[failed] /= 10
             retries[failed] += 1
+            iterations_bar.reset()
+            iterations_bar.set_postfix_str(f"retry {retry + 1}/{max_retries}, {failed.numel()} of {batch} images")
             # the authors continue from the current gates and momentum; we start afresh
             start = state.select(failed.to(device)) if variant == "original_code" else None
             again, now = _optimize(
@@ -107,6 +112,7 @@ def dgr(
                 iterations,
                 clamp_max,
                 start,
+                iterations_bar.update,
             )
             best.update(failed, again)
             state.update(failed.to(device), now)
@@ -174,7 +180,9 @@ def _optimize(
     iterations: int,
     clamp_max: float,
     start: _State | None = None,
+    done: Callable[[], object] = lambda: None,
 ) -> tuple[_Best, _State]:
+    """One pass of ``iterations`` SGD steps on the gates; ``done()`` after each step."""
     batch = x.shape[0]
     device = logits.device
     if start is not None:  # continue from these gates and momentum (the authors' retries)
@@ -228,6 +236,7 @@ def _optimize(
             with torch.no_grad():
                 for p in params:
                     p.clamp_(0.0, clamp_max)
+            done()
     failed = ~best_kept.kept
     for g, a in zip(best_kept.gates, best_any.gates):
         g[failed] = a[failed]

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
+from pathlib_pw.criteria._progress import bar
 from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
 from pathlib_pw.pathway import Pathway, masking
 from pathlib_pw.selection import add_all, per_image
@@ -101,21 +102,24 @@ def _intended(
     due = [rounds if rounds is not None else math.ceil(float(lv.max()) / step - 1e-9) for lv in levels]
     n_rounds = max(due)
     snapshots = {j: masks for j, r in enumerate(due) if r == 0}
-    for i in range(n_rounds):
-        level = torch.clamp(wanted, max=(i + 1) * step)
-        # removed neurons rank below everything, dead kept neurons above every living one
-        above = _image_max(scores) * 2 + 1
-        ranked = [
-            torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0)) for s, m in zip(scores, masks)
-        ]
-        scale = _mean_score(scores)
-        near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
-        masks = remove_lowest(ranked, torch.round(level / 100.0 * total), near_zero, scale)
-        for j, r in enumerate(due):
-            if r == i + 1:
-                snapshots[j] = masks
-        if i + 1 < n_rounds:
-            scores, _, _ = _taylor(model, x, tgt, masks, names)
+    with bar(n_rounds, "greedy", "round") as rounds_bar:
+        for i in range(n_rounds):
+            level = torch.clamp(wanted, max=(i + 1) * step)
+            # removed neurons rank below everything, dead kept neurons above every living one
+            above = _image_max(scores) * 2 + 1
+            ranked = [
+                torch.where(m, torch.where(s > 0, s, per_image(above, s)), torch.full_like(s, -1.0))
+                for s, m in zip(scores, masks)
+            ]
+            scale = _mean_score(scores)
+            near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
+            masks = remove_lowest(ranked, torch.round(level / 100.0 * total), near_zero, scale)
+            for j, r in enumerate(due):
+                if r == i + 1:
+                    snapshots[j] = masks
+            if i + 1 < n_rounds:
+                scores, _, _ = _taylor(model, x, tgt, masks, names)
+            rounds_bar.update()
     return [
         Pathway.from_masks(
             snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(), rounds=due[j], variant="intended"
@@ -143,16 +147,18 @@ def _original_code(
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
     scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
-    for i in range(rounds):
-        top = _image_max(scores)
-        replaced = [torch.where(s > 0, s, per_image(top, s)) for s in scores]
-        level = torch.full((x.shape[0],), min(i * step, 99.999999), dtype=torch.float64)
-        keep, cut = global_threshold(replaced, level, checkpoint=False)
-        scale = _mean_score(scores)
-        near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
-        masks = decisions.checkpoint(replaced, [k | (s <= 0) for k, s in zip(keep, scores)], cut, near_zero, scale)
-        if i + 1 < rounds:  # the authors re-score once more after the last round; unused
-            scores, _, _ = _taylor(model, x, tgt, masks, names)
+    with bar(rounds, "greedy (original code)", "round") as rounds_bar:
+        for i in range(rounds):
+            top = _image_max(scores)
+            replaced = [torch.where(s > 0, s, per_image(top, s)) for s in scores]
+            level = torch.full((x.shape[0],), min(i * step, 99.999999), dtype=torch.float64)
+            keep, cut = global_threshold(replaced, level, checkpoint=False)
+            scale = _mean_score(scores)
+            near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
+            masks = decisions.checkpoint(replaced, [k | (s <= 0) for k, s in zip(keep, scores)], cut, near_zero, scale)
+            if i + 1 < rounds:  # the authors re-score once more after the last round; unused
+                scores, _, _ = _taylor(model, x, tgt, masks, names)
+            rounds_bar.update()
     return masks, names, tgt
 
 

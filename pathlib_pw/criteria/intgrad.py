@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import fx, nn
 
+from pathlib_pw.criteria._progress import bar
 from pathlib_pw.criteria.spec import INTEGRATED, CriterionSpec
 from pathlib_pw.downstream import Split, split_for
 from pathlib_pw.pathway import Pathway
@@ -82,17 +83,22 @@ def neuron_intgrad(
     tgt = resolve_target(target, logits)
     split = None if recompute == "full" else split_for(model, names, strict=recompute == "downstream")
     chunks = AlphaChunks(alpha_chunk, steps + 1, x.shape[0], acts[0].device)
-    if variant == "original_code":
-        alphas = original_code_alphas(steps)
-        scores, scored = _original_code_scores(model, x, acts, names, tgt, alphas, chunks, split, logits)
-    else:
-        alphas = intended_alphas(steps)
-        if split is not None:
-            grads = _downstream_mean_gradients(split, x, tgt, alphas, chunks, logits, range(len(names)))
+    # the authors score one site per rectifier module
+    scored = len(dict.fromkeys(_module_of_site(names))) if variant == "original_code" else len(names)
+    with bar(scored, f"neuron_intgrad ({steps + 1} alphas)", "site") as sites_bar:
+        if variant == "original_code":
+            alphas = original_code_alphas(steps)
+            scores = _original_code_scores(model, x, acts, names, tgt, alphas, chunks, split, logits, sites_bar.update)
         else:
-            grads = [_mean_gradient_full(model, x, tgt, alphas, chunks, {s}, s) for s in range(len(names))]
-        scores = [(a * g).abs() for a, g in zip(acts, grads)]
-        scored = len(names)
+            alphas = intended_alphas(steps)
+            if split is not None:
+                grads = _downstream_mean_gradients(split, x, tgt, alphas, chunks, logits, range(scored), sites_bar.update)
+            else:
+                grads = []
+                for s in range(scored):
+                    grads.append(_mean_gradient_full(model, x, tgt, alphas, chunks, {s}, s))
+                    sites_bar.update()
+            scores = [(a * g).abs() for a, g in zip(acts, grads)]
     paths = []
     for level in levels:
         masks, cut = global_threshold(scores[:scored], level)
@@ -189,22 +195,33 @@ def _original_code_scores(
     chunks: AlphaChunks,
     split: Split | None,
     logits: torch.Tensor,
-) -> tuple[list[torch.Tensor], int]:
+    done: Callable[[], object],
+) -> list[torch.Tensor]:
+    """The scores of the first ``n_modules`` sites; ``done()`` after each."""
     # The authors loop k over rectifier modules; a hook on module k scales each of its calls, and the
     # score is stored at mask index k, i.e. read at the k-th call site.
-    module_of_site = [name.split("#")[0] for name in names]
+    module_of_site = _module_of_site(names)
     modules = list(dict.fromkeys(module_of_site))
     scaled = [{i for i, m in enumerate(module_of_site) if m == module} for module in modules]
     # where module k is called once, at site k, this is plain per-site integration: use the split
     plain = [k for k in range(len(modules)) if scaled[k] == {k}] if split is not None else []
     fast = {}
     if split is not None and plain:
-        fast = dict(zip(plain, _downstream_mean_gradients(split, x, target, alphas, chunks, logits, plain)))
+        fast = dict(zip(plain, _downstream_mean_gradients(split, x, target, alphas, chunks, logits, plain, done)))
     scores = []
     for k in range(len(modules)):
-        grad = fast[k] if k in fast else _mean_gradient_full(model, x, target, alphas, chunks, scaled[k], k)
+        if k in fast:
+            grad = fast[k]
+        else:
+            grad = _mean_gradient_full(model, x, target, alphas, chunks, scaled[k], k)
+            done()
         scores.append((acts[k] * grad).abs())
-    return scores, len(modules)
+    return scores
+
+
+def _module_of_site(names: Sequence[str]) -> list[str]:
+    """The rectifier module (or functional call) of each site: its name without ``#k``."""
+    return [name.split("#")[0] for name in names]
 
 
 def _downstream_mean_gradients(
@@ -215,9 +232,10 @@ def _downstream_mean_gradients(
     chunks: AlphaChunks,
     logits: torch.Tensor,
     sites: Sequence[int],
+    done: Callable[[], object],
 ) -> list[torch.Tensor]:
     """Mean over ``alphas`` of d logit / d(scaled activation) at each site in ``sites``, rerunning only the
-    layers after the site."""
+    layers after the site; ``done()`` after each site."""
     with evaluating(split.graph_module):
         values = split.upstream_values(x)
         grads = []
@@ -229,6 +247,7 @@ def _downstream_mean_gradients(
             else:
                 one_pass = functools.partial(_downstream_gradient_sum, split, s, values, target, logits)
                 grads.append(chunks.total(alphas, one_pass) / len(alphas))
+            done()
     return grads
 
 
