@@ -3,6 +3,7 @@ and scikit-learn's bundled digits."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -281,17 +282,41 @@ def register_image_source(name: str) -> Callable[[ImageSource], ImageSource]:
 
 
 def load_images(
-    source: str, images: Sequence[str] = (), n_images: int = 0, size: int = 224, seed: int = 0, first: int | None = None
+    source: str,
+    images: Sequence[str] = (),
+    n_images: int = 0,
+    size: int = 224,
+    seed: int = 0,
+    first: int | None = None,
+    *,
+    offset: int = 0,
 ) -> tuple[torch.Tensor, list[str]]:
-    """Normalized images and their names from the registered image ``source`` (``IMAGE_SOURCES``)."""
+    """Normalized images and their names from the registered image ``source`` (``IMAGE_SOURCES``):
+    of the source's list, ``offset`` skipped, then the first ``first`` (all when None)."""
     if source not in IMAGE_SOURCES:
         raise ValueError(f"source must be one of {sorted(IMAGE_SOURCES)}, got {source!r}")
-    return IMAGE_SOURCES[source](images=tuple(images), n_images=n_images, size=size, seed=seed, first=first)
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+    load = IMAGE_SOURCES[source]
+    kwargs = {"images": tuple(images), "n_images": n_images, "size": size, "seed": seed}
+    if offset == 0:
+        return load(**kwargs, first=first)
+    if "offset" in inspect.signature(load).parameters:
+        return load(**kwargs, first=first, offset=offset)
+    # a source without offset support: load the prefix and drop the skipped images
+    x, names = load(**kwargs, first=None if first is None else offset + first)
+    return x[offset:], names[offset:]
+
+
+def _window(items: Sequence[str], first: int | None, offset: int) -> list[str]:
+    return list(items[offset:] if first is None else items[offset : offset + first])
 
 
 @register_image_source("photos")
-def _photos(images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None) -> tuple[torch.Tensor, list[str]]:
-    return load_photos(list(images[:first]), size=size)
+def _photos(
+    images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None, offset: int = 0
+) -> tuple[torch.Tensor, list[str]]:
+    return load_photos(_window(images, first, offset), size=size)
 
 
 def imagenet_val_files(images: Sequence[str], root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
@@ -317,13 +342,17 @@ def imagenet_val_files(images: Sequence[str], root: str | os.PathLike | None = N
 
 @register_image_source("imagenet_val")
 def _imagenet_val(
-    images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None
+    images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None, offset: int = 0
 ) -> tuple[torch.Tensor, list[str]]:
     if images:  # named images or validation indices (the authors' fixed figure images)
         path, chosen = imagenet_val_files(images)
-        chosen = chosen[:first]
-        return preprocess([_read_rgb(path / f) for f in chosen], size=size), chosen
-    return load_imagenet_val(n=n_images, seed=seed, size=size, first=first)
+        chosen = _window(chosen, first, offset)
+    else:
+        path, files = list_imagenet_val()
+        chosen = _window(_select(files, n_images, seed), first, offset)
+    if not chosen:
+        raise ValueError(f"no images left after offset={offset} and first={first}")
+    return preprocess([_read_rgb(path / f) for f in chosen], size=size), chosen
 
 
 def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:

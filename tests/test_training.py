@@ -54,6 +54,7 @@ def test_training_is_seeded_learns_and_leaves_the_global_rng_alone():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))  # another batch order
     assert not a.training and accuracy(a, x, y) > 0.9
-    assert torch.equal(predict(a, x, batch_size=7), predict(a, x))
+    # chunks give the same logits up to rounding (the matrix kernels depend on the batch size)
+    torch.testing.assert_close(predict(a, x, batch_size=7), predict(a, x), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="same number"):
         accuracy(a, x, y[:3])

@@ -45,7 +45,7 @@ def first_images(config: Any, n: int) -> Any:
 def image_count(config: Any) -> int:
     """How many images a configuration runs on."""
     inputs = config.inputs
-    count = len(inputs.images) if inputs.source == "photos" else inputs.n_images
+    count = (len(inputs.images) if inputs.source == "photos" else inputs.n_images) - inputs.offset
     return count if inputs.first is None else min(count, inputs.first)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pathlib_pw.cache import added_field
 from pathlib_pw.data import PHOTOS, load_images
 from pathlib_pw.models import load_model
 
@@ -29,7 +30,9 @@ class Inputs:
     """The model (a name :func:`pathlib_pw.models.load_model` knows) and the images: a registered
     image ``source`` (:data:`pathlib_pw.data.IMAGE_SOURCES`) with named ``images`` or ``n_images``
     drawn with ``seed``, at ``size`` px; ``first`` keeps only the first of them (what ``verify``
-    recomputes)."""
+    recomputes); ``offset`` skips that many images of the full list before ``first`` applies (a chunk
+    of a sharded run, :meth:`window`). Experiments number images from ``offset``, so that per-image
+    seeds and recorded decisions of a chunk are those of the same images in a whole run."""
 
     model: str = "mobilenet_v2"
     source: str = "photos"
@@ -38,9 +41,10 @@ class Inputs:
     size: int = 224
     seed: int = 0
     first: int | None = None
+    offset: int = added_field(0)
 
     def load_images(self) -> tuple[torch.Tensor, list[str]]:
-        return load_images(self.source, self.images, self.n_images, self.size, self.seed, self.first)
+        return load_images(self.source, self.images, self.n_images, self.size, self.seed, self.first, offset=self.offset)
 
     def load_model(self, device: str | torch.device = "cpu", name: str | None = None) -> nn.Module:
         """This model (or ``name``) with its trained weights."""
@@ -51,3 +55,11 @@ class Inputs:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         return dataclasses.replace(self, first=n if self.first is None else min(n, self.first))
+
+    def window(self, start: int, stop: int) -> Inputs:
+        """Images ``start`` .. ``stop - 1`` of these inputs (counted from their own ``offset``)."""
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop):
+            raise ValueError(f"start and stop must be ints with 0 <= start < stop, got {start!r}, {stop!r}")
+        if self.first is not None and stop > self.first:
+            raise ValueError(f"stop must be at most first={self.first}, got {stop}")
+        return dataclasses.replace(self, offset=self.offset + start, first=stop - start)

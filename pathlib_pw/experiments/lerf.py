@@ -75,6 +75,8 @@ def config(profile: Profile) -> Config:
     return Config(inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=2000), pathway_sparsity=75.0)
 
 
+# every image is computed alone: the runner may split the images among processes (.sharding)
+SHARD_BY_IMAGE = True
 PER_IMAGE = {"names", "curves", "constant_maps", "predicted", "probability"}
 TOLERANCES = {
     "curves": Tolerance(
@@ -118,7 +120,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             probs = model(xi).softmax(1)
         target = probs.argmax(1)
         predicted[i], probability[i] = target.cpu().numpy(), probs.amax(1).cpu().numpy()
-        images = list(range(start, start + len(xi)))
+        images = list(range(config.inputs.offset + start, config.inputs.offset + start + len(xi)))
         with decisions.images(images):
             for m, (name, method) in enumerate(zip(config.methods, methods)):
                 with decisions.scope(name):

@@ -18,7 +18,7 @@ import dataclasses
 
 from pathlib_pw.experiments import paths
 from pathlib_pw.experiments.inputs import ALL_PHOTOS
-from pathlib_pw.experiments.paths import PER_IMAGE, TOLERANCES, Config, run, tolerances
+from pathlib_pw.experiments.paths import PER_IMAGE, SHARD_BY_IMAGE, TOLERANCES, Config, run, tolerances
 
 # NeuronMCT's 15 % output-change point of the book's sweep (checked against the ``paths`` cache by
 # the tests and the dead-neurons chapter)
@@ -39,4 +39,14 @@ def config(profile: str) -> Config:
     return dataclasses.replace(base, overlap_sparsities=(point,), sweep_sparsities=())
 
 
-__all__ = ["BOOK_IMAGES", "BOOK_OPERATING_POINT", "PER_IMAGE", "TOLERANCES", "Config", "config", "run", "tolerances"]
+__all__ = [
+    "BOOK_IMAGES",
+    "BOOK_OPERATING_POINT",
+    "PER_IMAGE",
+    "SHARD_BY_IMAGE",
+    "TOLERANCES",
+    "Config",
+    "config",
+    "run",
+    "tolerances",
+]

@@ -82,6 +82,8 @@ def config(profile: str) -> Config:
 
 
 TOLERANCES = {"output_change": PROBABILITIES}
+# every image is computed alone: the runner may split the images among processes (.sharding)
+SHARD_BY_IMAGE = True
 PER_IMAGE = {
     "names",
     "predicted",
@@ -106,8 +108,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     bar = tqdm(total=len(x) * len(config.criteria), desc="paths", disable=not progress)
     for start in range(0, len(x), config.batch_size):
         xb = x[start : start + config.batch_size].to(device)
-        with decisions.images(range(start, start + len(xb))):
-            batch, sites, sizes = _batch(model, xb, start, config, levels, bar)
+        first = config.inputs.offset + start  # images are numbered across the chunks of a sharded run
+        with decisions.images(range(first, first + len(xb))):
+            batch, sites, sizes = _batch(model, xb, first, config, levels, bar)
         for key, value in batch.items():
             rows[key].append(value)
     bar.close()

@@ -96,6 +96,8 @@ def verify_subset(config: Config, n: int) -> Config:
     return dataclasses.replace(first_images(config, n), depth=1, independent=config.independent[:1])
 
 
+# every image is computed alone: the runner may split the images among processes (.sharding)
+SHARD_BY_IMAGE = True
 PER_IMAGE = {"names", "predicted", "probability", "stage_predicted", "cascading", "independent", "example_maps"}
 TOLERANCES = {"example_maps": HALF_MAPS, "cascading": SIMILARITIES, "independent": SIMILARITIES}
 
@@ -159,7 +161,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         with torch.no_grad():
             now = model(x).argmax(1)
         explained = target if config.explained_class == "trained" else now
-        with decisions.images(range(len(x))), decisions.scope(stage):
+        with decisions.images(range(config.inputs.offset, config.inputs.offset + len(x))), decisions.scope(stage):
             return attribution_maps(model, x, methods, config.sparsity, explained, options), now.cpu().numpy()
 
     bar = tqdm(total=1 + len(measured) + len(config.independent), disable=not progress, desc="sanity stages")
@@ -167,7 +169,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     bar.update()
     cascade_labels = ["original"] + measured
     examples = [s for s in config.example_stages if s in cascade_labels]
-    n_examples = min(config.example_images, len(x))
+    # the first `example_images` images of the whole run (a later chunk of a sharded run has none)
+    n_examples = max(0, min(config.example_images - config.inputs.offset, len(x)))
     example_maps = np.zeros((n_examples, len(examples), len(methods)) + tuple(x.shape[2:]), dtype=np.float16)
     cascading = np.zeros((len(x), len(cascade_labels), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
     stage_predicted = np.zeros((len(x), len(cascade_labels)), dtype=np.int64)

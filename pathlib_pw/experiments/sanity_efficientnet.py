@@ -9,6 +9,7 @@ from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.inputs import Inputs
 from pathlib_pw.experiments.sanity import (
     PER_IMAGE,
+    SHARD_BY_IMAGE,
     TOLERANCES,
     Config,
     cached_part,
@@ -16,7 +17,7 @@ from pathlib_pw.experiments.sanity import (
     verify_subset,
 )
 
-__all__ = ["PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
+__all__ = ["SHARD_BY_IMAGE", "PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
 
 MEASURE_AT = ("classifier", "head", "block_12", "block_9", "block_6", "block_3", "block_0", "stem")
 EXAMPLE_STAGES = ("original", "classifier", "head", "block_12", "block_6", "stem")

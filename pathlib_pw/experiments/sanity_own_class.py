@@ -18,6 +18,7 @@ from pathlib_pw.experiments.sanity import (
     AUTHORS_INPUT_MCT,
     AUTHORS_INPUT_MCT_EXACT,
     PER_IMAGE,
+    SHARD_BY_IMAGE,
     TOLERANCES,
     Config,
     cached_part,
@@ -26,7 +27,7 @@ from pathlib_pw.experiments.sanity import (
 )
 from pathlib_pw.experiments.sanity import config as sanity_config
 
-__all__ = ["MEASURE_AT", "PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
+__all__ = ["SHARD_BY_IMAGE", "MEASURE_AT", "PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
 
 MEASURE_AT = ("classifier", "last_conv", "block_13", "block_6", "block_0", "stem")
 EXAMPLE_STAGES = ("original", "classifier", "last_conv", "block_13", "block_6", "stem")

@@ -152,7 +152,8 @@ def test_the_check_tolerance_passes_rounding_and_fails_code_changes(tmp_path):
 
     rounding = compared(_run_without_simd(part, tmp_path))
     assert all(not c.problem for c in rounding.values()), [c.problem for c in rounding.values()]
-    assert rounding["check_image"].largest < decoding.CHECK_IMAGE.atol / 10
+    # measured: 1.6e-6 on an AMD EPYC, 1.4e-5 on an Intel Xeon (no SIMD against AVX-512)
+    assert rounding["check_image"].largest < decoding.CHECK_IMAGE.atol / 4
     for changed in (dataclasses.replace(part, lr=0.0505), dataclasses.replace(part, check_path=ACTIVE)):
         result = compared(decoding.run(changed, progress=False))
         assert result["check_image"].problem, changed

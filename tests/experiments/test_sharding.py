@@ -1,0 +1,244 @@
+"""Per-image experiments in chunks, shared among processes, resumable (pathlib_pw.experiments.sharding).
+
+References: the plain single-process run of the same configuration (``experiments.run``), which the
+merged chunks equal array for array where the chunks keep the experiment's batches (``paths``: one
+image per batch) and up to float rounding where the plain run batches all images together
+(``sanity``); and the chunked single-process run, which two processes under torchrun (gloo) and an
+interrupted-then-resumed run must equal exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib_pw import cache, experiments
+from pathlib_pw.data import load_images
+from pathlib_pw.experiments import sharding
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny_experiments  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """An empty results folder, the toy experiments registered, chunks of one image, one thread
+    (what torchrun gives each of its processes)."""
+    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(sharding.CHUNK_ENV, "1")
+    for name, module in tiny_experiments.MODULES.items():
+        monkeypatch.setitem(experiments.EXPERIMENTS, name, module)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path / "results"
+    torch.set_num_threads(threads)
+
+
+_plain: dict[str, dict[str, np.ndarray]] = {}
+
+
+def plain_run(name: str) -> dict[str, np.ndarray]:
+    """The single-process, unchunked run (computed once per test session, on one thread)."""
+    if name not in _plain:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _plain[name], _ = experiments.run(name, experiments.get_config(name, "smoke"), "cpu", progress=False)
+        finally:
+            torch.set_num_threads(threads)
+    return _plain[name]
+
+
+def assert_same(merged: dict[str, np.ndarray], plain: dict[str, np.ndarray], float_atol: float = 0.0) -> None:
+    assert sorted(merged) == sorted(plain)
+    for key in plain:
+        assert merged[key].shape == plain[key].shape, key
+        if float_atol and plain[key].dtype.kind == "f":
+            np.testing.assert_allclose(merged[key], plain[key], rtol=0, atol=float_atol, err_msg=key)
+        else:
+            np.testing.assert_array_equal(merged[key], plain[key], err_msg=key)
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+def test_chunks_cover_every_image_once_in_order():
+    assert sharding.chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert sharding.chunks(4, 16) == [(0, 4)]
+
+
+def test_chunk_size_is_whole_batches(monkeypatch):
+    monkeypatch.delenv(sharding.CHUNK_ENV, raising=False)
+    cfg = tiny_experiments.MODULES["tiny_paths"].config("smoke")
+    assert sharding.chunk_size(cfg) == 16
+    import dataclasses
+
+    assert sharding.chunk_size(dataclasses.replace(cfg, batch_size=5)) == 20
+    monkeypatch.setenv(sharding.CHUNK_ENV, "0")
+    with pytest.raises(ValueError, match=sharding.CHUNK_ENV):
+        sharding.chunk_size(cfg)
+
+
+def test_window_loads_the_same_images_as_slicing_the_whole_list():
+    inputs = Inputs(images=ALL_PHOTOS[:5], size=32)
+    x, names = inputs.load_images()
+    part = inputs.window(1, 3).window(1, 2)  # windows compose: image 2 of the whole list
+    xp, names_p = part.load_images()
+    assert names_p == names[2:3]
+    torch.testing.assert_close(xp, x[2:3], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="start and stop"):
+        inputs.window(3, 3)
+
+
+def test_a_source_without_offset_support_is_sliced(monkeypatch):
+    from pathlib_pw import data
+
+    def numbered(images, n_images, size, seed, first):
+        x = torch.arange(6.0).view(6, 1, 1, 1)
+        return x[:first], [str(i) for i in range(6)][:first]
+
+    monkeypatch.setitem(data.IMAGE_SOURCES, "numbered", numbered)
+    x, names = load_images("numbered", first=2, offset=3)
+    assert names == ["3", "4"] and x.flatten().tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match="offset"):
+        load_images("numbered", offset=-1)
+
+
+def test_imagenet_window_is_the_window_of_the_seeded_draw(tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        folder = tmp_path / f"n0000000{c}"
+        folder.mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"img_{c}_{i}.JPEG")
+    monkeypatch.setenv("PATHLIB_PW_IMAGENET_VAL", str(tmp_path))
+    inputs = Inputs(source="imagenet_val", images=(), n_images=6, size=16, seed=3)
+    _, names = inputs.load_images()
+    _, part = inputs.window(2, 5).load_images()
+    assert part == names[2:5]
+
+
+def test_merge_concatenates_per_image_arrays_and_checks_the_rest():
+    a = {"maps": np.zeros((2, 3)), "levels": np.array([1.0, np.nan])}
+    b = {"maps": np.ones((1, 3)), "levels": np.array([1.0, np.nan])}
+    merged = sharding.merge([a, b], {"maps"})
+    assert merged["maps"].shape == (3, 3) and merged["maps"][2].tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="'levels' is not per image but differs"):
+        sharding.merge([a, {"maps": b["maps"], "levels": np.array([2.0, np.nan])}], {"maps"})
+    with pytest.raises(ValueError, match="chunk 1 holds arrays"):
+        sharding.merge([a, {"maps": b["maps"]}], {"maps"})
+
+
+def test_only_per_image_experiments_are_shardable():
+    assert sharding.shardable("paths") and sharding.shardable("sanity") and sharding.shardable("lerf")
+    assert not sharding.shardable("roar") and not sharding.shardable("decoding")
+    with pytest.raises(ValueError, match="not computed image by image"):
+        sharding.run_sharded("roar", "smoke")
+
+
+# --- one process -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "float_atol"), [("tiny_paths", 0.0), ("tiny_sanity", 1e-3)])
+def test_chunked_run_equals_the_plain_run(results, name, float_atol):
+    merged = sharding.run_sharded(name, "smoke", progress=False)
+    assert_same(merged.arrays, plain_run(name), float_atol)
+    header = json.loads((results / "smoke" / name / "config.json").read_text())
+    assert header["world_size"] == 1 and header["chunk_images"] == 1 and header["self_check"]
+    assert not (results / "smoke" / sharding.SHARDS).exists() or not any((results / "smoke" / sharding.SHARDS).iterdir())
+    assert experiments.verify(name, "smoke").ok
+
+
+def test_an_interrupted_run_resumes_without_recomputing_finished_images(results, monkeypatch):
+    calls: list[int] = []
+    real_run = sharding.run
+
+    def counting(name, config, device="cpu", progress=True):
+        calls.append(config.inputs.offset)
+        if len(calls) == 2 and interrupt:
+            raise KeyboardInterrupt("interrupted")
+        return real_run(name, config, device, progress)
+
+    monkeypatch.setattr(sharding, "run", counting)
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    shards = next((results / "smoke" / sharding.SHARDS).iterdir())
+    assert sorted(p.name for p in shards.glob("images-*")) == ["images-0000000-0000001.npz"]
+    assert not list(shards.glob(".*")), "a half-written file was left behind"
+    assert not (results / "smoke" / "tiny_paths").exists()
+
+    interrupt = False
+    calls.clear()
+    merged = sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    assert calls[:2] == [1, 2], "finished images were recomputed"  # then the self-check's image 0
+    assert_same(merged.arrays, plain_run("tiny_paths"))
+    assert not shards.exists()
+
+
+def test_force_discards_finished_chunks(results, monkeypatch):
+    sharding.run_sharded("tiny_sanity", "smoke", progress=False)
+    calls: list[int] = []
+    real_run = sharding.run
+
+    def counting(name, config, device="cpu", progress=True):
+        calls.append(config.inputs.offset)
+        return real_run(name, config, device, progress)
+
+    monkeypatch.setattr(sharding, "run", counting)
+    assert sharding.run_sharded("tiny_sanity", "smoke", progress=False).meta["world_size"] == 1
+    assert calls == [], "a current cache is returned as it is"
+    sharding.run_sharded("tiny_sanity", "smoke", force=True, progress=False)
+    assert calls[:3] == [0, 1, 2]
+
+
+# --- two processes under torchrun ----------------------------------------------------------------
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import tiny_experiments
+tiny_experiments.register()
+from pathlib_pw.__main__ import main
+sys.exit(main(["run", "tiny_paths", "tiny_sanity", "--profile", "smoke", "--quiet"]))
+"""
+
+
+def test_two_processes_under_torchrun_equal_one(results, tmp_path):
+    script = tmp_path / "run_tiny.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in ("tiny_paths", "tiny_sanity"):
+        merged = cache.load(results / "smoke" / name)
+        assert merged.meta["world_size"] == 2
+        one = sharding.run_sharded(name, "smoke", force=True, progress=False)
+        assert one.meta["world_size"] == 1
+        assert_same(merged.arrays, one.arrays)
+
+
+def test_an_identical_computation_is_copied_not_recomputed(results, monkeypatch):
+    import types
+
+    twin = types.ModuleType("tiny_sanity_twin")
+    twin.__dict__.update({k: v for k, v in vars(tiny_experiments.MODULES["tiny_sanity"]).items() if not k.startswith("__")})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny_sanity_twin", twin)
+    first = sharding.run_experiment("tiny_sanity", "smoke", progress=False)
+    monkeypatch.setattr(sharding, "run", lambda *a, **k: pytest.fail("recomputed"))
+    copied = sharding.run_experiment("tiny_sanity_twin", "smoke", progress=False)
+    assert copied.meta["copied_from"] == "tiny_sanity"
+    assert_same(copied.arrays, first.arrays)
+    assert experiments.verify("tiny_sanity_twin", "smoke").ok
