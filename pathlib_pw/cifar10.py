@@ -61,6 +61,19 @@ def read_batch(path: str | os.PathLike) -> dict[str, object]:
     return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in batch.items()}
 
 
+def _batches_in(root: Path) -> Path | None:
+    for candidate in (root, root / "cifar-10-batches-py"):
+        if all((candidate / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+            return candidate
+    return None
+
+
+def find_cifar10_folder(folder: str | os.PathLike | None = None) -> Path | None:
+    """What :func:`cifar10_folder` returns, or None where it would raise: no file is read."""
+    named = folder if folder is not None else os.environ.get(CIFAR10_ENV)
+    return _batches_in(Path(named)) if named else None
+
+
 def cifar10_folder(folder: str | os.PathLike | None = None) -> Path:
     """The folder holding the batches: ``folder``, else ``$PATHLIB_PW_CIFAR10`` (or its
     ``cifar-10-batches-py`` subfolder); FileNotFoundError saying what is missing and where it goes."""
@@ -72,9 +85,9 @@ def cifar10_folder(folder: str | os.PathLike | None = None) -> Path:
             "from https://www.cs.toronto.edu/~kriz/cifar.html (nothing is downloaded here)"
         )
     root = Path(named)
-    for candidate in (root, root / "cifar-10-batches-py"):
-        if all((candidate / f).is_file() for f in TRAIN_FILES + TEST_FILES):
-            return candidate
+    found = _batches_in(root)
+    if found is not None:
+        return found
     missing = [f for f in TRAIN_FILES + TEST_FILES if not (root / f).is_file()]
     raise FileNotFoundError(
         f"CIFAR-10 folder {root} lacks {missing}: put the python batches there (or in its cifar-10-batches-py)"

@@ -16,12 +16,14 @@ from pathlib_pw.imagenet import preprocess
 
 __all__ = [
     "IMAGENET_VAL_ENV",
+    "IMAGENET_VAL_SOURCES",
     "IMAGE_SOURCES",
     "IMAGE_SUFFIXES",
     "PHOTOS",
     "ImageSource",
     "Photo",
     "imagenet_val_files",
+    "imagenet_val_problem",
     "iter_imagenet_val",
     "list_imagenet_val",
     "load_digits_tensors",
@@ -204,6 +206,21 @@ def list_imagenet_val(root: str | os.PathLike | None = None) -> tuple[Path, list
     return path, files
 
 
+def imagenet_val_problem(root: str | os.PathLike | None = None) -> str | None:
+    """Why :func:`list_imagenet_val` would find no images (the folder not named, absent, or without
+    images), else None. Cheap: it stops at the first image file and opens none."""
+    if root is None or str(root) == "":
+        root = os.environ.get(IMAGENET_VAL_ENV) or None
+        if root is None:
+            return f"{IMAGENET_VAL_ENV} is not set"
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        return f"{path} is not a folder"
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in path.rglob("*")):
+        return f"{path} holds no *.JPEG/*.jpg/*.png images"
+    return None
+
+
 def _select(files: list[str], n: int | None, seed: int) -> list[str]:
     if n is None:
         return files
@@ -262,20 +279,25 @@ def load_imagenet_val(
 
 ImageSource = Callable[..., tuple[torch.Tensor, list[str]]]
 IMAGE_SOURCES: dict[str, ImageSource] = {}
+# the sources that read the local ImageNet validation folder (:mod:`pathlib_pw.experiments.requirements`)
+IMAGENET_VAL_SOURCES: set[str] = set()
 
 
-def register_image_source(name: str) -> Callable[[ImageSource], ImageSource]:
+def register_image_source(name: str, *, imagenet_val: bool = False) -> Callable[[ImageSource], ImageSource]:
     """Decorator: make ``fn(images, n_images, size, seed, first) -> (x, names)`` the image source ``name``.
 
     ``images`` names images (for sources of named images), ``n_images`` how many to draw with ``seed``
-    (for sources that draw), ``first`` keeps only the first of them (None: all). A new experiment
-    registers its source from its own module.
+    (for sources that draw), ``first`` keeps only the first of them (None: all). ``imagenet_val``: the
+    source reads the local ImageNet validation folder (``PATHLIB_PW_IMAGENET_VAL``), which the
+    preflight check then requires. A new experiment registers its source from its own module.
     """
 
     def register(fn: ImageSource) -> ImageSource:
         if name in IMAGE_SOURCES and IMAGE_SOURCES[name] is not fn:
             raise ValueError(f"an image source named {name!r} is already registered")
         IMAGE_SOURCES[name] = fn
+        if imagenet_val:
+            IMAGENET_VAL_SOURCES.add(name)
         return fn
 
     return register
@@ -340,7 +362,7 @@ def imagenet_val_files(images: Sequence[str], root: str | os.PathLike | None = N
     return path, chosen
 
 
-@register_image_source("imagenet_val")
+@register_image_source("imagenet_val", imagenet_val=True)
 def _imagenet_val(
     images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None, offset: int = 0
 ) -> tuple[torch.Tensor, list[str]]:

