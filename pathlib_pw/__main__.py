@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     from pathlib_pw.experiments import requirements, sharding
 
-    requirements.check(names, args.profile)  # everything missing, in one message, before any work
+    try:
+        requirements.check(names, args.profile)  # everything missing, in one message, before any work
+    except FileNotFoundError as missing:
+        print(missing, file=sys.stderr)
+        return 2
     if args.images is not None:  # a variation for a look, computed here and never cached
         for name in names:
             part = experiments.contract.parts(name, experiments.EXPERIMENTS[name])

@@ -28,3 +28,21 @@ def test_unknown_experiment_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["run", "no_such_experiment"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_missing_inputs_are_listed_at_once_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.delenv("PATHLIB_PW_IMAGENET_VAL", raising=False)
+    monkeypatch.delenv("PATHLIB_PW_CIFAR10", raising=False)
+    assert main(["run", "all", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    entries = err.split("\n- ")[1:]  # one entry per missing input, each listed once
+    assert len(entries) == 4
+    for needed in ("vgg16-397923af.pth", "resnet50-0676ba61.pth", "--imagenet-val DIR", "--cifar10 DIR"):
+        assert sum(needed in entry for entry in entries) == 1, needed
+    assert not (tmp_path / "results").exists(), "work started before the inputs were checked"
+    # a folder named on the command line counts (it is only looked at, not read)
+    (tmp_path / "cifar").mkdir()
+    assert main(["run", "roar", "--profile", "paper", "--cifar10", str(tmp_path / "cifar")]) == 2
+    assert "CIFAR-10" in capsys.readouterr().err  # an empty folder is still reported, with the reason

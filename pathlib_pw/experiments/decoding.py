@@ -133,7 +133,7 @@ def config(profile: str) -> Config:
     )
 
 
-@register_image_source("imagenet_val_named")
+@register_image_source("imagenet_val_named", imagenet_val=True)
 def _imagenet_val_named(
     images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None
 ) -> tuple[torch.Tensor, list[str]]:

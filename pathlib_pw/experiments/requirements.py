@@ -32,9 +32,6 @@ __all__ = ["EXTRA_NEEDS", "Requirement", "check", "missing", "needed", "needs_of
 
 IMAGENET_VAL_FLAG = "--imagenet-val DIR"
 CIFAR10_FLAG = "--cifar10 DIR"
-# image sources that read the ImageNet folder but are registered without saying so
-# (experiments.decoding registers "imagenet_val_named" with a plain register_image_source)
-_UNDECLARED_IMAGENET_SOURCES = frozenset({"imagenet_val_named"})
 _DISPLAY = {
     "vgg16": "VGG16",
     "resnet50": "ResNet50",
@@ -132,7 +129,7 @@ def _walk(value: Any) -> Iterator[Any]:
 def _config_needs(config: Any) -> list[Callable[[], Requirement]]:
     """The requirements the configuration names, in the order first seen (each once)."""
     needs: dict[str, Callable[[], Requirement]] = {}
-    imagenet_sources = data.IMAGENET_VAL_SOURCES | _UNDECLARED_IMAGENET_SOURCES
+    imagenet_sources = data.IMAGENET_VAL_SOURCES
     for value in _walk(config):
         if isinstance(value, str) and value in models.MODEL_NAMES:
             needs.setdefault(f"weights:{value}", functools.partial(_weights, value))
