@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import cache, experiments, models
 from pathlib_pw.data import load_images
 from pathlib_pw.experiments import sharding
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs
+from pathlib_pw.experiments.verification import compare_all
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_experiments  # noqa: E402
@@ -31,12 +32,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    """An empty results folder, the toy experiments registered, chunks of one image, one thread
+    """An empty results folder, the toy experiments and their random-init models registered, chunks of one image, one thread
     (what torchrun gives each of its processes)."""
     monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path / "results"))
     monkeypatch.setenv(sharding.CHUNK_ENV, "1")
     for name, module in tiny_experiments.MODULES.items():
         monkeypatch.setitem(experiments.EXPERIMENTS, name, module)
+    for name, architecture in tiny_experiments.RANDOM_INIT.items():
+        monkeypatch.setitem(models._LOADERS, name, tiny_experiments._random_init(architecture))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield tmp_path / "results"
@@ -58,14 +61,11 @@ def plain_run(name: str) -> dict[str, np.ndarray]:
     return _plain[name]
 
 
-def assert_same(merged: dict[str, np.ndarray], plain: dict[str, np.ndarray], float_atol: float = 0.0) -> None:
+def assert_same(merged: dict[str, np.ndarray], plain: dict[str, np.ndarray]) -> None:
     assert sorted(merged) == sorted(plain)
     for key in plain:
         assert merged[key].shape == plain[key].shape, key
-        if float_atol and plain[key].dtype.kind == "f":
-            np.testing.assert_allclose(merged[key], plain[key], rtol=0, atol=float_atol, err_msg=key)
-        else:
-            np.testing.assert_array_equal(merged[key], plain[key], err_msg=key)
+        np.testing.assert_array_equal(merged[key], plain[key], err_msg=key)
 
 
 # --- pieces ------------------------------------------------------------------------------------
@@ -150,10 +150,17 @@ def test_only_per_image_experiments_are_shardable():
 # --- one process -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "float_atol"), [("tiny_paths", 0.0), ("tiny_sanity", 1e-3)])
-def test_chunked_run_equals_the_plain_run(results, name, float_atol):
+@pytest.mark.parametrize("name", ["tiny_paths", "tiny_sanity"])
+def test_chunked_run_equals_the_plain_run(results, name):
     merged = sharding.run_sharded(name, "smoke", progress=False)
-    assert_same(merged.arrays, plain_run(name), float_atol)
+    if name == "tiny_paths":  # one image per batch in both runs: the same arithmetic
+        assert_same(merged.arrays, plain_run(name))
+    else:  # the plain run pushes all images through at once: rounding, and a threshold neuron may flip
+        rules = experiments.EXPERIMENTS[name].TOLERANCES
+        checks = compare_all(merged.arrays, plain_run(name), rules, {})
+        assert [c.problem for c in checks if c.problem] == []
+        for key in ("names", "predicted", "stage_predicted"):
+            np.testing.assert_array_equal(merged.arrays[key], plain_run(name)[key])
     header = json.loads((results / "smoke" / name / "config.json").read_text())
     assert header["world_size"] == 1 and header["chunk_images"] == 1 and header["self_check"]
     assert not (results / "smoke" / sharding.SHARDS).exists() or not any((results / "smoke" / sharding.SHARDS).iterdir())
