@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
@@ -73,8 +74,11 @@ def processes(timeout_hours: float = 48.0) -> Iterator[Processes]:
     created = not dist.is_initialized()
     if created:
         dist.init_process_group("gloo", timeout=datetime.timedelta(hours=timeout_hours))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+        torch.cuda.set_device(local_rank)  # for code that allocates on "the" current GPU
     try:
-        yield Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        yield Processes(dist.get_rank(), dist.get_world_size(), local_rank)
     finally:
         if created:
             dist.destroy_process_group()
