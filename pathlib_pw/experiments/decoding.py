@@ -39,7 +39,7 @@ from pathlib_pw import decoding as dec
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.data import list_imagenet_val, register_image_source
-from pathlib_pw.experiments.inputs import Inputs, pinned_options
+from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.paths import Criterion, paper_criteria
 from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import preprocess
@@ -125,7 +125,7 @@ def config(profile: str) -> Config:
         return Config()
     # the authors' script: VGG16, one validation image, 98 %, the top neurons on another image
     return Config(
-        inputs=Inputs(model="vgg16", source="imagenet_val_named", images=("val_00048339",)),
+        inputs=Inputs(model="vgg16", source="imagenet_val_named", images=("val_00048339",), alpha_chunk=PAPER_ALPHA_CHUNK),
         sparsities=(98.0,),
         paths=BOOK_PATHS,
         criteria=decoding_criteria(),
@@ -220,7 +220,7 @@ def _paths(
             out[label] = [None] * len(levels)
             continue
         criterion = config.criterion(label)
-        options = {**pinned_options(criterion.method), **dict(criterion.options)}
+        options = {**pinned_options(criterion.method, config.inputs), **dict(criterion.options)}
         if spec(criterion.method).seeded:
             options["seed"] = per_image_seeds(config.path_seed, len(x))
         capture = label in want_scores and criterion.method != GREEDY

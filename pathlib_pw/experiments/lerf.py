@@ -26,7 +26,7 @@ from pathlib_pw.attribution_methods import (
     random_ranking,
 )
 from pathlib_pw.experiments.contract import Profile
-from pathlib_pw.experiments.inputs import Inputs, pinned_options
+from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import IMAGENET_STD
 from pathlib_pw.removal import Order, pixel_removal_curve, quantize_maps
@@ -72,7 +72,10 @@ def config(profile: Profile) -> Config:
     if profile == "book":
         # and at the authors' VGG16 sparsity: the sparser the path, the more concentrated the map
         return Config(methods=METHODS + (PATHWAY_GRAD + "neuron_mct@90",))
-    return Config(inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=2000), pathway_sparsity=75.0)
+    return Config(
+        inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=2000, alpha_chunk=PAPER_ALPHA_CHUNK),
+        pathway_sparsity=75.0,
+    )
 
 
 # every image is computed alone: the runner may split the images among processes (.sharding)
@@ -89,15 +92,17 @@ TOLERANCES = {
 }
 
 
-def method_for(name: str, pathway_sparsity: float, seed: int = 0) -> AttributionMethod:
+def method_for(name: str, pathway_sparsity: float, seed: int = 0, inputs: Inputs | None = None) -> AttributionMethod:
     """The attribution method ``name``: PathwayGrad at ``pathway_sparsity`` (``name@90``: at 90 %),
     the random control drawn with ``seed``, else the registered method."""
     if name.startswith(PATHWAY_GRAD):
         criterion, _, level = name[len(PATHWAY_GRAD) :].partition("@")
         sparsity = float(level) if level else pathway_sparsity
         if criterion == ACCUMULATED:
-            return pathway_grad_method("neuron_intgrad", sparsity, variant="original_code", **pinned_options("neuron_intgrad"))
-        return pathway_grad_method(criterion, sparsity, **pinned_options(criterion))
+            return pathway_grad_method(
+                "neuron_intgrad", sparsity, variant="original_code", **pinned_options("neuron_intgrad", inputs)
+            )
+        return pathway_grad_method(criterion, sparsity, **pinned_options(criterion, inputs))
     if name == "random":
         return random_ranking(seed)
     return attribution_method(name)
@@ -106,7 +111,7 @@ def method_for(name: str, pathway_sparsity: float, seed: int = 0) -> Attribution
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
     x, names = config.inputs.load_images()
     model = config.inputs.load_model(device)
-    methods = [method_for(name, config.pathway_sparsity, config.seed) for name in config.methods]
+    methods = [method_for(name, config.pathway_sparsity, config.seed, config.inputs) for name in config.methods]
     fractions = [p / 100 for p in config.percents]
     shape = (len(x), len(methods), len(config.orders), len(config.removals), len(fractions))
     curves = np.zeros(shape, dtype=np.float32)

@@ -57,7 +57,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     realized, change = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
     for m, (label, method) in enumerate(config.methods):
         with decisions.images(range(len(x))), decisions.scope(label):
-            paths = extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method))
+            paths = extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method, config.inputs))
         for j, path in enumerate(paths):
             maps[:, m, j] = pathway_grad(model, x, path).cpu().numpy()
             realized[:, m, j] = path.sparsity.cpu().numpy()

@@ -19,7 +19,7 @@ from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import Method, Variant
-from pathlib_pw.experiments.inputs import Inputs, pinned_options
+from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.metrics import base_sparsity, dead_share, jaccard, output_change
 from pathlib_pw.sites import record_activations
@@ -75,7 +75,7 @@ def config(profile: str) -> Config:
         "DGR(init=r) (original code)", "dgr", "original_code", (("init", "r"), ("iterations", 1000), ("max_retries", 99))
     )
     return Config(
-        inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000),
+        inputs=Inputs(model="vgg16", source="imagenet_val", images=(), n_images=1000, alpha_chunk=PAPER_ALPHA_CHUNK),
         criteria=(*paper_criteria(), authors_dgr),
         batch_size=16,
     )
@@ -148,7 +148,7 @@ def _batch(
         options = dict(criterion.options)
         if spec(criterion.method).seeded:
             options["seed"] = seeds
-        options = {**pinned_options(criterion.method), **options}
+        options = {**pinned_options(criterion.method, config.inputs), **options}
         with decisions.scope(criterion.label):
             paths = extract_pathways(model, xb, criterion.method, levels, variant=criterion.variant, **options)
         for j, path in enumerate(paths):

@@ -18,7 +18,7 @@ from pathlib_pw.cache import added_field
 from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs, pinned_options
+from pathlib_pw.experiments.inputs import ALL_PHOTOS, PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS
 from pathlib_pw.saliency import pathway_grad
 
@@ -51,7 +51,9 @@ def config(profile: str) -> Config:
         return Config()
     known = tuple((model, images) for model, images in AUTHORS_IMAGES.items() if images)
     return Config(
-        inputs=Inputs(model="vgg16", source="imagenet_val", images=dict(known).get("vgg16", ()), n_images=9),
+        inputs=Inputs(
+            model="vgg16", source="imagenet_val", images=dict(known).get("vgg16", ()), n_images=9, alpha_chunk=PAPER_ALPHA_CHUNK
+        ),
         settings=(("vgg16", 90.0), ("resnet50", 75.0)),
         model_images=known,
         input_intgrad_variant="original_code",
@@ -100,7 +102,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             paths = {}
             for c in pathway_methods:
                 with decisions.images([i]), decisions.scope(f"{model_name}/{c}"):
-                    paths[c] = extract_pathways(model, xi, cast(Method, c), levels, target, **pinned_options(c))
+                    paths[c] = extract_pathways(model, xi, cast(Method, c), levels, target, **pinned_options(c, config.inputs))
             for j, s in enumerate(columns):
                 current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
                 for m, method in enumerate(methods):

@@ -27,7 +27,7 @@ from pathlib_pw.experiments.attribution import (
     pathway_criteria,
 )
 from pathlib_pw.experiments.contract import first_images, image_count
-from pathlib_pw.experiments.inputs import Inputs, pinned_options
+from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
 from pathlib_pw.sanity import (
     SIMILARITY_METRICS,
@@ -78,7 +78,7 @@ def config(profile: str) -> Config:
     if profile == "book":
         return Config()
     return Config(
-        inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=1000),
+        inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=1000, alpha_chunk=PAPER_ALPHA_CHUNK),
         methods=(*PAPER_METHODS, AUTHORS_INPUT_MCT_EXACT),
         independent=("linear", "bottleneck_15", "bottleneck_11", "bottleneck_7", "bottleneck_3", "conv1"),
         example_stages=("original", "linear", "bottleneck_15", "bottleneck_10", "bottleneck_5", "conv1"),
@@ -150,7 +150,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     x, names = config.inputs.load_images()
     x = x.to(device)
     methods = [METHODS[label] for label in config.methods]
-    options = {c: pinned_options(c) for c in pathway_criteria(methods)}
+    options = {c: pinned_options(c, config.inputs) for c in pathway_criteria(methods)}
     if config.input_intgrad_variant != "intended" and "input_intgrad" in methods:
         options["input_intgrad"] = {"variant": config.input_intgrad_variant}
     with torch.no_grad():

@@ -249,3 +249,14 @@ def test_an_identical_computation_is_copied_not_recomputed(results, monkeypatch)
     assert copied.meta["copied_from"] == "tiny_sanity"
     assert_same(copied.arrays, first.arrays)
     assert experiments.verify("tiny_sanity_twin", "smoke").ok
+
+
+def test_paper_profiles_bound_neuron_intgrad_passes_and_book_hashes_stay():
+    from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, pinned_options
+
+    assert pinned_options("neuron_intgrad") == {"alpha_chunk": None}
+    assert pinned_options("neuron_mct", Inputs(alpha_chunk=4)) == {}
+    assert pinned_options("neuron_intgrad", Inputs(alpha_chunk=4)) == {"alpha_chunk": 4}
+    for name in ("paths", "operating_point", "sanity", "lerf", "qualitative"):
+        assert experiments.get_config(name, "paper").inputs.alpha_chunk == PAPER_ALPHA_CHUNK, name
+        assert "alpha_chunk" not in cache.config_dict(experiments.get_config(name, "book"))["inputs"], name
