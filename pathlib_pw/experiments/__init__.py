@@ -113,18 +113,35 @@ def load_or_run(
         return cache.Results(experiment, cache.config_dict(config), meta, arrays)
     with decisions.recording(only=_parts(experiment).recorded_images(config, VERIFY_IMAGES)) as log:
         arrays, seconds = run(experiment, config, device, progress)
+    return _self_check_and_save(experiment, profile, config, arrays, log, device, seconds)
+
+
+def _self_check_and_save(
+    experiment: str,
+    profile: Profile,
+    config: Any,
+    arrays: Mapping[str, np.ndarray],
+    log: decisions.DecisionLog,
+    device: str,
+    seconds: float,
+    **meta: Any,
+) -> cache.Results:
+    """Cache ``arrays`` once the part :func:`verify` recomputes, replayed under the recorded ``log``,
+    matches them; the decisions of that part are saved beside them. RuntimeError when it does not."""
     check = _verify_part(experiment, profile, config, arrays, log, device, VERIFY_IMAGES, complete=False)
     if not check.ok:
         raise RuntimeError(f"not cached: the result does not verify against itself\n{check.text()}")
-    meta = {
+    header = {
         "device": device,
         "seconds": round(seconds, 1),
         "profile": profile,
         "machine": cache.machine(),
         "verify_images": VERIFY_IMAGES,
         "self_check": check.status,
+        **meta,
     }
-    return cache.save(directory, experiment, config, arrays, meta, log.subset([c.key for c in check.replay.checks]))
+    directory = cache.results_root() / profile / experiment
+    return cache.save(directory, experiment, config, arrays, header, log.subset([c.key for c in check.replay.checks]))
 
 
 def _verify_part(

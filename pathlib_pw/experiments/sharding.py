@@ -35,7 +35,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import EXPERIMENTS, VERIFY_IMAGES, _parts, _verify_part, get_config, load_or_run, run
+from pathlib_pw.experiments import EXPERIMENTS, VERIFY_IMAGES, _parts, _self_check_and_save, get_config, load_or_run, run
 from pathlib_pw.experiments.contract import Profile, image_count
 
 CHUNK_IMAGES = 16  # images per chunk, rounded up to whole batches of the experiment
@@ -196,7 +196,7 @@ def run_sharded(
     _compute(experiment, config, todo[procs.rank :: procs.world_size], shards, procs, device, progress)
     procs.barrier()
     if procs.rank == 0:
-        _merge_and_save(experiment, profile, config, todo, shards, directory, procs, device)
+        _merge_and_save(experiment, profile, config, todo, shards, procs, device)
         print(f"{experiment}/{profile}: {time.perf_counter() - start_time:.1f} s on {procs.world_size} process(es)")
     procs.barrier()
     return cache.load(directory)
@@ -239,31 +239,20 @@ def _compute(
 
 def _merge_and_save(
     experiment: str,
-    profile: str,
+    profile: Profile,
     config: Any,
     todo: Sequence[tuple[int, int]],
     shards: Path,
-    directory: Path,
     procs: Processes,
     device: str,
 ) -> None:
     loaded = [_load_shard(_shard_file(shards, start, stop)) for start, stop in todo]
     arrays = merge([a for a, _ in loaded], set(_parts(experiment).module.PER_IMAGE))
     log = decisions.DecisionLog.load(shards / _DECISIONS)
-    check = _verify_part(experiment, profile, config, arrays, log, device, VERIFY_IMAGES, complete=False)
-    if not check.ok:
-        raise RuntimeError(f"not cached: the merged result does not verify against itself\n{check.text()}")
-    meta = {
-        "device": device,
-        "seconds": round(sum(s for _, s in loaded), 1),
-        "profile": profile,
-        "machine": cache.machine(),
-        "verify_images": VERIFY_IMAGES,
-        "self_check": check.status,
-        "world_size": procs.world_size,
-        "chunk_images": chunk_size(config),
-    }
-    cache.save(directory, experiment, config, arrays, meta, log.subset([c.key for c in check.replay.checks]))
+    seconds = sum(s for _, s in loaded)
+    _self_check_and_save(
+        experiment, profile, config, arrays, log, device, seconds, world_size=procs.world_size, chunk_images=chunk_size(config)
+    )
     shutil.rmtree(shards)
 
 
@@ -299,9 +288,10 @@ def _reuse_identical(experiment: str, profile: Profile) -> None:
         source = cache.results_root() / profile / other
         if other == experiment or _parts(other).run is not _parts(experiment).run:
             continue
-        if cache.config_dict(get_config(other, profile)) != cache.config_dict(config):
+        other_config = get_config(other, profile)
+        if cache.config_dict(other_config) != cache.config_dict(config):
             continue
-        if cache.is_current(source, other, get_config(other, profile)):
+        if cache.is_current(source, other, other_config):
             found = cache.load(source)
             meta = {k: v for k, v in found.meta.items() if k not in ("config_hash", "versions")}
             cache.save(directory, experiment, config, found.arrays, {**meta, "copied_from": other}, cache.load_decisions(source))
