@@ -264,3 +264,35 @@ def test_greedy_stays_on_the_recorded_path_when_rounding_differs(monkeypatch):
         replayed = greedy.greedy(model, x, [torch.full((2,), 20.0, dtype=torch.float64)], None, "intended")[0]
     assert report.ok and report.changed > 0 and len(report.checks) == 2 * 20
     assert all(torch.equal(a, b) for a, b in zip(replayed.masks, recorded.masks))
+
+
+def test_greedys_rounding_class_admits_the_measured_burst_and_not_a_real_change():
+    """BURSTY (Greedy's rounds): a ReLU of the masked network that flips under other rounding moved up
+    to 4,748 of MobileNetV2's 6.1 M neurons at one round's cut (0.078 %); every score a few percent
+    off. A burst of that share, every changed neuron at the cut, replays and is restored; a cut
+    shifted by 0.5 % of the neurons (a real change of the sparsity) does not."""
+    from pathlib_pw.criteria.spec import BURSTY
+
+    g = torch.Generator().manual_seed(3)
+    scores = [torch.rand(1, 64, 50, 50, generator=g), torch.rand(1, 40_000, generator=g)]  # 200,000 neurons
+    level = torch.tensor([50.0], dtype=torch.float64)
+    with decisions.recording() as log, decisions.criterion(BURSTY):
+        recorded = global_threshold(scores, level)[0]
+    n = sum(s.numel() for s in scores)
+    burst = int(4_748 / 6.1e6 * n)  # the measured share: 155 of 200,000
+    flat = torch.cat([s.flatten() for s in scores])
+    order = flat.argsort()
+    k = int(0.5 * (n - 1))
+    nudged = flat.clone()
+    # the burst/2 neurons just below the cut move just above it and vice versa (rounding of a few percent)
+    below, above = order[k - burst // 2 + 1 : k + 1], order[k + 1 : k + 1 + burst // 2]
+    nudged[below], nudged[above] = flat[above], flat[below]
+    fresh = list(nudged.split([s.numel() for s in scores]))
+    fresh = [f.view_as(s) for f, s in zip(fresh, scores)]
+    with decisions.replaying(log) as report, decisions.criterion(BURSTY):
+        replayed = global_threshold(fresh, level)[0]
+    assert report.ok, report.problems()
+    assert report.changed == 2 * (burst // 2) and all(torch.equal(a, b) for a, b in zip(replayed, recorded))
+    with decisions.replaying(log) as report, decisions.criterion(BURSTY):
+        global_threshold(scores, torch.tensor([50.5], dtype=torch.float64))
+    assert not report.ok
