@@ -143,9 +143,13 @@ def _roar(config: Any) -> dict[str, Any]:
 TOY: dict[str, Callable[[Any], dict[str, Any]]] = {
     "paths": lambda c: dict(inputs=_inputs(c, n_images=2, size=32), sweep_sparsities=(0.0, 50.0), criteria=_few(c.criteria)),
     "operating_point": lambda c: dict(inputs=_inputs(c, n_images=1, size=32), criteria=_few(c.criteria)),
+    "dgr_retries": lambda c: dict(inputs=_inputs(c, n_images=1, size=32), sweep_sparsities=(), criteria=_few(c.criteria)),
     # a validation index as the authors' 16305, within the toy folder
     "maps_vs_sparsity": lambda c: dict(inputs=_inputs(c, images=("4",), size=32)),
-    "qualitative": lambda c: dict(inputs=_inputs(c, n_images=2, size=32)),
+    # two validation indices of the toy folder per model, another two for each (the authors: nine)
+    "qualitative": lambda c: dict(
+        inputs=_inputs(c, images=("0", "3"), n_images=2, size=32), model_images=(("vgg16", ("0", "3")), ("resnet50", ("1", "4")))
+    ),
     # 48 px: the authors' 16 px HOG cells need 3 x 3 of them
     "sanity": lambda c: dict(inputs=_inputs(c, n_images=2, size=48), measure_at=("linear", "conv1"), independent=("linear",)),
     "sanity_efficientnet": lambda c: dict(
@@ -278,6 +282,11 @@ def _check_operating_point(a: dict[str, np.ndarray], config: Any) -> None:
     _check_paths(a, config)
 
 
+def _check_dgr_retries(a: dict[str, np.ndarray], config: Any) -> None:
+    assert {"DGR(init=r)", "DGR(init=r) (original code)"} <= set(a["criteria"])  # both retry rules
+    _check_paths(a, config)
+
+
 def _check_maps_vs_sparsity(a: dict[str, np.ndarray], config: Any) -> None:
     assert list(a["names"]) == [sorted(_toy_val_files())[int(config.inputs.images[0])]]  # the validation index
     assert list(a["sparsities"]) == list(config.sparsities) == [0.0, 70.0, 80.0, 85.0, 90.0, 95.0, 99.0]
@@ -301,6 +310,9 @@ def _check_qualitative(a: dict[str, np.ndarray], config: Any) -> None:
     _probabilities(a["probability"])
     assert ((a["predicted"] >= 0) & (a["predicted"] < 1000)).all()
     assert _val_names(a["names"]) <= _toy_val_files() and len(set(a["names"])) == n
+    files = sorted(_toy_val_files())
+    for s, (model, images) in enumerate(config.model_images):  # each model on its own images
+        assert list(a["setting_names"][:, s]) == [files[int(i)] for i in images], model
 
 
 def _check_sanity(a: dict[str, np.ndarray], config: Any) -> None:
@@ -413,6 +425,7 @@ def _check_decoding(a: dict[str, np.ndarray], config: Any) -> None:
 CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "paths": _check_paths,
     "operating_point": _check_operating_point,
+    "dgr_retries": _check_dgr_retries,
     "maps_vs_sparsity": _check_maps_vs_sparsity,
     "qualitative": _check_qualitative,
     "sanity": _check_sanity_paper,
@@ -467,7 +480,7 @@ def test_check_lists_everything_missing_once(bare: Path):
     packaged = _packaged_missing() & {"weights:efficientnet_lite0"}  # the paper profile's one packaged model
     assert set(absent) == {"weights:vgg16", "weights:resnet50", "imagenet_val", "cifar10"} | packaged
     for name, users in (
-        ("vgg16", {"paths", "operating_point", "maps_vs_sparsity", "qualitative", "decoding"}),
+        ("vgg16", {"paths", "operating_point", "dgr_retries", "maps_vs_sparsity", "qualitative", "decoding"}),
         ("resnet50", {"qualitative", "sanity", "sanity_own_class", "lerf"}),
     ):
         file = models.weights_file_name(name)

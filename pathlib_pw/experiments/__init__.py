@@ -19,6 +19,7 @@ import torch
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import (
     decoding,
+    dgr_retries,
     lerf,
     lerf_digits,
     maps_vs_sparsity,
@@ -37,6 +38,7 @@ from pathlib_pw.experiments.verification import Verification, compare_all
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
     "operating_point": operating_point,
+    "dgr_retries": dgr_retries,
     "maps_vs_sparsity": maps_vs_sparsity,
     "qualitative": qualitative,
     "sanity": sanity,

@@ -154,3 +154,19 @@ def removed_living_share(results: Any, criterion: str, level: float) -> pd.Serie
     dead = results["base_sparsity"].astype(np.float64)
     living_removed = removed - (dead - dead_kept)
     return pd.Series(100 * living_removed / (1 - dead), index=[str(n) for n in results["names"]], name="living removed")
+
+
+def retry_table(results: Any, level: float, variants: Any, others: Any) -> pd.DataFrame:
+    """Per criterion in ``variants`` (e.g. DGR(init=r) with our and the authors' retries): the images
+    whose path kept the prediction, and at ``level`` the dead share, output change and mean Jaccard
+    overlap (percent) with each criterion in ``others``."""
+    labels = list(results["criteria"])
+    missing = [c for c in [*variants, *others] if c not in labels]
+    if missing:
+        raise ValueError(f"criteria must be among {labels}, got {missing}")
+    table = dead_share_table(results, level).loc[list(variants), ["dead share of path", "output change"]]
+    table.insert(0, "kept the prediction", dgr_kept_prediction(results).reindex(list(variants)))
+    overlaps = jaccard_matrix(results, level)
+    for other in others:
+        table[f"overlap with {other}"] = overlaps.loc[list(variants), other]
+    return table
