@@ -84,6 +84,13 @@ def test_paper_profile_settings():
     mvs = get_config("maps_vs_sparsity", "paper")
     assert mvs.inputs.images == ("16305",) and mvs.inputs.source == "imagenet_val"
     assert mvs.sparsities == (0.0, 70.0, 80.0, 85.0, 90.0, 95.0, 99.0)
+    # the qualitative figure: the authors' nine validation indices per model, VGG16 at 90 %, ResNet50 at 75 %
+    qualitative = get_config("qualitative", "paper")
+    vgg16 = ("39834", "40639", "3158", "8105", "2094", "23684", "12659", "23147", "4581")
+    resnet50 = ("5054", "36203", "43518", "20813", "7054", "15574", "15598", "41442", "9678")
+    assert dict(qualitative.model_images) == {"vgg16": vgg16, "resnet50": resnet50}
+    assert qualitative.inputs.images == vgg16 and qualitative.inputs.source == "imagenet_val"
+    assert qualitative.settings == (("vgg16", 90.0), ("resnet50", 75.0))
 
 
 def test_sanity_explains_the_randomized_models_own_class():

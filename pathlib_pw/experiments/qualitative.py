@@ -38,10 +38,14 @@ class Config:
     input_intgrad_variant: str = added_field("intended")
 
 
-# The authors' fixed validation indices (QualitativeAnalysis_pyfile.py), per model. Their script is
-# not available to this project: fill these in from it; while empty, the paper profile draws nine
-# seeded random validation images for both models.
-AUTHORS_IMAGES: dict[str, tuple[str, ...]] = {"vgg16": (), "resnet50": ()}
+# The authors' fixed validation indices, per model (their QualitativeAnalysis_pyfile.py at commit
+# d59b16d, "VGG16 APPENDIX" and "RESNET APPENDIX"): indices into torchvision's ImageNet val split,
+# whose order is that of pathlib_pw.data's validation indices (class folders by WordNet id, then
+# file names)
+AUTHORS_IMAGES: dict[str, tuple[str, ...]] = {
+    "vgg16": ("39834", "40639", "3158", "8105", "2094", "23684", "12659", "23147", "4581"),
+    "resnet50": ("5054", "36203", "43518", "20813", "7054", "15574", "15598", "41442", "9678"),
+}
 
 
 def config(profile: str) -> Config:
@@ -49,13 +53,12 @@ def config(profile: str) -> Config:
         return Config(inputs=Inputs(images=ALL_PHOTOS[:2], size=64))
     if profile == "book":
         return Config()
-    known = tuple((model, images) for model, images in AUTHORS_IMAGES.items() if images)
     return Config(
         inputs=Inputs(
-            model="vgg16", source="imagenet_val", images=dict(known).get("vgg16", ()), n_images=9, alpha_chunk=PAPER_ALPHA_CHUNK
+            model="vgg16", source="imagenet_val", images=AUTHORS_IMAGES["vgg16"], n_images=9, alpha_chunk=PAPER_ALPHA_CHUNK
         ),
         settings=(("vgg16", 90.0), ("resnet50", 75.0)),
-        model_images=known,
+        model_images=tuple(AUTHORS_IMAGES.items()),
         input_intgrad_variant="original_code",
     )
 
