@@ -225,3 +225,20 @@ def literal_input_grad(forward, x: torch.Tensor, target) -> torch.Tensor:
     out = forward(xi)
     (g,) = torch.autograd.grad(out[torch.arange(len(x)), torch.as_tensor(target)].sum(), xi)
     return g
+
+
+@pytest.fixture
+def book_results(monkeypatch):
+    """Load a committed book cache by experiment name (the repository's, whatever the environment
+    says); skip when it is not current (tests/experiments/test_book_cache.py fails then)."""
+    from pathlib_pw import cache, experiments
+
+    monkeypatch.delenv(cache.RESULTS_ENV, raising=False)
+
+    def load(name: str):
+        directory = cache.results_root() / "book" / name
+        if not cache.is_current(directory, name, experiments.get_config(name, "book")):
+            pytest.skip(f"no current book cache for {name}")
+        return cache.load(directory)
+
+    return load

@@ -8,7 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pathlib_pw import cache, experiments
 from pathlib_pw.experiments import dgr_retries, paths, paths_tables
 
 
@@ -33,19 +32,11 @@ def test_under_paper_it_is_the_paths_run():
     assert dgr_retries.ORIGINAL in [c.label for c in paths.config("paper").criteria]
 
 
-def _book(name, monkeypatch):
-    monkeypatch.delenv(cache.RESULTS_ENV, raising=False)
-    directory = cache.results_root() / "book" / name
-    if not cache.is_current(directory, name, experiments.get_config(name, "book")):
-        pytest.skip(f"no current book cache for {name}")
-    return cache.load(directory)
-
-
-def test_the_cache_agrees_with_the_paths_cache(monkeypatch):
+def test_the_cache_agrees_with_the_paths_cache(book_results):
     """Same criteria, seeds and photos computed twice: NeuronMCT, DGR(init=1) and Random agree with
     the paths cache at 90 %; so does our DGR(init=r) on the photos where the paths run (3 passes)
     kept the prediction, since the first 3 passes are the same computation."""
-    retries, sweep = _book("dgr_retries", monkeypatch), _book("paths", monkeypatch)
+    retries, sweep = book_results("dgr_retries"), book_results("paths")
     assert list(retries["names"]) == list(sweep["names"])
     j_r = [float(v) for v in retries["levels"]].index(90.0)
     j_s = [float(v) for v in sweep["levels"]].index(90.0)
@@ -63,8 +54,8 @@ def test_the_cache_agrees_with_the_paths_cache(monkeypatch):
     assert np.abs(a - b).max() <= 0.05
 
 
-def test_the_retry_table_reads_the_cache(monkeypatch):
-    retries = _book("dgr_retries", monkeypatch)
+def test_the_retry_table_reads_the_cache(book_results):
+    retries = book_results("dgr_retries")
     table = paths_tables.retry_table(retries, 90.0, [dgr_retries.INTENDED, dgr_retries.ORIGINAL], ["NeuronMCT", "Random"])
     n = len(retries["names"])
     labels = list(retries["criteria"])

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pathlib_pw import cache, experiments
 from pathlib_pw.experiments import operating_point, paths, paths_tables
 
 
@@ -20,20 +19,12 @@ def test_it_is_the_paths_configuration_at_one_sparsity(profile):
     assert point == same  # criteria, budgets and seeds as in the paths experiment
 
 
-def _book(name, monkeypatch):
-    monkeypatch.delenv(cache.RESULTS_ENV, raising=False)
-    directory = cache.results_root() / "book" / name
-    if not cache.is_current(directory, name, experiments.get_config(name, "book")):
-        pytest.skip(f"no current book cache for {name}")
-    return cache.load(directory)
-
-
-def test_the_book_point_is_the_sweeps_15_percent_point(monkeypatch):
-    sweep = _book("paths", monkeypatch)
+def test_the_book_point_is_the_sweeps_15_percent_point(book_results):
+    sweep = book_results("paths")
     assert paths_tables.sparsity_for_change(sweep, "NeuronMCT", 0.15) == operating_point.BOOK_OPERATING_POINT
 
 
-def test_the_cached_point_agrees_with_the_sweep_at_that_sparsity(monkeypatch):
+def test_the_cached_point_agrees_with_the_sweep_at_that_sparsity(book_results):
     """Same paths, computed twice (the sweep on an AMD EPYC with 2 threads, the point on an Intel Xeon
     with 1): the counts agree to rounding, the output changes to what the neurons flipped at the cut
     move. NeuronMCT and Random: a few neurons, 0.05. NeuronIntGrad: up to 800 per decision, measured;
@@ -41,7 +32,7 @@ def test_the_cached_point_agrees_with_the_sweep_at_that_sparsity(monkeypatch):
     criteria: Greedy and DGR re-score after every round or step, so one neuron flipped early changes
     what they remove later (Greedy's output change on one photo: 0.45 apart); their counts and dead
     shares still agree."""
-    sweep, point = _book("paths", monkeypatch), _book("operating_point", monkeypatch)
+    sweep, point = book_results("paths"), book_results("operating_point")
     assert list(point["criteria"]) == list(sweep["criteria"]) and list(point["names"]) == list(sweep["names"])[: len(point["names"])]
     j = [float(v) for v in sweep["levels"]].index(float(point["levels"][0]))
     n = len(point["names"])
