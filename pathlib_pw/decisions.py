@@ -521,8 +521,14 @@ def _record(masks: list[torch.Tensor], b: int, cut: float, rounding: Rounding, b
     complement = kept > neurons // 2
     members = np.flatnonzero(~flat if complement else flat)
     allowed = 0 if rounding.kind == "exact" else math.ceil(rounding.capacity * neurons)
-    cells = max(_MIN_CELLS, math.ceil(1.3 * allowed) + 12)
-    return Record(rounding.kind, neurons, kept, site_kept, cut, complement, sketch(members, cells), np.zeros(0, np.uint32))
+    return Record(
+        rounding.kind, neurons, kept, site_kept, cut, complement, sketch(members, _cells(allowed)), np.zeros(0, np.uint32)
+    )
+
+
+def _cells(changes: int) -> int:
+    """Sketch cells that decode a difference of ``changes`` neurons."""
+    return _cells_for(max(_MIN_CELLS, math.ceil(1.3 * changes) + 12))
 
 
 def _replay(
@@ -558,6 +564,11 @@ def _replay(
             f"the kept set differs from the recorded one in more neurons than rounding can explain "
             f"(at most {check.allowed} may change; {kept} kept now, {record.kept} recorded)"
         )
+        if record.sketch.cells < _cells(check.allowed):
+            check.problem += (
+                "; this record's sketch decodes fewer changes than the criterion now allows (it was recorded "
+                "with a smaller capacity): recompute the cache with --force"
+            )
         return check, None
     flips = np.array(sorted(decoded[0] + decoded[1]), dtype=np.int64)
     check.changed = len(flips)

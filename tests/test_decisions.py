@@ -296,3 +296,25 @@ def test_greedys_rounding_class_admits_the_measured_burst_and_not_a_real_change(
     with decisions.replaying(log) as report, decisions.criterion(BURSTY):
         global_threshold(scores, torch.tensor([50.5], dtype=torch.float64))
     assert not report.ok
+
+
+def test_a_record_sketched_for_a_smaller_capacity_says_to_recompute():
+    """A cache recorded before a criterion's capacity grew holds smaller sketches: a difference they
+    cannot decode is reported with what to do; one they can decode still replays."""
+    g = torch.Generator().manual_seed(4)
+    scores = [torch.rand(1, 20_000, generator=g)]
+    level = torch.tensor([50.0], dtype=torch.float64)
+    small, large = Rounding("threshold", capacity=1e-3, band=5.0), Rounding("threshold", capacity=1e-2, band=5.0)
+    with decisions.recording() as log, decisions.criterion(small):
+        global_threshold(scores, level)
+    with decisions.replaying(log) as report, decisions.criterion(large):
+        global_threshold(scores, torch.tensor([50.5], dtype=torch.float64))  # 100 changes: the sketch decodes about 20
+    assert not report.ok and "recompute the cache with --force" in report.checks[0].problem
+    with decisions.replaying(log) as report, decisions.criterion(large):
+        global_threshold(scores, torch.tensor([50.04], dtype=torch.float64))  # 8 changes
+    assert report.ok and report.changed == 8
+    with decisions.recording() as log, decisions.criterion(large):
+        global_threshold(scores, level)
+    with decisions.replaying(log) as report, decisions.criterion(large):
+        global_threshold(scores, torch.tensor([50.5], dtype=torch.float64))
+    assert report.ok and report.changed == 100  # sketched for the larger capacity: decoded and restored
