@@ -43,7 +43,6 @@ ALIASES: dict[str, str] = {
     "GBP": "Guided Backprop",
     "GradCAM": "Grad-CAM",
     "NeuronIntGrad (original code)": "NeuronIntGrad*",  # the authors' accumulated alphas
-    "InputMCT (authors' script, approximated)": "InputMCT (authors' script)",
 }
 _SUFFIX = re.compile(r"^(?P<name>.*?)(?:, (?P<level>\d+(?:\.\d+)?) %)?(?: \((?P<source>authors(?:,[^)]*)?)\))?$")
 

@@ -29,13 +29,13 @@ AUTHORS_PASSES = 100
 def criteria(iterations: int, max_retries: int) -> tuple[Criterion, ...]:
     """NeuronMCT, DGR(init=1) and Random beside DGR(init=r) with our and the authors' retries."""
     by_label = {c.label: c for c in paths.paper_criteria(dgr_iterations=iterations, dgr_retries=max_retries)}
-    init_r = dict(by_label[INTENDED].options)
+    ours = by_label[INTENDED]
     return (
         by_label["NeuronMCT"],
         by_label["DGR(init=1)"],
         by_label["Random"],
-        by_label[INTENDED],
-        Criterion(ORIGINAL, "dgr", "original_code", tuple(init_r.items())),
+        ours,
+        dataclasses.replace(ours, label=ORIGINAL, variant="original_code"),
     )
 
 

@@ -170,3 +170,15 @@ def retry_table(results: Any, level: float, variants: Any, others: Any) -> pd.Da
     for other in others:
         table[f"overlap with {other}"] = overlaps.loc[list(variants), other]
     return table
+
+
+def pair_overlap(results: Any, a: str, b: str, level: float) -> pd.Series:
+    """Per image, the Jaccard overlap (percent) of ``a``'s and ``b``'s paths at ``level``."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    missing = [c for c in (a, b) if c not in labels]
+    if missing:
+        raise ValueError(f"criteria must be among {labels}, got {missing}")
+    values = 100 * results["jaccard"][:, _level_index(results, level), labels.index(a), labels.index(b)].astype(np.float64)
+    return pd.Series(values, index=[str(n) for n in results["names"]], name=f"{a} / {b}")

@@ -123,3 +123,24 @@ def test_removed_living_share_from_sparsity_dead_share_and_base_rate():
     r["realized"][:, 2, 2] = 50.0  # C removes half; its kept half is 30 % / 50 % dead (fake_results)
     # image x: dead kept 0.15, dead removed 0.25, living removed 0.25 of 0.6 living; image y: 0.25, 0.25, 0.25 of 0.5
     assert paths_tables.removed_living_share(r, "C", 90).tolist() == pytest.approx([100 * 0.25 / 0.6, 50.0])
+
+
+def test_pair_overlap_per_image_in_percent():
+    r = fake_results()
+    r["names"] = np.array(["x", "y"])
+    assert paths_tables.pair_overlap(r, "A", "B", 90).to_dict() == pytest.approx({"x": 40.0, "y": 60.0})
+    assert paths_tables.pair_overlap(r, "B", "A", 90).tolist() == pytest.approx([40.0, 60.0])
+    with pytest.raises(ValueError, match="criteria must be among"):
+        paths_tables.pair_overlap(r, "A", "D", 90)
+
+
+def test_retry_table_gathers_kept_prediction_dead_share_change_and_overlaps():
+    r = fake_results()
+    r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
+    table = paths_tables.retry_table(r, 90, ["B", "C"], ["A"])
+    assert table["kept the prediction"].to_dict() == {"B": "2 of 2", "C": "1 of 2"}
+    assert table["dead share of path"].tolist() == pytest.approx([0.0, 40.0])
+    assert table["output change"].tolist() == pytest.approx([20.0, 5.0])
+    assert table["overlap with A"].tolist() == pytest.approx([50.0, 10.0])  # C / A: the NaN image skipped
+    with pytest.raises(ValueError, match="criteria must be among"):
+        paths_tables.retry_table(r, 90, ["B"], ["D"])
