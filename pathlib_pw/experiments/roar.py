@@ -37,7 +37,7 @@ from pathlib_pw import cifar10, decisions
 from pathlib_pw.attribution_methods import ACCUMULATED, PATHWAY_GRAD, attribute
 from pathlib_pw.digits import digits_split, train_digits_cnn
 from pathlib_pw.experiments.contract import Profile
-from pathlib_pw.experiments.lerf import METHODS, method_for
+from pathlib_pw.experiments.lerf import CACHED_TIES, METHODS, method_for
 from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.roar import MODES, RetrainingData, degrade, mask_only
 from pathlib_pw.selection import threads
@@ -267,9 +267,9 @@ def run_shown(config: Config, shown: Shown, device: str = "cpu", progress: bool 
                         continue
                     with decisions.scope(f"{name}/{mode}/{percent}"):
                         with decisions.images(_image_keys(config, name, "train", len(data.x_train))):
-                            x_train = remove(data.x_train, maps["train"], percent, mode)  # type: ignore[arg-type]
+                            x_train = remove(data.x_train, maps["train"], percent, mode, ties=CACHED_TIES)  # type: ignore[arg-type]
                         with decisions.images(_image_keys(config, name, "test", len(data.x_test))):
-                            x_test = remove(data.x_test, maps["test"], percent, mode)  # type: ignore[arg-type]
+                            x_test = remove(data.x_test, maps["test"], percent, mode, ties=CACHED_TIES)  # type: ignore[arg-type]
                     examples[m, o, p] = x_test[:n_ex].numpy()
                     if (name, mode, percent) == tuple(config.check[:3]):
                         arrays["check_data"] = np.array([_digest(x_train, x_test)])
