@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from pathlib_pw.experiments.lerf_tables import authors_wide, interval, label
+from pathlib_pw.experiments.lerf_tables import authors_wide, label
 from pathlib_pw.roar import roar_auc
 
 if TYPE_CHECKING:
@@ -27,9 +27,22 @@ __all__ = [
     "leak_table",
     "paired_differences",
     "ranking",
+    "t_interval",
 ]
 
 MODE_NAMES = {"roar": "ROAR", "kar": "KAR"}
+
+
+def t_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and its 95 % Student-t interval along ``axis`` (NaN bounds for fewer than two values)."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    mean = values.mean(axis)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half
 
 
 def _mode(results: Mapping[str, np.ndarray], mode: str) -> int:
@@ -58,7 +71,7 @@ def accuracy_frames(results: Mapping[str, np.ndarray], mode: str) -> tuple[pd.Da
 
     accuracy = results["accuracy"][:, _mode(results, mode)]  # (methods, percents, seeds)
     clean = np.broadcast_to(results["baseline"], (accuracy.shape[0], 1, accuracy.shape[2]))
-    mean, low, _ = interval(100 * np.concatenate([clean, accuracy], 1), axis=2)
+    mean, low, _ = t_interval(100 * np.concatenate([clean, accuracy], 1), axis=2)
     columns = [label(str(m)) for m in results["methods"]]
     index = pd.Index([0, *results["percents"].astype(int).tolist()], name="pixels removed (%)")
     return pd.DataFrame(mean.T, index=index, columns=columns), pd.DataFrame((mean - low).T, index=index, columns=columns)
@@ -71,7 +84,7 @@ def auc_table(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
     columns: dict[str, object] = {}
     for mode in (str(m) for m in results["modes"]):
-        mean, low, high = interval(aucs(results, mode), axis=1)
+        mean, low, high = t_interval(aucs(results, mode), axis=1)
         name = MODE_NAMES[mode]
         columns[f"{name} AUC"], columns[f"{name} 95% low"], columns[f"{name} 95% high"] = mean, low, high
     labels = [label(str(m)) for m in results["methods"]]
@@ -94,7 +107,7 @@ def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str
         if j == m:
             continue
         diff = values[j] - values[m]
-        mean, low, high = interval(diff)
+        mean, low, high = t_interval(diff)
         better = diff > 0 if mode == "roar" else diff < 0
         rows[label(other)] = {"difference": mean, "95% low": low, "95% high": high, "seeds where better": int(better.sum())}
     table = pd.DataFrame.from_dict(rows, orient="index")
