@@ -19,7 +19,7 @@ from pathlib_pw.experiments import roar as roar_experiment
 from pathlib_pw.experiments import roar_tables
 from pathlib_pw.experiments.lerf import method_for
 from pathlib_pw.experiments.verification import compare_all
-from pathlib_pw.training import TrainingRecipe
+from pathlib_pw.training import TrainingRecipe, predict
 from tests.cifar_folder import write_cifar10_folder
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
@@ -34,6 +34,7 @@ TOY = dataclasses.replace(
     recipe=TrainingRecipe(epochs=2),
     check=("pathway_grad/neuron_mct", "roar", 70, 1),
 )
+MEAN, ROAD = TOY.fills.index("mean"), TOY.fills.index("road")
 
 
 @pytest.fixture(scope="module")
@@ -41,39 +42,65 @@ def toy_run():
     return roar_experiment.run(TOY, progress=False)
 
 
-def test_a_point_equals_the_library_retraining_by_hand(toy_run, monkeypatch):
-    data = roar_experiment.training_data(TOY)
-    base = roar_experiment.train_model("digits", TOY.recipe, "cpu", data.x_train, data.y_train, TOY.base_seed)
+def _by_hand(seed: int):
+    """Explained model ``seed`` rebuilt with the library: its split, its base model and its maps."""
+    data = roar_experiment.training_data(TOY, seed)
+    base = roar_experiment.train_model("digits", TOY.recipe, "cpu", data.x_train, data.y_train, seed)
     method = method_for("pathway_grad/neuron_mct", TOY.pathway_sparsity)
     maps = {}
     for part, x in (("train", data.x_train), ("test", data.x_test)):
         # the run's batches of 64: a map's float sums depend on its batch
-        maps[part] = torch.cat([attribute(method, base, x[i : i + 64]) for i in range(0, len(x), 64)])
+        targets = base(x).argmax(1)
+        maps[part] = torch.cat([attribute(method, base, x[i : i + 64], targets[i : i + 64]) for i in range(0, len(x), 64)])
+    return data, base, maps
 
+
+def test_a_point_equals_the_library_retraining_by_hand(toy_run, monkeypatch):
     def fit(x, y, seed):
         return roar_experiment.train_model("digits", TOY.recipe, "cpu", x, y, seed)
 
     points = {}
     for mode, percent, seed in (("roar", 70, 1), ("kar", 30, 0)):
+        data, _, maps = _by_hand(seed)
+        # explained model `seed` breaks ties with tie order `seed` and retrains with seed `seed`
         points[mode] = roar.retrain(data, maps["train"], maps["test"], percent, mode, fit, seed)
-        index = (1, TOY.modes.index(mode), TOY.percents.index(percent), TOY.seeds.index(seed))
-        assert toy_run["accuracy"][index] == points[mode].accuracy
-    # the check run is ROAR at 70 % with seed 1
-    np.testing.assert_array_equal(toy_run["check_logits"], points["roar"].logits.numpy())
-    assert toy_run["check_accuracy"] == toy_run["accuracy"][1, 0, 1, 1]
+        index = (1, TOY.modes.index(mode), MEAN, TOY.percents.index(percent), TOY.seeds.index(seed))
+        if seed == 0:  # the library's degrade breaks ties with tie_seed 0 by default
+            assert toy_run["accuracy"][index] == points[mode].accuracy
+    data, _, maps = _by_hand(1)
+    x_train = roar.degrade(data.x_train, maps["train"], 70, "roar", tie_seed=1)
+    x_test = roar.degrade(data.x_test, maps["test"], 70, "roar", tie_seed=1)
+    logits = predict(fit(x_train, data.y_train, 1), x_test)
+    # the check run is ROAR at 70 % with seed 1, mean fill
+    np.testing.assert_array_equal(toy_run["check_logits"], logits.numpy())
+    assert toy_run["check_accuracy"] == toy_run["accuracy"][1, 0, MEAN, 1, 1]
+
+
+def test_the_road_fill_is_the_librarys_imputation(toy_run):
+    data, _, maps = _by_hand(0)
+    noise = roar_experiment.road_noise(TOY, 0)
+    x_test = roar.degrade(data.x_test, maps["test"], 30, "kar", "road", tie_seed=0, seed=[100_000 + i for i in range(len(data.x_test))], noise=noise)
+    kar = TOY.modes.index("kar")
+    np.testing.assert_array_equal(toy_run["examples"][1, kar, ROAD, 0], x_test[:4].numpy())
+    # ROAD's fill is not the mean: the removed pixels hold interpolated values
+    assert not np.array_equal(toy_run["examples"][1, kar, ROAD, 0], toy_run["examples"][1, kar, MEAN, 0])
 
 
 def test_the_controls_and_the_baseline(toy_run):
-    assert toy_run["accuracy"].shape == (4, 2, 2, 2) and np.isfinite(toy_run["accuracy"]).all()
+    assert toy_run["accuracy"].shape == (4, 2, 2, 2, 2) and np.isfinite(toy_run["accuracy"]).all()
     assert np.isfinite(toy_run["baseline"]).all()
-    # the clean model of the base seed is the model whose maps rank the pixels
-    assert toy_run["baseline"][0] == toy_run["base_accuracy"]
+    # the clean model of each seed is the explained model; the check seed's is stored with its logits
+    assert toy_run["baseline"][TOY.seeds.index(TOY.check[3])] == toy_run["base_accuracy"]
+    assert toy_run["baseline"][0] != toy_run["baseline"][1]  # another split and model per seed
     random = list(TOY.methods).index("random")
     # removing 70 % of the pixels at random hurts more than removing 30 %
-    assert (toy_run["accuracy"][random, 0, 1] < toy_run["accuracy"][random, 0, 0]).all()
-    assert toy_run["examples"].shape == (4, 2, 2, 4, 1, 8, 8)
-    removed = (toy_run["examples"][random, 0, 1] == 0).reshape(4, -1).sum(1)
+    assert (toy_run["accuracy"][random, 0, MEAN, 1] < toy_run["accuracy"][random, 0, MEAN, 0]).all()
+    assert toy_run["examples"].shape == (4, 2, 2, 2, 4, 1, 8, 8)
+    removed = (toy_run["examples"][random, 0, MEAN, 1] == 0).reshape(4, -1).sum(1)
     assert (removed >= 45).all()  # 70 % of 64 pixels is 45 (a kept pixel may be 0 too)
+    # a random map has no ties; Grad-CAM-like constant maps would be all ties
+    assert toy_run["tie_share"].shape == (4, 2, 2, 2) and (toy_run["tie_share"][random] == 0).all()
+    assert toy_run["constant_maps"].shape == (4, 2)
 
 
 def test_workers_do_not_change_the_results(toy_run, monkeypatch):
@@ -97,11 +124,11 @@ def test_verification_allows_rounding_and_nothing_more(toy_run):
     rms = np.sqrt(np.mean(np.square(fresh["check_logits"])))
     fresh["check_logits"] = fresh["check_logits"] + np.float32(0.1 * rms) * np.sign(fresh["check_logits"])
     assert all(not c.problem for c in _checks(toy_run, fresh).values())
-    # a retraining with another seed is a different result
+    # another explained model (seed 0: its own split, model, tie order and retraining) is a different result
     other = roar_experiment.run(dataclasses.replace(TOY, check_only=True, check=("pathway_grad/neuron_mct", "roar", 70, 0)), progress=False)
     fresh = {k: other[k] for k in roar_experiment.CHECK_ARRAYS}
     checks = _checks(toy_run, fresh)
-    assert checks["check_logits"].problem and not checks["check_data"].problem
+    assert checks["check_logits"].problem and checks["check_data"].problem
     # other pixels removed (another share): the degraded sets' digest differs
     other = roar_experiment.run(dataclasses.replace(TOY, check_only=True, check=("pathway_grad/neuron_mct", "roar", 30, 1)), progress=False)
     assert _checks(toy_run, {k: other[k] for k in roar_experiment.CHECK_ARRAYS})["check_data"].problem
@@ -154,8 +181,8 @@ def test_the_paper_path_runs_on_a_cifar10_folder(tmp_path):
     )
     arrays = roar_experiment.run(toy, progress=False)
     assert arrays["train_images"] == 60 and arrays["test_images"] == 12
-    assert arrays["accuracy"].shape == (4, 2, 1, 1) and np.isfinite(arrays["accuracy"]).all()
-    assert arrays["examples"].shape == (4, 2, 1, 4, 3, 32, 32)
+    assert arrays["accuracy"].shape == (4, 2, 2, 1, 1) and np.isfinite(arrays["accuracy"]).all()
+    assert arrays["examples"].shape == (4, 2, 2, 1, 4, 3, 32, 32)
     table = roar_tables.auc_table(arrays)
     assert list(table.index) == [roar_tables.label(m) for m in toy.methods]
 
@@ -174,6 +201,8 @@ def test_bad_configurations_are_refused():
         dataclasses.replace(TOY, check=("gradients", "roar", 50, 0))
     with pytest.raises(ValueError, match="dataset must be one of"):
         dataclasses.replace(TOY, dataset="mnist")
+    with pytest.raises(ValueError, match="fills must be a tuple of \\['mean', 'road'\\] that includes 'mean'"):
+        dataclasses.replace(TOY, fills=("road",))
 
 
 def test_the_book_cache_verifies_without_simd():
