@@ -10,10 +10,21 @@ imputation instead, so that the fill does not reveal the removal mask.
 Shared rules. Maps are (B, H, W), one per image, larger magnitude = more relevant. A pixel is removed
 with all its channels. Pixels are ranked by ``|map|`` (``ranking="magnitude"``) or by the signed map
 value (``ranking="signed"``); ``order="most"`` removes the highest scores first, ``"least"`` the
-lowest; among equal scores the pixel with the smaller row-major index ``h * W + w`` goes first, in
-both orders. Removing ``fraction`` of the H * W pixels removes ``removal_count(fraction, H * W)``
-of them. Only ROAD's imputation is taken over: ROAD's own code breaks ties with 1e-4 random jitter
-and truncates the count. Every model here receives inputs standardized with the dataset's per-channel mean and std, so
+lowest. Removing ``fraction`` of the H * W pixels removes ``removal_count(fraction, H * W)`` of them.
+
+Ties never favour a position. A map that is exactly 0 on a quarter of the image (PathwayGrad through
+a sparse path, Grad-CAM cut by its ReLU, an 8-bit map) ranks those pixels only by the tie rule, and
+the old rule (smaller row-major index first) removed a band from the top of the image. ``ties``:
+
+- ``"random"`` (default): equal scores go in the order of a seeded random permutation of the pixels
+  (``tie_seed``; the same permutation for every image of a batch, so a result does not depend on the
+  batch split); :func:`pixel_removal_curve` averages ``tie_seeds`` such orders;
+- ``"first"``: the smaller row-major index ``h * W + w`` first, in both orders (the book's rule before
+  tie handling; what a stable sort leaves);
+- ``"last"``: the larger index first (ties at the bottom of the image).
+
+:func:`tie_share` says how many removed pixels a tie rule decided. ROAD's own code breaks ties with
+1e-4 random jitter and truncates the count; only its imputation is taken over here. Every model here receives inputs standardized with the dataset's per-channel mean and std, so
 the dataset mean is 0.0 in every channel: the default fill.
 """
 
@@ -35,12 +46,16 @@ from pathlib_pw.sites import check_input, evaluating, model_device, resolve_targ
 
 Order = Literal["most", "least"]
 Ranking = Literal["magnitude", "signed"]
+Ties = Literal["random", "first", "last"]
 Fill = float | Sequence[float] | torch.Tensor | Literal["road"] | None
 Seed = int | Sequence[int] | torch.Generator | None
 Target = int | Sequence[int] | torch.Tensor | None
 
 ORDERS: tuple[Order, ...] = ("most", "least")
 RANKINGS: tuple[Ranking, ...] = ("magnitude", "signed")
+TIES: tuple[Ties, ...] = ("random", "first", "last")
+# tie orders a removal curve averages by default (each a seeded permutation; their spread is reported)
+TIE_SEEDS = 5
 # ROAD's weights: 1/6 per direct, 1/12 per diagonal neighbour (they sum to 1), as (row, column) offsets
 ROAD_NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
     (-1, 0, 1 / 6),
@@ -68,6 +83,19 @@ def _check_order(order: object) -> None:
 def _check_ranking(ranking: object) -> None:
     if ranking not in RANKINGS:
         raise ValueError(f"ranking must be one of {list(RANKINGS)}, got {ranking!r}")
+
+
+def _check_ties(ties: object, tie_seed: object = 0) -> None:
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {list(TIES)}, got {ties!r}")
+    if isinstance(tie_seed, bool) or not isinstance(tie_seed, numbers.Integral) or tie_seed < 0:
+        raise ValueError(f"tie_seed must be an int >= 0, got {tie_seed!r}")
+
+
+def _check_tie_seeds(tie_seeds: object) -> int:
+    if isinstance(tie_seeds, bool) or not isinstance(tie_seeds, numbers.Integral) or tie_seeds < 1:
+        raise ValueError(f"tie_seeds must be an int >= 1 (how many random tie orders to average), got {tie_seeds!r}")
+    return int(tie_seeds)
 
 
 def _check_fraction(fraction: object, name: str = "fraction") -> float:
@@ -134,7 +162,7 @@ def quantize_maps(maps: torch.Tensor, levels: int = 256) -> torch.Tensor:
     """The authors' stored maps: ``|map|`` divided by its image's peak and rounded to ``levels`` steps.
 
     Their ROAR/LeRF code read maps from 8-bit PNGs, so pixels ranked on 256 values and the many ties
-    were broken by whatever order their sort left; here ties follow the module's index rule. Returns
+    were broken by whatever order their sort left; here ties follow the ``ties`` rule of the removal. Returns
     float maps in [0, 1] on ``levels`` values (an all-zero map stays zero).
     """
     maps = _check_maps(maps)
@@ -146,39 +174,88 @@ def quantize_maps(maps: torch.Tensor, levels: int = 256) -> torch.Tensor:
     return torch.floor(magnitude / unit * (levels - 1) + 0.5) / (levels - 1)
 
 
-def removal_order(maps: torch.Tensor, order: Order, *, ranking: Ranking = "magnitude") -> torch.Tensor:
+def tie_keys(pixels: int, ties: Ties = "random", tie_seed: int = 0) -> torch.Tensor:
+    """(pixels,) long: the order in which equal scores are taken, as a permutation of the row-major
+    indices (``"first"``: 0, 1, ...; ``"last"``: reversed; ``"random"``: ``torch.randperm`` from a CPU
+    generator seeded with ``tie_seed``)."""
+    _check_ties(ties, tie_seed)
+    if ties == "first":
+        return torch.arange(pixels)
+    if ties == "last":
+        return torch.arange(pixels - 1, -1, -1)
+    return torch.randperm(pixels, generator=torch.Generator().manual_seed(int(tie_seed)))
+
+
+def removal_order(
+    maps: torch.Tensor, order: Order, *, ranking: Ranking = "magnitude", ties: Ties = "random", tie_seed: int = 0
+) -> torch.Tensor:
     """Row-major pixel indices of each map in removal order, (B, H * W) long.
 
     ``order="most"`` puts the highest scores first, ``"least"`` the lowest; the score is ``|map|``
-    (``ranking="magnitude"``) or the map value (``"signed"``). Ties: among equal scores the smaller
-    row-major index ``h * W + w`` comes first, in both orders (a stable sort of the flattened map).
+    (``ranking="magnitude"``) or the map value (``"signed"``). Equal scores follow :func:`tie_keys`
+    (``ties``, ``tie_seed``): a stable sort of the map read in that pixel order.
     """
     maps = _check_maps(maps)
     _check_order(order)
     _check_ranking(ranking)
+    _check_ties(ties, tie_seed)
     scores = maps.flatten(1)
     if ranking == "magnitude":
         scores = scores.abs()
-    return torch.sort(scores, dim=1, descending=order == "most", stable=True).indices
+    keys = tie_keys(scores.shape[1], ties, tie_seed).to(scores.device)
+    sorted_keys = torch.sort(scores[:, keys], dim=1, descending=order == "most", stable=True).indices
+    return keys[sorted_keys]
 
 
-def _removal_ranks(maps: torch.Tensor, order: Order, ranking: Ranking) -> torch.Tensor:
+def tie_share(maps: torch.Tensor, fraction: float, order: Order = "most", *, ranking: Ranking = "magnitude") -> torch.Tensor:
+    """(B,) float64: the share of the pixels removed at ``fraction`` that the tie rule chose, per image.
+
+    With k pixels removed and s the score of the last one, the pixels scored s straddle the cut when
+    more of them exist than the k removed pixels leave room for; then every removed pixel scored s was
+    chosen among equals. 0 when nothing is removed or the tied block lies wholly on one side.
+    """
+    maps = _check_maps(maps)
+    _check_order(order)
+    _check_ranking(ranking)
+    scores = maps.flatten(1).double()
+    if ranking == "magnitude":
+        scores = scores.abs()
+    k = removal_count(fraction, scores.shape[1])
+    if k == 0:
+        return torch.zeros(scores.shape[0], dtype=torch.float64)
+    ordered = torch.sort(scores, dim=1, descending=order == "most").values
+    cut = ordered[:, k - 1 : k]
+    before = (scores > cut if order == "most" else scores < cut).sum(1)
+    tied = (scores == cut).sum(1)
+    decided = torch.where(before + tied > k, k - before, torch.zeros_like(before))
+    return (decided.double() / k).cpu()
+
+
+def _removal_ranks(maps: torch.Tensor, order: Order, ranking: Ranking, ties: Ties = "random", tie_seed: int = 0) -> torch.Tensor:
     """Each pixel's position in the removal order, (B, H * W): removing k pixels removes ranks < k."""
-    indices = removal_order(maps, order, ranking=ranking)
+    indices = removal_order(maps, order, ranking=ranking, ties=ties, tie_seed=tie_seed)
     positions = torch.arange(indices.shape[1], device=indices.device).expand_as(indices)
     return torch.empty_like(indices).scatter_(1, indices, positions)
 
 
-def removal_masks(maps: torch.Tensor, fraction: float, order: Order = "most", *, ranking: Ranking = "magnitude") -> torch.Tensor:
+def removal_masks(
+    maps: torch.Tensor,
+    fraction: float,
+    order: Order = "most",
+    *,
+    ranking: Ranking = "magnitude",
+    ties: Ties = "random",
+    tie_seed: int = 0,
+) -> torch.Tensor:
     """(B, H, W) bool, True where a pixel is removed: the first ``removal_count(fraction, H * W)``
-    pixels of each map's :func:`removal_order`.
+    pixels of each map's :func:`removal_order` (ties by ``ties`` and ``tie_seed``).
 
     The choice is a threshold decision like a pathway's: an experiment that records decisions
     (:mod:`pathlib_pw.decisions`) records it, and replays it on another machine within ``MAP_RANKING``.
     """
     maps = _check_maps(maps)
     k = removal_count(fraction, maps.shape[1] * maps.shape[2])
-    return _decided(maps, _removal_ranks(maps, order, ranking), k, ranking)
+    return _decided(maps, _removal_ranks(maps, order, ranking, ties, tie_seed), k, ranking)
 
 
 def _decided(maps: torch.Tensor, ranks: torch.Tensor, k: int, ranking: Ranking) -> torch.Tensor:
@@ -210,35 +287,39 @@ def _noise_fields(shape: tuple[int, ...], seed: Seed) -> list[torch.Generator | 
     return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
-def _impute_image(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """ROAD's linear imputation of one image: the (N, C) values of its N removed pixels, row-major.
+def _impute_images(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """ROAD's linear imputation of a batch: the (N, C) values of its N removed pixels, image by image, row-major.
 
     Unknown u_i of removed pixel i: S_i u_i - sum_{removed nb j} w_ij u_j = sum_{kept nb j} w_ij v_j,
-    where the sums run over the neighbours inside the image and S_i is the sum of their weights.
+    where the sums run over the neighbours inside the image and S_i is the sum of their weights. The
+    images' systems are independent: they are solved together as one block-diagonal sparse system. An
+    image with every pixel removed has a singular system: its pixels get 0.0.
     """
-    channels = values.shape[0]
-    height, width = removed.shape
-    rows, cols = np.nonzero(removed)
-    n = rows.size
-    if n == height * width:  # nothing known: the system is singular
-        return np.zeros((n, channels))
-    unknown = np.full((height, width), -1)
-    unknown[rows, cols] = np.arange(n)
+    batch, channels, height, width = values.shape
+    full = np.asarray(removed.reshape(batch, -1).all(1))
+    solvable = removed & ~full[:, None, None]
+    images, rows, cols = np.nonzero(solvable)
+    n = images.size
+    out = np.zeros((int(removed.sum()), channels))
+    if n == 0:
+        return out
+    unknown = np.full(removed.shape, -1)
+    unknown[images, rows, cols] = np.arange(n)
     diagonal = np.zeros(n)
     rhs = np.zeros((n, channels))
     a_rows, a_cols, a_values = [], [], []
     for dr, dc, weight in ROAD_NEIGHBOURS:
         r, c = rows + dr, cols + dc
         inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        eq, r, c = np.nonzero(inside)[0], r[inside], c[inside]
+        eq, b, r, c = np.nonzero(inside)[0], images[inside], r[inside], c[inside]
         diagonal[eq] += weight
-        j = unknown[r, c]
+        j = unknown[b, r, c]
         is_unknown = j >= 0
         a_rows.append(eq[is_unknown])
         a_cols.append(j[is_unknown])
         a_values.append(np.full(int(is_unknown.sum()), -weight))
         kept = ~is_unknown
-        rhs[eq[kept]] += weight * values[:, r[kept], c[kept]].T  # eq has no repeats within one offset
+        rhs[eq[kept]] += weight * values[b[kept], :, r[kept], c[kept]]  # eq has no repeats within one offset
     system = coo_matrix(
         (
             np.concatenate([*a_values, diagonal]),
@@ -246,7 +327,11 @@ def _impute_image(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
         ),
         shape=(n, n),
     ).tocsc()
-    return np.asarray(spsolve(system, rhs)).reshape(n, channels)
+    # natural column order: each image's block is factored alone, as if solved by itself, so an image's
+    # result does not depend on the others in the batch
+    solved = np.asarray(spsolve(system, rhs, permc_spec="NATURAL")).reshape(n, channels)
+    out[solvable[removed]] = solved  # removed pixels in (image, row, column) order, as np.nonzero lists them
+    return out
 
 
 def noisy_linear_imputation(
@@ -259,8 +344,8 @@ def noisy_linear_imputation(
 
     Each removed pixel's value, per channel, is the weighted mean of its 8 neighbours (1/6 for the 4
     direct, 1/12 for the 4 diagonal ones, renormalized over the neighbours inside the image), where
-    removed neighbours are unknowns too: one sparse linear system per image over all its removed pixels,
-    solved for all channels at once in float64 (``scipy.sparse.linalg.spsolve``). Then Gaussian noise of
+    removed neighbours are unknowns too: one sparse linear system per image over all its removed pixels
+    (the batch's systems solved together, block-diagonal), for all channels at once in float64 (``scipy.sparse.linalg.spsolve``). Then Gaussian noise of
     standard deviation ``noise`` (a number, or one per channel) is added to the imputed values only.
     With noise 0 a linear ramp is reproduced exactly where no removed pixel touches the image border;
     at the border the renormalized mean is one-sided and reproduces only a ramp along that border.
@@ -287,16 +372,19 @@ def noisy_linear_imputation(
     if (scale < 0).any():
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     generators = _noise_fields(tuple(x.shape), seed)
-    values = x.detach().cpu().double().numpy()
     masks = removed.cpu().numpy()
+    filled_all = torch.from_numpy(_impute_images(x.detach().cpu().double().numpy(), masks))  # (N, C)
+    counts = masks.reshape(len(masks), -1).sum(1)
     out = x.detach().clone()
+    start = 0
     for b, generator in enumerate(generators):
         field = None
         if (scale > 0).any():
             field = torch.randn(tuple(x.shape[1:]), generator=generator, dtype=torch.float64)
-        if not masks[b].any():
+        if not counts[b]:
             continue
-        filled = torch.from_numpy(_impute_image(values[b], masks[b])).T  # (C, N)
+        filled = filled_all[start : start + counts[b]].T  # (C, N_b)
+        start += int(counts[b])
         where = torch.from_numpy(masks[b])
         if field is not None:
             filled = filled + scale.view(-1, 1) * field[:, where]
@@ -331,6 +419,8 @@ def remove_pixels(
     fill: Fill = None,
     *,
     ranking: Ranking = "magnitude",
+    ties: Ties = "random",
+    tie_seed: int = 0,
     seed: Seed = None,
     noise: float | Sequence[float] = 0.01,
 ) -> torch.Tensor:
@@ -345,7 +435,7 @@ def remove_pixels(
     _check_fraction(fraction)
     _check_order(order)
     _check_ranking(ranking)
-    removed = removal_masks(maps, fraction, order, ranking=ranking).to(x.device)
+    removed = removal_masks(maps, fraction, order, ranking=ranking, ties=ties, tie_seed=tie_seed).to(x.device)
     return fill_pixels(x, removed, fill, seed=seed, noise=noise)
 
 
@@ -376,6 +466,9 @@ def pixel_removal_curve(
     target: Target = None,
     *,
     ranking: Ranking = "magnitude",
+    ties: Ties = "random",
+    tie_seeds: int = TIE_SEEDS,
+    per_tie_order: bool = False,
     batch_size: int | None = None,
     seed: Seed = None,
     noise: float | Sequence[float] = 0.01,
@@ -384,41 +477,62 @@ def pixel_removal_curve(
 
     x' is :func:`remove_pixels` of ``x`` at each of the F ``fractions`` (each in [0, 1]); Khakzar et
     al.'s LeRF curve is the default ``order="least"`` with fractions 0.01..0.10, averaged over images.
-    ``target``: None -> the model's prediction on x; else one class or one per image. Runs without
-    gradients, in eval mode (every module's mode restored afterwards), on the model's device, in chunks
-    of ``batch_size`` images (the unchanged ones first, then the (image, fraction) pairs, image-major; None:
-    all at once), so memory is bounded and the result does not depend on ``batch_size`` beyond float
-    rounding. With ``fill="road"``, ``seed`` and ``noise`` are noisy_linear_imputation's (B ints: per
-    image), and each pair draws its noise field in image-major order from a generator or the global RNG.
-    The removal masks of every image and fraction are decided first, in fraction order (one
-    :func:`removal_masks` decision per fraction).
+    Ties: with ``ties="random"`` the curve is the mean over ``tie_seeds`` tie orders (tie seeds 0, 1,
+    ...); ``per_tie_order=True`` returns each order's curve instead, (B, S, F) (S = 1 for ``"first"``
+    and ``"last"``). A removal that no tie order changes is evaluated once. ``target``: None -> the
+    model's prediction on x; else one class or one per image. Runs without gradients, in eval mode
+    (every module's mode restored afterwards), on the model's device, in chunks of ``batch_size``
+    images (None: all at once), so memory is bounded and the result does not depend on ``batch_size``
+    beyond float rounding. With ``fill="road"``, ``seed`` and ``noise`` are noisy_linear_imputation's
+    (B ints: per image), and each evaluated removal draws its noise field in image-major order from a
+    generator or the global RNG. The removal masks are decided first, tie order by tie order and
+    fraction by fraction (one :func:`removal_masks` decision each).
     """
     x = check_input(x).detach()
     maps = _check_maps(maps, x)
     levels = _check_fractions(fractions)
     _check_order(order)
     _check_ranking(ranking)
+    _check_ties(ties)
+    orders = _check_tie_seeds(tie_seeds) if ties == "random" else 1
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     device = model_device(model)
     x = x.to(device)
     batch, height, width = maps.shape
-    ranks = _removal_ranks(maps, order, ranking)
-    masks = torch.stack([_decided(maps, ranks, removal_count(f, height * width), ranking) for f in levels], 1).to(device)
-    images = torch.arange(batch, device=device).repeat_interleave(len(levels))
-    levels_of = torch.arange(len(levels), device=device).repeat(batch)
-    size = batch_size or batch * len(levels)
+    n_levels = len(levels)
+    masks = torch.stack(
+        [
+            torch.stack([_decided(maps, ranks, removal_count(f, height * width), ranking) for f in levels], 1)
+            for ranks in (_removal_ranks(maps, order, ranking, ties, s) for s in range(orders))
+        ],
+        1,
+    )  # (B, S, F, H, W)
+    # evaluate each distinct (image, fraction) removal once: tie orders agree wherever no tie straddles the cut
+    source = torch.arange(orders).view(1, -1, 1).repeat(batch, 1, n_levels)  # the tie order whose result is used
+    for s in range(1, orders):
+        for t in range(s):
+            same = (masks[:, s] == masks[:, t]).flatten(2).all(2) & (source[:, s] == s)
+            source[:, s][same] = t
+    pairs = [(b, s, f) for b in range(batch) for s in range(orders) for f in range(n_levels) if source[b, s, f] == s]
+    size = batch_size or max(1, len(pairs))
     with torch.no_grad(), evaluating(model):
         logits = torch.cat([model(x[i : i + size].clone()) for i in range(0, batch, size)])
         tgt = resolve_target(target, logits)
         p0 = logits.softmax(1).gather(1, tgt.view(-1, 1)).squeeze(1)
-        p = torch.empty(batch * len(levels), dtype=p0.dtype, device=device)
-        for start in range(0, len(images), size):
-            img, lvl = images[start : start + size], levels_of[start : start + size]
-            changed = fill_pixels(x[img], masks[img, lvl], fill, seed=_pair_seeds(seed, img, batch), noise=noise)
-            p[start : start + len(img)] = model(changed).softmax(1).gather(1, tgt[img].view(-1, 1)).squeeze(1)
-    p_orig = p0.view(-1, 1)
-    return ((p.view(batch, len(levels)) - p_orig).abs() / p_orig).cpu()
+        p = torch.full((batch, orders, n_levels), float("nan"), dtype=p0.dtype, device=device)
+        for start in range(0, len(pairs), size):
+            chunk = pairs[start : start + size]
+            img = torch.tensor([b for b, _, _ in chunk], device=device)
+            removed = torch.stack([masks[b, s, f] for b, s, f in chunk]).to(device)
+            changed = fill_pixels(x[img], removed, fill, seed=_pair_seeds(seed, img, batch), noise=noise)
+            probs = model(changed).softmax(1).gather(1, tgt[img].view(-1, 1)).squeeze(1)
+            for (b, s, f), value in zip(chunk, probs):
+                p[b, s, f] = value
+    index = source.to(device)
+    p = p.gather(1, index)  # every tie order's value, copied from the order evaluated for it
+    change = ((p - p0.view(-1, 1, 1)).abs() / p0.view(-1, 1, 1)).cpu()
+    return change if per_tie_order else change.mean(1)
 
 
 def area_under_curve(

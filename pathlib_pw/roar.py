@@ -12,8 +12,8 @@ KAR's stay high.
 Two known confounds (read the accuracies with them in mind): the removal mask's shape itself can carry
 the class (a model can learn from where the pixels are missing; Rong et al., ICML 2022, "ROAD"), and a
 blurry map removes compact blobs that the model can inpaint. The pixels removed are
-:func:`pathlib_pw.removal.removal_masks` (ranked by |map|, ties by index), so the decisions are recorded
-and replayed like every threshold decision of the library.
+:func:`pathlib_pw.removal.removal_masks` (ranked by |map|, equal scores in a seeded random order), so
+the decisions are recorded and replayed like every threshold decision of the library.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathlib_pw.removal import Fill, Order, removal_masks, remove_pixels
+from pathlib_pw.removal import Fill, Order, Ties, removal_masks, remove_pixels
 from pathlib_pw.training import predict
 
 __all__ = ["MODES", "Mode", "RetrainingData", "Retrained", "degrade", "mask_only", "retrain", "roar_auc"]
@@ -70,19 +70,46 @@ class RetrainingData:
             )
 
 
-def degrade(x: torch.Tensor, maps: torch.Tensor, percent: float, mode: Mode, fill: Fill = None) -> torch.Tensor:
+def degrade(
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    percent: float,
+    mode: Mode,
+    fill: Fill = None,
+    *,
+    ties: Ties = "random",
+    tie_seed: int = 0,
+    seed: int | list[int] | None = None,
+    noise: float | Sequence[float] = 0.01,
+) -> torch.Tensor:
     """``x`` with ``percent`` % of each image's pixels removed by ``maps`` (N, H, W): the most relevant
-    for ``mode="roar"``, the least relevant for ``"kar"``; filled with ``fill`` (None: 0, the mean)."""
+    for ``mode="roar"``, the least relevant for ``"kar"``; equal scores by ``ties`` / ``tie_seed``
+    (:func:`pathlib_pw.removal.removal_order`); filled with ``fill`` (None: 0, the mean; ``"road"``:
+    ROAD's noisy linear imputation with ``noise`` and ``seed``)."""
     order = _check_mode(mode)
-    return remove_pixels(x, maps, _check_percent(percent) / 100, order, fill)
+    return remove_pixels(
+        x, maps, _check_percent(percent) / 100, order, fill, ties=ties, tie_seed=tie_seed, seed=seed, noise=noise
+    )
 
 
-def mask_only(x: torch.Tensor, maps: torch.Tensor, percent: float, mode: Mode) -> torch.Tensor:
+def mask_only(
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    percent: float,
+    mode: Mode,
+    fill: Fill = None,
+    *,
+    ties: Ties = "random",
+    tie_seed: int = 0,
+    seed: int | list[int] | None = None,
+    noise: float | Sequence[float] = 0.01,
+) -> torch.Tensor:
     """What :func:`degrade` leaves of the removal's *shape* alone: 1 where a pixel is kept, 0 where it
     is removed, in every channel, with the image's own values gone. A model trained on these measures
-    how much of the class the mask itself gives away (the leak of ROAR and KAR's mean fill)."""
+    how much of the class the mask itself gives away (the leak of ROAR and KAR's mean fill). ``fill``,
+    ``seed`` and ``noise`` are accepted for :func:`degrade`'s signature and unused: the mask is the same."""
     order = _check_mode(mode)
-    removed = removal_masks(maps, _check_percent(percent) / 100, order)
+    removed = removal_masks(maps, _check_percent(percent) / 100, order, ties=ties, tie_seed=tie_seed)
     return (~removed).unsqueeze(1).expand(-1, x.shape[1], -1, -1).to(dtype=x.dtype, device=x.device).contiguous()
 
 

@@ -347,28 +347,39 @@ def removal_count_literal(fraction: float, pixels: int) -> int:
     return int((Decimal(str(fraction)) * pixels).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def removal_order_literal(map1: torch.Tensor, order: str, ranking: str = "magnitude") -> list[int]:
-    """Row-major pixel indices of one (H, W) map in removal order, ties to the smaller index."""
+def tie_keys_literal(pixels: int, ties: str = "first", tie_seed: int = 0) -> list[int]:
+    """The pixel order among equal scores: row-major, reversed, or the seeded permutation (torch.randperm)."""
+    if ties == "first":
+        return list(range(pixels))
+    if ties == "last":
+        return list(range(pixels - 1, -1, -1))
+    return torch.randperm(pixels, generator=torch.Generator().manual_seed(tie_seed)).tolist()
+
+
+def removal_order_literal(map1: torch.Tensor, order: str, ranking: str = "magnitude", keys: Sequence[int] | None = None) -> list[int]:
+    """Row-major pixel indices of one (H, W) map in removal order; among equal scores, the pixel that
+    comes first in ``keys`` (default: the smaller index) goes first."""
     height, width = map1.shape
+    position = {pixel: i for i, pixel in enumerate(keys if keys is not None else range(height * width))}
     cells = []
     for h in range(height):
         for w in range(width):
             value = float(map1[h, w])
             cells.append((abs(value) if ranking == "magnitude" else value, h * width + w))
     if order == "most":
-        ranked = sorted(cells, key=lambda cell: (-cell[0], cell[1]))
+        ranked = sorted(cells, key=lambda cell: (-cell[0], position[cell[1]]))
     else:
-        ranked = sorted(cells, key=lambda cell: (cell[0], cell[1]))
+        ranked = sorted(cells, key=lambda cell: (cell[0], position[cell[1]]))
     return [index for _, index in ranked]
 
 
 def remove_pixels_literal(x1: torch.Tensor, map1: torch.Tensor, fraction: float, order: str, fill: Sequence[float],
-                          ranking: str = "magnitude") -> torch.Tensor:
+                          ranking: str = "magnitude", keys: Sequence[int] | None = None) -> torch.Tensor:
     """One (C, H, W) image with the first k pixels of the removal order set to ``fill[c]``, pixel by pixel."""
     out = x1.clone()
     channels, height, width = x1.shape
     k = removal_count_literal(fraction, height * width)
-    for index in removal_order_literal(map1, order, ranking)[:k]:
+    for index in removal_order_literal(map1, order, ranking, keys)[:k]:
         h, w = divmod(index, width)
         for c in range(channels):
             out[c, h, w] = fill[c]
@@ -407,8 +418,10 @@ def road_imputation_literal(x1: torch.Tensor, removed1: torch.Tensor) -> torch.T
 
 
 def removal_curve_literal(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, fractions: Sequence[float], order: str,
-                          fill: Sequence[float], target=None) -> torch.Tensor:
-    """|p(x') - p(x)| / p(x) per image and fraction: one forward pass per image and per removed copy."""
+                          fill: Sequence[float], target=None, keys: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+    """|p(x') - p(x)| / p(x) per image and fraction: one forward pass per image and per removed copy,
+    averaged over the tie orders ``keys`` (default: one, the smaller index first)."""
+    orders = keys if keys is not None else [None]
     rows = []
     with torch.no_grad():
         for i in range(x.shape[0]):
@@ -416,8 +429,11 @@ def removal_curve_literal(model: nn.Module, x: torch.Tensor, maps: torch.Tensor,
             t = int(p.argmax()) if target is None else int(target[i])
             row = []
             for f in fractions:
-                changed = remove_pixels_literal(x[i], maps[i], f, order, fill)
-                q = model(changed.unsqueeze(0)).softmax(1)[0]
-                row.append(abs(float(q[t]) - float(p[t])) / float(p[t]))
+                total = 0.0
+                for tie_order in orders:
+                    changed = remove_pixels_literal(x[i], maps[i], f, order, fill, keys=tie_order)
+                    q = model(changed.unsqueeze(0)).softmax(1)[0]
+                    total += abs(float(q[t]) - float(p[t])) / float(p[t])
+                row.append(total / len(orders))
             rows.append(row)
     return torch.tensor(rows, dtype=torch.float64)

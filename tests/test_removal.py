@@ -24,6 +24,7 @@ from tests.reference_impl import (
     removal_order_literal,
     remove_pixels_literal,
     road_imputation_literal,
+    tie_keys_literal,
 )
 
 FRACTIONS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.77, 0.99, 1.0)
@@ -43,46 +44,157 @@ def _x(batch: int, channels: int, height: int, width: int, seed: int = 1) -> tor
 # ------------------------------------------------------------------------------ order, masks, counts
 
 
+TIE_RULES = [("first", 0), ("last", 0), ("random", 0), ("random", 3)]
+
+
+@pytest.mark.parametrize("ties,tie_seed", TIE_RULES)
 @pytest.mark.parametrize("ranking", ["magnitude", "signed"])
 @pytest.mark.parametrize("order", ["most", "least"])
-def test_removal_order_matches_sorted_with_ties(order, ranking):
+def test_removal_order_matches_sorted_with_ties(order, ranking, ties, tie_seed):
     maps = _tied_maps(3, 5, 7)
     maps[0, 0, :3] = torch.tensor([0.0, -0.0, 0.0])  # signed zeros tie too
-    got = removal_order(maps, order, ranking=ranking)
+    got = removal_order(maps, order, ranking=ranking, ties=ties, tie_seed=tie_seed)
     assert got.dtype == torch.long and got.shape == (3, 35)
+    keys = tie_keys_literal(35, ties, tie_seed)
     for b in range(3):
-        assert got[b].tolist() == removal_order_literal(maps[b], order, ranking)
+        assert got[b].tolist() == removal_order_literal(maps[b], order, ranking, keys)
 
 
+@pytest.mark.parametrize("ties,tie_seed", TIE_RULES)
 @pytest.mark.parametrize("ranking", ["magnitude", "signed"])
 @pytest.mark.parametrize("order", ["most", "least"])
-def test_remove_pixels_matches_literal_with_ties(order, ranking):
+def test_remove_pixels_matches_literal_with_ties(order, ranking, ties, tie_seed):
     x, maps = _x(3, 3, 6, 7), _tied_maps(3, 6, 7, seed=2)
     fill = [0.25, -1.5, 3.0]
+    keys = tie_keys_literal(42, ties, tie_seed)
     for fraction in FRACTIONS:
-        got = remove_pixels(x, maps, fraction, order, fill, ranking=ranking)
+        got = remove_pixels(x, maps, fraction, order, fill, ranking=ranking, ties=ties, tie_seed=tie_seed)
         for b in range(3):
-            want = remove_pixels_literal(x[b], maps[b], fraction, order, fill, ranking)
+            want = remove_pixels_literal(x[b], maps[b], fraction, order, fill, ranking, keys)
             assert torch.equal(got[b], want), (order, ranking, fraction, b)
 
 
 def test_tie_hand_cases():
     # flat indices: 0 1 / 2 3
     tie_high = torch.tensor([[[1.0, 3.0], [3.0, 0.0]]])
-    assert removal_masks(tie_high, 0.25, "most").tolist() == [[[False, True], [False, False]]]
-    assert removal_order(tie_high, "most").tolist() == [[1, 2, 0, 3]]
+    assert removal_masks(tie_high, 0.25, "most", ties="first").tolist() == [[[False, True], [False, False]]]
+    assert removal_order(tie_high, "most", ties="first").tolist() == [[1, 2, 0, 3]]
+    assert removal_order(tie_high, "most", ties="last").tolist() == [[2, 1, 0, 3]]
     tie_low = torch.tensor([[[2.0, 0.0], [0.0, 5.0]]])
-    assert removal_masks(tie_low, 0.25, "least").tolist() == [[[False, True], [False, False]]]
-    assert removal_order(tie_low, "least").tolist() == [[1, 2, 0, 3]]
-    signed = torch.tensor([[[-3.0, 1.0], [2.0, 0.0]]])
-    assert removal_order(signed, "most").tolist() == [[0, 2, 1, 3]]
-    assert removal_order(signed, "least").tolist() == [[3, 1, 2, 0]]
-    assert removal_order(signed, "most", ranking="signed").tolist() == [[2, 1, 3, 0]]
-    assert removal_order(signed, "least", ranking="signed").tolist() == [[0, 3, 1, 2]]
+    assert removal_masks(tie_low, 0.25, "least", ties="first").tolist() == [[[False, True], [False, False]]]
+    assert removal_masks(tie_low, 0.25, "least", ties="last").tolist() == [[[False, False], [True, False]]]
+    assert removal_order(tie_low, "least", ties="first").tolist() == [[1, 2, 0, 3]]
+    signed = torch.tensor([[[-3.0, 1.0], [2.0, 0.0]]])  # no ties: every rule gives one order
+    for ties in ("first", "last", "random"):
+        assert removal_order(signed, "most", ties=ties).tolist() == [[0, 2, 1, 3]]
+        assert removal_order(signed, "least", ties=ties).tolist() == [[3, 1, 2, 0]]
+        assert removal_order(signed, "most", ranking="signed", ties=ties).tolist() == [[2, 1, 3, 0]]
+        assert removal_order(signed, "least", ranking="signed", ties=ties).tolist() == [[0, 3, 1, 2]]
     # a magnitude tie of opposite signs: the smaller index first in both orders
     opposite = torch.tensor([[[0.5, -2.0], [2.0, -0.5]]])
-    assert removal_order(opposite, "most").tolist() == [[1, 2, 0, 3]]
-    assert removal_order(opposite, "least").tolist() == [[0, 3, 1, 2]]
+    assert removal_order(opposite, "most", ties="first").tolist() == [[1, 2, 0, 3]]
+    assert removal_order(opposite, "least", ties="first").tolist() == [[0, 3, 1, 2]]
+
+
+def test_random_ties_choose_uniformly_within_the_tied_block():
+    # four equal pixels, one removed: over 400 tie seeds each is chosen about 100 times, whatever its position
+    flat = torch.ones(1, 2, 2)
+    counts = torch.zeros(4)
+    for tie_seed in range(400):
+        counts += removal_masks(flat, 0.25, "least", tie_seed=tie_seed).flatten().double()
+    assert counts.sum() == 400
+    assert ((counts - 100).abs() < 35).all(), counts  # 3.5 sd of a binomial(400, 1/4)
+    # the old rule always takes the first pixel
+    assert removal_masks(flat, 0.25, "least", ties="first").flatten().tolist() == [True, False, False, False]
+
+
+def test_tie_share_counts_the_removed_pixels_chosen_among_equals():
+    # 10 pixels: three 0s, then 1..7; removing 2 of the least: both chosen among the three zeros
+    values = torch.tensor([[[0.0, 5.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0, 6.0, 7.0]]])
+    assert removal.tie_share(values, 0.2, "least").tolist() == [1.0]
+    # removing 3: the whole tied block goes, no tie decided anything
+    assert removal.tie_share(values, 0.3, "least").tolist() == [0.0]
+    # removing 4 of the most relevant: no tie
+    assert removal.tie_share(values, 0.4, "most").tolist() == [0.0]
+    # 8-bit style: two pixels tied at 7 with one removed by MoRF -> 1 of 1
+    tied_top = torch.tensor([[[7.0, 7.0, 1.0, 2.0]]])
+    assert removal.tie_share(tied_top, 0.25, "most").tolist() == [1.0]
+    # 5 of 10 removed, the 3 zeros plus 1 and 2: none tied at the cut
+    assert removal.tie_share(values, 0.5, "least").tolist() == [0.0]
+    # a constant map: every removed pixel is a tie
+    assert removal.tie_share(torch.zeros(2, 3, 3), 0.5, "most").tolist() == [1.0, 1.0]
+    assert removal.tie_share(values, 0.0, "least").tolist() == [0.0]
+
+
+def _position_model(flipped: bool = False) -> torch.nn.Module:
+    """Two classes; logit 0 weighs each pixel of a 4x4 image by its row (0.3 x row; ``flipped``: by
+    0.3 x (3 - row)), so which pixel of a tied column is removed first matters."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2, dtype=torch.float64))
+    with torch.no_grad():
+        rows = torch.arange(4, dtype=torch.float64).repeat_interleave(4)
+        model[1].weight.copy_(torch.stack([0.3 * ((3 - rows) if flipped else rows), torch.zeros(16, dtype=torch.float64)]))
+        model[1].bias.zero_()
+    return model.eval()
+
+
+def test_the_expected_curve_does_not_depend_on_where_the_tied_block_sits():
+    # A 4x4 image of ones; the map is 0 on its first column (a tied block of 4) and distinct elsewhere:
+    # LeRF removes the block first. Mirroring the image upside down (the map and the model's weights
+    # alike) must not change the expected curve: the block's pixels are the same, only their positions
+    # moved. The literal expectation enumerates every order of the block.
+    import itertools
+
+    x = torch.ones(1, 1, 4, 4, dtype=torch.float64)
+    upright = torch.arange(1.0, 17.0).view(1, 4, 4).double()
+    upright[:, :, 0] = 0.0
+    setups = {"upright": (_position_model(), upright), "mirrored": (_position_model(flipped=True), upright.flip(1))}
+    fractions = [0.0625, 0.125, 0.1875, 0.25, 0.5]
+
+    def expected(model, maps):
+        block = [i for i in range(16) if float(maps.flatten()[i]) == 0.0]
+        others = [i for i in range(16) if i not in block]
+        keys = [list(p) + others for p in itertools.permutations(block)]
+        return removal_curve_literal(model, x, maps, fractions, "least", [0.0], target=[1], keys=keys)
+
+    want = {name: expected(*setup) for name, setup in setups.items()}
+    torch.testing.assert_close(want["upright"], want["mirrored"], rtol=1e-12, atol=1e-14)
+    scale = float(want["upright"].max())
+    for model, maps in setups.values():
+        got = pixel_removal_curve(model, x, maps, fractions, "least", target=[1], tie_seeds=200)
+        torch.testing.assert_close(got, want["upright"], rtol=0.0, atol=0.05 * scale)
+    # the index rule takes the block's top pixel first: a different curve once the image is mirrored
+    first = {
+        name: pixel_removal_curve(model, x, maps, fractions, "least", target=[1], ties="first")
+        for name, (model, maps) in setups.items()
+    }
+    assert (first["upright"] - first["mirrored"]).abs().max() > 0.2 * scale
+    # and it is still reproducible: "first" equals the literal index rule
+    model, maps = setups["upright"]
+    torch.testing.assert_close(
+        first["upright"], removal_curve_literal(model, x, maps, fractions, "least", [0.0], target=[1]), rtol=1e-12, atol=1e-14
+    )
+
+
+def test_tie_orders_are_averaged_and_reported():
+    model, x, maps = _curve_inputs()
+    quantized = removal.quantize_maps(maps, levels=3)  # many ties
+    fractions = [0.1, 0.3]
+    each = pixel_removal_curve(model, x, quantized, fractions, tie_seeds=4, per_tie_order=True)
+    assert each.shape == (3, 4, 2)
+    torch.testing.assert_close(pixel_removal_curve(model, x, quantized, fractions, tie_seeds=4), each.mean(1))
+    keys = [tie_keys_literal(x.shape[2] * x.shape[3], "random", s) for s in range(4)]
+    for s in range(4):
+        want = removal_curve_literal(model, x, quantized, fractions, "least", [0.0] * x.shape[1], keys=[keys[s]])
+        torch.testing.assert_close(each[:, s], want, rtol=1e-9, atol=1e-12)
+    assert (each.std(1) > 0).any()  # the tie orders differ somewhere
+    assert pixel_removal_curve(model, x, quantized, fractions, ties="last", per_tie_order=True).shape == (3, 1, 2)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="tie_seeds must be an int >= 1"):
+            pixel_removal_curve(model, x, quantized, fractions, tie_seeds=bad)
+    with pytest.raises(ValueError, match="ties must be one of"):
+        pixel_removal_curve(model, x, quantized, fractions, ties="index")
+    with pytest.raises(ValueError, match="tie_seed must be an int >= 0"):
+        removal_masks(quantized, 0.1, tie_seed=-1)
 
 
 def test_removal_count_rounds_half_up():
@@ -319,12 +431,14 @@ def _curve_inputs():
 def test_curve_matches_literal(order):
     model, x, maps = _curve_inputs()
     fractions = [0.0, 0.05, 0.1, 0.5, 1.0]
+    keys = [tie_keys_literal(64, "random", s) for s in range(removal.TIE_SEEDS)]  # the default: 5 random tie orders
     got = pixel_removal_curve(model, x, maps, fractions, order)
     assert got.shape == (3, 5) and got.device.type == "cpu"
-    torch.testing.assert_close(got, removal_curve_literal(model, x, maps, fractions, order, [0.0] * 3), rtol=1e-9, atol=1e-12)
+    want = removal_curve_literal(model, x, maps, fractions, order, [0.0] * 3, keys=keys)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     assert torch.equal(got[:, 0], torch.zeros(3))
     fill, target = [0.5, -0.5, 1.0], [1, 4, 0]
-    got = pixel_removal_curve(model, x, maps, fractions, order, fill, target)
+    got = pixel_removal_curve(model, x, maps, fractions, order, fill, target, ties="first")
     torch.testing.assert_close(got, removal_curve_literal(model, x, maps, fractions, order, fill, target), rtol=1e-9, atol=1e-12)
 
 

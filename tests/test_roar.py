@@ -76,3 +76,22 @@ def test_roar_auc_is_the_authors_trapezoid():
         roar.roar_auc((10, 10, 50, 70, 90), acc, base)
     with pytest.raises(ValueError, match="same P"):
         roar.roar_auc((10, 30), acc, base)
+
+
+def test_degrade_and_mask_only_pass_the_tie_rule_and_the_fill_on():
+    from pathlib_pw.removal import removal_masks, remove_pixels
+
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    tied = torch.zeros(2, 8, 8)
+    tied[:, 4:] = 1.0  # half the pixels tied at 0, half at 1
+    for ties, tie_seed in (("first", 0), ("last", 0), ("random", 4)):
+        want = removal_masks(tied, 0.25, "least", ties=ties, tie_seed=tie_seed)
+        shape = roar.mask_only(x, tied, 25, "kar", ties=ties, tie_seed=tie_seed)
+        assert torch.equal(shape[:, 0] == 0, want)
+        got = roar.degrade(x, tied, 25, "kar", ties=ties, tie_seed=tie_seed)
+        assert torch.equal(got, remove_pixels(x, tied, 0.25, "least", ties=ties, tie_seed=tie_seed))
+    # the index rule takes the top rows of the tied block, the reversed rule the bottom ones
+    assert roar.mask_only(x, tied, 25, "kar", ties="first")[0, 0, :2].eq(0).all()
+    assert roar.mask_only(x, tied, 25, "kar", ties="last")[0, 0, 2:4].eq(0).all()
+    road = roar.degrade(x, tied, 25, "kar", "road", tie_seed=1, seed=[3, 4], noise=0.0)
+    assert torch.equal(road, remove_pixels(x, tied, 0.25, "least", "road", tie_seed=1, seed=[3, 4], noise=0.0))
