@@ -92,7 +92,9 @@ class Config:
         if not self.seeds or not self.percents or not self.methods:
             raise ValueError("methods, percents and seeds must not be empty")
         if "mean" not in self.fills or any(f not in FILLS for f in self.fills):
-            raise ValueError(f"fills must be a tuple of {list(FILLS)} that includes 'mean' (the check run's fill), got {self.fills!r}")
+            raise ValueError(
+                f"fills must be a tuple of {list(FILLS)} that includes 'mean' (the check run's fill), got {self.fills!r}"
+            )
         method, mode, percent, seed = self.check
         if method not in self.methods or mode not in self.modes or percent not in self.percents or seed not in self.seeds:
             raise ValueError(f"check must name one of the configured runs (method, mode, percent, seed), got {self.check!r}")

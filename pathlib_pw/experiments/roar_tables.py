@@ -1,6 +1,6 @@
 """Tables of the ROAR/KAR chapter from cached results of :mod:`pathlib_pw.experiments.roar`: what the
 notebook shows. AUCs follow the authors' rule (:func:`pathlib_pw.roar.roar_auc`: trapezoids over the
-removed share, the clean model's accuracy at 0); intervals are 95 % Student-t intervals over seeds, and
+removed share, the clean model's accuracy at 0); intervals are 95 % Student-t intervals over seeds (each an explained model: split, base model, tie order, retraining), and
 comparisons between two methods are paired by seed (the same seed trains both models)."""
 
 from __future__ import annotations
@@ -46,17 +46,25 @@ def _method(results: Mapping[str, np.ndarray], method: str) -> int:
     return methods.index(method)
 
 
-def aucs(results: Mapping[str, np.ndarray], mode: str) -> np.ndarray:
+def _accuracy(results: Mapping[str, np.ndarray], mode: str, fill: str) -> np.ndarray:
+    """(methods, percents, seeds): the test accuracies of one mode and fill."""
+    fills = [str(f) for f in results["fills"]]
+    if fill not in fills:
+        raise ValueError(f"fill must be one of {fills}, got {fill!r}")
+    return results["accuracy"][:, _mode(results, mode), fills.index(fill)]
+
+
+def aucs(results: Mapping[str, np.ndarray], mode: str, fill: str = "mean") -> np.ndarray:
     """(methods, seeds): each retraining series' area under its curve, the clean accuracy of the same seed at 0."""
-    accuracy = results["accuracy"][:, _mode(results, mode)]  # (methods, percents, seeds)
+    accuracy = _accuracy(results, mode, fill)
     return roar_auc(results["percents"].astype(np.float64), np.moveaxis(accuracy, 1, 2), results["baseline"][None, :])
 
 
-def accuracy_frames(results: Mapping[str, np.ndarray], mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def accuracy_frames(results: Mapping[str, np.ndarray], mode: str, fill: str = "mean") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(mean, half-width of the 95 % interval) of the test accuracy in %: removed % (0: clean) x method."""
     import pandas as pd
 
-    accuracy = results["accuracy"][:, _mode(results, mode)]  # (methods, percents, seeds)
+    accuracy = _accuracy(results, mode, fill)
     clean = np.broadcast_to(results["baseline"], (accuracy.shape[0], 1, accuracy.shape[2]))
     mean, low, _ = interval(100 * np.concatenate([clean, accuracy], 1), axis=2)
     columns = [label(str(m)) for m in results["methods"]]
@@ -64,14 +72,14 @@ def accuracy_frames(results: Mapping[str, np.ndarray], mode: str) -> tuple[pd.Da
     return pd.DataFrame(mean.T, index=index, columns=columns), pd.DataFrame((mean - low).T, index=index, columns=columns)
 
 
-def auc_table(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
+def auc_table(results: Mapping[str, np.ndarray], fill: str = "mean") -> pd.DataFrame:
     """Methods x modes: mean AUC over seeds with its 95 % interval, and the authors' CIFAR-10 ROAR AUC
     by the same rule where they report the method (lower is better for ROAR, higher for KAR)."""
     import pandas as pd
 
     columns: dict[str, object] = {}
     for mode in (str(m) for m in results["modes"]):
-        mean, low, high = interval(aucs(results, mode), axis=1)
+        mean, low, high = interval(aucs(results, mode, fill), axis=1)
         name = MODE_NAMES[mode]
         columns[f"{name} AUC"], columns[f"{name} 95% low"], columns[f"{name} 95% high"] = mean, low, high
     labels = [label(str(m)) for m in results["methods"]]
@@ -82,12 +90,12 @@ def auc_table(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return table
 
 
-def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str) -> pd.DataFrame:
+def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str, fill: str = "mean") -> pd.DataFrame:
     """For every other method: mean of (other AUC - ``method``'s AUC) over seeds, its 95 % interval and
     the number of seeds where ``method`` is better (lower AUC under ROAR, higher under KAR)."""
     import pandas as pd
 
-    values = aucs(results, mode)
+    values = aucs(results, mode, fill)
     m = _method(results, method)
     rows = {}
     for j, other in enumerate(str(o) for o in results["methods"]):
@@ -102,13 +110,13 @@ def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str
     return table
 
 
-def ranking(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
+def ranking(results: Mapping[str, np.ndarray], fill: str = "mean") -> pd.DataFrame:
     """Methods x modes: each method's rank by mean AUC (1 = best: lowest under ROAR, highest under KAR)."""
     import pandas as pd
 
     columns = {}
     for mode in (str(m) for m in results["modes"]):
-        means = aucs(results, mode).mean(1)
+        means = aucs(results, mode, fill).mean(1)
         columns[MODE_NAMES[mode]] = stats.rankdata(means if mode == "roar" else -means).astype(int)
     return pd.DataFrame(columns, index=[label(str(m)) for m in results["methods"]])
 
@@ -141,7 +149,7 @@ def leak_table(pixels: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray])
         for percent in mask["percents"].astype(int):
             for name, results in (("mask only", mask), ("pixels", pixels)):
                 p = list(results["percents"].astype(int)).index(percent)
-                acc = results["accuracy"][:, _mode(results, mode), p].mean(1)
+                acc = _accuracy(results, mode, "mean")[:, p].mean(1)
                 columns[(f"{MODE_NAMES[mode]} {percent} %", name)] = 100 * acc
     table = pd.DataFrame(columns, index=[label(str(m)) for m in mask["methods"]])
     table.columns = pd.MultiIndex.from_tuples(table.columns)
