@@ -351,8 +351,9 @@ def _check_sanity_paper(a: dict[str, np.ndarray], config: Any) -> None:
 
 def _check_lerf(a: dict[str, np.ndarray], config: Any) -> None:
     n = len(a["names"])
-    assert list(a["methods"]) == list(config.methods) and list(a["removals"]) == ["mean/float32", "road/float32", "mean/uint8"]
-    assert a["curves"].shape == (n, len(config.methods), 2, 3, len(config.percents))
+    assert list(a["methods"]) == list(config.methods) and list(a["removals"]) == ["/".join(r) for r in config.removals]
+    assert a["curves"].shape == (n, len(config.methods), 2, len(config.removals), len(config.percents))
+    assert a["tie_share"].shape == a["tie_spread"].shape == (n, len(config.methods), 2, len(config.removals))
     # the absolute fractional change of the explained class's probability
     assert np.isfinite(a["curves"]).all() and (a["curves"] >= 0).all()
     _probabilities(a["probability"])

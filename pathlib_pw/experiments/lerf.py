@@ -5,6 +5,11 @@ class's softmax probability. A good map changes the output little under LeRF and
 Beside the authors' setting (mean fill, maps ranked in float32 here) two more removals: ROAD's noisy
 linear imputation (Rong et al., ICML 2022), which hides the removal mask's shape from the model, and
 the authors' own maps as stored by their code (8-bit PNGs: 256 ranking levels, many ties).
+
+Ties among equal map values are broken at random (:mod:`pathlib_pw.removal`: the curve is the mean over
+``tie_seeds`` tie orders), so no position in the image is favoured; two removals repeat the mean fill
+with the authors' index rule ("first": ties to the top of the image) and its mirror ("last"), to show
+what the tie rule alone does. The random control draws a new uniform map for every image.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import IMAGENET_STD
-from pathlib_pw.removal import Order, Ties, pixel_removal_curve, quantize_maps
+from pathlib_pw.removal import TIE_SEEDS, TIES, Order, area_under_curve, pixel_removal_curve, quantize_maps, tie_share
 from pathlib_pw.sites import evaluating
 
 METHODS: tuple[str, ...] = (
@@ -44,12 +49,20 @@ METHODS: tuple[str, ...] = (
     "random",
     "sobel",
 )
-# (fill, map precision): "mean" is the authors' fill, "road" ROAD's imputation; "uint8" ranks the
-# maps the authors' code ranked (quantize_maps), "float32" ours
-REMOVALS: tuple[tuple[str, str], ...] = (("mean", "float32"), ("road", "float32"), ("mean", "uint8"))
-# The cached results were recorded with the index tie rule (removal.py: "first"), which the issue-24
-# re-record replaces with random tie orders; pinned here so that the caches verify until then.
-CACHED_TIES: Ties = "first"
+# (fill, map precision, ties): "mean" is the authors' fill, "road" ROAD's imputation; "uint8" ranks the
+# maps the authors' code ranked (quantize_maps), "float32" ours; ties "random" (the mean over tie
+# orders), or the index rule "first" (the authors' sort, and this book's before issue 24) and "last"
+REMOVALS: tuple[tuple[str, str, str], ...] = (
+    ("mean", "float32", "random"),
+    ("road", "float32", "random"),
+    ("mean", "uint8", "random"),
+    ("mean", "float32", "first"),
+    ("mean", "float32", "last"),
+    ("mean", "uint8", "first"),
+)
+FILLS = ("mean", "road")
+RANDOM_CONTROL_SEEDS = 1_000_000  # offset of the random control's generator seeds from ROAD's (seed + image)
+PRECISIONS = ("float32", "uint8")
 # ROAD's noise (0.01 on [0, 1] pixels) in standardized units, per channel
 IMAGENET_ROAD_NOISE: tuple[float, ...] = tuple(0.01 / s for s in IMAGENET_STD)
 
@@ -63,10 +76,23 @@ class Config:
     pathway_sparsity: float = 50.0
     percents: tuple[int, ...] = tuple(range(1, 11))
     orders: tuple[Order, ...] = ("least", "most")
-    removals: tuple[tuple[str, str], ...] = REMOVALS
+    removals: tuple[tuple[str, str, str], ...] = REMOVALS
     road_noise: tuple[float, ...] = IMAGENET_ROAD_NOISE
-    seed: int = 0  # the random control's ranking; ROAD's noise for image i uses seed + i
+    seed: int = 0  # ROAD's noise for image i uses seed + i; the random control's map, see random_maps
     batch: int = 1  # images per pass (`verify` recomputes the first image alone: another batch split)
+    tie_seeds: int = TIE_SEEDS  # random tie orders per curve
+
+    def __post_init__(self) -> None:
+        if not self.percents or any(not 0 < p <= 100 for p in self.percents) or list(self.percents) != sorted(set(self.percents)):
+            raise ValueError(f"percents must be strictly increasing, each in (0, 100], got {self.percents!r}")
+        if isinstance(self.tie_seeds, bool) or not isinstance(self.tie_seeds, int) or self.tie_seeds < 1:
+            raise ValueError(f"tie_seeds must be an int >= 1 (random tie orders per curve), got {self.tie_seeds!r}")
+        for removal in self.removals:
+            if len(removal) != 3 or removal[0] not in FILLS or removal[1] not in PRECISIONS or removal[2] not in TIES:
+                raise ValueError(
+                    f"removals must hold (fill, precision, ties) with fill in {list(FILLS)}, precision in "
+                    f"{list(PRECISIONS)} and ties in {list(TIES)}, got {removal!r}"
+                )
 
 
 def config(profile: Profile) -> Config:
@@ -83,13 +109,23 @@ def config(profile: Profile) -> Config:
 
 # every image is computed alone: the runner may split the images among processes (.sharding)
 SHARD_BY_IMAGE = True
-PER_IMAGE = {"names", "curves", "constant_maps", "predicted", "probability"}
+PER_IMAGE = {"names", "curves", "tie_spread", "tie_share", "constant_maps", "predicted", "probability"}
 TOLERANCES = {
     "curves": Tolerance(
         rtol=1e-3,
         atol=2e-3,
         reason="probability changes with the recorded pixels removed: float sums of the forward pass, and maps "
         "through pathways in which rounding can flip a ReLU",
+    ),
+    "tie_spread": Tolerance(
+        rtol=1e-3,
+        atol=2e-2,
+        reason="the spread over tie orders of areas under curves whose points may move by the curves' tolerance "
+        "(10 points, 1 % apart)",
+    ),
+    "tie_share": Tolerance(
+        atol=0.01,
+        reason="pixels tied at the cut: rounding may move a near-tied pixel across it (exact zeros stay zero)",
     ),
     "probability": Tolerance(rtol=1e-4, atol=1e-6, reason="float sums of the forward pass"),
 }
@@ -111,15 +147,27 @@ def method_for(name: str, pathway_sparsity: float, seed: int = 0, inputs: Inputs
     return attribution_method(name)
 
 
+def random_maps(images: list[int], size: tuple[int, int], seed: int) -> torch.Tensor:
+    """The random control: a uniform (H, W) map per image, drawn from a generator seeded with
+    ``RANDOM_CONTROL_SEEDS + seed + image`` (the image's index in the dataset), so each image gets its
+    own ranking and the draw does not depend on the batch (nor share a stream with ROAD's noise)."""
+    base = RANDOM_CONTROL_SEEDS + seed
+    return torch.stack([torch.rand(size, generator=torch.Generator().manual_seed(base + i)) for i in images])
+
+
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
     x, names = config.inputs.load_images()
     model = config.inputs.load_model(device)
     methods = [method_for(name, config.pathway_sparsity, config.seed, config.inputs) for name in config.methods]
     fractions = [p / 100 for p in config.percents]
-    shape = (len(x), len(methods), len(config.orders), len(config.removals), len(fractions))
-    curves = np.zeros(shape, dtype=np.float32)
+    percents = np.array(config.percents, dtype=np.float64)
+    shape = (len(x), len(methods), len(config.orders), len(config.removals))
+    curves = np.zeros((*shape, len(fractions)), dtype=np.float32)
+    # the spread of each image's AUC over tie orders, and the share of the pixels removed at the
+    # largest fraction that the tie rule chose
+    spread, ties = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
     predicted, probability = np.zeros(len(x), dtype=np.int64), np.zeros(len(x), dtype=np.float32)
-    # a constant map ranks pixels by their index alone (Grad-CAM's map is all zero where its ReLU cuts all)
+    # a constant map ranks pixels by the tie rule alone (Grad-CAM's map is all zero where its ReLU cuts all)
     constant = np.zeros((len(x), len(methods)), dtype=bool)
     for start in tqdm(range(0, len(x), config.batch), disable=not progress, desc="lerf"):
         i = slice(start, start + config.batch)
@@ -131,15 +179,18 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         images = list(range(config.inputs.offset + start, config.inputs.offset + start + len(xi)))
         with decisions.images(images):
             for m, (name, method) in enumerate(zip(config.methods, methods)):
-                with decisions.scope(name):
-                    maps = attribute(method, model, xi, target)
+                if name == "random":
+                    maps = random_maps(images, tuple(xi.shape[2:]), config.seed).to(device)
+                else:
+                    with decisions.scope(name):
+                        maps = attribute(method, model, xi, target)
                 flat = maps.flatten(1)
                 constant[i, m] = (flat.amax(1) == flat.amin(1)).cpu().numpy()
-                for r, (fill, precision) in enumerate(config.removals):
+                for r, (fill, precision, rule) in enumerate(config.removals):
                     ranked = quantize_maps(maps) if precision == "uint8" else maps
                     for o, order in enumerate(config.orders):
-                        with decisions.scope(f"{name}/{order}/{fill}/{precision}"):
-                            curves[i, m, o, r] = pixel_removal_curve(
+                        with decisions.scope(f"{name}/{order}/{fill}/{precision}/{rule}"):
+                            each = pixel_removal_curve(
                                 model,
                                 xi,
                                 ranked,
@@ -147,13 +198,21 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                                 order,
                                 fill="road" if fill == "road" else None,
                                 target=target,
-                                ties=CACHED_TIES,
+                                ties=rule,  # type: ignore[arg-type]
+                                tie_seeds=config.tie_seeds,
+                                per_tie_order=True,
                                 seed=[config.seed + j for j in images],
                                 noise=config.road_noise,
-                            ).numpy()
+                            ).double()
+                        curves[i, m, o, r] = each.mean(1).numpy()
+                        areas = area_under_curve(percents, each)
+                        spread[i, m, o, r] = (areas.std(1) if areas.shape[1] > 1 else torch.zeros(len(xi))).numpy()
+                        ties[i, m, o, r] = tie_share(ranked, fractions[-1], order).numpy()
     return {
         "names": np.array(names),
         "curves": curves,
+        "tie_spread": spread,
+        "tie_share": ties,
         "constant_maps": constant,
         "predicted": predicted,
         "probability": probability,
@@ -161,4 +220,5 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         "orders": np.array(config.orders),
         "removals": np.array(["/".join(r) for r in config.removals]),
         "percents": np.array(config.percents, dtype=np.int64),
+        "tie_seeds": np.array(config.tie_seeds),
     }

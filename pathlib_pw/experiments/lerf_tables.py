@@ -1,10 +1,15 @@
 """Tables of the LeRF / MoRF chapter from cached results of :mod:`pathlib_pw.experiments.lerf`: what the
-notebook shows. AUCs follow the authors' rule (trapezoids over the removed percent, y(0) = 0); intervals
-are 95 % Student-t intervals over images, and comparisons between two methods are paired per image."""
+notebook shows. AUCs follow the authors' rule (trapezoids over the removed percent, y(0) = 0).
+
+Statistics: per-image AUCs are skewed (a few images change a lot), so intervals are 95 % percentile
+bootstrap intervals of the mean over images (``RESAMPLES`` resamples, seeded), and comparisons between
+two methods resample the images in pairs. A method whose map is constant on an image ranks that
+image's pixels by the tie rule alone: it is left out of rankings, rank correlations and the choice of
+the best baseline, and listed with its count (:func:`degenerate`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +43,9 @@ LABELS = {
 }
 # The authors' ImageNet NeuronIntGrad row repeats their Birdsnap row value for value (PAPER.md, known slips)
 COPY_SLIP = ("imagenet", "NeuronIntGrad")
+DEFAULT_REMOVAL = "mean/float32/random"  # the authors' fill, our float maps, ties at random
+RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
 
 
 def _index(results: Mapping[str, np.ndarray], key: str, value: str) -> int:
@@ -53,89 +61,170 @@ def label(method: str) -> str:
     return f"{LABELS.get(name, name)}, {float(level):g} %" if level else LABELS.get(name, name)
 
 
-def aucs(results: Mapping[str, np.ndarray], order: str, removal: str = "mean/float32") -> np.ndarray:
+def aucs(results: Mapping[str, np.ndarray], order: str, removal: str = DEFAULT_REMOVAL) -> np.ndarray:
     """(images, methods): each image's area under its removal curve, the authors' rule."""
     curves = results["curves"][:, :, _index(results, "orders", order), _index(results, "removals", removal)]
     return area_under_curve(results["percents"].astype(np.float64), curves.astype(np.float64)).numpy()
 
 
-def interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and its 95 % Student-t interval along ``axis`` (NaN bounds for fewer than two values)."""
+def bootstrap_interval(
+    values: np.ndarray, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over the first axis (the images) and its 95 % percentile bootstrap interval: ``resamples``
+    draws of as many images with replacement (the same draws for every column, so paired columns stay
+    paired). NaN bounds for fewer than two images."""
     values = np.asarray(values, dtype=np.float64)
-    n = values.shape[axis]
-    mean = values.mean(axis)
+    if values.ndim == 0 or values.shape[0] == 0:
+        raise ValueError(f"values must have at least one image along the first axis, got shape {values.shape}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ValueError(f"resamples must be an int >= 1, got {resamples!r}")
+    n = values.shape[0]
+    mean = values.mean(0)
     if n < 2:
         nan = np.full_like(mean, np.nan)
         return mean, nan, nan
-    half = stats.t.ppf(0.975, n - 1) * values.std(axis, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)  # (R, n)
+    means = (counts @ values.reshape(n, -1) / n).reshape(resamples, *values.shape[1:])
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return mean, low, high
 
 
-def auc_table(results: Mapping[str, np.ndarray], removal: str = "mean/float32") -> pd.DataFrame:
-    """Methods x (LeRF, MoRF): mean AUC over images with its 95 % interval, and MoRF - LeRF."""
+def degenerate(results: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Method (registry name) -> on how many images its map is constant (every pixel tied), for the
+    methods where that happens at least once."""
+    counts = np.asarray(results["constant_maps"]).sum(0)
+    return {str(m): int(c) for m, c in zip(results["methods"], counts) if c}
+
+
+def ranked_methods(results: Mapping[str, np.ndarray]) -> list[str]:
+    """The methods that enter rankings: those whose map is never constant."""
+    excluded = degenerate(results)
+    return [str(m) for m in results["methods"] if str(m) not in excluded]
+
+
+def best_of(results: Mapping[str, np.ndarray], candidates: Sequence[str], order: str, removal: str = DEFAULT_REMOVAL) -> str:
+    """The candidate with the best mean AUC (lowest under LeRF, highest under MoRF), among those whose
+    map is never constant."""
+    eligible = [m for m in candidates if m in ranked_methods(results)]
+    if not eligible:
+        raise ValueError(f"candidates must include a method whose map is never constant, got {list(candidates)}")
+    means = aucs(results, order, removal).mean(0)
+    methods = [str(m) for m in results["methods"]]
+    best = min if order == "least" else max
+    return best(eligible, key=lambda m: means[methods.index(m)])
+
+
+def auc_table(results: Mapping[str, np.ndarray], removal: str = DEFAULT_REMOVAL) -> pd.DataFrame:
+    """Methods x (LeRF, MoRF): mean AUC over images with its 95 % bootstrap interval, the median, and
+    on how many images the method's map is constant."""
     import pandas as pd
 
     columns: dict[str, np.ndarray] = {}
     for order, name in (("least", "LeRF"), ("most", "MoRF")):
-        mean, low, high = interval(aucs(results, order, removal))
+        values = aucs(results, order, removal)
+        mean, low, high = bootstrap_interval(values)
         columns[f"{name} AUC"], columns[f"{name} 95% low"], columns[f"{name} 95% high"] = mean, low, high
+        columns[f"{name} median"] = np.median(values, 0)
+    columns["constant maps"] = np.asarray(results["constant_maps"]).sum(0)
     table = pd.DataFrame(columns, index=[label(str(m)) for m in results["methods"]])
     table.index.name = "method"
     return table
 
 
-def paired_differences(results: Mapping[str, np.ndarray], method: str, order: str, removal: str = "mean/float32") -> pd.DataFrame:
-    """For every other method: mean of (other AUC - ``method``'s AUC) per image, its 95 % interval and
-    the share of images where ``method`` is better (lower AUC under LeRF, higher under MoRF)."""
+def paired_differences(
+    results: Mapping[str, np.ndarray], method: str, order: str, removal: str = DEFAULT_REMOVAL
+) -> pd.DataFrame:
+    """For every other method: mean of (other AUC - ``method``'s AUC) per image, its 95 % paired
+    bootstrap interval, the median difference and the share of images where ``method`` is better
+    (lower AUC under LeRF, higher under MoRF; a tie counts for neither)."""
     import pandas as pd
 
     values = aucs(results, order, removal)
     m = _index(results, "methods", method)
-    rows = {}
-    for j, other in enumerate(str(o) for o in results["methods"]):
-        if j == m:
-            continue
-        diff = values[:, j] - values[:, m]
-        mean, low, high = interval(diff)
-        better = diff > 0 if order == "least" else diff < 0
-        rows[label(other)] = {
+    others = [j for j in range(values.shape[1]) if j != m]
+    diff = values[:, others] - values[:, [m]]
+    mean, low, high = bootstrap_interval(diff)
+    better = diff > 0 if order == "least" else diff < 0
+    table = pd.DataFrame(
+        {
             "difference": mean,
             "95% low": low,
             "95% high": high,
-            "method better (share of images)": better.mean(),
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
+            "median": np.median(diff, 0),
+            "method better (share of images)": better.mean(0),
+        },
+        index=[label(str(results["methods"][j])) for j in others],
+    )
     table.index.name = "compared with"
     return table
 
 
-def ranking(results: Mapping[str, np.ndarray], order: str) -> pd.DataFrame:
-    """Methods x removals: each method's rank by mean AUC (1 = best: lowest under LeRF, highest under MoRF)."""
+def ranking(results: Mapping[str, np.ndarray], order: str, removals: Sequence[str] | None = None) -> pd.DataFrame:
+    """Methods x removals: each method's rank by mean AUC (1 = best: lowest under LeRF, highest under
+    MoRF), among the methods whose map is never constant."""
     import pandas as pd
 
-    removals = [str(r) for r in results["removals"]]
-    means = np.stack([aucs(results, order, r).mean(0) for r in removals], 1)
+    removals = [str(r) for r in results["removals"]] if removals is None else list(removals)
+    keep = [_index(results, "methods", m) for m in ranked_methods(results)]
+    means = np.stack([aucs(results, order, r).mean(0)[keep] for r in removals], 1)
     ranks = stats.rankdata(means if order == "least" else -means, axis=0).astype(int)
-    return pd.DataFrame(ranks, index=[label(str(m)) for m in results["methods"]], columns=removals)
+    return pd.DataFrame(ranks, index=[label(str(results["methods"][j])) for j in keep], columns=removals)
 
 
 def rank_agreement(results: Mapping[str, np.ndarray], order: str, a: str, b: str) -> float:
-    """Kendall's tau between the methods' mean AUCs under removals ``a`` and ``b``."""
-    mean_a, mean_b = aucs(results, order, a).mean(0), aucs(results, order, b).mean(0)
+    """Kendall's tau between the methods' mean AUCs under removals ``a`` and ``b``, among the methods
+    whose map is never constant."""
+    keep = [_index(results, "methods", m) for m in ranked_methods(results)]
+    mean_a, mean_b = aucs(results, order, a).mean(0)[keep], aucs(results, order, b).mean(0)[keep]
     return float(stats.kendalltau(mean_a, mean_b).statistic)
 
 
+def tie_rules(results: Mapping[str, np.ndarray], method: str, order: str, precision: str = "float32") -> pd.DataFrame:
+    """One method's AUC (mean over images, 95 % bootstrap interval) with the mean fill under each tie
+    rule the results hold: ties at the top of the image (the index rule), at the bottom, and at random."""
+    import pandas as pd
+
+    names = {"first": "ties at the top (index rule)", "last": "ties at the bottom", "random": "ties at random"}
+    m = _index(results, "methods", method)
+    rows = {}
+    for rule, name in names.items():
+        removal = f"mean/{precision}/{rule}"
+        if removal in [str(r) for r in results["removals"]]:
+            mean, low, high = bootstrap_interval(aucs(results, order, removal)[:, m])
+            rows[name] = {"AUC": float(mean), "95% low": float(low), "95% high": float(high)}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = f"{label(method)}, {precision}"
+    return table
+
+
+def tie_table(results: Mapping[str, np.ndarray], order: str, removal: str = DEFAULT_REMOVAL) -> pd.DataFrame:
+    """Per method: the share of the pixels removed at the largest percent that the tie rule chose
+    (mean over images, and on how many images it exceeds half), and the spread (sd) of an image's
+    AUC over the tie orders (mean over images)."""
+    import pandas as pd
+
+    o, r = _index(results, "orders", order), _index(results, "removals", removal)
+    share, spread = results["tie_share"][:, :, o, r], results["tie_spread"][:, :, o, r]
+    return pd.DataFrame(
+        {
+            "removed pixels chosen by ties": share.mean(0),
+            "images where ties chose most": (share > 0.5).sum(0),
+            "AUC sd over tie orders": spread.mean(0),
+        },
+        index=pd.Index([label(str(m)) for m in results["methods"]], name="method"),
+    )
+
+
 def curve_frames(
-    results: Mapping[str, np.ndarray], order: str, removal: str = "mean/float32"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(mean, half-width of the 95 % interval): percent removed x method, for a figure."""
+    results: Mapping[str, np.ndarray], order: str, removal: str = DEFAULT_REMOVAL
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(mean, 95 % low, 95 % high): percent removed x method, for a figure (bootstrap over images)."""
     import pandas as pd
 
     curves = results["curves"][:, :, _index(results, "orders", order), _index(results, "removals", removal)]
-    mean, low, _ = interval(curves)
     columns = [label(str(m)) for m in results["methods"]]
     index = pd.Index(results["percents"].astype(int), name="pixels removed (%)")
-    return pd.DataFrame(mean.T, index=index, columns=columns), pd.DataFrame((mean - low).T, index=index, columns=columns)
+    return tuple(pd.DataFrame(v.T, index=index, columns=columns) for v in bootstrap_interval(curves))  # type: ignore[return-value]
 
 
 def authors_wide(name: str, dataset: str, index: str, values: str) -> pd.DataFrame:

@@ -1,17 +1,19 @@
 """Tables of the ROAR/KAR chapter from cached results of :mod:`pathlib_pw.experiments.roar`: what the
 notebook shows. AUCs follow the authors' rule (:func:`pathlib_pw.roar.roar_auc`: trapezoids over the
-removed share, the clean model's accuracy at 0); intervals are 95 % Student-t intervals over seeds (each an explained model: split, base model, tie order, retraining), and
-comparisons between two methods are paired by seed (the same seed trains both models)."""
+removed share, the clean model's accuracy at 0). Each seed is one explained model (split, base model,
+tie order, retraining): intervals are 95 % Student-t intervals over the seeds (five: too few for a
+bootstrap), and comparisons between two methods are paired by seed. A method whose map is constant on
+some images ranks their pixels by the tie rule alone: it is left out of rankings (:func:`ranking`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
-from pathlib_pw.experiments.lerf_tables import authors_wide, interval, label
+from pathlib_pw.experiments.lerf_tables import authors_wide, label
 from pathlib_pw.roar import roar_auc
 
 if TYPE_CHECKING:
@@ -21,12 +23,15 @@ __all__ = [
     "accuracy_frames",
     "auc_table",
     "aucs",
+    "degenerate",
     "authors_aucs",
     "authors_curves",
     "label",
     "leak_table",
     "paired_differences",
     "ranking",
+    "t_interval",
+    "tie_table",
 ]
 
 MODE_NAMES = {"roar": "ROAR", "kar": "KAR"}
@@ -44,6 +49,25 @@ def _method(results: Mapping[str, np.ndarray], method: str) -> int:
     if method not in methods:
         raise ValueError(f"method must be one of {methods}, got {method!r}")
     return methods.index(method)
+
+
+def t_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and its 95 % Student-t interval along ``axis`` (NaN bounds for fewer than two values)."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    mean = values.mean(axis)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def degenerate(results: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Method (registry name) -> on how many maps (train and test images, all seeds) it is constant,
+    for the methods where that happens at least once."""
+    counts = np.asarray(results["constant_maps"]).sum(1)
+    return {str(m): int(c) for m, c in zip(results["methods"], counts) if c}
 
 
 def _accuracy(results: Mapping[str, np.ndarray], mode: str, fill: str) -> np.ndarray:
@@ -66,7 +90,7 @@ def accuracy_frames(results: Mapping[str, np.ndarray], mode: str, fill: str = "m
 
     accuracy = _accuracy(results, mode, fill)
     clean = np.broadcast_to(results["baseline"], (accuracy.shape[0], 1, accuracy.shape[2]))
-    mean, low, _ = interval(100 * np.concatenate([clean, accuracy], 1), axis=2)
+    mean, low, _ = t_interval(100 * np.concatenate([clean, accuracy], 1), axis=2)
     columns = [label(str(m)) for m in results["methods"]]
     index = pd.Index([0, *results["percents"].astype(int).tolist()], name="pixels removed (%)")
     return pd.DataFrame(mean.T, index=index, columns=columns), pd.DataFrame((mean - low).T, index=index, columns=columns)
@@ -79,7 +103,7 @@ def auc_table(results: Mapping[str, np.ndarray], fill: str = "mean") -> pd.DataF
 
     columns: dict[str, object] = {}
     for mode in (str(m) for m in results["modes"]):
-        mean, low, high = interval(aucs(results, mode, fill), axis=1)
+        mean, low, high = t_interval(aucs(results, mode, fill), axis=1)
         name = MODE_NAMES[mode]
         columns[f"{name} AUC"], columns[f"{name} 95% low"], columns[f"{name} 95% high"] = mean, low, high
     labels = [label(str(m)) for m in results["methods"]]
@@ -102,7 +126,7 @@ def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str
         if j == m:
             continue
         diff = values[j] - values[m]
-        mean, low, high = interval(diff)
+        mean, low, high = t_interval(diff)
         better = diff > 0 if mode == "roar" else diff < 0
         rows[label(other)] = {"difference": mean, "95% low": low, "95% high": high, "seeds where better": int(better.sum())}
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -110,15 +134,35 @@ def paired_differences(results: Mapping[str, np.ndarray], method: str, mode: str
     return table
 
 
-def ranking(results: Mapping[str, np.ndarray], fill: str = "mean") -> pd.DataFrame:
-    """Methods x modes: each method's rank by mean AUC (1 = best: lowest under ROAR, highest under KAR)."""
+def ranking(results: Mapping[str, np.ndarray], fill: str = "mean", methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Methods x modes: each method's rank by mean AUC (1 = best: lowest under ROAR, highest under
+    KAR), among ``methods`` (default: every method whose map is never constant)."""
     import pandas as pd
 
+    excluded = degenerate(results)
+    names = [str(m) for m in results["methods"]]
+    keep = [names.index(m) for m in (methods if methods is not None else [m for m in names if m not in excluded])]
     columns = {}
     for mode in (str(m) for m in results["modes"]):
-        means = aucs(results, mode, fill).mean(1)
+        means = aucs(results, mode, fill).mean(1)[keep]
         columns[MODE_NAMES[mode]] = stats.rankdata(means if mode == "roar" else -means).astype(int)
-    return pd.DataFrame(columns, index=[label(str(m)) for m in results["methods"]])
+    return pd.DataFrame(columns, index=[label(names[j]) for j in keep])
+
+
+def tie_table(results: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Methods x (mode, removed %): the share of the removed (ROAR) or kept (KAR) pixels that the tie
+    rule chose, mean over images and seeds."""
+    import pandas as pd
+
+    share = np.asarray(results["tie_share"]).mean(-1)  # (methods, modes, percents)
+    columns = {
+        (MODE_NAMES[str(mode)], f"{percent} %"): share[:, o, p]
+        for o, mode in enumerate(results["modes"])
+        for p, percent in enumerate(results["percents"].astype(int))
+    }
+    table = pd.DataFrame(columns, index=pd.Index([label(str(m)) for m in results["methods"]], name="method"))
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
 
 
 def authors_curves() -> pd.DataFrame:
