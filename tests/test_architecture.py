@@ -1,7 +1,7 @@
 """The package's shape: the public names only grow, and imports flow one way (no upward arrows).
 
 Layers, bottom to top: decisions, selection, sites -> pathway -> thresholds -> metrics, saliency,
-sanity, criteria -> experiments -> __main__. A module may import from its own layer's modules that
+sanity, criteria -> experiments -> claims -> __main__. A module may import from its own layer's modules that
 sit below it and from lower layers only.
 """
 
@@ -49,13 +49,14 @@ def _modules() -> dict[str, set[str]]:
 
 
 LAYERS = [
-    {"decisions", "selection", "sites", "_version"},
+    {"decisions", "selection", "sites", "_version", "verdicts"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference", "training"},
     {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding"},
     {"criteria", "roar"},
     {"attribution_methods", "quantus_adapter"},
     {"experiments"},
+    {"claims"},
     {"__main__", "__init__"},
 ]
 
