@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pathlib_pw.verdicts import VERDICTS, Evaluation, Verdict
 
@@ -397,55 +397,16 @@ def _sanity_checks(profile: Profile) -> Evaluation:
 # LeRF and ROAR: decided by their tables modules (lerf_tables.evaluate_claim, roar_tables.evaluate_claim)
 
 
-def _lerf_provisional() -> Evaluation:
-    # PROVISIONAL: stands in for pathlib_pw.experiments.lerf_tables.evaluate_claim until that exists
-    # (issue 24); it repeats the intro's hand-written row and decides nothing. Delete it then.
-    return Evaluation(
-        PARTLY,
-        "only for sparse paths",
-        ours="through a 90 % path level with Grad-CAM, half the gradient baselines; through 50 % among them; "
-        "never better under MoRF",
-        paper="ResNet50, CIFAR-10, Birdsnap: 3-6 times below Gradients",
-        numbers={},
-    )
-
-
 def _lerf(profile: Profile) -> Evaluation:
     from pathlib_pw.experiments import lerf_tables
 
-    evaluate_claim = getattr(lerf_tables, "evaluate_claim", None)
-    if evaluate_claim is None:
-        return _lerf_provisional()
-    return cast(Evaluation, evaluate_claim(_load("lerf_digits", profile), _load("lerf", profile)))
-
-
-def _roar_provisional() -> Evaluation:
-    # PROVISIONAL: stands in for pathlib_pw.experiments.roar_tables.evaluate_claim until that exists
-    # (issue 24); it repeats the intro's hand-written row (our numbers as the roar chapter glued them
-    # from the previous cache) and decides nothing. Delete it then.
-    from pathlib_pw.experiments import roar_tables
-
-    authors = roar_tables.authors_aucs()
-    pathway = authors[[c for c in authors.index if c.startswith("PathwayGrad")]]
-    baselines = authors[["Gradients", "Guided Backprop", "InputMCT", "InputIntGrad"]]
-    return Evaluation(
-        PARTLY,
-        "the measure is confounded by the masks' shape",
-        ours="digits, 5 seeds: 0.817, lower by 0.011 to 0.028; a random ranking 0.709 beats every map; the removal "
-        "masks alone give 92 to 96 % accuracy at 50 %",
-        paper=f"CIFAR-10, ResNet-8, one run: area {pathway.min():.2f} to {pathway.max():.2f} against "
-        f"{baselines.min():.2f} to {baselines.max():.2f}",
-        numbers={},
-    )
+    return lerf_tables.evaluate_claim(_load("lerf_digits", profile), _load("lerf", profile))
 
 
 def _roar(profile: Profile) -> Evaluation:
     from pathlib_pw.experiments import roar_tables
 
-    evaluate_claim = getattr(roar_tables, "evaluate_claim", None)
-    if evaluate_claim is None:
-        return _roar_provisional()
-    return cast(Evaluation, evaluate_claim(_load("roar", profile), _load("roar_mask", profile)))
+    return roar_tables.evaluate_claim(_load("roar", profile), _load("roar_mask", profile))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -614,12 +575,15 @@ CLAIMS: dict[str, Claim] = {
             "ROAR: removing PathwayGrad's most relevant pixels and retraining lowers the accuracy more than the "
             "gradient baselines'",
             "digits, 5 explained models (split, base model, tie order and retraining seeded together). ROAR area = "
-            "mean test accuracy over the removed shares (10..90 %). Compare PathwayGrad (NeuronMCT path) with each "
-            "gradient baseline (Gradients, Guided Backprop, InputMCT, InputIntGrad): 95 % Student-t interval (df 4) "
-            "of the paired difference over the 5 explained models, under the mean fill and under ROAD's fill. "
-            "Holds if PathwayGrad is lower than every baseline under both fills; holds partly if under one fill or "
-            "against some baselines; does not hold on our model if under neither fill it is lower than any "
-            "baseline; inconclusive otherwise.",
+            "mean test accuracy over the removed shares (10..90 %), the clean accuracy at 0 (lower: the map found "
+            "the pixels that matter). A fill (the dataset mean, ROAD's imputation) can decide only if it passes its "
+            "control: PathwayGrad and every baseline have a lower mean ROAR area than the per-image random ranking; "
+            "otherwise it measures something other than relevance. Compare PathwayGrad (NeuronMCT path) with each "
+            "gradient baseline (Gradients, Guided Backprop, InputMCT, InputIntGrad, maps never constant): 95 % "
+            "Student-t interval (df 4) of the paired difference (baseline - PathwayGrad) over the explained models. "
+            "Not testable here if no fill passes; holds if PathwayGrad is lower than every baseline under every "
+            "passing fill; holds partly if lower than some; does not hold on our model if lower than none and some "
+            "baseline is lower than PathwayGrad; inconclusive otherwise.",
             _roar,
         ),
         Claim(

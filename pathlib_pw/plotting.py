@@ -175,7 +175,7 @@ def curves(
     ylabel: str,
     title: str = "",
     logy: bool = False,
-    spread: pd.DataFrame | None = None,
+    spread: pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame] | None = None,
     dashed: pd.DataFrame | None = None,
     dashed_label: str = "authors",
     linestyle: str = "-",
@@ -184,7 +184,7 @@ def curves(
     legend: bool = True,
 ) -> plt.Axes:
     """One line per column against the index, in the method's colour; ``spread`` (same shape) draws a
-    +-band around each; ``dashed`` (columns named like ``frame``'s) adds other curves of the same
+    +-band around each, or, given as a (low, high) pair of frames, the band between them; ``dashed`` (columns named like ``frame``'s) adds other curves of the same
     methods, dashed, labelled ``(dashed_label)``. ``linestyle`` and ``label_suffix`` draw ``frame``
     itself as someone else's curves. ``ylim`` is widened to show every value. The legend sits outside
     the axes (``legend=False``: none, for :func:`legend_below`)."""
@@ -204,9 +204,12 @@ def curves(
             color=_colour(column),
         )
         if spread is not None:
-            band = spread[column].to_numpy(dtype=float)
-            ax.fill_between(x, y - band, y + band, color=line.get_color(), alpha=0.12, lw=0)
-            drawn += [y - band, y + band]
+            if isinstance(spread, tuple):
+                low, high = (s[column].to_numpy(dtype=float) for s in spread)
+            else:
+                low, high = y - spread[column].to_numpy(dtype=float), y + spread[column].to_numpy(dtype=float)
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, lw=0)
+            drawn += [low, high]
     if dashed is not None:
         for column in dashed.columns:
             y = dashed[column].to_numpy(dtype=float)

@@ -122,7 +122,7 @@ FRONT_MATTER = {"intro.ipynb"}
 CHAPTERS = [p for p in NOTEBOOKS if p.name not in FRONT_MATTER]
 # chapters that still state their verdict by hand in the opening cell ("**Verdict: ...**") until they
 # are converted to the registry's verdict cell (issue 24); only these two may, and only for now
-HAND_WRITTEN_VERDICT = {"lerf.ipynb", "roar.ipynb"}
+HAND_WRITTEN_VERDICT = {"roar.ipynb"}
 VERDICT_CALL = re.compile(r"claims\.verdict_markdown\(")
 
 

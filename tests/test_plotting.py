@@ -112,6 +112,17 @@ def test_curves_over_named_stages_with_a_spread_band():
     plt.close(fig)
 
 
+def test_curves_band_between_a_low_and_a_high_frame():
+    frame = pd.DataFrame({"Gradients": [1.0, 2.0]}, index=[0, 10])
+    low = pd.DataFrame({"Gradients": [0.5, 1.9]}, index=frame.index)
+    high = pd.DataFrame({"Gradients": [1.0, 3.0]}, index=frame.index)
+    fig, ax = plt.subplots()
+    plotting.curves(frame, ax, "removed", "change", spread=(low, high))
+    band = ax.collections[0].get_paths()[0].vertices
+    assert set(np.round(band[:, 1], 6)) == {0.5, 1.9, 1.0, 3.0}  # asymmetric: not mean +- a half-width
+    plt.close(fig)
+
+
 def test_map_grid_one_photo_per_row():
     photos = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
     fig = plotting.map_grid(photos, [[np.eye(4)], [np.eye(4)]], ["a", "b"], ["c"])

@@ -180,7 +180,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         with decisions.images(images):
             for m, (name, method) in enumerate(zip(config.methods, methods)):
                 if name == "random":
-                    maps = random_maps(images, tuple(xi.shape[2:]), config.seed).to(device)
+                    maps = random_maps(images, (xi.shape[2], xi.shape[3]), config.seed).to(device)
                 else:
                     with decisions.scope(name):
                         maps = attribute(method, model, xi, target)

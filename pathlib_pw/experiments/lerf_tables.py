@@ -20,6 +20,7 @@ from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.experiments.attribution import PAPER_METHODS
 from pathlib_pw.reference import authors_table
 from pathlib_pw.removal import area_under_curve
+from pathlib_pw.verdicts import Evaluation, Verdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -224,7 +225,7 @@ def curve_frames(
     curves = results["curves"][:, :, _index(results, "orders", order), _index(results, "removals", removal)]
     columns = [label(str(m)) for m in results["methods"]]
     index = pd.Index(results["percents"].astype(int), name="pixels removed (%)")
-    return tuple(pd.DataFrame(v.T, index=index, columns=columns) for v in bootstrap_interval(curves))  # type: ignore[return-value]
+    return tuple(pd.DataFrame(v.T, index=index, columns=columns) for v in bootstrap_interval(curves))
 
 
 def authors_wide(name: str, dataset: str, index: str, values: str) -> pd.DataFrame:
@@ -267,3 +268,64 @@ def copy_slip() -> bool:
     imagenet, birdsnap = authors_curves("imagenet"), authors_curves("birdsnap")
     column = label(AUTHORS_NAMES[COPY_SLIP[1]])
     return bool(np.array_equal(imagenet[column].to_numpy(), birdsnap[column].to_numpy()))
+
+
+GRADIENT_BASELINES = ("gradients", "guided_backprop", "input_mct", "input_intgrad")
+WELL_POWERED = 100  # images: with this many, an interval containing 0 means no effect of the claimed size
+
+
+def lerf_rule(lows: Mapping[str, float], digits_images: int) -> tuple[Verdict, str]:
+    """The LeRF claim's decision from the lower 95 % bounds of (best gradient baseline - PathwayGrad)
+    per setting (``lows``; the digits setting's key starts with "digits") and the digits' image count."""
+    above = [s for s, low in lows.items() if low > 0]
+    if above and len(above) == len(lows):
+        return "holds", ""
+    if above:
+        return "holds partly", "only " + " and ".join(above)
+    digits = [low for s, low in lows.items() if s.startswith("digits")]
+    if digits and digits_images >= WELL_POWERED:
+        return "does not hold on our model", ""
+    return "inconclusive at this sample size", ""
+
+
+def _setting(results: Mapping[str, np.ndarray], method: str) -> dict[str, float]:
+    best = best_of(results, GRADIENT_BASELINES, "least")
+    m, b = _index(results, "methods", method), _index(results, "methods", best)
+    values = aucs(results, "least")
+    mean, low, high = bootstrap_interval(values[:, b] - values[:, m])
+    return {
+        "pathway": float(values[:, m].mean()),
+        "baseline": float(values[:, b].mean()),
+        "difference": float(mean),
+        "low": float(low),
+        "high": float(high),
+        "best": float(b),
+    }
+
+
+def evaluate_claim(digits: Mapping[str, np.ndarray], photos: Mapping[str, np.ndarray]) -> Evaluation:
+    """The LeRF claim decided on the cached results (rule: ``pathlib_pw.claims``, key "lerf")."""
+    pg = PATHWAY_GRAD + "neuron_mct"
+    settings = {"digits": (digits, pg), "the photos at 50 %": (photos, pg)}
+    if pg + "@90" in [str(m) for m in photos["methods"]]:
+        settings["the photos at 90 %"] = (photos, pg + "@90")
+    found = {name: _setting(results, method) for name, (results, method) in settings.items()}
+    verdict, qualifier = lerf_rule({name: f["low"] for name, f in found.items()}, len(digits["names"]))
+    parts = []
+    for name, f in found.items():
+        results = settings[name][0]
+        best = label(str(results["methods"][int(f["best"])]))
+        parts.append(
+            f"{name}: {f['pathway']:.2f} against {best} {f['baseline']:.2f} (difference {f['difference']:.2f}, "
+            f"95 % [{f['low']:.2f}, {f['high']:.2f}])"
+        )
+    authors = authors_aucs()["imagenet"]
+    gradient_labels = [label(m) for m in GRADIENT_BASELINES]
+    return Evaluation(
+        verdict,
+        qualifier,
+        ours="LeRF AUC, ties at random: " + "; ".join(parts),
+        paper=f"ImageNet, ResNet50: PathwayGrad (NeuronMCT) {authors[label(pg)]:.2f} against "
+        f"{authors[gradient_labels].min():.2f} to {authors[gradient_labels].max():.2f} for the gradient baselines",
+        numbers={f"{name} {k}": v for name, f in found.items() for k, v in f.items()},
+    )

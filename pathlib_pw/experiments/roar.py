@@ -329,6 +329,7 @@ def run_shown(config: Config, shown: Shown, device: str = "cpu", progress: bool 
             arrays["check_accuracy"] = np.array(correct)
     if config.check_only:
         return arrays
+    assert examples is not None  # the loop over seeds ran at least once (Config refuses no seeds)
     return arrays | {
         "accuracy": accuracy,
         "baseline": baseline,

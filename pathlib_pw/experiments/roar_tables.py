@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from pathlib_pw.experiments.lerf_tables import authors_wide, label
+from pathlib_pw.attribution_methods import PATHWAY_GRAD
+from pathlib_pw.experiments.lerf_tables import GRADIENT_BASELINES, authors_wide, label
 from pathlib_pw.roar import roar_auc
+from pathlib_pw.verdicts import Evaluation, Verdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,6 +26,7 @@ __all__ = [
     "auc_table",
     "aucs",
     "degenerate",
+    "evaluate_claim",
     "authors_aucs",
     "authors_curves",
     "label",
@@ -199,3 +202,78 @@ def leak_table(pixels: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray])
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     table.index.name = "method"
     return table
+
+
+FILL_NAMES = {"mean": "mean fill", "road": "ROAD fill"}
+RANDOM_CONTROL = "random"
+
+
+def control_passes(results: Mapping[str, np.ndarray], fill: str, methods: Sequence[str]) -> bool:
+    """Whether a fill passes its control: every one of ``methods`` lowers the ROAR accuracy more than
+    the per-image random ranking (mean ROAR area below the random ranking's). A fill that fails
+    measures something other than which pixels matter (for example the removal mask's shape)."""
+    means = aucs(results, "roar", fill).mean(1)
+    return bool(all(means[_method(results, m)] < means[_method(results, RANDOM_CONTROL)] for m in methods))
+
+
+def roar_rule(passing: Mapping[str, Mapping[str, tuple[float, float]]], fills: Sequence[str]) -> tuple[Verdict, str]:
+    """The ROAR claim's decision. ``passing``: for each fill that passes its control, baseline ->
+    (low, high) of the 95 % interval of (baseline's ROAR area - PathwayGrad's); ``fills``: every fill
+    run. A baseline is beaten where low > 0 and beats PathwayGrad where high < 0."""
+    if not passing:
+        return "not testable here", f"the random ranking is not the weakest map under the {' or the '.join(fills)} fill"
+    beaten = {fill: [b for b, (low, _) in found.items() if low > 0] for fill, found in passing.items()}
+    better = {fill: [b for b, (_, high) in found.items() if high < 0] for fill, found in passing.items()}
+    failed = [fill for fill in fills if fill not in passing]
+    only = f"only the {' and '.join(passing)} fill passes its control" if failed else ""
+    if all(len(beaten[f]) == len(passing[f]) for f in passing):
+        return "holds", only
+    if any(beaten.values()):
+        partly = "; ".join(f"{fill} fill: lower than {', '.join(beaten[fill]) or 'none'}" for fill in passing)
+        return "holds partly", partly + (f"; {only}" if only else "")
+    if any(better.values()):
+        return "does not hold on our model", only
+    return "inconclusive at this sample size", only
+
+
+def evaluate_claim(roar: Mapping[str, np.ndarray], roar_mask: Mapping[str, np.ndarray]) -> Evaluation:
+    """The ROAR claim decided on the cached results (rule: ``pathlib_pw.claims``, key "roar")."""
+    pg = PATHWAY_GRAD + "neuron_mct"
+    held = [str(m) for m in roar["methods"]]
+    baselines = [m for m in GRADIENT_BASELINES if m in held and m not in degenerate(roar)]
+    fills = [str(f) for f in roar["fills"]]
+    passing: dict[str, dict[str, tuple[float, float]]] = {}
+    parts: list[str] = []
+    numbers: dict[str, float] = {}
+    for fill in fills:
+        means = aucs(roar, "roar", fill).mean(1)
+        table = paired_differences(roar, pg, "roar", fill)
+        found = {label(b): (float(table.loc[label(b), "95% low"]), float(table.loc[label(b), "95% high"])) for b in baselines}
+        if control_passes(roar, fill, [pg, *baselines]):
+            passing[fill] = found
+        values = [means[_method(roar, b)] for b in baselines]
+        random = means[_method(roar, RANDOM_CONTROL)]
+        parts.append(
+            f"{FILL_NAMES[fill]}: PathwayGrad {means[_method(roar, pg)]:.3f}, the baselines {min(values):.3f} to "
+            f"{max(values):.3f}, the random ranking {random:.3f}"
+        )
+        numbers |= {f"{fill} pathway": float(means[_method(roar, pg)]), f"{fill} random": float(random)}
+        numbers |= {f"{fill} {b} low": low for b, (low, _) in found.items()}
+        numbers |= {f"{fill} {b} high": high for b, (_, high) in found.items()}
+    verdict, qualifier = roar_rule(passing, fills)
+    at_50 = list(roar_mask["percents"].astype(int)).index(50)
+    mask_only = _accuracy(roar_mask, "roar", "mean")[:, at_50].mean(1)  # (methods,): mean over seeds
+    numbers |= {"mask only low": float(mask_only.min()), "mask only high": float(mask_only.max())}
+    authors = authors_aucs()
+    pathway = authors[[c for c in authors.index if c.startswith("PathwayGrad")]]
+    gradient = authors[[label(b) for b in GRADIENT_BASELINES if label(b) in authors.index]]
+    return Evaluation(
+        verdict,
+        qualifier,
+        ours=f"digits, {len(roar['seeds'])} explained models, ROAR area (lower: the map found the pixels that matter): "
+        + "; ".join(parts)
+        + f"; a model trained on the removal mask alone reaches {mask_only.min():.0%} to {mask_only.max():.0%} at 50 %",
+        paper=f"CIFAR-10, ResNet-8, one run: area {pathway.min():.2f} to {pathway.max():.2f} against "
+        f"{gradient.min():.2f} to {gradient.max():.2f}",
+        numbers=numbers,
+    )

@@ -232,3 +232,21 @@ def test_constant_maps_leave_the_rankings_and_the_best_baseline():
     assert list(lerf_tables.ranking(kept, "least")["mean/float32/random"]) == [2, 3, 1]
     with pytest.raises(ValueError, match="candidates must include"):
         lerf_tables.best_of(dropped, ["gradcam"], "least")
+
+
+def test_the_lerf_rule_returns_each_verdict_on_hand_made_bounds():
+    rule = lerf_tables.lerf_rule
+    assert rule({"digits": 0.1, "the photos at 50 %": 0.2}, 539) == ("holds", "")
+    assert rule({"digits": -0.1, "the photos at 90 %": 0.2}, 539) == ("holds partly", "only the photos at 90 %")
+    assert rule({"digits": -0.1, "the photos at 90 %": -0.2}, 539) == ("does not hold on our model", "")
+    assert rule({"digits": 0.0, "the photos at 90 %": -0.2}, 539)[0] == "does not hold on our model"  # 0 is not above 0
+    assert rule({"digits": -0.1, "the photos at 90 %": -0.2}, 50) == ("inconclusive at this sample size", "")
+
+
+def test_the_lerf_claim_is_decided_from_the_results(small_run):
+    # the small run as both settings: PathwayGrad against the best gradient baseline it holds (Gradients)
+    decided = lerf_tables.evaluate_claim(small_run, small_run)
+    values = lerf_tables.aucs(small_run, "least")
+    low = lerf_tables.bootstrap_interval(values[:, 0] - values[:, 1])[1]
+    assert decided.numbers["digits low"] == pytest.approx(float(low))
+    assert decided.verdict == lerf_tables.lerf_rule({"digits": float(low), "the photos at 50 %": float(low)}, 3)[0]

@@ -215,3 +215,59 @@ def test_the_book_cache_verifies_without_simd():
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert any(line.split()[:2] == ["check_data", "exact"] for line in done.stdout.splitlines()), done.stdout
+
+
+def _hand_made(random_accuracy: float) -> dict[str, np.ndarray]:
+    """Three maps at one removed share: Gradients 0.5, PathwayGrad 0.4, the random ranking as given."""
+    accuracy = np.zeros((3, 2, 1, 1, 2))
+    accuracy[:, 0, 0, 0] = [[0.5, 0.5], [0.4, 0.4], [random_accuracy, random_accuracy]]
+    return {
+        "methods": np.array(["gradients", "pathway_grad/neuron_mct", "random"]),
+        "modes": np.array(["roar", "kar"]),
+        "fills": np.array(["mean"]),
+        "percents": np.array([50]),
+        "seeds": np.array([0, 1]),
+        "baseline": np.array([0.9, 0.9]),
+        "accuracy": accuracy,
+    }
+
+
+def test_a_fill_passes_its_control_only_if_every_map_beats_the_random_ranking():
+    maps = ["gradients", "pathway_grad/neuron_mct"]
+    assert roar_tables.control_passes(_hand_made(0.8), "mean", maps)
+    assert not roar_tables.control_passes(_hand_made(0.45), "mean", maps)  # PathwayGrad beats it, Gradients not
+    assert not roar_tables.control_passes(_hand_made(0.5), "mean", maps)  # level is not beaten
+
+
+def test_the_roar_rule_returns_each_verdict_on_hand_made_intervals():
+    rule, fills = roar_tables.roar_rule, ["mean", "road"]
+    above, inside, below = (0.01, 0.05), (-0.01, 0.05), (-0.05, -0.01)
+    assert rule({}, fills) == ("not testable here", "the random ranking is not the weakest map under the mean or the road fill")
+    assert rule({"mean": {"A": above, "B": above}, "road": {"A": above, "B": above}}, fills) == ("holds", "")
+    assert rule({"road": {"A": above, "B": above}}, fills) == ("holds", "only the road fill passes its control")
+    assert rule({"mean": {"A": above, "B": inside}, "road": {"A": inside, "B": below}}, fills) == (
+        "holds partly",
+        "mean fill: lower than A; road fill: lower than none",
+    )
+    assert rule({"mean": {"A": inside, "B": below}}, fills) == ("does not hold on our model", "only the mean fill passes its control")
+    assert rule({"mean": {"A": inside, "B": inside}, "road": {"A": inside, "B": inside}}, fills)[0] == (
+        "inconclusive at this sample size"
+    )
+
+
+def test_the_roar_claim_is_decided_from_the_results(toy_run):
+    # the toy run as the pixels and (relabelled to 50 %) as the mask-only run
+    mask = dict(toy_run) | {"percents": np.array([50, 70]), "fills": np.array(["mean"]), "accuracy": toy_run["accuracy"][:, :, [MEAN]]}
+    decided = roar_tables.evaluate_claim(toy_run, mask)
+    pg = "pathway_grad/neuron_mct"
+    for fill in ("mean", "road"):
+        table = roar_tables.paired_differences(toy_run, pg, "roar", fill)
+        assert decided.numbers[f"{fill} Gradients low"] == pytest.approx(float(table.loc["Gradients", "95% low"]))
+        assert decided.numbers[f"{fill} pathway"] == pytest.approx(float(roar_tables.aucs(toy_run, "roar", fill)[1].mean()))
+    passing = {
+        fill: {"Gradients": (decided.numbers[f"{fill} Gradients low"], decided.numbers[f"{fill} Gradients high"])}
+        for fill in ("mean", "road")
+        if roar_tables.control_passes(toy_run, fill, [pg, "gradients"])
+    }
+    assert (decided.verdict, decided.qualifier) == roar_tables.roar_rule(passing, ["mean", "road"])
+    assert decided.numbers["mask only low"] == pytest.approx(float(toy_run["accuracy"][:, 0, MEAN, 0].mean(1).min()))
