@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pathlib_pw.verdicts import VERDICTS, Evaluation, Verdict
 
@@ -403,33 +403,10 @@ def _lerf(profile: Profile) -> Evaluation:
     return lerf_tables.evaluate_claim(_load("lerf_digits", profile), _load("lerf", profile))
 
 
-def _roar_provisional() -> Evaluation:
-    # PROVISIONAL: stands in for pathlib_pw.experiments.roar_tables.evaluate_claim until that exists
-    # (issue 24); it repeats the intro's hand-written row (our numbers as the roar chapter glued them
-    # from the previous cache) and decides nothing. Delete it then.
-    from pathlib_pw.experiments import roar_tables
-
-    authors = roar_tables.authors_aucs()
-    pathway = authors[[c for c in authors.index if c.startswith("PathwayGrad")]]
-    baselines = authors[["Gradients", "Guided Backprop", "InputMCT", "InputIntGrad"]]
-    return Evaluation(
-        PARTLY,
-        "the measure is confounded by the masks' shape",
-        ours="digits, 5 seeds: 0.817, lower by 0.011 to 0.028; a random ranking 0.709 beats every map; the removal "
-        "masks alone give 92 to 96 % accuracy at 50 %",
-        paper=f"CIFAR-10, ResNet-8, one run: area {pathway.min():.2f} to {pathway.max():.2f} against "
-        f"{baselines.min():.2f} to {baselines.max():.2f}",
-        numbers={},
-    )
-
-
 def _roar(profile: Profile) -> Evaluation:
     from pathlib_pw.experiments import roar_tables
 
-    evaluate_claim = getattr(roar_tables, "evaluate_claim", None)
-    if evaluate_claim is None:
-        return _roar_provisional()
-    return cast(Evaluation, evaluate_claim(_load("roar", profile), _load("roar_mask", profile)))
+    return roar_tables.evaluate_claim(_load("roar", profile), _load("roar_mask", profile))
 
 
 # ---------------------------------------------------------------------------------------------------

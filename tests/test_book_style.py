@@ -120,9 +120,6 @@ def test_checked_cells_are_committed_executed(path):
 # the front matter: no claim of its own (it shows the claims table, rendered from pathlib_pw.claims)
 FRONT_MATTER = {"intro.ipynb"}
 CHAPTERS = [p for p in NOTEBOOKS if p.name not in FRONT_MATTER]
-# chapters that still state their verdict by hand in the opening cell ("**Verdict: ...**") until they
-# are converted to the registry's verdict cell (issue 24); only these two may, and only for now
-HAND_WRITTEN_VERDICT = {"roar.ipynb"}
 VERDICT_CALL = re.compile(r"claims\.verdict_markdown\(")
 
 
@@ -147,9 +144,6 @@ def test_a_chapter_opens_with_its_claim_and_verdict(path):
     assert first.lstrip().startswith("# "), f"{path.name}: the first cell must be markdown starting with the chapter's title"
     assert "**Claim" in first, f"{path.name}: the opening cell must state the claim"
     problem = _verdict_follows_the_claim(cells)
-    if path.name in HAND_WRITTEN_VERDICT and problem is not None:
-        assert "**Verdict" in first, f"{path.name}: the opening cell must state the verdict, or the next cell render it"
-        return
     assert problem is None, f"{path.name}: {problem}"
     assert "**Verdict" not in first, f"{path.name}: the verdict comes from the registry (pathlib_pw.claims), not by hand"
 

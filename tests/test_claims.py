@@ -18,7 +18,6 @@ BOOK = ROOT / "book"
 INTRO = BOOK / "intro.ipynb"
 # chapters whose verdict line is still hand-written until they are converted (issue 24): their
 # "**Verdict: ..." sentence must start with the registry's verdict
-HAND_WRITTEN = {"roar"}
 VERDICT_LINE = re.compile(r"\*\*Verdict: (?P<verdict>[^*]+?)\.?\*\*(?P<rest>.*)", re.S)
 KEY = re.compile(r'"(\w+)"')
 CELL = re.compile(r"(?<!\\)\|")
@@ -112,19 +111,13 @@ def test_a_chapters_verdict_line_equals_the_intros_row(key, evaluated):
     assert row[4] == f"[{found.chapter_title}]({found.chapter}.ipynb)"
     path = BOOK / f"{found.chapter}.ipynb"
     cell = _verdict_cell(path)
-    if cell is None:
-        assert found.chapter in HAND_WRITTEN, f"{path.name} has no verdict cell rendered from the registry"
-        first = next(_source(c) for c in _cells(path) if c["cell_type"] == "markdown")
-        match = VERDICT_LINE.search(first)
-        assert match, f"{path.name}: no verdict"
-        assert match["verdict"].startswith(result.verdict), f"{path.name}: {match['verdict']!r} against the registry's {result.verdict!r}"
-        return
+    assert cell is not None, f"{path.name} has no verdict cell rendered from the registry"
     keys, output = cell
     chapter = dict(zip(keys, _chapter_verdicts(output)))
     assert chapter[key] == _split_verdict(row[3]) == (result.verdict, result.qualifier)
 
 
-@pytest.mark.parametrize("chapter", sorted({c.chapter for c in CLAIMS.values()} - HAND_WRITTEN))
+@pytest.mark.parametrize("chapter", sorted({c.chapter for c in CLAIMS.values()}))
 def test_a_chapters_verdict_cell_shows_its_claims_rendered_now(chapter, evaluated):
     cell = _verdict_cell(BOOK / f"{chapter}.ipynb")
     assert cell is not None, f"{chapter}.ipynb has no verdict cell rendered from the registry"
@@ -192,9 +185,6 @@ def test_lerf_and_roar_are_decided_by_their_tables_module(monkeypatch, key, modu
     monkeypatch.setattr(tables, "evaluate_claim", lambda *results: "holds", raising=False)
     with pytest.raises(TypeError, match="Evaluation"):
         claims.evaluate(key, "book")
-    if key == "roar":  # until roar_tables.evaluate_claim exists: the provisional stand-in
-        monkeypatch.delattr(tables, "evaluate_claim")
-        assert claims.evaluate(key, "book").verdict == "holds partly"
 
 
 # ---------------------------------------------------------------------------------------------------

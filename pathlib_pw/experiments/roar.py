@@ -1,16 +1,19 @@
 """ROAR and KAR with retraining (PAPER.md section 5; :mod:`pathlib_pw.roar`), every method x removed
 share x seed, in both modes, with the random and Sobel controls.
 
-Embedded default (``book``): scikit-learn's digits and the small ReLU CNN of :mod:`pathlib_pw.digits`;
-the maps explain the model trained on the clean split (``digits_model(0)``), the retraining uses the
-same recipe from scratch, five seeds per point (the authors ran one). ``paper``: CIFAR-10 from a folder
-the user names, the authors' ResNet-8 recipe, on a GPU.
+Embedded default (``book``): scikit-learn's digits and the small ReLU CNN of :mod:`pathlib_pw.digits`.
+Each seed ``s`` is one *explained model*: the seeded split ``digits_split(s)``, the model trained on
+its clean images with seed ``s`` (whose maps rank the pixels), the tie order ``s`` among equal map
+values, and the retraining with seed ``s``. Five seeds, so the spread covers the model being explained
+as well as the retraining (the authors ran one). Two fills: the dataset mean (the authors') and ROAD's
+noisy linear imputation, which does not paint the removal mask's shape into the image. ``paper``:
+CIFAR-10 from a folder the user names (one split), the authors' ResNet-8 recipe, on a GPU.
 
 The random control here draws an independent uniform map per image (Hooker et al.'s control), unlike
 the LeRF chapter's one fixed map for every image: retrained on a fixed mask, a model would simply learn
 to ignore those pixels.
 
-Verification recomputes one training run (``Config.check``): the base model, the maps of that method
+Verification recomputes one training run (``Config.check``, mean fill): the base model, the maps of that method
 for every image (their threshold decisions replayed), the degraded sets and the retraining. The
 retraining runs in float64 from identical inputs, so another CPU moves the test logits by float
 rounding only. The degraded sets are compared exactly (a digest); the retrained model's test logits
@@ -39,7 +42,7 @@ from pathlib_pw.digits import digits_split, train_digits_cnn
 from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.lerf import METHODS, method_for
 from pathlib_pw.experiments.verification import Tolerance
-from pathlib_pw.removal import Ties
+from pathlib_pw.removal import tie_share
 from pathlib_pw.roar import MODES, RetrainingData, degrade, mask_only
 from pathlib_pw.selection import threads
 from pathlib_pw.training import TrainingRecipe, predict, train_classifier
@@ -52,10 +55,11 @@ DATASETS: tuple[Dataset, ...] = ("digits", "cifar10")
 CIFAR10_RECIPE = TrainingRecipe(epochs=50, batch_size=256, lr=1e-3, weight_decay=1e-4, schedule="step", step_epochs=10, gamma=0.5)
 WORKERS_ENV = "PATHLIB_PW_WORKERS"
 CHECK_ARRAYS = ("base_accuracy", "base_logits", "check_accuracy", "check_data", "check_logits")
-
-# The cached ROAR results were recorded with the index tie rule (removal.py: "first"); their re-record
-# with random tie orders and several explained models (issue 24) replaces this pin.
-CACHED_TIES: Ties = "first"
+FILLS: tuple[str, ...] = ("mean", "road")
+# ROAD's noise, 0.01 on [0, 1] pixels (Rong et al.), in the standardized units of each split
+ROAD_NOISE = 0.01
+# CIFAR-10's training-set pixel std per channel on [0, 1] (cifar10.standardize divides by these)
+CIFAR10_TRAIN_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +73,13 @@ class Config:
     pathway_sparsity: float = 95.0
     percents: tuple[int, ...] = (10, 30, 50, 70, 90)
     modes: tuple[str, ...] = ("roar", "kar")
+    fills: tuple[str, ...] = FILLS  # "mean": the dataset mean (0); "road": ROAD's noisy linear imputation
+    # each seed is one explained model: split, base model, tie order and retraining (module docstring)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    base_seed: int = 0  # the model whose maps rank the pixels is trained with this seed on clean images
     seed: int = 0  # the random control's draws
     recipe: TrainingRecipe = TrainingRecipe()
     batch: int = 64  # images per attribution pass
-    check: tuple[str, str, int, int] = (PATHWAY_GRAD + "neuron_mct", "roar", 50, 0)  # method, mode, percent, seed
+    check: tuple[str, str, int, int] = (PATHWAY_GRAD + "neuron_mct", "roar", 50, 0)  # method, mode, percent, seed (mean fill)
     check_only: bool = False  # only the check run (what `verify` recomputes)
     examples: int = 4  # degraded test images kept for the figures
 
@@ -86,6 +91,10 @@ class Config:
             raise ValueError(f"modes must be a non-empty tuple of {list(MODES)}, got {self.modes!r}")
         if not self.seeds or not self.percents or not self.methods:
             raise ValueError("methods, percents and seeds must not be empty")
+        if "mean" not in self.fills or any(f not in FILLS for f in self.fills):
+            raise ValueError(
+                f"fills must be a tuple of {list(FILLS)} that includes 'mean' (the check run's fill), got {self.fills!r}"
+            )
         method, mode, percent, seed = self.check
         if method not in self.methods or mode not in self.modes or percent not in self.percents or seed not in self.seeds:
             raise ValueError(f"check must name one of the configured runs (method, mode, percent, seed), got {self.check!r}")
@@ -143,21 +152,22 @@ def cached_part(arrays: Mapping[str, np.ndarray], part: Config) -> dict[str, np.
     return {k: arrays[k] for k in CHECK_ARRAYS}
 
 
-def _image_keys(config: Config, method: str, part: str, n: int) -> list[str]:
-    return [f"{method}:{part}{i:05d}" for i in range(n)]
+def _image_keys(method: str, seed: int, part: str, n: int) -> list[str]:
+    return [f"{method}:s{seed}:{part}{i:05d}" for i in range(n)]
 
 
 def recorded_images(config: Config, n: int) -> list[str]:
-    """The decisions `verify` replays: those of the check method's maps, for every image."""
-    data = training_data(config)
-    method = config.check[0]
-    return _image_keys(config, method, "train", len(data.x_train)) + _image_keys(config, method, "test", len(data.x_test))
+    """The decisions `verify` replays: those of the check method's maps for the check seed, for every image."""
+    method, seed = config.check[0], config.check[3]
+    data = training_data(config, seed)
+    return _image_keys(method, seed, "train", len(data.x_train)) + _image_keys(method, seed, "test", len(data.x_test))
 
 
-def training_data(config: Config) -> RetrainingData:
-    """The configuration's training and test images (standardized) and labels."""
+def training_data(config: Config, seed: int = 0) -> RetrainingData:
+    """The training and test images (standardized) and labels of explained model ``seed`` (the digits:
+    ``digits_split(seed)``; CIFAR-10: its one split)."""
     if config.dataset == "digits":
-        split = digits_split(config.base_seed)
+        split = digits_split(seed)
         x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
     else:
         folder = cifar10.cifar10_folder(config.data_folder)
@@ -203,16 +213,23 @@ def _digest(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def road_noise(config: Config, seed: int) -> tuple[float, ...]:
+    """ROAD's noise (0.01 on [0, 1] pixels) in the standardized units of explained model ``seed``'s data."""
+    if config.dataset == "digits":
+        return (ROAD_NOISE / digits_split(seed).std,)
+    return tuple(ROAD_NOISE / s for s in CIFAR10_TRAIN_STD)
+
+
 def _maps(
-    config: Config, name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, part: str, device: str
+    config: Config, name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, part: str, seed: int, device: str
 ) -> torch.Tensor:
-    """(N, H, W) maps of ``name`` for every image of one part, in batches, decisions keyed by method and image."""
+    """(N, H, W) maps of ``name`` for every image of one part, in batches, decisions keyed by method, seed and image."""
     if name == "random":
         offset = 0 if part == "train" else 1
-        generator = torch.Generator().manual_seed(2 * config.seed + offset)
+        generator = torch.Generator().manual_seed(1000 * config.seed + 2 * seed + offset)
         return torch.rand((len(x), *x.shape[2:]), generator=generator)
     method = method_for(name, config.pathway_sparsity)
-    keys = _image_keys(config, name, part, len(x))
+    keys = _image_keys(name, seed, part, len(x))
     out = []
     for start in range(0, len(x), config.batch):
         i = slice(start, start + config.batch)
@@ -234,81 +251,100 @@ def run_shown(config: Config, shown: Shown, device: str = "cpu", progress: bool 
     if shown not in ("pixels", "mask"):
         raise ValueError(f"shown must be one of ['pixels', 'mask'], got {shown!r}")
     remove = degrade if shown == "pixels" else mask_only
-    data = training_data(config)
     train_device = "cpu" if config.dataset == "digits" else device
     recipe, dataset = config.recipe, config.dataset
-
-    def fit(x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
-        return train_model(dataset, recipe, train_device, x, y, seed)
-
-    base = fit(data.x_train, data.y_train, config.base_seed).to(device)
-    base_logits = predict(base, data.x_test)
-    arrays: dict[str, np.ndarray] = {
-        "base_logits": base_logits.numpy().astype(np.float32),
-        "base_accuracy": np.array((base_logits.argmax(1) == data.y_test).double().mean().item()),
-    }
     check_method, check_mode, check_percent, check_seed = config.check
     methods = [check_method] if config.check_only else list(config.methods)
-    targets = {part: predict(base, x).argmax(1) for part, x in (("train", data.x_train), ("test", data.x_test))}
-    shape = (len(config.methods), len(config.modes), len(config.percents), len(config.seeds))
-    accuracy = np.full(shape, np.nan)
-    constant = np.zeros(len(config.methods), dtype=np.int64)
-    n_ex = min(config.examples, len(data.x_test))
-    examples = np.zeros((len(config.methods), len(config.modes), len(config.percents), n_ex, *data.x_test.shape[1:]), np.float32)
-    runs = 1 if config.check_only else (len(config.methods) * len(config.modes) * len(config.percents) + 1) * len(config.seeds)
-    trainer = _Trainer(config, train_device, data.y_train, runs, progress)
+    seeds = [check_seed] if config.check_only else list(config.seeds)
+    n_m, n_o, n_f, n_p, n_s = len(config.methods), len(config.modes), len(config.fills), len(config.percents), len(config.seeds)
+    accuracy = np.full((n_m, n_o, n_f, n_p, n_s), np.nan)
+    baseline = np.full(n_s, np.nan)
+    constant = np.zeros((n_m, n_s), dtype=np.int64)
+    ties = np.zeros((n_m, n_o, n_p, n_s))
+    arrays: dict[str, np.ndarray] = {}
+    examples: np.ndarray | None = None
+    first = training_data(config, config.seeds[0])
+    n_ex = min(config.examples, len(first.x_test))
+    runs = 1 if config.check_only else n_m * n_o * n_f * n_p * n_s
+    trainer = _Trainer(config, train_device, runs, progress)
     with trainer:
-        for name in tqdm(methods, disable=not progress, desc="roar maps"):
-            m = config.methods.index(name)
-            maps = {
-                part: _maps(config, name, base, x, targets[part], part, device)
-                for part, x in (("train", data.x_train), ("test", data.x_test))
-            }
-            flat = torch.cat([maps["train"], maps["test"]]).flatten(1)
-            constant[m] = int((flat.amax(1) == flat.amin(1)).sum())
-            for o, mode in enumerate(config.modes):
-                for p, percent in enumerate(config.percents):
-                    if config.check_only and (mode, percent) != (check_mode, check_percent):
-                        continue
-                    with decisions.scope(f"{name}/{mode}/{percent}"):
-                        with decisions.images(_image_keys(config, name, "train", len(data.x_train))):
-                            x_train = remove(data.x_train, maps["train"], percent, mode, ties=CACHED_TIES)  # type: ignore[arg-type]
-                        with decisions.images(_image_keys(config, name, "test", len(data.x_test))):
-                            x_test = remove(data.x_test, maps["test"], percent, mode, ties=CACHED_TIES)  # type: ignore[arg-type]
-                    examples[m, o, p] = x_test[:n_ex].numpy()
-                    if (name, mode, percent) == tuple(config.check[:3]):
-                        arrays["check_data"] = np.array([_digest(x_train, x_test)])
-                    for s, seed in enumerate(config.seeds):
-                        if not config.check_only or seed == check_seed:
-                            trainer.submit((m, o, p, s), x_train, x_test, seed)
-        if not config.check_only:
-            for s, seed in enumerate(config.seeds):
-                trainer.submit((-1, 0, 0, s), data.x_train, data.x_test, seed)
-    baseline = np.full(len(config.seeds), np.nan)
-    for (m, o, p, s), logits in trainer.results.items():
-        correct = float((logits.argmax(1) == data.y_test).double().mean())
-        if m < 0:
-            baseline[s] = correct
-            continue
-        accuracy[m, o, p, s] = correct
-        if (config.methods[m], config.modes[o], config.percents[p], config.seeds[s]) == config.check:
+        for seed in seeds:
+            s = config.seeds.index(seed)
+            data = training_data(config, seed)
+            base = train_model(dataset, recipe, train_device, data.x_train, data.y_train, seed).to(device)
+            base_logits = predict(base, data.x_test)
+            baseline[s] = float((base_logits.argmax(1) == data.y_test).double().mean())
+            if seed == check_seed:
+                arrays["base_logits"] = base_logits.numpy().astype(np.float32)
+                arrays["base_accuracy"] = np.array(baseline[s])
+            if examples is None:
+                examples = np.zeros((n_m, n_o, n_f, n_p, n_ex, *data.x_test.shape[1:]), np.float32)
+            targets = {part: predict(base, x).argmax(1) for part, x in (("train", data.x_train), ("test", data.x_test))}
+            noise = road_noise(config, seed)
+            for name in tqdm(methods, disable=not progress, desc=f"roar maps, seed {seed}"):
+                m = config.methods.index(name)
+                maps = {
+                    part: _maps(config, name, base, x, targets[part], part, seed, device)
+                    for part, x in (("train", data.x_train), ("test", data.x_test))
+                }
+                flat = torch.cat([maps["train"], maps["test"]]).flatten(1)
+                constant[m, s] = int((flat.amax(1) == flat.amin(1)).sum())
+                for o, mode in enumerate(config.modes):
+                    for p, percent in enumerate(config.percents):
+                        if config.check_only and (mode, percent) != (check_mode, check_percent):
+                            continue
+                        order = MODES[mode]
+                        both = torch.cat([maps["train"], maps["test"]])
+                        ties[m, o, p, s] = float(tie_share(both, percent / 100, order).mean())
+                        for f, fill in enumerate(config.fills):
+                            if config.check_only and fill != "mean":
+                                continue
+                            degraded = {}
+                            with decisions.scope(f"{name}/{mode}/{percent}/{fill}"):
+                                for offset, (part, x) in enumerate((("train", data.x_train), ("test", data.x_test))):
+                                    with decisions.images(_image_keys(name, seed, part, len(x))):
+                                        degraded[part] = remove(
+                                            x,
+                                            maps[part],
+                                            percent,
+                                            mode,  # type: ignore[arg-type]
+                                            "road" if fill == "road" else None,
+                                            tie_seed=seed,
+                                            seed=[(2 * seed + offset) * 100_000 + i for i in range(len(x))],
+                                            noise=noise,
+                                        )
+                            if s == 0:
+                                examples[m, o, f, p] = degraded["test"][:n_ex].numpy()
+                            is_check = (name, mode, percent, seed) == tuple(config.check) and fill == "mean"
+                            if is_check:
+                                arrays["check_data"] = np.array([_digest(degraded["train"], degraded["test"])])
+                            if not config.check_only or is_check:
+                                trainer.submit((m, o, f, p, s), degraded["train"], data.y_train, degraded["test"], seed)
+    for (m, o, f, p, s), logits in trainer.results.items():
+        y_test = training_data(config, config.seeds[s]).y_test
+        correct = float((logits.argmax(1) == y_test).double().mean())
+        accuracy[m, o, f, p, s] = correct
+        if (config.methods[m], config.modes[o], config.percents[p], config.seeds[s], config.fills[f]) == (*config.check, "mean"):
             arrays["check_logits"] = logits.numpy().astype(np.float32)
             arrays["check_accuracy"] = np.array(correct)
     if config.check_only:
         return arrays
+    assert examples is not None  # the loop over seeds ran at least once (Config refuses no seeds)
     return arrays | {
         "accuracy": accuracy,
         "baseline": baseline,
         "constant_maps": constant,
+        "tie_share": ties,
         "examples": examples,
-        "example_images": data.x_test[:n_ex].numpy(),
-        "example_labels": data.y_test[:n_ex].numpy(),
+        "example_images": first.x_test[:n_ex].numpy(),
+        "example_labels": first.y_test[:n_ex].numpy(),
         "methods": np.array(config.methods),
         "modes": np.array(config.modes),
+        "fills": np.array(config.fills),
         "percents": np.array(config.percents, dtype=np.int64),
         "seeds": np.array(config.seeds, dtype=np.int64),
-        "test_images": np.array(len(data.x_test)),
-        "train_images": np.array(len(data.x_train)),
+        "test_images": np.array(len(first.x_test)),
+        "train_images": np.array(len(first.x_train)),
     }
 
 
@@ -317,8 +353,8 @@ class _Trainer:
     so the results do not depend on the number of workers), else at once in this process (a CIFAR-10
     training set is 600 MB: none is kept waiting)."""
 
-    def __init__(self, config: Config, device: str, y_train: torch.Tensor, total: int, progress: bool) -> None:
-        self.config, self.device, self.y_train = config, device, y_train
+    def __init__(self, config: Config, device: str, total: int, progress: bool) -> None:
+        self.config, self.device = config, device
         self.workers = _workers(config, device)
         self.results: dict[tuple[int, ...], torch.Tensor] = {}
         self._futures: dict[concurrent.futures.Future, tuple[int, ...]] = {}
@@ -331,8 +367,8 @@ class _Trainer:
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self
 
-    def submit(self, key: tuple[int, ...], x_train: torch.Tensor, x_test: torch.Tensor, seed: int) -> None:
-        args = (self.config.dataset, self.config.recipe, self.device, x_train, self.y_train, x_test, seed)
+    def submit(self, key: tuple[int, ...], x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, seed: int) -> None:
+        args = (self.config.dataset, self.config.recipe, self.device, x_train, y_train, x_test, seed)
         if self._pool is None:
             self.results[key] = _test_logits(*args)
             self._bar.update()

@@ -43,7 +43,8 @@ PERCENTS = (50, 90)
 
 
 def config(profile: Profile) -> Config:
-    return dataclasses.replace(roar_config(profile), percents=PERCENTS)
+    # the mask alone does not depend on the fill
+    return dataclasses.replace(roar_config(profile), percents=PERCENTS, fills=("mean",))
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:

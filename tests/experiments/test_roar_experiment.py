@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from pathlib_pw import cache, experiments, roar
 from pathlib_pw.attribution_methods import attribute
@@ -19,7 +20,7 @@ from pathlib_pw.experiments import roar as roar_experiment
 from pathlib_pw.experiments import roar_tables
 from pathlib_pw.experiments.lerf import method_for
 from pathlib_pw.experiments.verification import compare_all
-from pathlib_pw.training import TrainingRecipe
+from pathlib_pw.training import TrainingRecipe, predict
 from tests.cifar_folder import write_cifar10_folder
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
@@ -34,6 +35,7 @@ TOY = dataclasses.replace(
     recipe=TrainingRecipe(epochs=2),
     check=("pathway_grad/neuron_mct", "roar", 70, 1),
 )
+MEAN, ROAD = TOY.fills.index("mean"), TOY.fills.index("road")
 
 
 @pytest.fixture(scope="module")
@@ -41,39 +43,65 @@ def toy_run():
     return roar_experiment.run(TOY, progress=False)
 
 
-def test_a_point_equals_the_library_retraining_by_hand(toy_run, monkeypatch):
-    data = roar_experiment.training_data(TOY)
-    base = roar_experiment.train_model("digits", TOY.recipe, "cpu", data.x_train, data.y_train, TOY.base_seed)
+def _by_hand(seed: int):
+    """Explained model ``seed`` rebuilt with the library: its split, its base model and its maps."""
+    data = roar_experiment.training_data(TOY, seed)
+    base = roar_experiment.train_model("digits", TOY.recipe, "cpu", data.x_train, data.y_train, seed)
     method = method_for("pathway_grad/neuron_mct", TOY.pathway_sparsity)
     maps = {}
     for part, x in (("train", data.x_train), ("test", data.x_test)):
         # the run's batches of 64: a map's float sums depend on its batch
-        maps[part] = torch.cat([attribute(method, base, x[i : i + 64]) for i in range(0, len(x), 64)])
+        targets = base(x).argmax(1)
+        maps[part] = torch.cat([attribute(method, base, x[i : i + 64], targets[i : i + 64]) for i in range(0, len(x), 64)])
+    return data, base, maps
 
+
+def test_a_point_equals_the_library_retraining_by_hand(toy_run, monkeypatch):
     def fit(x, y, seed):
         return roar_experiment.train_model("digits", TOY.recipe, "cpu", x, y, seed)
 
     points = {}
     for mode, percent, seed in (("roar", 70, 1), ("kar", 30, 0)):
+        data, _, maps = _by_hand(seed)
+        # explained model `seed` breaks ties with tie order `seed` and retrains with seed `seed`
         points[mode] = roar.retrain(data, maps["train"], maps["test"], percent, mode, fit, seed)
-        index = (1, TOY.modes.index(mode), TOY.percents.index(percent), TOY.seeds.index(seed))
-        assert toy_run["accuracy"][index] == points[mode].accuracy
-    # the check run is ROAR at 70 % with seed 1
-    np.testing.assert_array_equal(toy_run["check_logits"], points["roar"].logits.numpy())
-    assert toy_run["check_accuracy"] == toy_run["accuracy"][1, 0, 1, 1]
+        index = (1, TOY.modes.index(mode), MEAN, TOY.percents.index(percent), TOY.seeds.index(seed))
+        if seed == 0:  # the library's degrade breaks ties with tie_seed 0 by default
+            assert toy_run["accuracy"][index] == points[mode].accuracy
+    data, _, maps = _by_hand(1)
+    x_train = roar.degrade(data.x_train, maps["train"], 70, "roar", tie_seed=1)
+    x_test = roar.degrade(data.x_test, maps["test"], 70, "roar", tie_seed=1)
+    logits = predict(fit(x_train, data.y_train, 1), x_test)
+    # the check run is ROAR at 70 % with seed 1, mean fill
+    np.testing.assert_array_equal(toy_run["check_logits"], logits.numpy())
+    assert toy_run["check_accuracy"] == toy_run["accuracy"][1, 0, MEAN, 1, 1]
+
+
+def test_the_road_fill_is_the_librarys_imputation(toy_run):
+    data, _, maps = _by_hand(0)
+    noise = roar_experiment.road_noise(TOY, 0)
+    x_test = roar.degrade(data.x_test, maps["test"], 30, "kar", "road", tie_seed=0, seed=[100_000 + i for i in range(len(data.x_test))], noise=noise)
+    kar = TOY.modes.index("kar")
+    np.testing.assert_array_equal(toy_run["examples"][1, kar, ROAD, 0], x_test[:4].numpy())
+    # ROAD's fill is not the mean: the removed pixels hold interpolated values
+    assert not np.array_equal(toy_run["examples"][1, kar, ROAD, 0], toy_run["examples"][1, kar, MEAN, 0])
 
 
 def test_the_controls_and_the_baseline(toy_run):
-    assert toy_run["accuracy"].shape == (4, 2, 2, 2) and np.isfinite(toy_run["accuracy"]).all()
+    assert toy_run["accuracy"].shape == (4, 2, 2, 2, 2) and np.isfinite(toy_run["accuracy"]).all()
     assert np.isfinite(toy_run["baseline"]).all()
-    # the clean model of the base seed is the model whose maps rank the pixels
-    assert toy_run["baseline"][0] == toy_run["base_accuracy"]
+    # the clean model of each seed is the explained model; the check seed's is stored with its logits
+    assert toy_run["baseline"][TOY.seeds.index(TOY.check[3])] == toy_run["base_accuracy"]
+    assert toy_run["baseline"][0] != toy_run["baseline"][1]  # another split and model per seed
     random = list(TOY.methods).index("random")
     # removing 70 % of the pixels at random hurts more than removing 30 %
-    assert (toy_run["accuracy"][random, 0, 1] < toy_run["accuracy"][random, 0, 0]).all()
-    assert toy_run["examples"].shape == (4, 2, 2, 4, 1, 8, 8)
-    removed = (toy_run["examples"][random, 0, 1] == 0).reshape(4, -1).sum(1)
+    assert (toy_run["accuracy"][random, 0, MEAN, 1] < toy_run["accuracy"][random, 0, MEAN, 0]).all()
+    assert toy_run["examples"].shape == (4, 2, 2, 2, 4, 1, 8, 8)
+    removed = (toy_run["examples"][random, 0, MEAN, 1] == 0).reshape(4, -1).sum(1)
     assert (removed >= 45).all()  # 70 % of 64 pixels is 45 (a kept pixel may be 0 too)
+    # a random map has no ties; Grad-CAM-like constant maps would be all ties
+    assert toy_run["tie_share"].shape == (4, 2, 2, 2) and (toy_run["tie_share"][random] == 0).all()
+    assert toy_run["constant_maps"].shape == (4, 2)
 
 
 def test_workers_do_not_change_the_results(toy_run, monkeypatch):
@@ -97,11 +125,11 @@ def test_verification_allows_rounding_and_nothing_more(toy_run):
     rms = np.sqrt(np.mean(np.square(fresh["check_logits"])))
     fresh["check_logits"] = fresh["check_logits"] + np.float32(0.1 * rms) * np.sign(fresh["check_logits"])
     assert all(not c.problem for c in _checks(toy_run, fresh).values())
-    # a retraining with another seed is a different result
+    # another explained model (seed 0: its own split, model, tie order and retraining) is a different result
     other = roar_experiment.run(dataclasses.replace(TOY, check_only=True, check=("pathway_grad/neuron_mct", "roar", 70, 0)), progress=False)
     fresh = {k: other[k] for k in roar_experiment.CHECK_ARRAYS}
     checks = _checks(toy_run, fresh)
-    assert checks["check_logits"].problem and not checks["check_data"].problem
+    assert checks["check_logits"].problem and checks["check_data"].problem
     # other pixels removed (another share): the degraded sets' digest differs
     other = roar_experiment.run(dataclasses.replace(TOY, check_only=True, check=("pathway_grad/neuron_mct", "roar", 30, 1)), progress=False)
     assert _checks(toy_run, {k: other[k] for k in roar_experiment.CHECK_ARRAYS})["check_data"].problem
@@ -154,10 +182,24 @@ def test_the_paper_path_runs_on_a_cifar10_folder(tmp_path):
     )
     arrays = roar_experiment.run(toy, progress=False)
     assert arrays["train_images"] == 60 and arrays["test_images"] == 12
-    assert arrays["accuracy"].shape == (4, 2, 1, 1) and np.isfinite(arrays["accuracy"]).all()
-    assert arrays["examples"].shape == (4, 2, 1, 4, 3, 32, 32)
+    assert arrays["accuracy"].shape == (4, 2, 2, 1, 1) and np.isfinite(arrays["accuracy"]).all()
+    assert arrays["examples"].shape == (4, 2, 2, 1, 4, 3, 32, 32)
     table = roar_tables.auc_table(arrays)
     assert list(table.index) == [roar_tables.label(m) for m in toy.methods]
+
+
+def test_the_fill_table_holds_each_fills_interval_over_the_explained_models(toy_run):
+    table = roar_tables.fill_table(toy_run, "roar")
+    for fill, name in (("mean", "mean fill"), ("road", "ROAD fill")):
+        values = roar_tables.aucs(toy_run, "roar", fill)  # (methods, seeds)
+        half = stats.t.ppf(0.975, values.shape[1] - 1) * values.std(1, ddof=1) / np.sqrt(values.shape[1])
+        np.testing.assert_allclose(table[(name, "ROAR AUC")], values.mean(1))
+        np.testing.assert_allclose(table[(name, "95% high")] - table[(name, "95% low")], 2 * half)
+    assert list(table[("", "constant maps")]) == list(toy_run["constant_maps"].sum(1))
+    assert table.loc["Gradients", ("", "authors' AUC (CIFAR-10)")] == pytest.approx(roar_tables.authors_aucs()["Gradients"])
+    assert ("", "authors' AUC (CIFAR-10)") not in roar_tables.fill_table(toy_run, "kar").columns
+    with pytest.raises(ValueError, match="mode must be one of"):
+        roar_tables.fill_table(toy_run, "morf")
 
 
 def test_the_paper_profile_without_a_folder_fails_before_any_work(monkeypatch):
@@ -174,6 +216,8 @@ def test_bad_configurations_are_refused():
         dataclasses.replace(TOY, check=("gradients", "roar", 50, 0))
     with pytest.raises(ValueError, match="dataset must be one of"):
         dataclasses.replace(TOY, dataset="mnist")
+    with pytest.raises(ValueError, match="fills must be a tuple of \\['mean', 'road'\\] that includes 'mean'"):
+        dataclasses.replace(TOY, fills=("road",))
 
 
 def test_the_book_cache_verifies_without_simd():
@@ -186,3 +230,62 @@ def test_the_book_cache_verifies_without_simd():
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert any(line.split()[:2] == ["check_data", "exact"] for line in done.stdout.splitlines()), done.stdout
+
+
+def _hand_made(random_accuracy: float) -> dict[str, np.ndarray]:
+    """Three maps at one removed share: Gradients 0.5, PathwayGrad 0.4, the random ranking as given."""
+    accuracy = np.zeros((3, 2, 1, 1, 2))
+    accuracy[:, 0, 0, 0] = [[0.5, 0.5], [0.4, 0.4], [random_accuracy, random_accuracy]]
+    return {
+        "methods": np.array(["gradients", "pathway_grad/neuron_mct", "random"]),
+        "modes": np.array(["roar", "kar"]),
+        "fills": np.array(["mean"]),
+        "percents": np.array([50]),
+        "seeds": np.array([0, 1]),
+        "baseline": np.array([0.9, 0.9]),
+        "accuracy": accuracy,
+    }
+
+
+def test_a_fill_passes_its_control_only_if_every_map_beats_the_random_ranking():
+    maps = ["gradients", "pathway_grad/neuron_mct"]
+    assert roar_tables.control_passes(_hand_made(0.8), "mean", maps)
+    assert not roar_tables.control_passes(_hand_made(0.45), "mean", maps)  # PathwayGrad beats it, Gradients not
+    assert not roar_tables.control_passes(_hand_made(0.5), "mean", maps)  # level is not beaten
+
+
+def test_the_roar_rule_returns_each_verdict_on_hand_made_intervals():
+    rule, fills = roar_tables.roar_rule, ["mean", "road"]
+    above, inside, below = (0.01, 0.05), (-0.01, 0.05), (-0.05, -0.01)
+    assert rule({}, fills) == ("not testable here", "the random ranking is not the weakest map under the mean or the road fill")
+    assert rule({"mean": {"A": above, "B": above}, "road": {"A": above, "B": above}}, fills) == ("holds", "")
+    assert rule({"road": {"A": above, "B": above}}, fills) == ("holds", "only the road fill passes its control")
+    assert rule({"mean": {"A": above, "B": inside}, "road": {"A": inside, "B": below}}, fills) == (
+        "holds partly",
+        "mean fill: lower than A; road fill: lower than none",
+    )
+    assert rule({"mean": {"A": inside, "B": below}}, fills) == ("does not hold on our model", "only the mean fill passes its control")
+    assert rule({"mean": {"A": inside, "B": inside}, "road": {"A": inside, "B": inside}}, fills)[0] == (
+        "inconclusive at this sample size"
+    )
+
+
+def test_the_roar_claim_is_decided_from_the_results(toy_run):
+    # the toy run as the pixels and (relabelled to 50 %) as the mask-only run
+    mask = dict(toy_run) | {"percents": np.array([50, 70]), "fills": np.array(["mean"]), "accuracy": toy_run["accuracy"][:, :, [MEAN]]}
+    decided = roar_tables.evaluate_claim(toy_run, mask)
+    pg = "pathway_grad/neuron_mct"
+    for fill in ("mean", "road"):
+        table = roar_tables.paired_differences(toy_run, pg, "roar", fill)
+        assert decided.numbers[f"{fill} Gradients low"] == pytest.approx(float(table.loc["Gradients", "95% low"]))
+        assert decided.numbers[f"{fill} pathway"] == pytest.approx(float(roar_tables.aucs(toy_run, "roar", fill)[1].mean()))
+    passing = {
+        fill: {"Gradients": (decided.numbers[f"{fill} Gradients low"], decided.numbers[f"{fill} Gradients high"])}
+        for fill in ("mean", "road")
+        if roar_tables.control_passes(toy_run, fill, [pg, "gradients"])
+    }
+    assert (decided.verdict, decided.qualifier) == roar_tables.roar_rule(passing, ["mean", "road"])
+    # the masks of the compared maps only (Gradients and PathwayGrad), not the controls'
+    compared = toy_run["accuracy"][:2, 0, MEAN, 0].mean(1)
+    assert decided.numbers["mask only low"] == pytest.approx(float(compared.min()))
+    assert decided.numbers["mask only high"] == pytest.approx(float(compared.max()))
