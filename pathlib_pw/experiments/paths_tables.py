@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pathlib_pw.statistics import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -28,14 +30,53 @@ def _level_index(results: Any, level: float, key: str = "overlap_levels") -> int
     return levels.index(float(level))
 
 
-def jaccard_matrix(results: Any, level: float, criteria: Any = None) -> pd.DataFrame:
-    """Mean Jaccard overlap (percent) over images between every pair of criteria at ``level``."""
+def jaccard_matrix(results: Any, level: float, criteria: Any = None, chance: bool = False) -> pd.DataFrame:
+    """Mean Jaccard overlap (percent) over images between every pair of criteria at ``level``; with
+    ``chance``, the overlap two paths of the same sizes would have by chance, each drawn among the
+    neurons its criterion does not remove for free (:func:`pathlib_pw.metrics.chance_jaccard`)."""
     import pandas as pd
 
     labels = list(results["criteria"])
-    values = _mean(results["jaccard"][:, _level_index(results, level)], axis=0) * 100
+    values = _mean(results["jaccard_chance" if chance else "jaccard"][:, _level_index(results, level)], axis=0) * 100
     frame = pd.DataFrame(values, index=labels, columns=labels)
     return frame if criteria is None else frame.loc[list(criteria), list(criteria)]
+
+
+def overlap_table(results: Any, level: float, criteria: Any = None) -> pd.DataFrame:
+    """Every pair of ``criteria`` (default all) at ``level``: the mean overlap (percent) over images
+    and its standard deviation, the chance overlap of paths of the same sizes drawn among the neurons
+    each criterion does not remove for free (:func:`pathlib_pw.metrics.chance_jaccard`), and the
+    excess over chance: mean with its 95 % bootstrap interval over images (paired: each image's
+    overlap minus its own chance level), and on how many images the overlap exceeds chance."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    chosen = labels if criteria is None else list(criteria)
+    missing = [c for c in chosen if c not in labels]
+    if missing:
+        raise ValueError(f"criteria must be among {labels}, got {missing}")
+    o = _level_index(results, level)
+    rows = {}
+    for i, a in enumerate(chosen):
+        for b in chosen[i + 1 :]:
+            ia, ib = labels.index(a), labels.index(b)
+            observed = 100 * results["jaccard"][:, o, ia, ib].astype(np.float64)
+            chance = 100 * results["jaccard_chance"][:, o, ia, ib].astype(np.float64)
+            ok = ~(np.isnan(observed) | np.isnan(chance))
+            excess = observed[ok] - chance[ok]
+            mean, low, high = bootstrap_interval(excess) if ok.any() else (np.nan, np.nan, np.nan)
+            rows[(a, b)] = {
+                "overlap (%)": observed[ok].mean() if ok.any() else np.nan,
+                "sd": observed[ok].std(ddof=1) if ok.sum() > 1 else np.nan,
+                "chance (%)": chance[ok].mean() if ok.any() else np.nan,
+                "above chance": mean,
+                "95% low": low,
+                "95% high": high,
+                "images above chance": f"{int((excess > 0).sum())} of {int(ok.sum())}",
+            }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["path A", "path B"])
+    return table
 
 
 def jaccard_per_site(results: Any, level: float, pairs: Any) -> pd.DataFrame:
@@ -72,21 +113,27 @@ def dead_share_per_site(results: Any, level: float) -> pd.DataFrame:
     return pd.DataFrame(values, index=list(results["sites"]), columns=list(results["criteria"]))
 
 
+SWEPT = ("output_change", "signed_change", "class_kept", "realized", "dead_share")
+STATS = ("mean", "std", "median")
+
+
 def sweep_table(results: Any, quantity: str = "output_change", stat: str = "mean") -> pd.DataFrame:
-    """The ``stat`` (``mean`` or ``std``, over images) of ``output_change``, ``realized`` or ``dead_share``
-    per criterion (columns) and requested sparsity (rows)."""
+    """The ``stat`` (one of ``STATS``, over images) of a swept quantity (one of ``SWEPT``) per
+    criterion (columns) and requested sparsity (rows)."""
     import pandas as pd
 
-    if quantity not in ("output_change", "realized", "dead_share"):
-        raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
-    if stat not in ("mean", "std"):
-        raise ValueError(f"stat must be 'mean' or 'std', got {stat!r}")
-    if stat == "std":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+    if quantity not in SWEPT:
+        raise ValueError(f"quantity must be one of {list(SWEPT)}, got {quantity!r}")
+    if stat not in STATS:
+        raise ValueError(f"stat must be one of {list(STATS)}, got {stat!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if stat == "std":
             values = np.nanstd(results[quantity], axis=0).T
-    else:
-        values = _mean(results[quantity], axis=0).T
+        elif stat == "median":
+            values = np.nanmedian(results[quantity], axis=0).T
+        else:
+            values = _mean(results[quantity], axis=0).T
     return pd.DataFrame(values, index=[float(v) for v in results["levels"]], columns=list(results["criteria"]))
 
 
@@ -95,6 +142,55 @@ def sparsity_for_change(results: Any, criterion: str, change: float = 0.15) -> f
     curve = sweep_table(results)[criterion]
     ok = curve[curve <= change]
     return float(ok.index.max()) if len(ok) else float("nan")
+
+
+def sweep_summary(results: Any, criterion: str) -> pd.DataFrame:
+    """One criterion across the swept sparsities (rows): the median output change (percent) with its
+    95 % bootstrap interval over images, the mean (unbounded above, so dominated by the images whose
+    probability rises), the median signed change, and the share of images whose predicted class the
+    path keeps."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    if criterion not in labels:
+        raise ValueError(f"criterion must be one of {labels}, got {criterion!r}")
+    c = labels.index(criterion)
+    change = 100 * results["output_change"][:, c].astype(np.float64)  # (images, levels)
+    median, low, high = bootstrap_interval(change, statistic="median")
+    return pd.DataFrame(
+        {
+            "median change (%)": median,
+            "95% low": low,
+            "95% high": high,
+            "mean change (%)": change.mean(0),
+            "median signed change (%)": np.median(100 * results["signed_change"][:, c].astype(np.float64), 0),
+            "class kept (%)": 100 * results["class_kept"][:, c].astype(np.float64).mean(0),
+        },
+        index=pd.Index([float(v) for v in results["levels"]], name="sparsity (%)"),
+    )
+
+
+def operating_range(
+    results: Any, criterion: str, change: float = 0.15, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float, float]:
+    """The largest swept sparsity at which ``criterion``'s median output change over the images stays
+    at or below ``change``, and the 95 % range of that sparsity over bootstrap resamples of the images
+    (NaN where no swept sparsity qualifies): (point, low, high)."""
+    labels = list(results["criteria"])
+    if criterion not in labels:
+        raise ValueError(f"criterion must be one of {labels}, got {criterion!r}")
+    levels = np.array([float(v) for v in results["levels"]])
+    values = results["output_change"][:, labels.index(criterion)].astype(np.float64)  # (images, levels)
+
+    def largest(medians: np.ndarray) -> np.ndarray:
+        ok = medians <= change  # (..., levels)
+        return np.where(ok.any(-1), np.where(ok, levels, -np.inf).max(-1), np.nan)
+
+    n = values.shape[0]
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    spread = largest(np.median(values[draws], axis=1))
+    low, high = (np.nan, np.nan) if np.isnan(spread).all() else np.nanpercentile(spread, [2.5, 97.5])
+    return float(largest(np.median(values, 0))), float(low), float(high)
 
 
 def dgr_kept_prediction(results: Any) -> pd.Series:
@@ -130,15 +226,15 @@ def emptied_sites(results: Any, criterion: str, level: float) -> pd.DataFrame:
 
 
 def per_image(results: Any, quantity: str, criterion: str, level: float) -> pd.Series:
-    """``quantity`` (``output_change``, ``realized`` or ``dead_share``) of ``criterion`` at the swept
-    ``level`` for each image (output change and dead share in percent)."""
+    """``quantity`` (one of ``SWEPT``) of ``criterion`` at the swept ``level`` for each image (every
+    quantity but the realized sparsity in percent)."""
     import pandas as pd
 
     labels = list(results["criteria"])
     if criterion not in labels:
         raise ValueError(f"criterion must be one of {labels}, got {criterion!r}")
-    if quantity not in ("output_change", "realized", "dead_share"):
-        raise ValueError(f"quantity must be one of ['output_change', 'realized', 'dead_share'], got {quantity!r}")
+    if quantity not in SWEPT:
+        raise ValueError(f"quantity must be one of {list(SWEPT)}, got {quantity!r}")
     values = results[quantity][:, labels.index(criterion), _level_index(results, level, "levels")].astype(np.float64)
     return pd.Series(values if quantity == "realized" else 100 * values, index=[str(n) for n in results["names"]], name=quantity)
 

@@ -89,8 +89,9 @@ def test_sweep_spread_is_the_standard_deviation_over_images():
     std = paths_tables.sweep_table(fake_results(), stat="std")
     assert std.loc[90.0, "A"] == pytest.approx(0.10)  # images 0.30 and 0.50
     assert std.loc[90.0, "B"] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="stat must be"):
-        paths_tables.sweep_table(fake_results(), stat="median")
+    assert paths_tables.sweep_table(fake_results(), stat="median").loc[90.0, "A"] == pytest.approx(0.40)
+    with pytest.raises(ValueError, match="stat must be one of \\['mean', 'std', 'median'\\]"):
+        paths_tables.sweep_table(fake_results(), stat="mode")
 
 
 def test_emptied_sites_name_where_a_path_keeps_nothing():
@@ -144,3 +145,52 @@ def test_retry_table_gathers_kept_prediction_dead_share_change_and_overlaps():
     assert table["overlap with A"].tolist() == pytest.approx([50.0, 10.0])  # C / A: the NaN image skipped
     with pytest.raises(ValueError, match="criteria must be among"):
         paths_tables.retry_table(r, 90, ["B"], ["D"])
+
+
+def _with_chance_and_response(results):
+    chance = np.full_like(results["jaccard"], 0.25)
+    chance[1, 0, 0, 1] = chance[1, 0, 1, 0] = 0.65  # image 1: A / B lies below its chance level
+    signed = -results["output_change"].copy()
+    signed[1, 0, 2] = 0.5  # image 1's probability rises through A at 90 %
+    kept = (results["output_change"] < 0.15).astype(np.float64)
+    return results | {"jaccard_chance": chance, "signed_change": signed, "class_kept": kept}
+
+
+def test_overlap_table_sets_each_overlap_beside_its_chance_level():
+    table = paths_tables.overlap_table(_with_chance_and_response(fake_results()), 90, ["A", "B", "C"])
+    row = table.loc[("A", "B")]
+    # overlaps 40 and 60, chance 25 and 65: excess +15 and -5
+    assert row["overlap (%)"] == pytest.approx(50.0) and row["sd"] == pytest.approx(np.std([40, 60], ddof=1))
+    assert row["chance (%)"] == pytest.approx(45.0) and row["above chance"] == pytest.approx(5.0)
+    assert row["95% low"] == pytest.approx(-5.0) and row["95% high"] == pytest.approx(15.0)
+    assert row["images above chance"] == "1 of 2"
+    assert table.loc[("A", "C"), "images above chance"] == "0 of 1"  # the NaN image is left out
+    assert list(table.index) == [("A", "B"), ("A", "C"), ("B", "C")]
+    with pytest.raises(ValueError, match="criteria must be among"):
+        paths_tables.overlap_table(_with_chance_and_response(fake_results()), 90, ["A", "Z"])
+    chance = paths_tables.jaccard_matrix(_with_chance_and_response(fake_results()), 90, chance=True)
+    assert chance.loc["A", "B"] == pytest.approx(45.0)
+
+
+def test_sweep_summary_uses_medians_and_counts_kept_classes():
+    summary = paths_tables.sweep_summary(_with_chance_and_response(fake_results()), "A")
+    assert list(summary.index) == [0.0, 50.0, 90.0]
+    assert summary.loc[90.0, "median change (%)"] == pytest.approx(40.0)
+    assert summary.loc[90.0, "mean change (%)"] == pytest.approx(40.0)
+    assert summary.loc[90.0, "median signed change (%)"] == pytest.approx(np.median([-30.0, 50.0]))
+    assert summary.loc[50.0, "class kept (%)"] == pytest.approx(100.0) and summary.loc[90.0, "class kept (%)"] == 0.0
+    assert summary.loc[50.0, "95% low"] == pytest.approx(10.0) and summary.loc[50.0, "95% high"] == pytest.approx(12.0)
+
+
+def test_operating_range_is_the_largest_sparsity_within_the_change_and_its_bootstrap_range():
+    results = _with_chance_and_response(fake_results())
+    # A's medians: 0, 11, 40 %: 50 % is the largest within 15 %; every resample agrees
+    assert paths_tables.operating_range(results, "A") == (50.0, 50.0, 50.0)
+    # within 35 %: image 0 alone (30 %) allows 90 %, image 1 alone (50 %) does not
+    point, low, high = paths_tables.operating_range(results, "A", change=0.35)
+    assert point == 50.0 and (low, high) == (50.0, 90.0)
+    # C changes the output by 5 % at every sparsity, 0 % is within any change only for A and B
+    assert np.isnan(paths_tables.operating_range(results, "C", change=0.01)).all()
+    assert paths_tables.operating_range(results, "B", change=0.001) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        paths_tables.operating_range(results, "Z")
