@@ -58,20 +58,40 @@ def remove_lowest(
     count: torch.Tensor,
     near_zero: Sequence[torch.Tensor] | None = None,
     scale: torch.Tensor | None = None,
+    *,
+    tie_keys: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Keep-masks that remove exactly ``count[b]`` lowest-scored neurons of image b, all sites pooled.
 
-    Ties at the cut are broken by position (site order, then element order), so the result is
-    deterministic and the removed count exact, unlike the paper's ``<=`` rule. The decision goes
-    through :func:`pathlib_pw.decisions.checkpoint` (``near_zero`` and ``scale`` are passed on).
+    Ties at the cut are broken by ``tie_keys``, a (B, total neurons) tensor of integers below 2**53
+    (sites pooled in order, as :func:`~pathlib_pw.selection.pooled`; e.g. a random permutation per
+    image): among equal scores the smaller key goes first, and among equal scores and keys the
+    earlier position (site order, then element order). Without ``tie_keys`` ties go by position
+    alone. Either way the result is deterministic and the removed count exact, unlike the paper's
+    ``<=`` rule: image b loses the first ``count[b]`` neurons of a stable sort by (score, key). The
+    decision goes through :func:`pathlib_pw.decisions.checkpoint` (``near_zero`` and ``scale`` are
+    passed on; the recorded cut is the score of the last neuron removed).
     """
     flat = pooled(scores)
     count = count.to(torch.long).cpu()
     cut = kth_smallest([flat], torch.clamp(count - 1, min=0))
     below = flat < cut.view(-1, 1)
     tied = flat == cut.view(-1, 1)
-    needed = (count.to(flat.device) - count_true(below)).view(-1, 1)
-    remove = below | (tied & (tied.cumsum(1) <= needed))
+    needed = count - count_true(below).cpu()
+    if tie_keys is not None:
+        if tuple(tie_keys.shape) != tuple(flat.shape) or tie_keys.is_complex() or tie_keys.dtype == torch.bool:
+            raise ValueError(
+                f"tie_keys must be a real (B, total neurons) = {tuple(flat.shape)} tensor, one key per neuron, got "
+                f"{tie_keys.dtype} of shape {tuple(tie_keys.shape)}"
+            )
+        # among the tied scores, the needed-th smallest key: smaller keys go, equal keys go by position
+        keys = torch.where(tied, tie_keys.to(flat.device, torch.float64), torch.inf)
+        key_cut = kth_smallest([keys], torch.clamp(needed - 1, min=0)).to(flat.device).view(-1, 1)
+        first = keys < key_cut
+        below |= first
+        tied = keys == key_cut
+        needed -= count_true(first).cpu()
+    remove = below | (tied & (tied.cumsum(1) <= needed.to(flat.device).view(-1, 1)))
     remove &= (count > 0).to(flat.device).view(-1, 1)
     return decisions.checkpoint(scores, split_like(~remove, scores), cut, near_zero, scale)
 
