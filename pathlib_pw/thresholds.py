@@ -34,7 +34,11 @@ def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, nam
 
 
 def global_threshold(
-    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, *, checkpoint: bool = True
+    scores: Sequence[torch.Tensor],
+    sparsity: torch.Tensor,
+    *,
+    checkpoint: bool = True,
+    near_zero: Sequence[torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Keep-masks from the paper's global percentile rule, per image.
 
@@ -44,13 +48,14 @@ def global_threshold(
     and no score lies strictly between two neighbouring order statistics: the removed set is exactly
     ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
     and ``v_k`` (B,), the largest removed score. With ``checkpoint`` the decision goes through
-    :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it).
+    :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it;
+    ``near_zero`` is passed on: neurons whose decision also hangs on an activation within rounding of zero).
     """
     n = sum(s[0].numel() for s in scores)
     k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
     cut = kth_smallest(scores, k)
     masks = [s > per_image(cut.to(s.device), s) for s in scores]
-    return (decisions.checkpoint(scores, masks, cut) if checkpoint else masks), cut
+    return (decisions.checkpoint(scores, masks, cut, near_zero) if checkpoint else masks), cut
 
 
 def remove_lowest(
@@ -97,8 +102,15 @@ def remove_lowest(
 
 
 def threshold_pathway(
-    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, sites: Sequence[str], method: str, **info: Any
+    scores: Sequence[torch.Tensor],
+    sparsity: torch.Tensor,
+    sites: Sequence[str],
+    method: str,
+    *,
+    near_zero: Sequence[torch.Tensor] | None = None,
+    **info: Any,
 ) -> Pathway:
-    """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``."""
-    masks, cut = global_threshold(scores, sparsity)
+    """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``
+    (``near_zero``: see :func:`global_threshold`)."""
+    masks, cut = global_threshold(scores, sparsity, near_zero=near_zero)
     return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info)
