@@ -58,7 +58,9 @@ def chance_jaccard(
     for path, available, name in ((a, available_a, "available_a"), (b, available_b, "available_b")):
         if available is None:
             available = [torch.ones_like(m) for m in path.masks]
-        if len(available) != len(path.masks) or any(v.shape != m.shape or v.dtype != torch.bool for v, m in zip(available, path.masks)):
+        if len(available) != len(path.masks) or any(
+            v.shape != m.shape or v.dtype != torch.bool for v, m in zip(available, path.masks)
+        ):
             raise ValueError(f"{name} must hold one bool mask per site, shaped like the pathway's masks")
         if any(bool((m & ~v.to(m.device)).any()) for m, v in zip(path.masks, available)):
             raise ValueError(f"{name} must contain every neuron its pathway keeps")
@@ -66,9 +68,9 @@ def chance_jaccard(
         size = torch.stack([v.flatten(1).sum(1, dtype=torch.float64) for v in available], 1)
         terms.append((kept, torch.where(size > 0, kept / size.clamp(min=1), torch.zeros_like(size)), available))
     (kept_a, pi_a, avail_a), (kept_b, pi_b, avail_b) = terms
-    both = torch.stack(
-        [(u.to(v.device) & v).flatten(1).sum(1, dtype=torch.float64) for u, v in zip(avail_a, avail_b)], 1
-    ).to(pi_a.device)
+    both = torch.stack([(u.to(v.device) & v).flatten(1).sum(1, dtype=torch.float64) for u, v in zip(avail_a, avail_b)], 1).to(
+        pi_a.device
+    )
     inter = pi_a * pi_b.to(pi_a.device) * both
     if not per_site:
         inter, kept_a, kept_b = inter.sum(1), kept_a.sum(1), kept_b.sum(1)

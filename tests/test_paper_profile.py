@@ -144,6 +144,7 @@ TOY: dict[str, Callable[[Any], dict[str, Any]]] = {
     "paths": lambda c: dict(inputs=_inputs(c, n_images=2, size=32), sweep_sparsities=(0.0, 50.0), criteria=_few(c.criteria)),
     "operating_point": lambda c: dict(inputs=_inputs(c, n_images=1, size=32), criteria=_few(c.criteria)),
     "dgr_retries": lambda c: dict(inputs=_inputs(c, n_images=1, size=32), sweep_sparsities=(), criteria=_few(c.criteria)),
+    "dgr_budget": lambda c: dict(inputs=_inputs(c, n_images=1, size=32), sweep_sparsities=(), criteria=_few(c.criteria)),
     # a validation index as the authors' 16305, within the toy folder
     "maps_vs_sparsity": lambda c: dict(inputs=_inputs(c, images=("4",), size=32)),
     # two validation indices of the toy folder per model, another two for each (the authors: nine)
@@ -427,6 +428,7 @@ CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "paths": _check_paths,
     "operating_point": _check_operating_point,
     "dgr_retries": _check_dgr_retries,
+    "dgr_budget": _check_paths,  # the paper profile's paths already run DGR at 1000 iterations
     "maps_vs_sparsity": _check_maps_vs_sparsity,
     "qualitative": _check_qualitative,
     "sanity": _check_sanity_paper,
@@ -481,7 +483,7 @@ def test_check_lists_everything_missing_once(bare: Path):
     packaged = _packaged_missing() & {"weights:efficientnet_lite0"}  # the paper profile's one packaged model
     assert set(absent) == {"weights:vgg16", "weights:resnet50", "imagenet_val", "cifar10"} | packaged
     for name, users in (
-        ("vgg16", {"paths", "operating_point", "dgr_retries", "maps_vs_sparsity", "qualitative", "decoding"}),
+        ("vgg16", {"paths", "operating_point", "dgr_retries", "dgr_budget", "maps_vs_sparsity", "qualitative", "decoding"}),
         ("resnet50", {"qualitative", "sanity", "sanity_own_class", "lerf"}),
     ):
         file = models.weights_file_name(name)

@@ -19,6 +19,7 @@ import torch
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import (
     decoding,
+    dgr_budget,
     dgr_retries,
     lerf,
     lerf_digits,
@@ -39,6 +40,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
     "operating_point": operating_point,
     "dgr_retries": dgr_retries,
+    "dgr_budget": dgr_budget,
     "maps_vs_sparsity": maps_vs_sparsity,
     "qualitative": qualitative,
     "sanity": sanity,

@@ -34,16 +34,22 @@ class Criterion:
 
 
 def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retries: int = 100) -> tuple[Criterion, ...]:
-    """The six criteria of the paper's overlap figure, plus the authors'-code variants where they differ."""
+    """The six criteria of the paper's overlap figure, the authors'-code variants where they differ,
+    Greedy with its former position tie rule, and two activity-aware controls."""
     return (
         Criterion("NeuronIntGrad", "neuron_intgrad"),
         Criterion("NeuronMCT", "neuron_mct"),
         Criterion("DGR(init=1)", "dgr", options=(("init", "1"), ("iterations", dgr_iterations))),
         Criterion("DGR(init=r)", "dgr", options=(("init", "r"), ("iterations", dgr_iterations), ("max_retries", dgr_retries))),
-        Criterion("Greedy", "greedy"),
+        Criterion("Greedy", "greedy", options=(("ties", "random"),)),
         Criterion("Random", "random"),
         Criterion("NeuronIntGrad (original code)", "neuron_intgrad", "original_code"),
         Criterion("Greedy (original code)", "greedy", "original_code", (("rounds", greedy_rounds),)),
+        # what the book's Greedy did before its ties were position-neutral (it emptied the first sites)
+        Criterion("Greedy (ties by position)", "greedy", options=(("ties", "position"),)),
+        # activity-aware controls: they remove the dead neurons for free, as the contribution criteria do
+        Criterion("Random (dead first)", "dead_first_random"),
+        Criterion("Activation (dead first)", "dead_first_activation"),
     )
 
 
@@ -183,7 +189,7 @@ def _batch(
         bar.update(len(xb))
     pairs = np.full((len(xb), len(overlap_index), len(crit), len(crit)), np.nan)
     pairs_site = np.full((len(xb), len(overlap_index), len(crit), len(crit), len(sites)), np.nan)
-    chance, chance_site = np.full_like(pairs), np.full_like(pairs_site)
+    chance, chance_site = np.full(pairs.shape, np.nan), np.full(pairs_site.shape, np.nan)
     for o in range(len(overlap_index)):
         for a in range(len(crit)):
             for b in range(a, len(crit)):
