@@ -231,7 +231,11 @@ def roar_rule(passing: Mapping[str, Mapping[str, tuple[float, float]]], fills: S
     (low, high) of the 95 % interval of (baseline's ROAR area - PathwayGrad's); ``fills``: every fill
     run. A baseline is beaten where low > 0 and beats PathwayGrad where high < 0."""
     if not passing:
-        return "not testable here", f"the random ranking is not the weakest map under the {' or the '.join(fills)} fill"
+        names = " and the ".join(FILL_NAMES.get(f, f) for f in fills)
+        return (
+            "not testable here",
+            f"a per-image random ranking lowers the accuracy at least as much as a compared map under the {names}",
+        )
     beaten = {fill: [b for b, (low, _) in found.items() if low > 0] for fill, found in passing.items()}
     better = {fill: [b for b, (_, high) in found.items() if high < 0] for fill, found in passing.items()}
     failed = [fill for fill in fills if fill not in passing]
