@@ -368,25 +368,29 @@ def _check_lerf_paper(a: dict[str, np.ndarray], config: Any) -> None:
 
 
 def _check_roar(a: dict[str, np.ndarray], config: Any, mask: bool = False) -> None:
-    methods, modes, percents = len(config.methods), len(config.modes), len(config.percents)
+    methods, modes, fills, percents = len(config.methods), len(config.modes), len(config.fills), len(config.percents)
     train, test = 5 * CIFAR_PER_BATCH, CIFAR_PER_BATCH
     assert int(a["train_images"]) == train and int(a["test_images"]) == test
-    assert a["accuracy"].shape == (methods, modes, percents, len(config.seeds))
+    assert list(a["fills"]) == list(config.fills)
+    assert a["accuracy"].shape == (methods, modes, fills, percents, len(config.seeds))
     accuracy = np.concatenate([a["accuracy"].ravel(), a["baseline"], [a["base_accuracy"], a["check_accuracy"]]])
     assert ((accuracy >= 0) & (accuracy <= 1)).all()
     np.testing.assert_allclose(accuracy * test, np.round(accuracy * test), atol=1e-9)  # shares of 8 images
     check = tuple(config.check)
+    mean = list(config.fills).index("mean")  # the check run's fill
     index = (
         config.methods.index(check[0]),
         config.modes.index(check[1]),
+        mean,
         config.percents.index(check[2]),
         config.seeds.index(check[3]),
     )
     assert a["accuracy"][index] == a["check_accuracy"]
     assert a["base_logits"].shape == a["check_logits"].shape == (test, 10) and np.isfinite(a["check_logits"]).all()
     assert len(str(a["check_data"][0])) == 64  # a SHA-256
-    examples = a["examples"]  # (methods, modes, percents, examples, 3, 32, 32)
-    assert examples.shape == (methods, modes, percents, 4, 3, 32, 32)
+    # (methods, modes, fills, percents, examples, 3, 32, 32); the mean fill's (or the mask's) removed pixels are 0
+    assert a["examples"].shape == (methods, modes, fills, percents, 4, 3, 32, 32)
+    examples = a["examples"][:, :, mean]
     removed = (examples == 0).all(4)
     for p, percent in enumerate(config.percents):  # exactly the share asked for, in every mode
         np.testing.assert_array_equal(removed[:, :, p].sum((-1, -2)), round(percent / 100 * 32 * 32))
