@@ -16,8 +16,7 @@ from pathlib_pw.claims import CLAIMS, VERDICTS, Evaluation
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 INTRO = BOOK / "intro.ipynb"
-# chapters whose verdict line is still hand-written until they are converted (issue 24): their
-# "**Verdict: ..." sentence must start with the registry's verdict
+# a rendered verdict line: "**Verdict: <verdict>** (<qualifier>) ..."
 VERDICT_LINE = re.compile(r"\*\*Verdict: (?P<verdict>[^*]+?)\.?\*\*(?P<rest>.*)", re.S)
 KEY = re.compile(r'"(\w+)"')
 CELL = re.compile(r"(?<!\\)\|")
