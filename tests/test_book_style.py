@@ -190,3 +190,15 @@ def test_the_rules_catch_a_test_log():
     assert sum(bool(TABLE_ROW.search(line)) for line in _stream_text(log).splitlines()) >= 3
     key_numbers = "NeuronMCT: largest swept sparsity with mean output change <= 15 %: 50 %\nbase sparsity 35.8 %, min 33.3 %\n"
     assert not any(TABLE_ROW.search(line) for line in key_numbers.splitlines())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_glued_numbers_are_plain_python_values(path):
+    """myst-nb formats a glued number from its repr: a numpy scalar ('np.float64(...)') breaks the
+    build under --warningiserror, so glue float(...) or int(...)."""
+    for cell in _cells(path):
+        for output in cell.get("outputs", []):
+            if "scrapbook" not in output.get("metadata", {}):
+                continue
+            text = output.get("data", {}).get("application/papermill.record/text/plain", "")
+            assert not str(text).startswith("np."), f"{path.name}: {output['metadata']['scrapbook'].get('name')} is {text}"
