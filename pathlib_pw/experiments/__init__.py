@@ -24,7 +24,6 @@ from pathlib_pw.experiments import (
     lerf,
     lerf_digits,
     maps_vs_sparsity,
-    operating_point,
     paths,
     qualitative,
     roar,
@@ -38,7 +37,6 @@ from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
-    "operating_point": operating_point,
     "dgr_retries": dgr_retries,
     "dgr_budget": dgr_budget,
     "maps_vs_sparsity": maps_vs_sparsity,

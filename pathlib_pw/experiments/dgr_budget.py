@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 
 from pathlib_pw.experiments import paths
-from pathlib_pw.experiments.operating_point import BOOK_OPERATING_POINT
 from pathlib_pw.experiments.paths import PER_IMAGE, SHARD_BY_IMAGE, TOLERANCES, Config, Criterion, run, tolerances
 
 AUTHORS_ITERATIONS = 1000
@@ -53,7 +52,7 @@ def config(profile: str) -> Config:
         base,
         inputs=inputs,
         criteria=criteria(short, long, 1 if profile == "smoke" else 2),
-        overlap_sparsities=(BOOK_OPERATING_POINT, 90.0),
+        overlap_sparsities=(paths.OPERATING_POINT, 90.0),
         sweep_sparsities=(10.0, 30.0, 50.0, 70.0, 90.0),
     )
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 from pathlib_pw.experiments import paths
-from pathlib_pw.experiments.operating_point import BOOK_OPERATING_POINT
 from pathlib_pw.experiments.paths import PER_IMAGE, SHARD_BY_IMAGE, TOLERANCES, Config, Criterion, run, tolerances
 
 INTENDED = "DGR(init=r)"
@@ -48,7 +47,7 @@ def config(profile: str) -> Config:
     return dataclasses.replace(
         paths.config(profile),
         criteria=criteria(iterations, max_retries),
-        overlap_sparsities=(BOOK_OPERATING_POINT, 90.0),
+        overlap_sparsities=(paths.OPERATING_POINT, 90.0),
         sweep_sparsities=(),
     )
 
