@@ -137,11 +137,12 @@ def sweep_table(results: Any, quantity: str = "output_change", stat: str = "mean
     return pd.DataFrame(values, index=[float(v) for v in results["levels"]], columns=list(results["criteria"]))
 
 
-def sparsity_for_change(results: Any, criterion: str, change: float = 0.15) -> float:
-    """The largest swept sparsity whose mean output change stays at or below ``change`` (NaN if none)."""
-    curve = sweep_table(results)[criterion]
-    ok = curve[curve <= change]
-    return float(ok.index.max()) if len(ok) else float("nan")
+def free_share(results: Any) -> pd.Series:
+    """Per criterion, the mean share of all neurons its threshold removes even at 0 % requested
+    sparsity (a contribution criterion's zero-score neurons, the dead-first controls' dead ones)."""
+    import pandas as pd
+
+    return pd.Series(results["free_share"].astype(np.float64).mean(0), index=list(results["criteria"]), name="free share")
 
 
 def sweep_summary(results: Any, criterion: str) -> pd.DataFrame:

@@ -67,17 +67,6 @@ def test_dead_share_table_and_sweep():
         paths_tables.sweep_table(fake_results(), "speed")
 
 
-def test_sparsity_for_change_is_the_largest_level_within_the_bound():
-    r = fake_results()
-    assert paths_tables.sparsity_for_change(r, "A", 0.15) == 50.0
-    assert paths_tables.sparsity_for_change(r, "B", 0.15) == 0.0
-    assert paths_tables.sparsity_for_change(r, "C", 0.15) == 90.0
-    r["output_change"][:, 0, 0] = 1.0
-    r["output_change"][:, 0, 1] = 1.0
-    r["output_change"][:, 0, 2] = 1.0
-    assert np.isnan(paths_tables.sparsity_for_change(r, "A", 0.15))
-
-
 def test_dgr_kept_prediction_counts_only_dgr_columns():
     r = fake_results()
     r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
@@ -194,3 +183,10 @@ def test_operating_range_is_the_largest_sparsity_within_the_change_and_its_boots
     assert paths_tables.operating_range(results, "B", change=0.001) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="criterion must be one of"):
         paths_tables.operating_range(results, "Z")
+
+
+def test_free_share_is_the_mean_share_removed_at_no_requested_sparsity():
+    results = fake_results()
+    results["free_share"] = np.array([[0.4, 0.0, 0.2], [0.2, 0.0, 0.4]])
+    share = paths_tables.free_share(results)
+    assert share.to_dict() == pytest.approx({"A": 0.3, "B": 0.0, "C": 0.3})
