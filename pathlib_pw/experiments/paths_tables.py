@@ -171,6 +171,63 @@ def sweep_summary(results: Any, criterion: str) -> pd.DataFrame:
     )
 
 
+def sweep_interval(
+    results: Any, quantity: str = "output_change", criteria: Any = None, statistic: str = "median"
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A swept quantity (one of ``SWEPT``; percent) per requested sparsity (rows) and criterion
+    (columns): the ``statistic`` (``median`` or ``mean``) over the images and its 95 % bootstrap
+    interval, three frames. A bootstrap interval of a non-negative quantity stays non-negative."""
+    import pandas as pd
+
+    if quantity not in SWEPT or quantity == "realized":
+        raise ValueError(f"quantity must be one of {[q for q in SWEPT if q != 'realized']}, got {quantity!r}")
+    labels = list(results["criteria"])
+    chosen = labels if criteria is None else list(criteria)
+    missing = [c for c in chosen if c not in labels]
+    if missing:
+        raise ValueError(f"criteria must be among {labels}, got {missing}")
+    values = 100 * results[quantity][:, [labels.index(c) for c in chosen]].astype(np.float64)  # (images, crit, levels)
+    index = pd.Index([float(v) for v in results["levels"]], name="sparsity (%)")
+    return tuple(  # type: ignore[return-value]
+        pd.DataFrame(frame.T, index=index, columns=chosen)
+        for frame in bootstrap_interval(values, statistic=statistic)  # type: ignore[arg-type]
+    )
+
+
+def path_summary(results: Any, level: float, reference: str, criteria: Any = None) -> pd.DataFrame:
+    """Each criterion's path at the overlap ``level`` beside ``reference``'s: realized sparsity (mean),
+    dead share (mean, with the photos' base rate), its overlap with ``reference`` and that pair's
+    chance level (means), the excess over chance with its 95 % bootstrap interval (paired per photo),
+    and the output change and signed change (medians), all in percent."""
+    import pandas as pd
+
+    labels = list(results["criteria"])
+    chosen = [c for c in (labels if criteria is None else list(criteria)) if c != reference]
+    missing = [c for c in [reference, *chosen] if c not in labels]
+    if missing:
+        raise ValueError(f"criteria and reference must be among {labels}, got {missing}")
+    o, j, r = _level_index(results, level), _level_index(results, level, "levels"), labels.index(reference)
+    rows = {}
+    for name in chosen:
+        c = labels.index(name)
+        excess = 100 * (results["jaccard"][:, o, r, c] - results["jaccard_chance"][:, o, r, c]).astype(np.float64)
+        mean, low, high = bootstrap_interval(excess)
+        rows[name] = {
+            "realized sparsity": float(results["realized"][:, c, j].mean()),
+            "dead share": 100 * float(results["dead_share"][:, c, j].mean()),
+            f"overlap with {reference}": 100 * float(results["jaccard"][:, o, r, c].mean()),
+            "chance": 100 * float(results["jaccard_chance"][:, o, r, c].mean()),
+            "excess": float(mean),
+            "excess 95% low": float(low),
+            "excess 95% high": float(high),
+            "median output change": 100 * float(np.median(results["output_change"][:, c, j])),
+            "median signed change": 100 * float(np.median(results["signed_change"][:, c, j])),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.attrs["base rate"] = 100 * float(results["base_sparsity"].mean())
+    return table
+
+
 def operating_range(
     results: Any, criterion: str, change: float = 0.15, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED
 ) -> tuple[float, float, float]:

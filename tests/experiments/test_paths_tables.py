@@ -190,3 +190,32 @@ def test_free_share_is_the_mean_share_removed_at_no_requested_sparsity():
     results["free_share"] = np.array([[0.4, 0.0, 0.2], [0.2, 0.0, 0.4]])
     share = paths_tables.free_share(results)
     assert share.to_dict() == pytest.approx({"A": 0.3, "B": 0.0, "C": 0.3})
+
+
+def test_sweep_interval_is_the_median_and_a_bootstrap_range_that_stays_non_negative():
+    results = _with_chance_and_response(fake_results())
+    median, low, high = paths_tables.sweep_interval(results, "output_change", ["A", "C"])
+    assert list(median.columns) == ["A", "C"] and list(median.index) == [0.0, 50.0, 90.0]
+    assert median.loc[90.0, "A"] == pytest.approx(40.0)  # the median of 30 and 50
+    assert median.loc[50.0, "C"] == pytest.approx(5.0) and low.loc[50.0, "C"] == pytest.approx(5.0)
+    assert (low.to_numpy() >= 0).all() and (low.to_numpy() <= median.to_numpy() + 1e-12).all()
+    assert (high.to_numpy() >= median.to_numpy() - 1e-12).all()
+    assert low.loc[90.0, "A"] == pytest.approx(30.0) and high.loc[90.0, "A"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="quantity must be one of"):
+        paths_tables.sweep_interval(results, "realized")
+    with pytest.raises(ValueError, match="criteria must be among"):
+        paths_tables.sweep_interval(results, "output_change", ["Z"])
+
+
+def test_path_summary_sets_each_path_beside_the_reference_and_its_chance_level():
+    results = _with_chance_and_response(fake_results())
+    results["base_sparsity"] = np.array([0.3, 0.5])
+    table = paths_tables.path_summary(results, 90, "A", ["A", "B", "C"])
+    assert list(table.index) == ["B", "C"]  # the reference is not compared with itself
+    expected = 100 * (results["jaccard"][:, 0, 0, 1] - results["jaccard_chance"][:, 0, 0, 1])
+    assert table.loc["B", "excess"] == pytest.approx(expected.mean())
+    assert table.loc["B", "overlap with A"] == pytest.approx(50.0)  # per photo 40 and 60
+    assert table.loc["C", "dead share"] == pytest.approx(40.0)
+    assert table.attrs["base rate"] == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="must be among"):
+        paths_tables.path_summary(results, 90, "Z")
