@@ -74,7 +74,7 @@ def config(profile: str) -> Config:
     if profile == "smoke":
         return Config(
             inputs=Inputs(images=("chelsea", "coffee"), size=64),
-            overlap_sparsities=(90.0,),
+            overlap_sparsities=(OPERATING_POINT, 90.0),
             sweep_sparsities=(50.0, 90.0),
             criteria=paper_criteria(dgr_iterations=5, greedy_rounds=5, dgr_retries=1),
         )

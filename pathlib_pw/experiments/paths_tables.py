@@ -79,13 +79,15 @@ def overlap_table(results: Any, level: float, criteria: Any = None) -> pd.DataFr
     return table
 
 
-def jaccard_per_site(results: Any, level: float, pairs: Any) -> pd.DataFrame:
-    """Mean per-site Jaccard (percent) for the given ``(criterion_a, criterion_b)`` pairs; rows are sites."""
+def jaccard_per_site(results: Any, level: float, pairs: Any, chance: bool = False) -> pd.DataFrame:
+    """Mean per-site Jaccard (percent) for the given ``(criterion_a, criterion_b)`` pairs; rows are
+    sites. With ``chance``, the per-site chance overlap instead (:func:`jaccard_matrix`)."""
     import pandas as pd
 
     labels = list(results["criteria"])
     o = _level_index(results, level)
-    data = {f"{a} / {b}": _mean(results["jaccard_site"][:, o, labels.index(a), labels.index(b)], axis=0) * 100 for a, b in pairs}
+    key = "jaccard_chance_site" if chance else "jaccard_site"
+    data = {f"{a} / {b}": _mean(results[key][:, o, labels.index(a), labels.index(b)], axis=0) * 100 for a, b in pairs}
     return pd.DataFrame(data, index=list(results["sites"]))
 
 
@@ -226,6 +228,22 @@ def path_summary(results: Any, level: float, reference: str, criteria: Any = Non
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs["base rate"] = 100 * float(results["base_sparsity"].mean())
     return table
+
+
+RANDOM_LIKE_DEAD = 1.0  # percentage points: a random path's dead share is the base rate within this
+
+
+def random_like(summary: pd.DataFrame, margin: float = RANDOM_LIKE_DEAD) -> pd.Series:
+    """Per row of a :func:`path_summary` table: whether the path is indistinguishable from a random
+    path of its size, by two signs a random path gives: its overlap with the reference does not
+    exceed chance (the 95 % interval of the excess contains 0), and its dead share equals the photos'
+    base rate within ``margin`` percentage points."""
+    import pandas as pd
+
+    base = summary.attrs["base rate"]
+    at_chance = (summary["excess 95% low"] <= 0) & (summary["excess 95% high"] >= 0)
+    at_base = (summary["dead share"] - base).abs() <= margin
+    return pd.Series(at_chance & at_base, index=summary.index, name="like a random path")
 
 
 def operating_range(

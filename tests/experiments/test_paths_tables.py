@@ -219,3 +219,22 @@ def test_path_summary_sets_each_path_beside_the_reference_and_its_chance_level()
     assert table.attrs["base rate"] == pytest.approx(40.0)
     with pytest.raises(ValueError, match="must be among"):
         paths_tables.path_summary(results, 90, "Z")
+
+
+def test_random_like_needs_chance_overlap_and_the_base_rate():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {"excess 95% low": [-1.0, 0.5, -2.0], "excess 95% high": [1.0, 3.0, 2.0], "dead share": [36.5, 36.0, 40.0]},
+        index=["random", "above chance", "too dead"],
+    )
+    summary.attrs["base rate"] = 36.0
+    assert paths_tables.random_like(summary).to_dict() == {"random": True, "above chance": False, "too dead": False}
+    assert paths_tables.random_like(summary, margin=5.0)["too dead"]
+
+
+def test_per_site_chance_overlap():
+    results = _with_chance_and_response(fake_results())
+    results["jaccard_chance_site"] = np.repeat(results["jaccard_chance"][..., None], 2, axis=-1)
+    frame = paths_tables.jaccard_per_site(results, 90, [("A", "B")], chance=True)
+    assert frame["A / B"].tolist() == pytest.approx([45.0, 45.0])
