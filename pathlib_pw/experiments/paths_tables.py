@@ -92,15 +92,20 @@ def jaccard_per_site(results: Any, level: float, pairs: Any, chance: bool = Fals
 
 
 def dead_share_table(results: Any, level: float) -> pd.DataFrame:
-    """Per criterion at ``level``: realized sparsity, dead share of the path and output change (percent)."""
+    """Per criterion at ``level`` (percent): realized sparsity (mean over images), dead share of the
+    path (mean and sd), median output change, and the share of images whose predicted class the path
+    keeps."""
     import pandas as pd
 
     j = _level_index(results, level, "levels")
+    dead = results["dead_share"][:, :, j].astype(np.float64) * 100
     return pd.DataFrame(
         {
             "realized sparsity": _mean(results["realized"][:, :, j], axis=0),
-            "dead share of path": _mean(results["dead_share"][:, :, j], axis=0) * 100,
-            "output change": _mean(results["output_change"][:, :, j], axis=0) * 100,
+            "dead share of path": _mean(dead, axis=0),
+            "dead share sd": dead.std(0, ddof=1) if len(dead) > 1 else np.full(dead.shape[1], np.nan),
+            "median output change": np.median(results["output_change"][:, :, j].astype(np.float64), 0) * 100,
+            "class kept": _mean(results["class_kept"][:, :, j], axis=0) * 100,
         },
         index=list(results["criteria"]),
     )
@@ -330,13 +335,13 @@ def removed_living_share(results: Any, criterion: str, level: float) -> pd.Serie
 
 def retry_table(results: Any, level: float, variants: Any, others: Any) -> pd.DataFrame:
     """Per criterion in ``variants`` (e.g. DGR(init=r) with our and the authors' retries): the images
-    whose path kept the prediction, and at ``level`` the dead share, output change and mean Jaccard
+    whose path kept the prediction, and at ``level`` the dead share, median output change and mean Jaccard
     overlap (percent) with each criterion in ``others``."""
     labels = list(results["criteria"])
     missing = [c for c in [*variants, *others] if c not in labels]
     if missing:
         raise ValueError(f"criteria must be among {labels}, got {missing}")
-    table = dead_share_table(results, level).loc[list(variants), ["dead share of path", "output change"]]
+    table = dead_share_table(results, level).loc[list(variants), ["dead share of path", "median output change"]]
     table.insert(0, "kept the prediction", dgr_kept_prediction(results).reindex(list(variants)))
     overlaps = jaccard_matrix(results, level)
     for other in others:

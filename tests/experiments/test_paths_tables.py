@@ -57,9 +57,11 @@ def test_per_site_tables():
 
 
 def test_dead_share_table_and_sweep():
-    table = paths_tables.dead_share_table(fake_results(), 90)
+    table = paths_tables.dead_share_table(_with_chance_and_response(fake_results()), 90)
     assert table.loc["C", "dead share of path"] == pytest.approx(40.0)
-    assert table.loc["A", "output change"] == pytest.approx(40.0)
+    assert table.loc["C", "dead share sd"] == pytest.approx(np.std([30, 50], ddof=1))
+    assert table.loc["A", "median output change"] == pytest.approx(40.0)  # the median of 30 and 50
+    assert table.loc["A", "class kept"] == pytest.approx(0.0) and table.loc["C", "class kept"] == pytest.approx(100.0)
     assert table.loc["B", "realized sparsity"] == pytest.approx(90.0)
     sweep = paths_tables.sweep_table(fake_results())
     assert sweep.loc[50.0, "A"] == pytest.approx(0.11)
@@ -125,12 +127,12 @@ def test_pair_overlap_per_image_in_percent():
 
 
 def test_retry_table_gathers_kept_prediction_dead_share_change_and_overlaps():
-    r = fake_results()
+    r = _with_chance_and_response(fake_results())
     r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
     table = paths_tables.retry_table(r, 90, ["B", "C"], ["A"])
     assert table["kept the prediction"].to_dict() == {"B": "2 of 2", "C": "1 of 2"}
     assert table["dead share of path"].tolist() == pytest.approx([0.0, 40.0])
-    assert table["output change"].tolist() == pytest.approx([20.0, 5.0])
+    assert table["median output change"].tolist() == pytest.approx([20.0, 5.0])
     assert table["overlap with A"].tolist() == pytest.approx([50.0, 10.0])  # C / A: the NaN image skipped
     with pytest.raises(ValueError, match="criteria must be among"):
         paths_tables.retry_table(r, 90, ["B"], ["D"])
