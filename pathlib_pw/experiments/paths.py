@@ -125,19 +125,23 @@ PER_IMAGE = {
 # criterion keeps at 0 % requested sparsity: what the threshold removes even then (a contribution
 # criterion's zero-score neurons, the dead neurons of the dead-first controls) the null removes too.
 FREE_LEVEL = 0.0
+# The arrays of the activity-aware nulls and the signed response, added after the ``dgr_retries``
+# cache was computed; ``run(..., nulls=False)`` computes exactly what it did before, without them.
+NULL_KEYS = {"signed_change", "class_kept", "jaccard_chance", "jaccard_chance_site", "free_share"}
 
 
-def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+def run(config: Config, device: str = "cpu", progress: bool = True, nulls: bool = True) -> dict[str, np.ndarray]:
+    """Every per-image array of ``config``; without ``nulls``, none of ``NULL_KEYS``."""
     model = config.inputs.load_model(device)
     x, names = config.inputs.load_images()
     levels = sorted(set(config.overlap_sparsities) | set(config.sweep_sparsities))
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_IMAGE - {"names"}}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in PER_IMAGE - {"names"} - (set() if nulls else NULL_KEYS)}
     bar = tqdm(total=len(x) * len(config.criteria), desc="paths", disable=not progress)
     for start in range(0, len(x), config.batch_size):
         xb = x[start : start + config.batch_size].to(device)
         first = config.inputs.offset + start  # images are numbered across the chunks of a sharded run
         with decisions.images(range(first, first + len(xb))):
-            batch, sites, sizes = _batch(model, xb, first, config, levels, bar)
+            batch, sites, sizes = _batch(model, xb, first, config, levels, bar, nulls)
         for key, value in batch.items():
             rows[key].append(value)
     bar.close()
@@ -152,7 +156,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
 
 
 def _batch(
-    model: torch.nn.Module, xb: torch.Tensor, start: int, config: Config, levels: list[float], bar: Any
+    model: torch.nn.Module, xb: torch.Tensor, start: int, config: Config, levels: list[float], bar: Any, nulls: bool = True
 ) -> tuple[dict[str, np.ndarray], list[str], list[int]]:
     """Every per-image array of one batch of images (the first is image ``start`` of the experiment)."""
     overlap_index = [levels.index(level) for level in config.overlap_sparsities]
@@ -174,7 +178,7 @@ def _batch(
     free = np.zeros((len(xb), len(crit)))
     kept_paths, available = {}, {}
     # the free level goes last, so that the recorded ordinals of the requested levels do not move
-    computed = levels if FREE_LEVEL in levels else [*levels, FREE_LEVEL]
+    computed = levels if FREE_LEVEL in levels or not nulls else [*levels, FREE_LEVEL]
     for c, criterion in enumerate(crit):
         options = dict(criterion.options)
         if spec(criterion.method).seeded:
@@ -182,8 +186,9 @@ def _batch(
         options = {**pinned_options(criterion.method, config.inputs), **options}
         with decisions.scope(criterion.label):
             every = extract_pathways(model, xb, criterion.method, computed, variant=criterion.variant, **options)
-        available[c] = every[computed.index(FREE_LEVEL)].masks
-        free[:, c] = every[computed.index(FREE_LEVEL)].sparsity.cpu().numpy() / 100
+        if nulls:
+            available[c] = every[computed.index(FREE_LEVEL)].masks
+            free[:, c] = every[computed.index(FREE_LEVEL)].sparsity.cpu().numpy() / 100
         paths = every[: len(levels)]
         for j, path in enumerate(paths):
             realized[:, c, j] = path.sparsity.cpu().numpy()
@@ -208,6 +213,8 @@ def _batch(
                 pa, pb = kept_paths[a, o], kept_paths[b, o]
                 pairs[:, o, a, b] = pairs[:, o, b, a] = jaccard(pa, pb).cpu().numpy()
                 pairs_site[:, o, a, b] = pairs_site[:, o, b, a] = jaccard(pa, pb, per_site=True).cpu().numpy()
+                if not nulls:
+                    continue
                 chance[:, o, a, b] = chance[:, o, b, a] = chance_jaccard(pa, pb, available[a], available[b]).numpy()
                 per_site = chance_jaccard(pa, pb, available[a], available[b], per_site=True).numpy()
                 chance_site[:, o, a, b] = chance_site[:, o, b, a] = per_site
@@ -226,6 +233,8 @@ def _batch(
         free_share=free,
         dgr_kept_prediction=dgr_kept,
     )
+    if not nulls:
+        out = {k: v for k, v in out.items() if k not in NULL_KEYS}
     return out, sites, [a[0].numel() for a in acts]
 
 

@@ -94,7 +94,7 @@ def jaccard_per_site(results: Any, level: float, pairs: Any, chance: bool = Fals
 def dead_share_table(results: Any, level: float) -> pd.DataFrame:
     """Per criterion at ``level`` (percent): realized sparsity (mean over images), dead share of the
     path (mean and sd), median output change, and the share of images whose predicted class the path
-    keeps."""
+    keeps (NaN where the cache holds no ``class_kept``)."""
     import pandas as pd
 
     j = _level_index(results, level, "levels")
@@ -105,7 +105,8 @@ def dead_share_table(results: Any, level: float) -> pd.DataFrame:
             "dead share of path": _mean(dead, axis=0),
             "dead share sd": dead.std(0, ddof=1) if len(dead) > 1 else np.full(dead.shape[1], np.nan),
             "median output change": np.median(results["output_change"][:, :, j].astype(np.float64), 0) * 100,
-            "class kept": _mean(results["class_kept"][:, :, j], axis=0) * 100,
+            # caches recorded without the nulls (dgr_retries, paths.NULL_KEYS) hold no class_kept
+            "class kept": _mean(results["class_kept"][:, :, j], axis=0) * 100 if "class_kept" in results else np.nan,
         },
         index=list(results["criteria"]),
     )

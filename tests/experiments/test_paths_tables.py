@@ -62,6 +62,7 @@ def test_dead_share_table_and_sweep():
     assert table.loc["C", "dead share sd"] == pytest.approx(np.std([30, 50], ddof=1))
     assert table.loc["A", "median output change"] == pytest.approx(40.0)  # the median of 30 and 50
     assert table.loc["A", "class kept"] == pytest.approx(0.0) and table.loc["C", "class kept"] == pytest.approx(100.0)
+    assert np.isnan(paths_tables.dead_share_table(fake_results(), 90)["class kept"]).all()  # a cache without class_kept
     assert table.loc["B", "realized sparsity"] == pytest.approx(90.0)
     sweep = paths_tables.sweep_table(fake_results())
     assert sweep.loc[50.0, "A"] == pytest.approx(0.11)
