@@ -157,7 +157,7 @@ def _path_overlap(profile: Profile) -> Evaluation:
     ours = "; ".join(
         f"at {level:g} %: NeuronIntGrad / NeuronMCT {raw[level][0]:.1f} % (chance {raw[level][1]:.1f} %, "
         f"excess {contribution[level][0]:.1f} points); the largest excess with a pruner "
-        f"{max(pruners[level].values()):.1f} points ({max(pruners[level], key=pruners[level].get)})"
+        f"{max(pruners[level].values()):.1f} points ({max(pruners[level], key=lambda p: pruners[level][p])})"
         for level in levels
     )
     return Evaluation(
@@ -324,7 +324,7 @@ def _output_kept(profile: Profile) -> Evaluation:
     for c in ("NeuronMCT", "NeuronIntGrad"):
         s = points[c]
         if at_points[c]:
-            least = min(at_points[c], key=at_points[c].get)
+            least = min(at_points[c], key=lambda p: at_points[c][p])
             parts.append(
                 f"at {s:.0f} % ({c}'s 15 % point): {c} {change.loc[s, c]:.1f} %, the other paths "
                 f"{math.floor(at_points[c][least])} % or more (least: {least})"

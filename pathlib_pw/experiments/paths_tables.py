@@ -196,10 +196,11 @@ def sweep_interval(
         raise ValueError(f"criteria must be among {labels}, got {missing}")
     values = 100 * results[quantity][:, [labels.index(c) for c in chosen]].astype(np.float64)  # (images, crit, levels)
     index = pd.Index([float(v) for v in results["levels"]], name="sparsity (%)")
-    return tuple(  # type: ignore[return-value]
+    centre, low, high = (
         pd.DataFrame(frame.T, index=index, columns=chosen)
         for frame in bootstrap_interval(values, statistic=statistic)  # type: ignore[arg-type]
     )
+    return centre, low, high
 
 
 def path_summary(results: Any, level: float, reference: str, criteria: Any = None) -> pd.DataFrame:
