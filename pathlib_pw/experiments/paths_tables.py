@@ -237,18 +237,19 @@ def path_summary(results: Any, level: float, reference: str, criteria: Any = Non
     return table
 
 
-RANDOM_LIKE_DEAD = 1.0  # percentage points: a random path's dead share is the base rate within this
+RANDOM_LIKE = 1.0  # percentage points: a random path's overlap excess and dead share lie this close to chance
 
 
-def random_like(summary: pd.DataFrame, margin: float = RANDOM_LIKE_DEAD) -> pd.Series:
-    """Per row of a :func:`path_summary` table: whether the path is indistinguishable from a random
-    path of its size, by two signs a random path gives: its overlap with the reference does not
-    exceed chance (the 95 % interval of the excess contains 0), and its dead share equals the photos'
-    base rate within ``margin`` percentage points."""
+def random_like(summary: pd.DataFrame, margin: float = RANDOM_LIKE) -> pd.Series:
+    """Per row of a :func:`path_summary` table: whether the neurons the path keeps look like a random
+    choice of its size, by two signs a random path gives: its overlap with the reference exceeds
+    chance by at most ``margin`` percentage points either way (mean over the photos), and its dead
+    share equals the photos' base rate within ``margin`` points. Whether the path keeps the output
+    is a separate question (a trained pruner can keep it with randomly placed neurons)."""
     import pandas as pd
 
     base = summary.attrs["base rate"]
-    at_chance = (summary["excess 95% low"] <= 0) & (summary["excess 95% high"] >= 0)
+    at_chance = summary["excess"].abs() <= margin
     at_base = (summary["dead share"] - base).abs() <= margin
     return pd.Series(at_chance & at_base, index=summary.index, name="like a random path")
 

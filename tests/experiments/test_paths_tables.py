@@ -228,12 +228,17 @@ def test_random_like_needs_chance_overlap_and_the_base_rate():
     import pandas as pd
 
     summary = pd.DataFrame(
-        {"excess 95% low": [-1.0, 0.5, -2.0], "excess 95% high": [1.0, 3.0, 2.0], "dead share": [36.5, 36.0, 40.0]},
-        index=["random", "above chance", "too dead"],
+        {"excess": [0.4, 1.5, -0.2, -1.01], "dead share": [36.5, 36.0, 40.0, 35.0]},
+        index=["random", "above chance", "too dead", "below chance"],
     )
     summary.attrs["base rate"] = 36.0
-    assert paths_tables.random_like(summary).to_dict() == {"random": True, "above chance": False, "too dead": False}
-    assert paths_tables.random_like(summary, margin=5.0)["too dead"]
+    assert paths_tables.random_like(summary).to_dict() == {
+        "random": True,
+        "above chance": False,
+        "too dead": False,
+        "below chance": False,
+    }
+    assert paths_tables.random_like(summary, margin=5.0).all()
 
 
 def test_per_site_chance_overlap():
