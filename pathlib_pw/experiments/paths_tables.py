@@ -23,6 +23,15 @@ def _mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
+def _has(results: Any, key: str) -> bool:
+    """Whether the results hold ``key`` (a dict of arrays or a cached results object alike)."""
+    try:
+        results[key]
+    except KeyError:
+        return False
+    return True
+
+
 def _level_index(results: Any, level: float, key: str = "overlap_levels") -> int:
     levels = [float(v) for v in results[key]]
     if float(level) not in levels:
@@ -106,7 +115,7 @@ def dead_share_table(results: Any, level: float) -> pd.DataFrame:
             "dead share sd": dead.std(0, ddof=1) if len(dead) > 1 else np.full(dead.shape[1], np.nan),
             "median output change": np.median(results["output_change"][:, :, j].astype(np.float64), 0) * 100,
             # caches recorded without the nulls (dgr_retries, paths.NULL_KEYS) hold no class_kept
-            "class kept": _mean(results["class_kept"][:, :, j], axis=0) * 100 if "class_kept" in results else np.nan,
+            "class kept": _mean(results["class_kept"][:, :, j], axis=0) * 100 if _has(results, "class_kept") else np.nan,
         },
         index=list(results["criteria"]),
     )
