@@ -129,7 +129,7 @@ def pathway_grad_method(
 
     Args:
         criterion: any criterion of ``criteria.SPECS`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``,
-            ``random``, ``dgr``, ``active_subnet``).
+            ``random``, ``dgr``, ``active_subnet``, ``dead_first_random``, ``dead_first_activation``).
         sparsity: percent of neurons removed, in [0, 100); ``None`` for ``active_subnet``, which derives
             it from each image.
         variant: ``"intended"`` or, where the criterion has it, ``"original_code"``.
@@ -137,9 +137,9 @@ def pathway_grad_method(
             sanity-check script called InputMCT).
         batch_size: extract the pathways in chunks of this many images (bounds memory).
         options: the criterion's options (``criteria.SPECS[criterion].options``, e.g. ``steps`` for
-            ``neuron_intgrad``). Seeded criteria (``random``, ``dgr``) take ``seed``, an int (default
-            0); image ``i`` of a batch draws with ``seed * 1_000_003 + i``, so their pathways depend on
-            the image's position in the batch.
+            ``neuron_intgrad``). Seeded criteria (``random``, ``dgr``, ``dead_first_random``) take
+            ``seed``, an int (default 0); image ``i`` of a batch draws with ``seed * 1_000_003 + i``, so
+            their pathways depend on the image's position in the batch.
 
     Pathways are thresholded per image, but float sums over a batch can round differently from those
     of a single image, so a neuron at the threshold may flip with the batch composition (rarely).

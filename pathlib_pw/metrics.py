@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +34,50 @@ def jaccard(a: Pathway, b: Pathway, per_site: bool = False) -> torch.Tensor:
     return (inter / union).float()
 
 
+def chance_jaccard(
+    a: Pathway,
+    b: Pathway,
+    available_a: Sequence[torch.Tensor] | None = None,
+    available_b: Sequence[torch.Tensor] | None = None,
+    per_site: bool = False,
+) -> torch.Tensor:
+    """The Jaccard overlap two paths of these sizes would have by chance, per image (B,) or per image
+    and site (B, n_sites).
+
+    The null: each path is replaced by a uniform draw, independent of the other, of as many neurons
+    per site as it keeps there, among the neurons it could keep (``available_*``: one bool mask per
+    site, shaped like the path's masks; None: every neuron). With available sets that leave out what a
+    criterion removes for free (a contribution criterion's zero-score neurons), the null gets those
+    for free too. Neuron n is then kept with probability pi(n) = kept / available in its site, and
+    E|A n B| = sum of pi_A(n) pi_B(n); the value is E|A n B| / (|A| + |B| - E|A n B|), the ratio of
+    the expectations (within 1e-3 of the expected ratio for sites of a few hundred neurons). NaN where
+    both paths keep nothing. Every kept neuron must be available.
+    """
+    _check_same_sites(a, b)
+    terms = []
+    for path, available, name in ((a, available_a, "available_a"), (b, available_b, "available_b")):
+        if available is None:
+            available = [torch.ones_like(m) for m in path.masks]
+        if len(available) != len(path.masks) or any(
+            v.shape != m.shape or v.dtype != torch.bool for v, m in zip(available, path.masks)
+        ):
+            raise ValueError(f"{name} must hold one bool mask per site, shaped like the pathway's masks")
+        if any(bool((m & ~v.to(m.device)).any()) for m, v in zip(path.masks, available)):
+            raise ValueError(f"{name} must contain every neuron its pathway keeps")
+        kept = torch.stack([m.flatten(1).sum(1, dtype=torch.float64) for m in path.masks], 1)
+        size = torch.stack([v.flatten(1).sum(1, dtype=torch.float64) for v in available], 1)
+        terms.append((kept, torch.where(size > 0, kept / size.clamp(min=1), torch.zeros_like(size)), available))
+    (kept_a, pi_a, avail_a), (kept_b, pi_b, avail_b) = terms
+    both = torch.stack([(u.to(v.device) & v).flatten(1).sum(1, dtype=torch.float64) for u, v in zip(avail_a, avail_b)], 1).to(
+        pi_a.device
+    )
+    inter = pi_a * pi_b.to(pi_a.device) * both
+    if not per_site:
+        inter, kept_a, kept_b = inter.sum(1), kept_a.sum(1), kept_b.sum(1)
+    union = kept_a + kept_b.to(kept_a.device) - inter
+    return (inter / union).float().cpu()
+
+
 def base_sparsity(activations: Sequence[torch.Tensor]) -> torch.Tensor:
     """Share (0..1) of neurons with activation <= 0 in the unpruned network, per image (B,)."""
     dead = add_all((a <= 0).flatten(1).sum(1, dtype=torch.float64) for a in activations)
@@ -55,10 +100,31 @@ def dead_share(path: Pathway, activations: Sequence[torch.Tensor], per_site: boo
     return (add_all(dead) / add_all(kept)).float()
 
 
-def output_change(
+@dataclasses.dataclass(frozen=True)
+class PathResponse:
+    """The explained class's softmax probability without (``p_orig``) and through (``p_path``) the
+    path, and whether the path keeps the unmasked network's predicted class (``class_kept``); (B,)
+    each, on the CPU."""
+
+    p_orig: torch.Tensor
+    p_path: torch.Tensor
+    class_kept: torch.Tensor
+
+    @property
+    def change(self) -> torch.Tensor:
+        """|p_path - p_orig| / p_orig: the paper's output change."""
+        return (self.p_path - self.p_orig).abs() / self.p_orig
+
+    @property
+    def signed_change(self) -> torch.Tensor:
+        """(p_path - p_orig) / p_orig: negative where the path lowers the probability."""
+        return (self.p_path - self.p_orig) / self.p_orig
+
+
+def path_response(
     model: nn.Module, x: torch.Tensor, path: Pathway, target: int | Sequence[int] | torch.Tensor | None = None
-) -> torch.Tensor:
-    """|p_masked - p_orig| / p_orig of the target's softmax probability, per image (B,).
+) -> PathResponse:
+    """How the path changes the network's response, per image (see :class:`PathResponse`).
 
     ``target`` defaults to the pathway's explained class, else the unmasked prediction.
     """
@@ -71,8 +137,18 @@ def output_change(
         with path.applied(model):
             masked = model(x.clone())
     p_orig = logits.softmax(1).gather(1, tgt).squeeze(1)
-    p_masked = masked.softmax(1).gather(1, tgt).squeeze(1)
-    return ((p_masked - p_orig).abs() / p_orig).cpu()
+    p_path = masked.softmax(1).gather(1, tgt).squeeze(1)
+    return PathResponse(p_orig.cpu(), p_path.cpu(), (masked.argmax(1) == logits.argmax(1)).cpu())
+
+
+def output_change(
+    model: nn.Module, x: torch.Tensor, path: Pathway, target: int | Sequence[int] | torch.Tensor | None = None
+) -> torch.Tensor:
+    """|p_masked - p_orig| / p_orig of the target's softmax probability, per image (B,).
+
+    ``target`` defaults to the pathway's explained class, else the unmasked prediction.
+    """
+    return path_response(model, x, path, target).change
 
 
 def map_concentration(maps: torch.Tensor | np.ndarray, share: float = 0.05) -> np.ndarray:

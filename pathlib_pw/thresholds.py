@@ -13,7 +13,7 @@ import torch
 
 from pathlib_pw import decisions
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.selection import count_true, kth_smallest, per_image, pooled, split_like
+from pathlib_pw.selection import count_true, kth_smallest, map_images, per_image, pooled, split_like
 
 __all__ = ["as_percent", "global_threshold", "remove_lowest", "threshold_pathway"]
 
@@ -34,7 +34,11 @@ def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, nam
 
 
 def global_threshold(
-    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, *, checkpoint: bool = True
+    scores: Sequence[torch.Tensor],
+    sparsity: torch.Tensor,
+    *,
+    checkpoint: bool = True,
+    near_zero: Sequence[torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Keep-masks from the paper's global percentile rule, per image.
 
@@ -44,13 +48,14 @@ def global_threshold(
     and no score lies strictly between two neighbouring order statistics: the removed set is exactly
     ``score <= v_k``. One order statistic per image therefore gives the paper's masks. Returns the masks
     and ``v_k`` (B,), the largest removed score. With ``checkpoint`` the decision goes through
-    :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it).
+    :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it;
+    ``near_zero`` is passed on: neurons whose decision also hangs on an activation within rounding of zero).
     """
     n = sum(s[0].numel() for s in scores)
     k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
     cut = kth_smallest(scores, k)
     masks = [s > per_image(cut.to(s.device), s) for s in scores]
-    return (decisions.checkpoint(scores, masks, cut) if checkpoint else masks), cut
+    return (decisions.checkpoint(scores, masks, cut, near_zero) if checkpoint else masks), cut
 
 
 def remove_lowest(
@@ -58,27 +63,74 @@ def remove_lowest(
     count: torch.Tensor,
     near_zero: Sequence[torch.Tensor] | None = None,
     scale: torch.Tensor | None = None,
+    *,
+    tie_keys: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Keep-masks that remove exactly ``count[b]`` lowest-scored neurons of image b, all sites pooled.
 
-    Ties at the cut are broken by position (site order, then element order), so the result is
-    deterministic and the removed count exact, unlike the paper's ``<=`` rule. The decision goes
-    through :func:`pathlib_pw.decisions.checkpoint` (``near_zero`` and ``scale`` are passed on).
+    Ties at the cut are broken by ``tie_keys``, a (B, total neurons) tensor of integers below 2**53
+    (sites pooled in order, as :func:`~pathlib_pw.selection.pooled`; e.g. a random permutation per
+    image): among equal scores the smaller key goes first, and among equal scores and keys the
+    earlier position (site order, then element order). Without ``tie_keys`` ties go by position
+    alone. Either way the result is deterministic and the removed count exact, unlike the paper's
+    ``<=`` rule: image b loses the first ``count[b]`` neurons of a stable sort by (score, key). The
+    decision goes through :func:`pathlib_pw.decisions.checkpoint` (``near_zero`` and ``scale`` are
+    passed on; the recorded cut is the score of the last neuron removed).
     """
     flat = pooled(scores)
     count = count.to(torch.long).cpu()
     cut = kth_smallest([flat], torch.clamp(count - 1, min=0))
     below = flat < cut.view(-1, 1)
     tied = flat == cut.view(-1, 1)
-    needed = (count.to(flat.device) - count_true(below)).view(-1, 1)
-    remove = below | (tied & (tied.cumsum(1) <= needed))
+    needed = count - count_true(below).cpu()
+    if tie_keys is not None:
+        if tuple(tie_keys.shape) != tuple(flat.shape) or tie_keys.is_complex() or tie_keys.dtype == torch.bool:
+            raise ValueError(
+                f"tie_keys must be a real (B, total neurons) = {tuple(flat.shape)} tensor, one key per neuron, got "
+                f"{tie_keys.dtype} of shape {tuple(tie_keys.shape)}"
+            )
+        remove = below | _first_by_key(tied, tie_keys.to(flat.device), needed)
+    else:
+        remove = below | (tied & (tied.cumsum(1) <= needed.to(flat.device).view(-1, 1)))
     remove &= (count > 0).to(flat.device).view(-1, 1)
     return decisions.checkpoint(scores, split_like(~remove, scores), cut, near_zero, scale)
 
 
+def _first_by_key(tied: torch.Tensor, keys: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+    """Of each row's tied neurons, the ``needed[b]`` with the smallest keys (equal keys: the earlier
+    position first). Selected among the tied neurons only: a round's tied block is a fraction of the
+    network, and selecting over every neuron's key cost Greedy a third of its time."""
+
+    def pick(b: int) -> torch.Tensor:
+        out = torch.zeros_like(tied[b])
+        n = int(needed[b])
+        if n <= 0:
+            return out
+        where = torch.nonzero(tied[b]).flatten()
+        if n >= len(where):
+            out[where] = True
+            return out
+        row = keys[b, where].to(torch.float64)
+        cut = kth_smallest([row.view(1, -1)], torch.tensor([n - 1]))[0].to(row.device)
+        first = row < cut
+        equal = row == cut
+        take = first | (equal & (equal.cumsum(0) <= n - int(first.sum())))
+        out[where[take]] = True
+        return out
+
+    return torch.stack(map_images(pick, tied.shape[0]))
+
+
 def threshold_pathway(
-    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, sites: Sequence[str], method: str, **info: Any
+    scores: Sequence[torch.Tensor],
+    sparsity: torch.Tensor,
+    sites: Sequence[str],
+    method: str,
+    *,
+    near_zero: Sequence[torch.Tensor] | None = None,
+    **info: Any,
 ) -> Pathway:
-    """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``."""
-    masks, cut = global_threshold(scores, sparsity)
+    """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``
+    (``near_zero``: see :func:`global_threshold`)."""
+    masks, cut = global_threshold(scores, sparsity, near_zero=near_zero)
     return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info)

@@ -192,18 +192,44 @@ def test_lerf_and_roar_are_decided_by_their_tables_module(monkeypatch, key, modu
 
 def test_path_overlap_rule():
     rule = claims.path_overlap_rule
-    assert rule(40.0, {"Greedy": 5.0, "DGR(init=1)": 19.0}) == ("holds", "")
-    assert rule(40.0, {"Greedy": 5.0, "DGR(init=1)": 20.0}) == ("holds partly", "not for DGR(init=1)")
-    assert rule(40.0, {"Greedy": 25.0, "Random": 20.0, "DGR(init=1)": 5.0}) == ("holds partly", "not for Greedy and Random")
-    assert rule(10.0, {"Greedy": 5.0, "DGR(init=1)": 30.0}, factor=3.0) == ("does not hold on our model", "")
+    above = {50.0: (20.0, 15.0), 90.0: (30.0, 25.0)}
+    low = {50.0: {"Greedy": 5.0, "Random": -0.5}, 90.0: {"Greedy": 14.0, "Random": 0.1}}
+    assert rule(above, low) == ("holds", "")
+    # a pruner whose excess is at most 0 is always far below; exactly twice is not "more than twice"
+    assert rule(above, {50.0: {"Greedy": 10.0, "Random": -9.0}, 90.0: low[90.0]}) == (
+        "holds partly",
+        "not far more than with Greedy at 50 %",
+    )
+    assert rule({50.0: (3.0, -0.1), 90.0: (30.0, 25.0)}, low) == ("holds partly", "no more than chance at 50 %")
+    assert rule({50.0: (3.0, -0.1), 90.0: (30.0, 0.0)}, low) == ("does not hold on our model", "no more than chance")
+    every = {50.0: {"Greedy": 10.0, "Random": 12.0}, 90.0: {"Greedy": 20.0, "Random": 16.0}}
+    assert rule(above, every, factor=2.0) == (
+        "does not hold on our model",
+        "not far more than with Greedy and Random at 50 %; not far more than with Greedy and Random at 90 %",
+    )
+    with pytest.raises(ValueError, match="same non-empty levels"):
+        rule({50.0: (1.0, 0.5)}, {90.0: {}})
 
 
-def test_dead_neurons_rule():
-    rule = claims.dead_neurons_rule
-    assert rule(0.0, 69.0) == ("holds", "")
-    assert rule(0.0, 40.0) == ("holds partly", "Greedy's path is not mostly dead")
-    assert rule(0.1, 69.0) == ("holds partly", "the contribution paths hold dead neurons")
-    assert rule(0.1, 50.0) == ("does not hold on our model", "")
+def test_contribution_dead_rule():
+    assert claims.contribution_dead_rule(0.0) == ("holds", "by construction")
+    assert claims.contribution_dead_rule(0.01) == ("does not hold on our model", "")
+
+
+def test_pathological_pruner_rule():
+    rule = claims.pathological_pruner_rule
+    assert rule({50.0: (46.0, 99.0), 90.0: (69.0, 15.0)}) == ("holds", "")
+    assert rule({50.0: (46.0, 10.0), 90.0: (69.0, 99.0)}) == (
+        "holds partly",
+        "its path keeps the output at 50 % but is not mostly dead there",
+    )
+    assert rule({50.0: (46.0, 99.0), 90.0: (69.0, 99.9)}) == (
+        "does not hold on our model",
+        "its mostly dead path does not keep the output",
+    )
+    assert rule({90.0: (50.0, 99.0)}) == ("does not hold on our model", "")
+    with pytest.raises(ValueError, match="at_levels"):
+        rule({})
 
 
 def test_fifteen_percent_point_rule():
@@ -213,12 +239,16 @@ def test_fifteen_percent_point_rule():
 
 def test_output_kept_rule():
     rule = claims.output_kept_rule
-    destroyed = {"Greedy": 95.0, "Random": 100.0}
+    destroyed = {"Greedy": 95.0, "Random": 100.0, "Activation (dead first)": 30.0}
     assert rule({"NeuronMCT": destroyed, "NeuronIntGrad": destroyed}) == ("holds", "")
-    assert rule({"NeuronMCT": destroyed, "NeuronIntGrad": {"Greedy": 95.0, "Random": 15.0}}) == ("holds partly", "not against Random")
+    some = {"Greedy": 95.0, "Random": 15.0, "Activation (dead first)": 12.0}
+    assert rule({"NeuronMCT": destroyed, "NeuronIntGrad": some}) == (
+        "holds partly",
+        "not against Activation (dead first) and Random",
+    )
     assert rule({"NeuronMCT": destroyed, "NeuronIntGrad": {}}) == ("holds partly", "NeuronIntGrad keeps it at no sparsity")
     kept = {"Greedy": 10.0, "Random": 1.0}
-    assert rule({"NeuronMCT": kept, "NeuronIntGrad": kept}) == ("does not hold on our model", "every pruner's path keeps it too")
+    assert rule({"NeuronMCT": kept, "NeuronIntGrad": kept}) == ("does not hold on our model", "every other path keeps it too")
     assert rule({"NeuronMCT": {}, "NeuronIntGrad": {}}) == ("does not hold on our model", "no contribution path keeps the output")
 
 

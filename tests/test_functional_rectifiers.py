@@ -36,6 +36,8 @@ CASES = {
     "dgr": ("dgr", "intended", 50, {"iterations": 3, "lr": 0.05}),
     "dgr_r": ("dgr", "intended", 50, {"iterations": 3, "lr": 0.05, "init": "r", "seed": 9, "max_retries": 1}),
     "active": ("active_subnet", "intended", None, {}),
+    "dead_random": ("dead_first_random", "intended", 60, {"seed": 3}),
+    "dead_activation": ("dead_first_activation", "intended", 60, {}),
 }
 ATOL = dict(rtol=1e-6, atol=1e-9)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw.metrics import dead_share, jaccard, output_change
+from pathlib_pw.metrics import chance_jaccard, dead_share, jaccard, output_change
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import record_activations
 
@@ -63,6 +63,82 @@ def test_jaccard_rejects_mismatched_pathways():
         jaccard(A, other_sites)
     with pytest.raises(ValueError):
         jaccard(A, A[0])
+
+
+def _expected_intersection_by_enumeration(kept_a, avail_a, kept_b, avail_b):
+    """E|A n B| of two independent uniform draws, literally: every pair of equally likely subsets."""
+    from itertools import combinations
+
+    subsets_a = list(combinations(np.flatnonzero(avail_a), kept_a))
+    subsets_b = list(combinations(np.flatnonzero(avail_b), kept_b))
+    return sum(len(set(u) & set(v)) for u in subsets_a for v in subsets_b) / (len(subsets_a) * len(subsets_b))
+
+
+def test_chance_jaccard_literal_on_one_site_by_enumeration():
+    # 6 neurons; A keeps 2 of its available {0..4}, B keeps 3 of its available {1..5}
+    avail_a = np.array([T, T, T, T, T, F_])
+    avail_b = np.array([F_, T, T, T, T, T])
+    a = _path([[[T, T, F_, F_, F_, F_]]], sites=("s",))
+    b = _path([[[F_, T, T, T, F_, F_]]], sites=("s",))
+    inter = _expected_intersection_by_enumeration(2, avail_a, 3, avail_b)
+    found = chance_jaccard(a, b, [torch.tensor(avail_a)[None]], [torch.tensor(avail_b)[None]])
+    assert float(found[0]) == pytest.approx(inter / (2 + 3 - inter), rel=1e-6)
+    # no available sets: both draw from all 6
+    inter = _expected_intersection_by_enumeration(2, np.ones(6, bool), 3, np.ones(6, bool))
+    assert float(chance_jaccard(a, b)[0]) == pytest.approx(inter / (5 - inter), rel=1e-6)
+
+
+def test_chance_jaccard_of_two_random_paths_is_q_over_2_minus_q():
+    # keeping a share q of every site, uniformly: E|A n B| = q^2 n, so J = q / (2 - q) (33 % at q = 1/2)
+    g = torch.Generator().manual_seed(1)
+    for q in (0.5, 0.1):
+        masks = [torch.rand(2, 100, generator=g).argsort(1) < int(q * 100), torch.rand(2, 40, generator=g).argsort(1) < int(q * 40)]
+        path = Pathway.from_masks(masks, ["a", "b"])
+        torch.testing.assert_close(chance_jaccard(path, path), torch.full((2,), q / (2 - q)))
+        torch.testing.assert_close(chance_jaccard(path, path, per_site=True), torch.full((2, 2), q / (2 - q)))
+
+
+def test_chance_jaccard_matches_simulated_paths_and_is_symmetric():
+    """Against a Monte Carlo of the null (numpy draws), on sites of a few hundred neurons, where the
+    ratio of expectations and the expected ratio agree."""
+    rng = np.random.default_rng(0)
+    sizes = (300, 200)
+    avail_a = [rng.random(n) < 0.6 for n in sizes]  # A gets 40 % for free ("dead" neurons) ...
+    avail_b = [v | (rng.random(len(v)) < 0.2) for v in avail_a]  # ... and B most of the same
+    kept_a = [int(0.5 * v.sum()) for v in avail_a]
+    kept_b = [int(0.3 * v.sum()) for v in avail_b]
+
+    def draw(avail, kept):
+        masks = []
+        for v, k in zip(avail, kept):
+            m = np.zeros(v.shape, bool)
+            m[rng.choice(np.flatnonzero(v), k, replace=False)] = True
+            masks.append(m)
+        return masks
+
+    simulated = []
+    for _ in range(2000):
+        ma, mb = draw(avail_a, kept_a), draw(avail_b, kept_b)
+        inter = sum(int((u & v).sum()) for u, v in zip(ma, mb))
+        simulated.append(inter / (sum(kept_a) + sum(kept_b) - inter))
+    a = Pathway.from_masks([torch.tensor(m)[None] for m in draw(avail_a, kept_a)], ["s0", "s1"])
+    b = Pathway.from_masks([torch.tensor(m)[None] for m in draw(avail_b, kept_b)], ["s0", "s1"])
+    va, vb = [torch.tensor(v)[None] for v in avail_a], [torch.tensor(v)[None] for v in avail_b]
+    found = float(chance_jaccard(a, b, va, vb)[0])
+    assert found == pytest.approx(np.mean(simulated), abs=4 * np.std(simulated) / np.sqrt(len(simulated)) + 1e-3)
+    assert float(chance_jaccard(b, a, vb, va)[0]) == pytest.approx(found, rel=1e-6)
+    # shared free sets raise chance: drawn from all neurons, paths of the same sizes overlap less
+    assert float(chance_jaccard(a, b)[0]) < found
+
+
+def test_chance_jaccard_validates_available_sets():
+    a = _path([[[T, T, F_]]], sites=("s",))
+    with pytest.raises(ValueError, match="available_a must contain every neuron its pathway keeps"):
+        chance_jaccard(a, a, [torch.tensor([[T, F_, T]])], None)
+    with pytest.raises(ValueError, match="available_b must hold one bool mask per site"):
+        chance_jaccard(a, a, None, [torch.ones(1, 4, dtype=torch.bool)])
+    empty = _path([[[F_, F_, F_]]], sites=("s",))
+    assert math.isnan(float(chance_jaccard(empty, empty)[0]))
 
 
 def test_dead_share_literal():

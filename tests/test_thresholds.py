@@ -151,3 +151,114 @@ def test_remove_lowest_removes_an_exact_count_breaking_ties_by_position():
     assert keep[0][1].tolist() == [False, False, True] and keep[1][1].tolist() == [True, True]
     none = remove_lowest([site_a, site_b], torch.tensor([0, 5]))
     assert all(m[0].all() for m in none) and not any(m[1].any() for m in none)
+
+
+# ----------------------------------------------------------------------------------------------
+# remove_lowest: tie keys
+# ----------------------------------------------------------------------------------------------
+
+
+def _remove_lowest_literal(scores: list[torch.Tensor], count: list[int], keys: torch.Tensor | None) -> list[torch.Tensor]:
+    """Image b loses the first count[b] neurons of Python's stable sort of its pooled neurons by
+    (score, key) (by score alone without keys: equal scores stay in position order)."""
+    masks = [torch.ones(s.shape, dtype=torch.bool) for s in scores]
+    for b in range(scores[0].shape[0]):
+        values = [float(v) for s in scores for v in s[b].flatten().tolist()]
+        key = [0] * len(values) if keys is None else keys[b].tolist()
+        removed = set(sorted(range(len(values)), key=lambda j: (values[j], key[j]))[: count[b]])
+        start = 0
+        for m in masks:
+            size = m[b].numel()
+            m[b].view(-1)[:] = torch.tensor([start + j not in removed for j in range(size)])
+            start += size
+    return masks
+
+
+@pytest.mark.parametrize("keys", ["permutation", "repeated", None])
+@pytest.mark.parametrize("seed", range(6))
+def test_remove_lowest_matches_a_stable_sort_by_score_then_tie_key(seed, keys):
+    """Many exact ties (60 % zeros, four values): the removed set is the first ``count`` of a sort on
+    (score, key), for distinct keys (a permutation), repeated keys (then position decides) and none."""
+    b = 5
+    scores = _random_scores(b, seed=100 + seed, kind="ties")
+    n = sum(math.prod(s) for s in SHAPES)
+    g = _gen(seed)
+    count = torch.randint(0, n + 1, (b,), generator=g)
+    count[0], count[1] = 0, n  # nothing and everything
+    if keys == "permutation":
+        tie_keys = torch.stack([torch.randperm(n, generator=g) for _ in range(b)])
+    elif keys == "repeated":
+        tie_keys = torch.randint(0, 3, (b, n), generator=g)
+    else:
+        tie_keys = None
+    got = remove_lowest(scores, count, tie_keys=tie_keys)
+    want = _remove_lowest_literal(scores, count.tolist(), tie_keys)
+    for m, w in zip(got, want):
+        assert torch.equal(m, w)
+    removed = sum((~m).flatten(1).sum(1) for m in got)
+    assert removed.tolist() == count.tolist()
+
+
+def test_remove_lowest_without_tie_keys_is_the_position_rule():
+    """``tie_keys=None`` and keys 0, 1, 2, ... (position itself) give the same masks."""
+    scores = _random_scores(4, seed=7, kind="ties")
+    n = sum(math.prod(s) for s in SHAPES)
+    count = torch.tensor([3, 20, 41, n - 1])
+    plain = remove_lowest(scores, count)
+    by_position = remove_lowest(scores, count, tie_keys=torch.arange(n).expand(4, n))
+    assert all(torch.equal(a, b) for a, b in zip(plain, by_position))
+
+
+def test_remove_lowest_random_tie_keys_choose_uniformly_within_a_straddling_block():
+    """Scores 0.5, then seven tied 1s, then a 2: removing 4 takes the 0.5 and 3 of the 7 tied. Over
+    2000 seeded permutations (one per row) each tied neuron goes with frequency 3/7, within five
+    binomial standard errors; by position the first three always go."""
+    rows, tied, take = 2000, 7, 3
+    site_a = torch.tensor([1.0, 1.0, 0.5, 1.0, 1.0]).expand(rows, 5)
+    site_b = torch.tensor([1.0, 2.0, 1.0, 1.0]).expand(rows, 4)
+    is_tied = torch.tensor([True, True, False, True, True, True, False, True, True])
+    count = torch.full((rows,), 1 + take)
+    keys = torch.stack([torch.randperm(9, generator=_gen(seed)) for seed in range(rows)])
+    keep = remove_lowest([site_a, site_b], count, tie_keys=keys)
+    removed = ~torch.cat(keep, 1)
+    assert (removed.sum(1) == 1 + take).all()
+    assert removed[:, 2].all() and not removed[:, 6].any()
+    frequency = removed[:, is_tied].double().mean(0)
+    p = take / tied
+    assert (frequency - p).abs().max() <= 5 * math.sqrt(p * (1 - p) / rows), frequency.tolist()
+    by_position = ~torch.cat(list(remove_lowest([site_a, site_b], count)), 1)
+    assert by_position[:, is_tied].tolist() == [[True, True, True, False, False, False, False]] * rows
+
+
+def test_remove_lowest_rejects_tie_keys_of_the_wrong_shape():
+    scores = _random_scores(2, seed=0, kind="ties")
+    n = sum(math.prod(s) for s in SHAPES)
+    with pytest.raises(ValueError, match="tie_keys"):
+        remove_lowest(scores, torch.tensor([3, 4]), tie_keys=torch.arange(n))
+    with pytest.raises(ValueError, match="tie_keys"):
+        remove_lowest(scores, torch.tensor([3, 4]), tie_keys=torch.ones(2, n, dtype=torch.bool))
+
+
+def test_remove_lowest_with_tie_keys_is_recorded_and_replayed():
+    """The tie order is an input of the decision, like the scores: replayed with the same keys the
+    recorded masks come back unchanged; another tie order moves neurons inside the tied block (all
+    at the cut, so within any band) and the replay reports more changes than rounding allows."""
+    from pathlib_pw import decisions
+
+    scores = _random_scores(2, seed=3, kind="ties")
+    n = sum(math.prod(s) for s in SHAPES)
+    keys = torch.stack([torch.randperm(n, generator=_gen(s)) for s in (11, 12)])
+    count = torch.tensor([40, 50])
+    loose = decisions.Rounding("threshold", capacity=0.1, band=1.0)
+    with decisions.recording() as log, decisions.criterion(loose):
+        recorded = remove_lowest(scores, count, tie_keys=keys)
+    assert len(log) == 2
+    with decisions.replaying(log) as report, decisions.criterion(loose):
+        same = remove_lowest(scores, count, tie_keys=keys)
+    assert report.ok and report.changed == 0
+    assert all(torch.equal(a, b) for a, b in zip(same, recorded))
+    other = torch.stack([torch.randperm(n, generator=_gen(s)) for s in (13, 14)])
+    with decisions.replaying(log) as report, decisions.criterion(loose):
+        remove_lowest(scores, count, tie_keys=other)
+    assert not report.ok
+    assert any("neurons changed" in c.problem for c in report.checks)

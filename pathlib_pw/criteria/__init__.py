@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
-from pathlib_pw.criteria import _progress, active, dgr, greedy, intgrad, mct, random
+from pathlib_pw.criteria import _progress, active, dead_first, dgr, greedy, intgrad, mct, random
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import CriterionSpec, Method, Variant
 from pathlib_pw.pathway import Pathway
@@ -24,7 +24,17 @@ from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifi
 from pathlib_pw.thresholds import as_percent
 
 SPECS: dict[str, CriterionSpec] = {
-    spec.name: spec for spec in (mct.SPEC, intgrad.SPEC, greedy.SPEC, random.SPEC, dgr.SPEC, active.SPEC)
+    spec.name: spec
+    for spec in (
+        mct.SPEC,
+        intgrad.SPEC,
+        greedy.SPEC,
+        random.SPEC,
+        dgr.SPEC,
+        active.SPEC,
+        dead_first.SPEC_RANDOM,
+        dead_first.SPEC_ACTIVATION,
+    )
 }
 CRITERIA: dict[str, Callable[..., list[Pathway]]] = {name: spec.function for name, spec in SPECS.items()}
 VARIANTS: dict[str, tuple[str, ...]] = {name: spec.variants for name, spec in SPECS.items()}
@@ -75,7 +85,8 @@ def extract_pathway(
             unchanged afterwards (it is run in eval mode). Put it on the GPU to compute there.
         x: normalized images (B, C, H, W); moved to the model's device.
         method: one of ``CRITERIA`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ``random``, ``dgr``,
-            ``active_subnet``).
+            ``active_subnet``, and the controls ``dead_first_random`` and ``dead_first_activation``, which
+            remove every dead neuron first, then living ones at random or by lowest activation).
         sparsity: percent of neurons to remove, in [0, 100), scalar or one per image (not used by
             ``active_subnet``, which derives it from the image).
         target: class explained per image; default the model's prediction.

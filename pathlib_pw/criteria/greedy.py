@@ -3,23 +3,34 @@
 Neurons whose Taylor score |a * g| is zero (dead at this input) are given the largest score, so the
 pruner keeps them: a path full of dead neurons still keeps the output, which is the paper's point
 that pruning objectives alone do not find critical pathways.
+
+Ties never favour a position. Every dead kept neuron has the same rank, so once the living ones are
+gone a round's cut falls inside that tied block; breaking the tie by position emptied the first
+sites of a network first (on MobileNetV2 its first six), a dead-neuron pattern made by site order
+alone. The intended variant breaks ties by a seeded random order of each image's neurons
+(``ties="random"``); ``ties="position"`` keeps the old rule for comparison.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria._progress import bar
+from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
 from pathlib_pw.pathway import Pathway, masking
-from pathlib_pw.selection import add_all, per_image
+from pathlib_pw.selection import add_all, map_images, per_image
 from pathlib_pw.sites import activations_and_gradients
 from pathlib_pw.thresholds import global_threshold, remove_lowest
+
+Ties = Literal["random", "position"]
+TIES: tuple[Ties, ...] = ("random", "position")
 
 
 def _taylor(
@@ -42,26 +53,42 @@ def greedy(
     variant: str,
     step: float = 1.0,
     rounds: int | None = None,
+    ties: Ties = "random",
+    seed: torch.Tensor | int = 0,
 ) -> list[Pathway]:
     """Iterative Taylor pruning with re-scoring through the masked network.
 
     ``"intended"``: each round removes, among the neurons still kept, the lowest-scored ones until
-    ``step`` more percent of all neurons are removed (an exact count; ties broken by position);
-    removed neurons stay removed; stops at the requested sparsity (``ceil(sparsity / step)`` rounds
-    unless ``rounds`` is given).
+    ``step`` more percent of all neurons are removed (an exact count); removed neurons stay removed;
+    stops at the requested sparsity (``ceil(sparsity / step)`` rounds unless ``rounds`` is given).
+    Equal scores at a round's cut (chiefly the dead kept neurons, which share one rank above every
+    living neuron) are taken in the order of ``ties``: ``"random"`` (default) a random permutation
+    of the image's neurons (sites pooled in order), ``torch.randperm`` from a CPU generator seeded
+    with :func:`tie_seed` of the image's ``seed`` and fixed for the whole run, so that the neurons
+    removed from a tied block are a uniform choice and the same on every device; ``"position"``
+    site order, then element order (the rule before ties were handled, which empties the first
+    sites of their dead neurons first).
 
     ``"original_code"``: the authors' loop for ``rounds`` rounds (they used 99, 98 for decoding):
     scores <= 0 replaced by the maximum, threshold at the ``i * step``-th percentile, then every
     neuron with score <= 0 put back. Neurons pruned in one round score 0 in the next and are restored,
     so masks oscillate and the requested ``sparsity`` is never used; ``rounds`` defaults to 99.
 
+    ``ties`` and ``seed`` are validated for both variants and used by ``"intended"`` only: the
+    authors' ``<=`` threshold removes or keeps a tied block whole, so it never breaks a tie.
+
     ``levels``: sparsities in percent, one (B,) tensor per level; returns one Pathway per level (an
-    intended run towards the largest level passes through the smaller ones).
+    intended run towards the largest level passes through the smaller ones). ``seed`` is one int
+    per image (``extract_pathway`` derives them from a single int), so a chunked call gives the same
+    paths as one call over all images.
     """
     if not (isinstance(step, (int, float)) and 0 < step < 100):
         raise ValueError(f"step must be a percentage in (0, 100), got {step!r}")
     if rounds is not None and (not isinstance(rounds, int) or rounds < 1):
         raise ValueError(f"rounds must be a positive int or None, got {rounds!r}")
+    if not isinstance(ties, str) or ties not in TIES:
+        raise ValueError(f"ties must be one of {list(TIES)}, got {ties!r}")
+    seeds = per_image_seeds(seed, x.shape[0])
     if variant == "original_code":
         masks, names, tgt = _original_code(model, x, target, step, 99 if rounds is None else rounds)
         return [
@@ -82,8 +109,35 @@ def greedy(
         for level in levels
     )
     if not shared:
-        return [_intended(model, x, [level], target, step, rounds)[0] for level in levels]
-    return _intended(model, x, levels, target, step, None)
+        return [_intended(model, x, [level], target, step, rounds, ties, seeds)[0] for level in levels]
+    return _intended(model, x, levels, target, step, None, ties, seeds)
+
+
+# Greedy's tie order draws from a stream of its own: Random and DGR(init=r) seed their generators
+# with the same per-image seeds, and two permutations drawn from one Mersenne Twister stream are
+# correlated (torch's randperm draws each swap as the same random number modulo a different size).
+TIE_STREAM = 0x7469_6573
+_M64 = (1 << 64) - 1
+
+
+def tie_seed(seed: int) -> int:
+    """The generator seed of an image's tie order: splitmix64's finalizer of ``seed + TIE_STREAM x
+    0x9E3779B97F4A7C15`` (modulo 2**64), a plain function of the image's seed."""
+    z = (seed + TIE_STREAM * 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _tie_keys(seeds: torch.Tensor, neurons: int) -> torch.Tensor:
+    """(B, neurons) int32: image b's tie rank of each neuron (sites pooled in order), ``torch.randperm``
+    from a CPU generator seeded with ``tie_seed(seeds[b])``: the same on every device and batch split."""
+
+    def draw(b: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(tie_seed(int(seeds[b])))
+        return torch.randperm(neurons, generator=generator).to(torch.int32)  # int32: half the memory
+
+    return torch.stack(map_images(draw, len(seeds)))
 
 
 def _intended(
@@ -93,12 +147,15 @@ def _intended(
     target: torch.Tensor | int | None,
     step: float,
     rounds: int | None,
+    ties: Ties,
+    seeds: torch.Tensor,
 ) -> list[Pathway]:
     """One pruning run towards the largest level, with a snapshot when each level is reached."""
     scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     wanted = torch.stack([lv.to(torch.float64) for lv in levels]).amax(0)
     total = sum(s[0].numel() for s in scores)
+    keys = None if ties == "position" else _tie_keys(seeds, total).to(scores[0].device)
     due = [rounds if rounds is not None else math.ceil(float(lv.max()) / step - 1e-9) for lv in levels]
     n_rounds = max(due)
     snapshots = {j: masks for j, r in enumerate(due) if r == 0}
@@ -113,7 +170,7 @@ def _intended(
             ]
             scale = _mean_score(scores)
             near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
-            masks = remove_lowest(ranked, torch.round(level / 100.0 * total), near_zero, scale)
+            masks = remove_lowest(ranked, torch.round(level / 100.0 * total), near_zero, scale, tie_keys=keys)
             for j, r in enumerate(due):
                 if r == i + 1:
                     snapshots[j] = masks
@@ -122,7 +179,14 @@ def _intended(
             rounds_bar.update()
     return [
         Pathway.from_masks(
-            snapshots[j], names, "greedy", requested_sparsity=lv.float(), target=tgt.cpu(), rounds=due[j], variant="intended"
+            snapshots[j],
+            names,
+            "greedy",
+            requested_sparsity=lv.float(),
+            target=tgt.cpu(),
+            rounds=due[j],
+            variant="intended",
+            ties=ties,
         )
         for j, lv in enumerate(levels)
     ]
@@ -166,7 +230,8 @@ SPEC = CriterionSpec(
     "greedy",
     greedy,
     "iterative Taylor pruning through the masked network, the paper's pathological pruner",
-    options=("step", "rounds"),
+    options=("step", "rounds", "ties", "seed"),
     variants=("intended", "original_code"),
+    seeded=True,
     rounding=BURSTY,
 )

@@ -15,7 +15,16 @@ from typing import Any, Literal
 
 from pathlib_pw.decisions import EXACT, Rounding
 
-Method = Literal["neuron_mct", "neuron_intgrad", "greedy", "random", "dgr", "active_subnet"]
+Method = Literal[
+    "neuron_mct",
+    "neuron_intgrad",
+    "greedy",
+    "random",
+    "dgr",
+    "active_subnet",
+    "dead_first_random",
+    "dead_first_activation",
+]
 Variant = Literal["intended", "original_code"]
 CORE_PARAMETERS = ("model", "x", "levels", "target", "variant")
 

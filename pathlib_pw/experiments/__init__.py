@@ -19,11 +19,11 @@ import torch
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import (
     decoding,
+    dgr_budget,
     dgr_retries,
     lerf,
     lerf_digits,
     maps_vs_sparsity,
-    operating_point,
     paths,
     qualitative,
     roar,
@@ -37,8 +37,8 @@ from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
-    "operating_point": operating_point,
     "dgr_retries": dgr_retries,
+    "dgr_budget": dgr_budget,
     "maps_vs_sparsity": maps_vs_sparsity,
     "qualitative": qualitative,
     "sanity": sanity,

@@ -20,6 +20,7 @@ from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.experiments.attribution import PAPER_METHODS
 from pathlib_pw.reference import authors_table
 from pathlib_pw.removal import area_under_curve
+from pathlib_pw.statistics import bootstrap_interval
 from pathlib_pw.verdicts import Evaluation, Verdict
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ LABELS = {
 # The authors' ImageNet NeuronIntGrad row repeats their Birdsnap row value for value (PAPER.md, known slips)
 COPY_SLIP = ("imagenet", "NeuronIntGrad")
 DEFAULT_REMOVAL = "mean/float32/random"  # the authors' fill, our float maps, ties at random
-RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
 
 
 def _index(results: Mapping[str, np.ndarray], key: str, value: str) -> int:
@@ -66,28 +65,6 @@ def aucs(results: Mapping[str, np.ndarray], order: str, removal: str = DEFAULT_R
     """(images, methods): each image's area under its removal curve, the authors' rule."""
     curves = results["curves"][:, :, _index(results, "orders", order), _index(results, "removals", removal)]
     return area_under_curve(results["percents"].astype(np.float64), curves.astype(np.float64)).numpy()
-
-
-def bootstrap_interval(
-    values: np.ndarray, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over the first axis (the images) and its 95 % percentile bootstrap interval: ``resamples``
-    draws of as many images with replacement (the same draws for every column, so paired columns stay
-    paired). NaN bounds for fewer than two images."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 0 or values.shape[0] == 0:
-        raise ValueError(f"values must have at least one image along the first axis, got shape {values.shape}")
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise ValueError(f"resamples must be an int >= 1, got {resamples!r}")
-    n = values.shape[0]
-    mean = values.mean(0)
-    if n < 2:
-        nan = np.full_like(mean, np.nan)
-        return mean, nan, nan
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)  # (R, n)
-    means = (counts @ values.reshape(n, -1) / n).reshape(resamples, *values.shape[1:])
-    low, high = np.percentile(means, [2.5, 97.5], axis=0)
-    return mean, low, high
 
 
 def degenerate(results: Mapping[str, np.ndarray]) -> dict[str, int]:

@@ -16,6 +16,7 @@ from scipy import stats
 from pathlib_pw.attribution_methods import PATHWAY_GRAD
 from pathlib_pw.experiments.lerf_tables import GRADIENT_BASELINES, authors_wide, label
 from pathlib_pw.roar import roar_auc
+from pathlib_pw.statistics import t_interval
 from pathlib_pw.verdicts import Evaluation, Verdict
 
 if TYPE_CHECKING:
@@ -55,18 +56,6 @@ def _method(results: Mapping[str, np.ndarray], method: str) -> int:
     if method not in methods:
         raise ValueError(f"method must be one of {methods}, got {method!r}")
     return methods.index(method)
-
-
-def t_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and its 95 % Student-t interval along ``axis`` (NaN bounds for fewer than two values)."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[axis]
-    mean = values.mean(axis)
-    if n < 2:
-        nan = np.full_like(mean, np.nan)
-        return mean, nan, nan
-    half = stats.t.ppf(0.975, n - 1) * values.std(axis, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def degenerate(results: Mapping[str, np.ndarray]) -> dict[str, int]:

@@ -27,8 +27,10 @@ CASES = {
     "dgr": ("dgr", "intended", 50, {"iterations": 8, "lr": 0.05}),
     "dgr_r": ("dgr", "intended", 50, {"iterations": 8, "lr": 0.05, "init": "r", "seed": 9}),
     "active": ("active_subnet", "intended", None, {}),
+    "dead_random": ("dead_first_random", "intended", 60, {"seed": 3}),
+    "dead_activation": ("dead_first_activation", "intended", 60, {}),
 }
-SEEDED = {"random", "dgr_r"}
+SEEDED = {"random", "dgr_r", "greedy", "dead_random"}  # greedy: its random tie order
 
 
 def _run(model, x, case, **over):
@@ -99,7 +101,7 @@ def test_scalar_target_applies_to_every_image():
     assert torch.equal(a.flat(), b.flat())
 
 
-@pytest.mark.parametrize("case", ["mct", "intgrad", "greedy", "greedy_original", "random", "dgr"])
+@pytest.mark.parametrize("case", ["mct", "intgrad", "greedy", "greedy_original", "random", "dgr", "dead_random", "dead_activation"])
 def test_per_image_sparsity(case):
     model = nets.tiny_resnet()
     x = nets.images(3)
@@ -276,7 +278,7 @@ def test_in_place_rectifier_on_the_input():
         nn.ReLU(inplace=True), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
     ).double().eval()
     problems = []
-    for case in ("mct", "intgrad", "greedy", "greedy_original", "random", "dgr", "active"):
+    for case in ("mct", "intgrad", "greedy", "greedy_original", "random", "dgr", "active", "dead_random", "dead_activation"):
         x = nets.images(2)
         x0 = x.clone()
         try:
@@ -319,7 +321,7 @@ def _x(b=2):
         (dict(target=torch.tensor([1.0, 2.0])), TypeError, r"target"),
         (dict(target="cat"), TypeError, r"target"),
         (dict(foo=1), TypeError, r"foo.*accepted options"),
-        (dict(method="greedy", seed=1), TypeError, r"seed.*accepted options"),
+        (dict(seed=1), TypeError, r"seed.*accepted options"),  # neuron_mct is not seeded
         (dict(batch_size=0), ValueError, r"batch_size"),
         (dict(batch_size=1.5), ValueError, r"batch_size"),
         (dict(method="active_subnet", sparsity=50), ValueError, r"sparsity.*None"),

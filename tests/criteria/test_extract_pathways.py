@@ -16,6 +16,8 @@ SETUPS = [
     ("greedy", "original_code", {"rounds": 4}),
     ("random", "intended", {"seed": 3}),
     ("dgr", "intended", {"iterations": 6}),
+    ("dead_first_random", "intended", {"seed": 3}),
+    ("dead_first_activation", "intended", {}),
 ]
 
 

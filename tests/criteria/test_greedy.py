@@ -3,13 +3,16 @@
 ``original_code``: start with all ones, Taylor scores |a*g|; each round i replaces scores <= 0 by the
 maximum, thresholds at the (i*step)-th percentile, sets mask 0 where score <= thr and back to 1 where
 score <= 0, then re-scores through the masked net. ``intended``: pruned neurons stay pruned, the
-realized sparsity reaches the requested one, dead neurons are kept preferentially.
+realized sparsity reaches the requested one, dead neurons are kept preferentially, and ties at a
+round's cut (the dead kept neurons share one rank) go by a seeded random order (``ties="random"``)
+or by position (``ties="position"``, the rule before ties were handled).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import pytest
 import torch
@@ -187,7 +190,200 @@ def path_sparsity_gap(path, p):
     return (path.sparsity - p).abs().max()
 
 
-@pytest.mark.parametrize(("option", "value"), [("step", 0), ("step", 100), ("rounds", 0), ("rounds", 2.5)])
-def test_bad_options(option, value):
+@pytest.mark.parametrize("variant", ["intended", "original_code"])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("step", 0),
+        ("step", 100),
+        ("rounds", 0),
+        ("rounds", 2.5),
+        ("ties", "first"),
+        ("ties", None),
+        ("ties", ["random"]),
+        ("seed", 1.5),
+        ("seed", "one"),
+        ("seed", [1, 2]),
+    ],
+)
+def test_bad_options(option, value, variant):
     with pytest.raises((ValueError, TypeError), match=option):
-        pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "greedy", 50, **{option: value})
+        pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "greedy", 50, variant=variant, **{option: value})
+
+
+def test_bad_ties_names_the_accepted_values():
+    with pytest.raises(ValueError, match=r"ties must be one of \['random', 'position'\], got 'first'"):
+        pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "greedy", 50, ties="first")
+
+
+def test_bad_seed_in_a_direct_call():
+    greedy = sys.modules["pathlib_pw.criteria.greedy"]
+    level = [torch.full((2,), 30.0, dtype=torch.float64)]
+    with pytest.raises(ValueError, match="seed"):
+        greedy.greedy(nets.tiny_cnn(), nets.images(2), level, None, "intended", seed=[1, 2, 3])
+    with pytest.raises(TypeError, match="seed"):
+        greedy.greedy(nets.tiny_cnn(), nets.images(2), level, None, "intended", seed=torch.tensor([0.5, 1.5]))
+
+
+# --------------------------------------------------------------------------------- tie rule
+
+
+def _splitmix64(seed: int, stream: int) -> int:
+    """splitmix64's finalizer of seed + stream * golden ratio, modulo 2**64 (Steele et al. 2014)."""
+    mask = 2**64 - 1
+    z = (seed + stream * 0x9E3779B97F4A7C15) % 2**64
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & mask
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB & mask
+    return z ^ (z >> 31)
+
+
+def _intended_literal(model, x1, p: float, step: float, ties: str, seed: int) -> list[torch.Tensor]:
+    """The intended Greedy for one image, literally. Round i: n_i = round(min(p, (i+1) step) / 100 * N)
+    neurons are to be removed in all; among the kept ones, Python's stable sort ranks the living
+    (Taylor score > 0) by score, then every dead one (score <= 0, one shared rank), ties by the tie
+    key (``torch.randperm(N)`` from a CPU generator seeded with the image's seed mixed into the tie
+    stream 0x74696573 by splitmix64; none for ``"position"``, so position decides); the first
+    n_i - (removed so far) go. Then re-score through the masked net."""
+    scores, t = R.mct_scores(model, x1)
+    shapes = [s.shape for s in scores]
+    n = sum(s.numel() for s in scores)
+    keys = [0] * n
+    if ties == "random":
+        keys = torch.randperm(n, generator=torch.Generator().manual_seed(_splitmix64(seed, 0x74696573))).tolist()
+    removed: set[int] = set()
+    masks = [torch.ones(shape, dtype=torch.bool) for shape in shapes]
+    for i in range(math.ceil(p / step - 1e-9)):
+        wanted = round(min(p, (i + 1) * step) / 100 * n)
+        flat = [float(v) for s in scores for v in s.flatten().tolist()]
+        kept = [j for j in range(n) if j not in removed]
+        ranked = sorted(kept, key=lambda j: (flat[j] <= 0, flat[j] if flat[j] > 0 else 0.0, keys[j]))
+        removed |= set(ranked[: wanted - len(removed)])
+        keep = torch.tensor([j not in removed for j in range(n)])
+        masks = list(keep.split([math.prod(shape) for shape in shapes]))
+        masks = [m.view(shape) for m, shape in zip(masks, shapes)]
+        scores, _ = R.mct_scores(model, x1, t, masks)
+    return masks
+
+
+@pytest.mark.parametrize("ties", ["position", "random"])
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_intended_matches_literal_reference_for_both_tie_rules(net, ties):
+    """At 70 % (above the living share of these nets, so later rounds cut inside the tied block of
+    dead neurons) both tie rules give the literal reference's masks. ``"position"`` is the rule
+    Greedy used before ties were handled: its paths are unchanged."""
+    model = NETS[net]()
+    x = nets.images(2)
+    path = pw.extract_pathway(model, x, "greedy", 70, step=10, ties=ties, seed=4)
+    assert path.info["ties"] == ties
+    for b in range(2):
+        want = _intended_literal(model, x[b : b + 1], 70, 10, ties, 4 * 1_000_003 + b)
+        R.assert_masks_equal(R.batch_masks(path, b), want, f"{net} ties={ties} image {b}")
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_intended_random_ties_depend_on_the_seed_only_and_keep_the_count(net):
+    """Same seed, same path; another seed, another path (the dead neurons removed differ); the
+    removed count is exact and the same under every tie rule and seed."""
+    model = NETS[net]()
+    x = nets.images(2)
+    runs = {
+        key: pw.extract_pathway(model, x, "greedy", 70, step=10, **options)
+        for key, options in {
+            "seed 0": {"seed": 0},
+            "seed 0 again": {"seed": 0, "ties": "random"},
+            "seed 1": {"seed": 1},
+            "position": {"ties": "position"},
+        }.items()
+    }
+    assert torch.equal(_kept(runs["seed 0"]), _kept(runs["seed 0 again"]))
+    assert not torch.equal(_kept(runs["seed 0"]), _kept(runs["seed 1"]))
+    assert not torch.equal(_kept(runs["seed 0"]), _kept(runs["position"]))
+    n = runs["seed 0"].num_neurons
+    for key, path in runs.items():
+        assert (~path.flat()).sum(1).tolist() == [round(0.7 * n)] * 2, key
+
+
+def test_intended_random_ties_are_chunk_and_batch_invariant():
+    model = nets.tiny_resnet()
+    x = nets.images(3)
+    one = pw.extract_pathway(model, x, "greedy", 70, step=10, seed=[5, 6, 7])
+    chunked = pw.extract_pathway(model, x, "greedy", 70, step=10, seed=[5, 6, 7], batch_size=2)
+    assert torch.equal(_kept(one), _kept(chunked))
+    alone = pw.extract_pathway(model, x[2:], "greedy", 70, step=10, seed=[7])
+    assert torch.equal(_kept(one)[2:], _kept(alone))
+
+
+@pytest.mark.parametrize("net", ["cnn", "resnet_reused_relu"])
+def test_random_ties_remove_dead_neurons_evenly_across_sites(net):
+    """One round cutting inside the block of dead neurons (score 0), one image repeated 400 times,
+    each copy with its own seed: under random ties every site loses the same expected share of its
+    dead neurons (the removed ones are a uniform choice in the block, within five binomial standard
+    errors), whatever the site's place in the network; by position the sites are emptied in site
+    order (all of the first ones' dead neurons go, at most one site in part, none of the last's)."""
+    model = NETS[net]()
+    x1 = nets.images(1)
+    scores, _ = R.mct_scores(model, x1)
+    dead = [s <= 0 for s in scores]
+    n = sum(d.numel() for d in dead)
+    n_dead = sum(int(d.sum()) for d in dead)
+    p = 100 * (n - n_dead / 2) / n  # the living ones and about half of the dead ones
+    removed_dead = n_dead - (n - round(p / 100 * n))  # dead neurons the round must remove
+    assert 0 < removed_dead < n_dead
+    q = removed_dead / n_dead
+    copies = 400
+    x = x1.expand(copies, *x1.shape[1:])
+    shares = {}
+    for ties in ("random", "position"):
+        path = pw.extract_pathway(model, x, "greedy", p, step=p, ties=ties, seed=3)
+        shares[ties] = torch.stack(
+            [(~m[:, d]).double().mean(1) for m, d in zip(path.masks, dead) if d.any()], 1
+        )  # (copies, sites with dead neurons): share of the site's dead neurons removed
+    sizes = torch.tensor([float(d.sum()) for d in dead if d.any()])
+    mean = shares["random"].mean(0)
+    assert ((mean - q).abs() <= 5 * torch.sqrt(q * (1 - q) / (copies * sizes))).all(), (mean.tolist(), q)
+    by_position = shares["position"][0]
+    assert (shares["position"] == by_position).all()
+    assert by_position[0] > q and by_position[-1] == 0
+    assert (by_position.diff() <= 0).all() and int(((by_position > 0) & (by_position < 1)).sum()) <= 1
+
+
+def test_intended_random_ties_replay_in_another_batch_split():
+    """Recorded over three images in one call, replayed image by image (each with its own seed):
+    every round's decision matches its record exactly, so the tie order is the same. Replayed with
+    another seed, the tie order differs and the replay says so."""
+    from pathlib_pw import decisions
+
+    model = nets.tiny_resnet()
+    x = nets.images(3)
+    with decisions.recording() as log, decisions.images(["a", "b", "c"]):
+        recorded = pw.extract_pathway(model, x, "greedy", 70, step=10, seed=[5, 6, 7])
+    assert len(log) == 3 * 7
+    for b, key in enumerate("abc"):
+        with decisions.replaying(log.subset([k for k in log.records if f"|{key}|" in k])) as report:
+            with decisions.images([key]):
+                alone = pw.extract_pathway(model, x[b : b + 1], "greedy", 70, step=10, seed=[5 + b])
+        assert report.ok and report.changed == 0 and len(report.checks) == 7, report.problems()
+        assert torch.equal(_kept(alone), _kept(recorded)[b : b + 1])
+    with decisions.replaying(log.subset([k for k in log.records if "|a|" in k])) as report, decisions.images(["a"]):
+        pw.extract_pathway(model, x[:1], "greedy", 70, step=10, seed=[99])
+    assert not report.ok
+
+
+def test_tie_order_is_not_the_stream_of_random_and_dgr():
+    """Random (and DGR with init r) seed a generator with the same per-image seed; Greedy's tie
+    order comes from a generator seeded with that seed mixed into a stream of its own (splitmix64),
+    so it is not correlated with their draws (two permutations from one Mersenne Twister stream
+    start with the same random number modulo their sizes)."""
+    greedy = sys.modules["pathlib_pw.criteria.greedy"]
+    for seed in (0, 7, -3, 4 * 1_000_003 + 1):
+        assert greedy.tie_seed(seed) == _splitmix64(seed, 0x74696573) != seed
+
+
+def test_original_code_accepts_and_ignores_ties_and_seed():
+    """The authors' ``<=`` threshold takes or keeps a tied block whole: no tie order to choose."""
+    model = nets.tiny_cnn()
+    x = nets.images(2)
+    plain = pw.extract_pathway(model, x, "greedy", 50, variant="original_code", rounds=5)
+    for options in ({"ties": "position"}, {"ties": "random", "seed": 17}, {"seed": [3, 4]}):
+        other = pw.extract_pathway(model, x, "greedy", 50, variant="original_code", rounds=5, **options)
+        assert torch.equal(_kept(plain), _kept(other)), options

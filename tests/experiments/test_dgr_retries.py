@@ -64,3 +64,24 @@ def test_the_retry_table_reads_the_cache(book_results):
         assert table.loc[variant, "kept the prediction"] == f"{kept} of {n}"
     with pytest.raises(ValueError, match="criteria must be among"):
         paths_tables.retry_table(retries, 90.0, ["DGR(init=x)"], [])
+
+
+def test_it_records_the_paths_arrays_without_the_nulls():
+    """Its cache predates the activity-aware nulls: the run leaves out exactly paths.NULL_KEYS and
+    computes every other array as the paths run does (the free level is not computed either)."""
+    from pathlib_pw.experiments.inputs import Inputs
+
+    smoke = paths.config("smoke")
+    config = dataclasses.replace(
+        smoke,
+        inputs=Inputs(images=("chelsea",), size=32),
+        criteria=tuple(c for c in smoke.criteria if c.label in ("NeuronMCT", "Random")),
+        overlap_sparsities=(50.0,),
+        sweep_sparsities=(90.0,),
+    )
+    full = paths.run(config, progress=False)
+    without = dgr_retries.run(config, progress=False)
+    assert set(full) - set(without) == paths.NULL_KEYS and set(without) <= set(full)
+    assert set(dgr_retries.PER_IMAGE) == set(paths.PER_IMAGE) - paths.NULL_KEYS
+    for key in without:
+        np.testing.assert_array_equal(without[key], full[key], err_msg=key)

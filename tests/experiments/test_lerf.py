@@ -197,17 +197,6 @@ def test_auc_table_curve_frames_and_rank_agreement(small_run):
     assert lerf_tables.label("pathway_grad/neuron_mct@90") == "PathwayGrad, NeuronMCT, 90 %"
 
 
-def test_the_bootstrap_interval_covers_like_a_normal_interval_on_a_large_sample():
-    values = np.random.default_rng(1).normal(size=(400, 2))
-    values[:, 1] = values[:, 0] + 1.0  # a paired column: the same resamples, so the difference is exact
-    mean, low, high = lerf_tables.bootstrap_interval(values)
-    half = 1.96 * values.std(0, ddof=1) / np.sqrt(400)
-    np.testing.assert_allclose(high - low, 2 * half, rtol=0.1)
-    np.testing.assert_allclose((high - low)[1], (high - low)[0])
-    with pytest.raises(ValueError, match="resamples must"):
-        lerf_tables.bootstrap_interval(values, resamples=0)
-
-
 def _toy_results(constant_gradcam: bool):
     # 4 images, 3 methods; AUC = the single curve point (percent 1 -> trapezoid 0.5 * y)
     curves = np.array([[1.0, 2.0, 0.5], [1.2, 2.2, 0.4], [0.8, 1.8, 0.6], [1.0, 2.0, 0.5]])

@@ -57,25 +57,17 @@ def test_per_site_tables():
 
 
 def test_dead_share_table_and_sweep():
-    table = paths_tables.dead_share_table(fake_results(), 90)
+    table = paths_tables.dead_share_table(_with_chance_and_response(fake_results()), 90)
     assert table.loc["C", "dead share of path"] == pytest.approx(40.0)
-    assert table.loc["A", "output change"] == pytest.approx(40.0)
+    assert table.loc["C", "dead share sd"] == pytest.approx(np.std([30, 50], ddof=1))
+    assert table.loc["A", "median output change"] == pytest.approx(40.0)  # the median of 30 and 50
+    assert table.loc["A", "class kept"] == pytest.approx(0.0) and table.loc["C", "class kept"] == pytest.approx(100.0)
+    assert np.isnan(paths_tables.dead_share_table(fake_results(), 90)["class kept"]).all()  # a cache without class_kept
     assert table.loc["B", "realized sparsity"] == pytest.approx(90.0)
     sweep = paths_tables.sweep_table(fake_results())
     assert sweep.loc[50.0, "A"] == pytest.approx(0.11)
     with pytest.raises(ValueError, match="quantity must be one of"):
         paths_tables.sweep_table(fake_results(), "speed")
-
-
-def test_sparsity_for_change_is_the_largest_level_within_the_bound():
-    r = fake_results()
-    assert paths_tables.sparsity_for_change(r, "A", 0.15) == 50.0
-    assert paths_tables.sparsity_for_change(r, "B", 0.15) == 0.0
-    assert paths_tables.sparsity_for_change(r, "C", 0.15) == 90.0
-    r["output_change"][:, 0, 0] = 1.0
-    r["output_change"][:, 0, 1] = 1.0
-    r["output_change"][:, 0, 2] = 1.0
-    assert np.isnan(paths_tables.sparsity_for_change(r, "A", 0.15))
 
 
 def test_dgr_kept_prediction_counts_only_dgr_columns():
@@ -89,8 +81,9 @@ def test_sweep_spread_is_the_standard_deviation_over_images():
     std = paths_tables.sweep_table(fake_results(), stat="std")
     assert std.loc[90.0, "A"] == pytest.approx(0.10)  # images 0.30 and 0.50
     assert std.loc[90.0, "B"] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="stat must be"):
-        paths_tables.sweep_table(fake_results(), stat="median")
+    assert paths_tables.sweep_table(fake_results(), stat="median").loc[90.0, "A"] == pytest.approx(0.40)
+    with pytest.raises(ValueError, match="stat must be one of \\['mean', 'std', 'median'\\]"):
+        paths_tables.sweep_table(fake_results(), stat="mode")
 
 
 def test_emptied_sites_name_where_a_path_keeps_nothing():
@@ -135,12 +128,121 @@ def test_pair_overlap_per_image_in_percent():
 
 
 def test_retry_table_gathers_kept_prediction_dead_share_change_and_overlaps():
-    r = fake_results()
+    r = _with_chance_and_response(fake_results())
     r["dgr_kept_prediction"] = np.array([[np.nan, 1.0, 0.0], [np.nan, 1.0, 1.0]])
     table = paths_tables.retry_table(r, 90, ["B", "C"], ["A"])
     assert table["kept the prediction"].to_dict() == {"B": "2 of 2", "C": "1 of 2"}
     assert table["dead share of path"].tolist() == pytest.approx([0.0, 40.0])
-    assert table["output change"].tolist() == pytest.approx([20.0, 5.0])
+    assert table["median output change"].tolist() == pytest.approx([20.0, 5.0])
     assert table["overlap with A"].tolist() == pytest.approx([50.0, 10.0])  # C / A: the NaN image skipped
     with pytest.raises(ValueError, match="criteria must be among"):
         paths_tables.retry_table(r, 90, ["B"], ["D"])
+
+
+def _with_chance_and_response(results):
+    chance = np.full_like(results["jaccard"], 0.25)
+    chance[1, 0, 0, 1] = chance[1, 0, 1, 0] = 0.65  # image 1: A / B lies below its chance level
+    signed = -results["output_change"].copy()
+    signed[1, 0, 2] = 0.5  # image 1's probability rises through A at 90 %
+    kept = (results["output_change"] < 0.15).astype(np.float64)
+    return results | {"jaccard_chance": chance, "signed_change": signed, "class_kept": kept}
+
+
+def test_overlap_table_sets_each_overlap_beside_its_chance_level():
+    table = paths_tables.overlap_table(_with_chance_and_response(fake_results()), 90, ["A", "B", "C"])
+    row = table.loc[("A", "B")]
+    # overlaps 40 and 60, chance 25 and 65: excess +15 and -5
+    assert row["overlap (%)"] == pytest.approx(50.0) and row["sd"] == pytest.approx(np.std([40, 60], ddof=1))
+    assert row["chance (%)"] == pytest.approx(45.0) and row["above chance"] == pytest.approx(5.0)
+    assert row["95% low"] == pytest.approx(-5.0) and row["95% high"] == pytest.approx(15.0)
+    assert row["images above chance"] == "1 of 2"
+    assert table.loc[("A", "C"), "images above chance"] == "0 of 1"  # the NaN image is left out
+    assert list(table.index) == [("A", "B"), ("A", "C"), ("B", "C")]
+    with pytest.raises(ValueError, match="criteria must be among"):
+        paths_tables.overlap_table(_with_chance_and_response(fake_results()), 90, ["A", "Z"])
+    chance = paths_tables.jaccard_matrix(_with_chance_and_response(fake_results()), 90, chance=True)
+    assert chance.loc["A", "B"] == pytest.approx(45.0)
+
+
+def test_sweep_summary_uses_medians_and_counts_kept_classes():
+    summary = paths_tables.sweep_summary(_with_chance_and_response(fake_results()), "A")
+    assert list(summary.index) == [0.0, 50.0, 90.0]
+    assert summary.loc[90.0, "median change (%)"] == pytest.approx(40.0)
+    assert summary.loc[90.0, "mean change (%)"] == pytest.approx(40.0)
+    assert summary.loc[90.0, "median signed change (%)"] == pytest.approx(np.median([-30.0, 50.0]))
+    assert summary.loc[50.0, "class kept (%)"] == pytest.approx(100.0) and summary.loc[90.0, "class kept (%)"] == 0.0
+    assert summary.loc[50.0, "95% low"] == pytest.approx(10.0) and summary.loc[50.0, "95% high"] == pytest.approx(12.0)
+
+
+def test_operating_range_is_the_largest_sparsity_within_the_change_and_its_bootstrap_range():
+    results = _with_chance_and_response(fake_results())
+    # A's medians: 0, 11, 40 %: 50 % is the largest within 15 %; every resample agrees
+    assert paths_tables.operating_range(results, "A") == (50.0, 50.0, 50.0)
+    # within 35 %: image 0 alone (30 %) allows 90 %, image 1 alone (50 %) does not
+    point, low, high = paths_tables.operating_range(results, "A", change=0.35)
+    assert point == 50.0 and (low, high) == (50.0, 90.0)
+    # C changes the output by 5 % at every sparsity, 0 % is within any change only for A and B
+    assert np.isnan(paths_tables.operating_range(results, "C", change=0.01)).all()
+    assert paths_tables.operating_range(results, "B", change=0.001) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        paths_tables.operating_range(results, "Z")
+
+
+def test_free_share_is_the_mean_share_removed_at_no_requested_sparsity():
+    results = fake_results()
+    results["free_share"] = np.array([[0.4, 0.0, 0.2], [0.2, 0.0, 0.4]])
+    share = paths_tables.free_share(results)
+    assert share.to_dict() == pytest.approx({"A": 0.3, "B": 0.0, "C": 0.3})
+
+
+def test_sweep_interval_is_the_median_and_a_bootstrap_range_that_stays_non_negative():
+    results = _with_chance_and_response(fake_results())
+    median, low, high = paths_tables.sweep_interval(results, "output_change", ["A", "C"])
+    assert list(median.columns) == ["A", "C"] and list(median.index) == [0.0, 50.0, 90.0]
+    assert median.loc[90.0, "A"] == pytest.approx(40.0)  # the median of 30 and 50
+    assert median.loc[50.0, "C"] == pytest.approx(5.0) and low.loc[50.0, "C"] == pytest.approx(5.0)
+    assert (low.to_numpy() >= 0).all() and (low.to_numpy() <= median.to_numpy() + 1e-12).all()
+    assert (high.to_numpy() >= median.to_numpy() - 1e-12).all()
+    assert low.loc[90.0, "A"] == pytest.approx(30.0) and high.loc[90.0, "A"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="quantity must be one of"):
+        paths_tables.sweep_interval(results, "realized")
+    with pytest.raises(ValueError, match="criteria must be among"):
+        paths_tables.sweep_interval(results, "output_change", ["Z"])
+
+
+def test_path_summary_sets_each_path_beside_the_reference_and_its_chance_level():
+    results = _with_chance_and_response(fake_results())
+    results["base_sparsity"] = np.array([0.3, 0.5])
+    table = paths_tables.path_summary(results, 90, "A", ["A", "B", "C"])
+    assert list(table.index) == ["B", "C"]  # the reference is not compared with itself
+    expected = 100 * (results["jaccard"][:, 0, 0, 1] - results["jaccard_chance"][:, 0, 0, 1])
+    assert table.loc["B", "excess"] == pytest.approx(expected.mean())
+    assert table.loc["B", "overlap with A"] == pytest.approx(50.0)  # per photo 40 and 60
+    assert table.loc["C", "dead share"] == pytest.approx(40.0)
+    assert table.attrs["base rate"] == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="must be among"):
+        paths_tables.path_summary(results, 90, "Z")
+
+
+def test_random_like_needs_chance_overlap_and_the_base_rate():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {"excess": [0.4, 1.5, -0.2, -1.01], "dead share": [36.5, 36.0, 40.0, 35.0]},
+        index=["random", "above chance", "too dead", "below chance"],
+    )
+    summary.attrs["base rate"] = 36.0
+    assert paths_tables.random_like(summary).to_dict() == {
+        "random": True,
+        "above chance": False,
+        "too dead": False,
+        "below chance": False,
+    }
+    assert paths_tables.random_like(summary, margin=5.0).all()
+
+
+def test_per_site_chance_overlap():
+    results = _with_chance_and_response(fake_results())
+    results["jaccard_chance_site"] = np.repeat(results["jaccard_chance"][..., None], 2, axis=-1)
+    frame = paths_tables.jaccard_per_site(results, 90, [("A", "B")], chance=True)
+    assert frame["A / B"].tolist() == pytest.approx([45.0, 45.0])

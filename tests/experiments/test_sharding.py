@@ -257,6 +257,6 @@ def test_paper_profiles_bound_neuron_intgrad_passes_and_book_hashes_stay():
     assert pinned_options("neuron_intgrad") == {"alpha_chunk": None}
     assert pinned_options("neuron_mct", Inputs(alpha_chunk=4)) == {}
     assert pinned_options("neuron_intgrad", Inputs(alpha_chunk=4)) == {"alpha_chunk": 4}
-    for name in ("paths", "operating_point", "sanity", "lerf", "qualitative"):
+    for name in ("paths", "dgr_retries", "sanity", "lerf", "qualitative"):
         assert experiments.get_config(name, "paper").inputs.alpha_chunk == PAPER_ALPHA_CHUNK, name
         assert "alpha_chunk" not in cache.config_dict(experiments.get_config(name, "book"))["inputs"], name
