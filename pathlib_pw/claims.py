@@ -220,7 +220,7 @@ def pathological_pruner_rule(at_levels: Mapping[float, tuple[float, float]]) -> 
     if kept:
         return PARTLY, f"its path keeps the output at {_names([f'{v:g} %' for v in kept])} but is not mostly dead there"
     if any(dead > MOSTLY for dead, _ in at_levels.values()):
-        return NOT_ON_OURS, "its mostly dead path does not keep the output"
+        return NOT_ON_OURS, "its path does not keep the output at either level"
     return NOT_ON_OURS, ""
 
 

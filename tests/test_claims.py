@@ -225,7 +225,7 @@ def test_pathological_pruner_rule():
     )
     assert rule({50.0: (46.0, 99.0), 90.0: (69.0, 99.9)}) == (
         "does not hold on our model",
-        "its mostly dead path does not keep the output",
+        "its path does not keep the output at either level",
     )
     assert rule({90.0: (50.0, 99.0)}) == ("does not hold on our model", "")
     with pytest.raises(ValueError, match="at_levels"):
