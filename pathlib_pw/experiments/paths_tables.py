@@ -173,14 +173,13 @@ def sweep_summary(results: Any, criterion: str) -> pd.DataFrame:
     if criterion not in labels:
         raise ValueError(f"criterion must be one of {labels}, got {criterion!r}")
     c = labels.index(criterion)
-    change = 100 * results["output_change"][:, c].astype(np.float64)  # (images, levels)
-    median, low, high = bootstrap_interval(change, statistic="median")
+    median, low, high = (frame[criterion] for frame in sweep_interval(results, "output_change", [criterion]))
     return pd.DataFrame(
         {
             "median change (%)": median,
             "95% low": low,
             "95% high": high,
-            "mean change (%)": change.mean(0),
+            "mean change (%)": 100 * results["output_change"][:, c].astype(np.float64).mean(0),
             "median signed change (%)": np.median(100 * results["signed_change"][:, c].astype(np.float64), 0),
             "class kept (%)": 100 * results["class_kept"][:, c].astype(np.float64).mean(0),
         },
@@ -224,20 +223,19 @@ def path_summary(results: Any, level: float, reference: str, criteria: Any = Non
     missing = [c for c in [reference, *chosen] if c not in labels]
     if missing:
         raise ValueError(f"criteria and reference must be among {labels}, got {missing}")
-    o, j, r = _level_index(results, level), _level_index(results, level, "levels"), labels.index(reference)
+    j = _level_index(results, level, "levels")
     rows = {}
     for name in chosen:
         c = labels.index(name)
-        excess = 100 * (results["jaccard"][:, o, r, c] - results["jaccard_chance"][:, o, r, c]).astype(np.float64)
-        mean, low, high = bootstrap_interval(excess)
+        pair = overlap_table(results, level, [reference, name]).iloc[0]
         rows[name] = {
             "realized sparsity": float(results["realized"][:, c, j].mean()),
             "dead share": 100 * float(results["dead_share"][:, c, j].mean()),
-            f"overlap with {reference}": 100 * float(results["jaccard"][:, o, r, c].mean()),
-            "chance": 100 * float(results["jaccard_chance"][:, o, r, c].mean()),
-            "excess": float(mean),
-            "excess 95% low": float(low),
-            "excess 95% high": float(high),
+            f"overlap with {reference}": float(pair["overlap (%)"]),
+            "chance": float(pair["chance (%)"]),
+            "excess": float(pair["above chance"]),
+            "excess 95% low": float(pair["95% low"]),
+            "excess 95% high": float(pair["95% high"]),
             "median output change": 100 * float(np.median(results["output_change"][:, c, j])),
             "median signed change": 100 * float(np.median(results["signed_change"][:, c, j])),
         }
