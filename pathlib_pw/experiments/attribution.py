@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
-from pathlib_pw.criteria import CRITERIA, extract_pathway
+from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.saliency import (
     SALIENCY_METHODS,
@@ -82,13 +82,28 @@ def attribution_maps(
             "input_intgrad": {"steps": 100}}``: a criterion's go to
             :func:`~pathlib_pw.criteria.extract_pathway`, a baseline's to :func:`saliency`.
     """
+    return attribution_maps_at(model, x, methods, None if sparsity is None else [sparsity], target, options)[0]
+
+
+def attribution_maps_at(
+    model: nn.Module,
+    x: torch.Tensor,
+    methods: Sequence[str],
+    sparsities: Sequence[float] | None = None,
+    target: Target = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """:func:`attribution_maps` at each of ``sparsities``, one dict per sparsity: each criterion scores
+    the images once (:func:`~pathlib_pw.criteria.extract_pathways`) and the baselines, which do not
+    depend on the sparsity, are computed once and shared by every dict."""
     criteria = pathway_criteria(methods)
     unknown = sorted(c for c in criteria if c not in CRITERIA)
     if unknown:
         accepted = list(SALIENCY_METHODS) + sorted(CRITERIA) + [INPUT_TIMES + "<criterion>", MAP_TIMES + "<criterion>"]
         raise ValueError(f"methods must be among {accepted}, got {unknown}")
-    if criteria and sparsity is None:
+    if criteria and not sparsities:
         raise ValueError(f"sparsity is required for the pathway methods {sorted(criteria)}")
+    levels = list(sparsities) if sparsities else [None]
     options = dict(options or {})
     unused = sorted(set(options) - set(methods) - criteria)
     if unused:
@@ -98,16 +113,21 @@ def attribution_maps(
     paths = {}
     for c in sorted(criteria):
         with decisions.scope(c):
-            paths[c] = extract_pathway(model, x, cast(Method, c), sparsity, target, **options.get(c, {}))
-    maps = {}
-    for method in methods:
-        if method in SALIENCY_METHODS:
-            maps[method] = saliency(model, x, cast(SaliencyMethod, method), target, **options.get(method, {}))
-        elif method.startswith(MAP_TIMES):
+            paths[c] = extract_pathways(model, x, cast(Method, c), levels, target, **options.get(c, {}))
+    baselines = {
+        m: saliency(model, x, cast(SaliencyMethod, m), target, **options.get(m, {})) for m in methods if m in SALIENCY_METHODS
+    }
+    out = []
+    for j in range(len(levels)):
+        maps = dict(baselines)
+        for method in methods:
+            if method in SALIENCY_METHODS:
+                continue
             criterion = _criterion(method)
-            plain = maps[criterion] if criterion in maps else pathway_grad(model, x, paths[criterion], target)
-            maps[method] = map_times_input(plain, x)
-        else:
-            criterion = _criterion(method)
-            maps[method] = pathway_grad(model, x, paths[criterion], target, times_input=method != criterion)
-    return maps
+            if method.startswith(MAP_TIMES):
+                plain = maps[criterion] if criterion in maps else pathway_grad(model, x, paths[criterion][j], target)
+                maps[method] = map_times_input(plain, x)
+            else:
+                maps[method] = pathway_grad(model, x, paths[criterion][j], target, times_input=method != criterion)
+        out.append({m: maps[m] for m in methods})
+    return out

@@ -23,12 +23,13 @@ from pathlib_pw.cache import added_field
 from pathlib_pw.experiments.attribution import (
     MAP_TIMES,
     PAPER_METHODS,
-    attribution_maps,
+    attribution_maps_at,
     pathway_criteria,
 )
 from pathlib_pw.experiments.contract import first_images, image_count
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
+from pathlib_pw.saliency import SALIENCY_METHODS
 from pathlib_pw.sanity import (
     SIMILARITY_METRICS,
     randomization_stages,
@@ -50,6 +51,15 @@ METHODS: dict[str, str] = {
 }
 BOOK_METHODS: tuple[str, ...] = (*PAPER_METHODS, AUTHORS_INPUT_MCT_EXACT)
 EXPLAINED_CLASSES = ("trained", "randomized")
+# the book's stages: the maps are measured after these (every stage is still randomized on the way down)
+MEASURE_AT = ("classifier", "last_conv", "block_13", "block_6", "block_0", "stem")
+# the operating point of the sparsity sweep, beside the authors' 70 % (``Config.sparsity``)
+OPERATING_POINT = 50.0
+
+
+def at_label(label: str, sparsity: float) -> str:
+    """The column of a PathwayGrad method measured at one of ``Config.also_at``."""
+    return f"{label} @ {sparsity:g} %"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +81,25 @@ class Config:
     # InputIntGrad's alphas: "intended" 50 right-Riemann points, "original_code" the authors' 51 from 0
     input_intgrad_variant: str = added_field("intended")
     hog_cell: int = added_field(8)  # HOG cell size in pixels (scikit-image's default 8; the authors' 16)
+    # further sparsities of the PathwayGrad methods (same paths' scores, other thresholds): their columns
+    # are labelled by :func:`at_label`
+    also_at: tuple[float, ...] = added_field(())
+
+    def columns(self) -> list[tuple[str, str, int]]:
+        """(column label, method, index of the sparsity: 0 is ``sparsity``, k is ``also_at[k - 1]``)."""
+        methods = [(label, METHODS[label]) for label in self.methods]
+        out = [(label, method, 0) for label, method in methods]
+        for k, level in enumerate(self.also_at, 1):
+            out += [(at_label(label, level), method, k) for label, method in methods if method not in SALIENCY_METHODS]
+        return out
 
 
 def config(profile: str) -> Config:
     if profile == "smoke":
         return Config(inputs=Inputs(images=("chelsea", "coffee"), size=64), independent=("classifier", "stem"), example_images=1)
     if profile == "book":
-        return Config()
+        # all nine photos; the maps after six stages of the cascade, at 70 % and at the operating point
+        return Config(inputs=Inputs(), measure_at=MEASURE_AT, also_at=(OPERATING_POINT,))
     return Config(
         inputs=Inputs(model="resnet50", source="imagenet_val", images=(), n_images=1000, alpha_chunk=PAPER_ALPHA_CHUNK),
         methods=(*PAPER_METHODS, AUTHORS_INPUT_MCT_EXACT),
@@ -126,6 +148,7 @@ def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.
 def _compare(
     reference: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], methods: list[str], hog_cell: int = 8
 ) -> np.ndarray:
+    """(images, columns, metrics): each column's map against the reference's."""
     batch = len(next(iter(reference.values())))
     out = np.zeros((batch, len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
     for m, method in enumerate(methods):
@@ -138,6 +161,9 @@ def _compare(
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
     if config.explained_class not in EXPLAINED_CLASSES:
         raise ValueError(f"explained_class must be one of {list(EXPLAINED_CLASSES)}, got {config.explained_class!r}")
+    levels = (config.sparsity, *config.also_at)
+    if len(set(levels)) != len(levels) or not all(isinstance(v, (int, float)) and 0 <= v < 100 for v in levels):
+        raise ValueError(f"also_at must hold distinct sparsities in [0, 100) other than sparsity={config.sparsity}, got {config.also_at}")
     model = config.inputs.load_model(device)
     stages = randomization_stages(model)
     labels = {label: modules for label, modules in stages}
@@ -150,6 +176,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     cascade = stages[: [label for label, _ in stages].index(measured[-1]) + 1] if measured else []
     x, names = config.inputs.load_images()
     x = x.to(device)
+    columns = config.columns()
+    column_labels = [label for label, _, _ in columns]
     methods = [METHODS[label] for label in config.methods]
     options = {c: pinned_options(c, config.inputs) for c in pathway_criteria(methods)}
     if config.input_intgrad_variant != "intended" and "input_intgrad" in methods:
@@ -163,7 +191,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             now = model(x).argmax(1)
         explained = target if config.explained_class == "trained" else now
         with decisions.images(range(config.inputs.offset, config.inputs.offset + len(x))), decisions.scope(stage):
-            return attribution_maps(model, x, methods, config.sparsity, explained, options), now.cpu().numpy()
+            at = attribution_maps_at(model, x, methods, [config.sparsity, *config.also_at], explained, options)
+        return {label: at[k][method] for label, method, k in columns}, now.cpu().numpy()
 
     bar = tqdm(total=1 + len(measured) + len(config.independent), disable=not progress, desc="sanity stages")
     trained, _ = maps_now("original")
@@ -172,16 +201,16 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     examples = [s for s in config.example_stages if s in cascade_labels]
     # the first `example_images` images of the whole run (a later chunk of a sharded run has none)
     n_examples = max(0, min(config.example_images - config.inputs.offset, len(x)))
-    example_maps = np.zeros((n_examples, len(examples), len(methods)) + tuple(x.shape[2:]), dtype=np.float16)
-    cascading = np.zeros((len(x), len(cascade_labels), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
+    example_maps = np.zeros((n_examples, len(examples), len(column_labels)) + tuple(x.shape[2:]), dtype=np.float16)
+    cascading = np.zeros((len(x), len(cascade_labels), len(column_labels), len(SIMILARITY_METRICS)), dtype=np.float32)
     stage_predicted = np.zeros((len(x), len(cascade_labels)), dtype=np.int64)
-    cascading[:, 0] = _compare(trained, trained, methods, config.hog_cell)
+    cascading[:, 0] = _compare(trained, trained, column_labels, config.hog_cell)
     stage_predicted[:, 0] = target.cpu().numpy()
 
     def keep_example(label: str, maps: dict[str, torch.Tensor]) -> None:
         if label in examples:
-            for m, method in enumerate(methods):
-                example_maps[:, examples.index(label), m] = maps[method][:n_examples].cpu().numpy()
+            for m, column in enumerate(column_labels):
+                example_maps[:, examples.index(label), m] = maps[column][:n_examples].cpu().numpy()
 
     keep_example("original", trained)
     with contextlib.ExitStack() as stack:
@@ -191,14 +220,14 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                 continue
             j = cascade_labels.index(label)
             maps, stage_predicted[:, j] = maps_now(f"cascading/{label}")
-            cascading[:, j] = _compare(trained, maps, methods, config.hog_cell)
+            cascading[:, j] = _compare(trained, maps, column_labels, config.hog_cell)
             keep_example(label, maps)
             bar.update()
-    independent = np.zeros((len(x), len(config.independent), len(methods), len(SIMILARITY_METRICS)), dtype=np.float32)
+    independent = np.zeros((len(x), len(config.independent), len(column_labels), len(SIMILARITY_METRICS)), dtype=np.float32)
     for j, label in enumerate(config.independent):
         with randomized(model, labels[label], config.seed, config.std):
             maps, _ = maps_now(f"independent/{label}")
-        independent[:, j] = _compare(trained, maps, methods, config.hog_cell)
+        independent[:, j] = _compare(trained, maps, column_labels, config.hog_cell)
         bar.update()
     bar.close()
     return {
@@ -212,6 +241,6 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         "independent": independent,
         "example_stages": np.array(examples),
         "example_maps": example_maps,
-        "methods": np.array(config.methods),
+        "methods": np.array(column_labels),
         "metrics": np.array(SIMILARITY_METRICS),
     }
