@@ -19,6 +19,7 @@ import torch
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import (
     decoding,
+    decoding_sweep,
     dgr_budget,
     dgr_retries,
     lerf,
@@ -49,6 +50,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "roar": roar,
     "roar_mask": roar_mask,
     "decoding": decoding,
+    "decoding_sweep": decoding_sweep,
 }
 
 

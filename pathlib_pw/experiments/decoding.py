@@ -210,8 +210,16 @@ def _decision_scores() -> Iterator[list[list[torch.Tensor]]]:
         decisions.checkpoint = original
 
 
+def decoding_paths(
+    model: nn.Module, x: torch.Tensor, config: Any, labels: tuple[str, ...], image: int = 0
+) -> dict[str, list[Pathway | None]]:
+    """Each path of ``labels`` for the one image ``x`` at each of ``config.sparsities`` (None: the
+    original network); ``image`` numbers the image in its run (its seeds and recorded decisions)."""
+    return _paths(model, x, config, labels, set(), image)[0]
+
+
 def _paths(
-    model: nn.Module, x: torch.Tensor, config: Config, labels: tuple[str, ...], want_scores: set[str]
+    model: nn.Module, x: torch.Tensor, config: Any, labels: tuple[str, ...], want_scores: set[str], image: int = 0
 ) -> tuple[dict[str, list[Pathway | None]], dict[str, list[torch.Tensor]]]:
     """Each path at each sparsity (None: the original network), and the criterion's scores of those
     in ``want_scores`` (see :func:`top_neuron`): the scores the criterion thresholded, Greedy's
@@ -226,9 +234,13 @@ def _paths(
         criterion = config.criterion(label)
         options = {**pinned_options(criterion.method, config.inputs), **dict(criterion.options)}
         if spec(criterion.method).seeded:
-            options["seed"] = per_image_seeds(config.path_seed, len(x))
+            options["seed"] = per_image_seeds(config.path_seed, len(x), image)
         capture = label in want_scores and criterion.method != GREEDY
-        with decisions.images([0]), decisions.scope(label), _decision_scores() if capture else contextlib.nullcontext([]) as seen:
+        with (
+            decisions.images([image]),
+            decisions.scope(label),
+            _decision_scores() if capture else contextlib.nullcontext([]) as seen,
+        ):
             if spec(criterion.method).needs_sparsity:
                 found = extract_pathways(model, x, criterion.method, levels, variant=criterion.variant, **options)
             else:
@@ -531,4 +543,14 @@ def _top_rows(
     }, channels
 
 
-__all__ = ["CHECK_IMAGE", "Config", "config", "decoding_criteria", "greedy_scores", "run", "top_neuron", "verify_subset"]
+__all__ = [
+    "CHECK_IMAGE",
+    "Config",
+    "config",
+    "decoding_criteria",
+    "decoding_paths",
+    "greedy_scores",
+    "run",
+    "top_neuron",
+    "verify_subset",
+]

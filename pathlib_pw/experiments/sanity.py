@@ -163,7 +163,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         raise ValueError(f"explained_class must be one of {list(EXPLAINED_CLASSES)}, got {config.explained_class!r}")
     levels = (config.sparsity, *config.also_at)
     if len(set(levels)) != len(levels) or not all(isinstance(v, (int, float)) and 0 <= v < 100 for v in levels):
-        raise ValueError(f"also_at must hold distinct sparsities in [0, 100) other than sparsity={config.sparsity}, got {config.also_at}")
+        raise ValueError(
+            f"also_at must hold distinct sparsities in [0, 100) other than sparsity={config.sparsity}, got {config.also_at}"
+        )
     model = config.inputs.load_model(device)
     stages = randomization_stages(model)
     labels = {label: modules for label, modules in stages}
