@@ -253,6 +253,19 @@ def rendering(model: nn.Module, seed: int = 0) -> Iterator[None]:
 # ---- the render -------------------------------------------------------------------------------------
 
 
+def start_image(parameterization: Parameterization = DECODING, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
+    """The image a :func:`render` with ``parameterization`` and ``seed`` on ``device`` (the model's)
+    starts from, (size, size, 3) in [0, 1]: lucent's parameterization drawn right after the render's
+    seeding."""
+    lucent = lucent_modules()
+    device = torch.device(device)
+    with _seeded(seed, device), _lucent_on(device):
+        p = parameterization
+        _, image_f = lucent.param.image(p.size, fft=p.fft, decorrelate=p.decorrelate)
+        with torch.no_grad():
+            return image_f()[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
 def check_size(model: nn.Module, pathway: Pathway | None, input_size: int) -> int:
     """Validate that ``model`` (with ``pathway`` applied) takes one image of ``input_size`` px; returns
     its number of output classes. A pathway extracted at another size or for several images, or for

@@ -7,8 +7,8 @@ decoding figure, a Random path of the same size, the active subnet and the full 
 control of class relevance) are decoded as :mod:`.decoding` does (the authors' parameterization and
 optimizer, one seed), and each decoding is measured:
 
-- where it changed the image: the share of its change ``|image - 0.5|`` (summed over colours) that
-  lies inside the photo's object, against two references: a box drawn by hand around the object the
+- where it changed the image: the share of its change ``|image - start|`` (summed over colours; every
+  render starts from the same seeded noise) that lies inside the photo's object, against two references: a box drawn by hand around the object the
   class names (:data:`OBJECT_BOXES`) and the full network's Grad-CAM region (pixels at half its
   maximum or more). The reference's area is the share a change spread evenly would put there;
 - how concentrated the change is (the share held by its top 5 % of pixels; 0.05 when uniform);
@@ -108,7 +108,7 @@ def config(profile: str) -> Config:
         return Config(
             inputs=Inputs(images=("coffee", "grace_hopper"), size=64),
             sparsities=(OPERATING_POINT, 90.0),
-            paths=(ORIGINAL, "NeuronMCT", "DGR(init=1)", "Greedy", RANDOM),
+            paths=(ORIGINAL, "NeuronIntGrad", "NeuronMCT", "DGR(init=1)", "Greedy", RANDOM),
             criteria=sweep_criteria(dgr_iterations=5, dgr_retries=1, greedy_rounds=5),
             param_size=32,
             steps=16,
@@ -125,6 +125,7 @@ PER_IMAGE = {
     "images",
     "region_box",
     "region_gradcam",
+    "change",
     "box_share",
     "gradcam_share",
     "concentration",
@@ -169,23 +170,28 @@ def box_region(name: str, size: int, side: int) -> np.ndarray:
 def gradcam_region(cam: torch.Tensor, side: int, level: float = GRADCAM_LEVEL) -> np.ndarray:
     """Pixels of a Grad-CAM map (H, W) at ``level`` of its maximum or more, as weights on a ``side``
     grid (the share of each cell in the region)."""
+    if not bool(cam.max() > 0):
+        raise ValueError("the Grad-CAM map is zero everywhere: it marks no region")
     inside = (cam >= level * cam.max()).to(torch.float64)[None, None]
     return F.adaptive_avg_pool2d(inside, side)[0, 0].numpy()
 
 
-def region_share(images: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Share of each image's change ``|image - 0.5|`` (summed over colours) inside ``region``
-    (weights on the image grid); images (..., side, side, 3). NaN for an unchanged image."""
-    change = np.abs(images.astype(np.float64) - 0.5).sum(-1)
+def change_map(images: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """How much the optimization moved each pixel: ``|image - start|`` summed over colours, (..., side, side)."""
+    return np.abs(images.astype(np.float64) - start.astype(np.float64)).sum(-1)
+
+
+def region_share(change: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Share of each change map's total (:func:`change_map`) inside ``region`` (weights on the same
+    grid). NaN where nothing changed (a path that connects no pixel to the logit)."""
     total = change.sum((-2, -1))
     inside = (change * region).sum((-2, -1))
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
 
 
-def concentration(images: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
-    """Share of each image's change held by its top ``share`` of pixels (``share`` when uniform, 1
-    when all of it sits there); images (..., side, side, 3)."""
-    change = np.abs(images.astype(np.float64) - 0.5).sum(-1)
+def concentration(change: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
+    """Share of each change map's total held by its top ``share`` of pixels (``share`` when uniform,
+    1 when all of it sits there); NaN where nothing changed."""
     flat = change.reshape(*change.shape[:-2], -1)
     k = max(1, int(round(share * flat.shape[-1])))
     top = np.sort(flat, axis=-1)[..., -k:].sum(-1)
@@ -254,6 +260,7 @@ def _one_image(
             bar.update()
 
     side = config.param_size
+    change = change_map(images, dec.start_image(param, config.seed, x.device))
     box = box_region(name, size, side)
     cam = saliency(model, x, "gradcam", torch.tensor([target])).abs()[0]
     cam_region = gradcam_region(cam, side)
@@ -279,9 +286,10 @@ def _one_image(
         "images": images[None].astype(np.float16),
         "region_box": box[None].astype(np.float32),
         "region_gradcam": cam_region[None].astype(np.float32),
-        "box_share": region_share(images, box)[None].astype(np.float32),
-        "gradcam_share": region_share(images, cam_region)[None].astype(np.float32),
-        "concentration": concentration(images)[None].astype(np.float32),
+        "change": change.sum((-2, -1))[None].astype(np.float32),
+        "box_share": region_share(change, box)[None].astype(np.float32),
+        "gradcam_share": region_share(change, cam_region)[None].astype(np.float32),
+        "concentration": concentration(change)[None].astype(np.float32),
         "logit_own": own[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
         "prob_own": own.softmax(1)[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
         "prob_full": full.softmax(1)[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
@@ -329,6 +337,7 @@ __all__ = [
     "PATHS",
     "Config",
     "box_region",
+    "change_map",
     "cached_part",
     "concentration",
     "config",

@@ -177,3 +177,84 @@ __all__ = [
     "similarity_matrix",
     "top_neuron_table",
 ]
+
+
+# ---- the sweep (:mod:`pathlib_pw.experiments.decoding_sweep`) -------------------------------------
+
+RANDOM = "Random"
+# per decoding, (photos, sparsities, paths); the two "excess" measures subtract the region's area
+SWEEP_MEASURES = (
+    "box_excess",
+    "gradcam_excess",
+    "concentration",
+    "prob_own",
+    "prob_full",
+    "photo_cosine",
+    "photo_prob_path",
+    "output_change",
+    "realized",
+)
+# the two measures of the claim (on the object, sparse) and the paths a contribution path must beat
+DECIDING = ("box_excess", "concentration")
+RIVALS = (*PRUNERS, RANDOM)
+
+
+def region_areas(results: Any) -> pd.DataFrame:
+    """Per photo: the share of the image inside the object box and inside the Grad-CAM region
+    (what a change spread evenly would put there)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "box area": results["region_box"].mean((1, 2)),
+            "Grad-CAM region area": results["region_gradcam"].mean((1, 2)),
+        },
+        index=[str(n) for n in results["names"]],
+    )
+
+
+def sweep_values(results: Any, measure: str) -> np.ndarray:
+    """(photos, sparsities, paths) of one of :data:`SWEEP_MEASURES`."""
+    if measure not in SWEEP_MEASURES:
+        raise ValueError(f"measure must be one of {list(SWEEP_MEASURES)}, got {measure!r}")
+    if measure == "box_excess":
+        return results["box_share"] - results["region_box"].mean((1, 2))[:, None, None]
+    if measure == "gradcam_excess":
+        return results["gradcam_share"] - results["region_gradcam"].mean((1, 2))[:, None, None]
+    return np.asarray(results[measure])
+
+
+def sweep_table(results: Any, measure: str) -> pd.DataFrame:
+    """Rows (photo, sparsity), columns the paths: one of :data:`SWEEP_MEASURES`."""
+    import pandas as pd
+
+    values = sweep_values(results, measure)
+    names = [str(n) for n in results["names"]]
+    levels = [float(v) for v in results["sparsities"]]
+    index = pd.MultiIndex.from_product([names, levels], names=["photo", "sparsity"])
+    return pd.DataFrame(values.reshape(len(names) * len(levels), -1), index=index, columns=paths(results))
+
+
+def sweep_wins(results: Any) -> pd.DataFrame:
+    """Per sparsity and deciding measure: the lowest contribution decoding's value minus the highest
+    rival's (:data:`RIVALS`) over the photos (above 0: the contribution paths win on every photo), and
+    whether they win in both measures."""
+    import pandas as pd
+
+    labels = paths(results)
+    ours = [labels.index(p) for p in CONTRIBUTION if p in labels]
+    rivals = [labels.index(p) for p in RIVALS if p in labels]
+    if not ours or not rivals:
+        raise ValueError(f"results must hold a contribution path {CONTRIBUTION} and a rival {RIVALS}; paths: {labels}")
+    levels = [float(v) for v in results["sparsities"]]
+    margins = {}
+    for measure in DECIDING:
+        values = sweep_values(results, measure)  # (photos, levels, paths)
+        margins[f"{measure} margin"] = values[:, :, ours].min(2).min(0) - values[:, :, rivals].max(2).max(0)
+        best = values[:, :, rivals].argmax(2)
+        margins[f"{measure} best rival"] = [
+            ", ".join(sorted({labels[rivals[int(b)]] for b in best[:, j]})) for j in range(len(levels))
+        ]
+    table = pd.DataFrame(margins, index=pd.Index(levels, name="sparsity"))
+    table["contribution paths win"] = (table[[f"{m} margin" for m in DECIDING]] > 0).all(1)
+    return table

@@ -96,7 +96,12 @@ class Config:
 
 def config(profile: str) -> Config:
     if profile == "smoke":
-        return Config(inputs=Inputs(images=("chelsea", "coffee"), size=64), independent=("classifier", "stem"), example_images=1)
+        return Config(
+            inputs=Inputs(images=("chelsea", "coffee"), size=64),
+            independent=("classifier", "stem"),
+            example_images=1,
+            also_at=(OPERATING_POINT,),
+        )
     if profile == "book":
         # all nine photos; the maps after six stages of the cascade, at 70 % and at the operating point
         return Config(inputs=Inputs(), measure_at=MEASURE_AT, also_at=(OPERATING_POINT,))
