@@ -729,12 +729,15 @@ CLAIMS: dict[str, Claim] = {
             "pruners' paths to dense or noisy ones",
             "on each photo (two) and at each sparsity from the operating point to the authors' 98 % (50, 70, 85, "
             "90, 98 %), one decoding per path, two measures of what the paper says the images look like. On the "
-            "object: the share of the decoding's change |image - 0.5| inside a box drawn by hand around the object "
+            "object: the share of the decoding's change (|image - start|, from the seeded noise every decoding starts from) inside a box drawn by hand around the object "
             "the class names, minus the box's area (what a change spread evenly would put there). Sparse: the share "
             "of the change held by its top 5 % of pixels. The contribution paths win at a sparsity when both "
             "contribution decodings (NeuronMCT, NeuronIntGrad) score higher than every pruner's (DGR(init=1), "
             "DGR(init=r), Greedy, the authors' Greedy) and than a Random path's of the same size, in both measures "
-            "and on both photos. Holds if they win at every sparsity; holds partly if at some; does not hold on our "
+            "and on both photos. A decoding that changed the image by less than 1 % of what the full network's "
+            "decoding of the same photo changed decoded nothing (its path connects almost no pixel to the logit): "
+            "a contribution path that decoded nothing cannot win there, a rival that decoded nothing is left out. "
+            "Holds if they win at every sparsity; holds partly if at some; does not hold on our "
             "model if at none. Class relevance cannot decide: each decoding raises the class through its own path "
             "(what it optimizes), and the full network's probability of the class on a decoding is compared with "
             "a grey image's, the control that shows it cannot separate the paths.",

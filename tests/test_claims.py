@@ -266,22 +266,33 @@ def test_qualitative_rule():
 
 def test_sanity_rule():
     rule = claims.sanity_rule
-    gradients = {"spearman_abs": 0.3, "ssim": 0.2}
-    guided = {"spearman_abs": 1.0, "ssim": 0.99}
-    falls = {"NeuronMCT": {"spearman_abs": 0.5, "ssim": 0.4}, "NeuronIntGrad": {"spearman_abs": 0.6, "ssim": 0.5}}
-    stays = {"NeuronMCT": {"spearman_abs": 0.65, "ssim": 0.7}, "NeuronIntGrad": {"spearman_abs": 0.74, "ssim": 0.8}}
-    assert rule(gradients, guided, falls) == ("holds", "")
-    assert rule(gradients, guided, stays) == ("holds partly", "PathwayGrad stays closer to the trained map than Gradients")
-    assert rule(gradients, {"spearman_abs": 0.5, "ssim": 0.99}, falls) == ("holds partly", "Guided Backprop changes")
-    assert rule(gradients, {"spearman_abs": 0.5, "ssim": 0.3}, stays) == ("does not hold on our model", "")
+    far = {"spearman_abs": (0.6, 0.7), "ssim": (0.5, 0.8)}  # intervals of (map - Gradients)
+    like = {"spearman_abs": (-0.1, 0.2), "ssim": (0.0, 0.3)}  # at the 0.3 margin counts as falling
+    straddles = {"spearman_abs": (0.1, 0.4), "ssim": (0.0, 0.2)}
+    assert rule(far, {"NeuronMCT": like, "NeuronIntGrad": like}) == ("holds", "")
+    assert rule(far, {"NeuronMCT": like, "NeuronIntGrad @ 50 %": far}) == (
+        "holds partly",
+        "PathwayGrad stays closer to the trained map than Gradients: NeuronIntGrad @ 50 %",
+    )
+    assert rule(like, {"NeuronMCT": like}) == ("holds partly", "Guided Backprop changes")
+    assert rule(like, {"NeuronMCT": far}) == ("does not hold on our model", "")
+    # one measure far and the other straddling: Guided Backprop's part is undecided
+    assert rule({"spearman_abs": (0.6, 0.7), "ssim": (0.2, 0.5)}, {"NeuronMCT": like}) == (
+        "inconclusive at this sample size",
+        "Guided Backprop's interval contains the 0.3 margin",
+    )
+    assert rule(far, {"NeuronMCT": straddles})[0] == "inconclusive at this sample size"
+    # a PathwayGrad map far in one measure is decided (it does not fall like Gradients in each)
+    assert rule(far, {"NeuronMCT": {"spearman_abs": (0.4, 0.5), "ssim": (0.0, 0.1)}})[0] == "holds partly"
 
 
 def test_decoding_rule():
     rule = claims.decoding_rule
-    assert rule(0.5, 0.6, 0.4) == ("holds", "")
-    assert rule(0.5, 0.3, 0.4) == ("holds partly", "the pruners' decodings are as close to the photo")
-    assert rule(1e-4, 0.6, 0.4) == ("holds partly", "not class-relevant for the full network")
-    assert rule(1e-4, 0.25, 0.39) == ("does not hold on our model", "")
+    assert rule({50.0: True, 90.0: True}) == ("holds", "")
+    assert rule({50.0: True, 90.0: False, 98.0: False}) == ("holds partly", "at 50 % only")
+    assert rule({50.0: False, 90.0: False}) == ("does not hold on our model", "")
+    with pytest.raises(ValueError, match="wins must"):
+        rule({})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -193,10 +193,15 @@ SWEEP_MEASURES = (
     "photo_prob_path",
     "output_change",
     "realized",
+    "change",
 )
 # the two measures of the claim (on the object, sparse) and the paths a contribution path must beat
 DECIDING = ("box_excess", "concentration")
 RIVALS = (*PRUNERS, RANDOM)
+# a decoding that changed the image by less than this share of the full network's decoding (same
+# photo) decoded nothing: its path connects (almost) no pixel to the logit, and the shares of a
+# vanishing change are noise. Its "where" and "how concentrated" are left out (NaN)
+DECODED = 0.01
 
 
 def region_areas(results: Any) -> pd.DataFrame:
@@ -218,10 +223,22 @@ def sweep_values(results: Any, measure: str) -> np.ndarray:
     if measure not in SWEEP_MEASURES:
         raise ValueError(f"measure must be one of {list(SWEEP_MEASURES)}, got {measure!r}")
     if measure == "box_excess":
-        return results["box_share"] - results["region_box"].mean((1, 2))[:, None, None]
-    if measure == "gradcam_excess":
-        return results["gradcam_share"] - results["region_gradcam"].mean((1, 2))[:, None, None]
-    return np.asarray(results[measure])
+        values = results["box_share"] - results["region_box"].mean((1, 2))[:, None, None]
+    elif measure == "gradcam_excess":
+        values = results["gradcam_share"] - results["region_gradcam"].mean((1, 2))[:, None, None]
+    else:
+        values = np.asarray(results[measure])
+    if measure in ("box_excess", "gradcam_excess", "concentration"):
+        values = np.where(decoded(results), values, np.nan)
+    return values
+
+
+def decoded(results: Any) -> np.ndarray:
+    """(photos, sparsities, paths): whether the decoding changed the image by at least
+    :data:`DECODED` of what the full network's decoding of the same photo changed."""
+    original = paths(results).index("Original network")
+    change = np.asarray(results["change"], dtype=np.float64)
+    return change >= DECODED * change[:, :, original : original + 1]
 
 
 def sweep_table(results: Any, measure: str) -> pd.DataFrame:
@@ -250,11 +267,16 @@ def sweep_wins(results: Any) -> pd.DataFrame:
     margins = {}
     for measure in DECIDING:
         values = sweep_values(results, measure)  # (photos, levels, paths)
-        margins[f"{measure} margin"] = values[:, :, ours].min(2).min(0) - values[:, :, rivals].max(2).max(0)
-        best = values[:, :, rivals].argmax(2)
+        # a contribution path that decoded nothing cannot win (NaN margin); a rival that decoded
+        # nothing is no rival
+        rival = np.where(np.isnan(values[:, :, rivals]), -np.inf, values[:, :, rivals])
+        margins[f"{measure} margin"] = values[:, :, ours].min(2).min(0) - rival.max(2).max(0)
+        best = rival.argmax(2)
         margins[f"{measure} best rival"] = [
-            ", ".join(sorted({labels[rivals[int(b)]] for b in best[:, j]})) for j in range(len(levels))
+            ", ".join(sorted({labels[rivals[int(b)]] for i, b in enumerate(best[:, j]) if np.isfinite(rival[i, j, b])}))
+            or "none decoded"
+            for j in range(len(levels))
         ]
     table = pd.DataFrame(margins, index=pd.Index(levels, name="sparsity"))
-    table["contribution paths win"] = (table[[f"{m} margin" for m in DECIDING]] > 0).all(1)
+    table["contribution paths win"] = (table[[f"{m} margin" for m in DECIDING]] > 0).all(axis=1)
     return table

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw.criteria import extract_pathway
+from pathlib_pw.criteria import extract_pathway, extract_pathways
 from pathlib_pw.experiments import attribution
-from pathlib_pw.experiments.attribution import attribution_maps, pathway_criteria
+from pathlib_pw.experiments.attribution import attribution_maps, attribution_maps_at, pathway_criteria
 from pathlib_pw.saliency import SALIENCY_METHODS, pathway_grad, saliency
 from tests.conftest import literal_input_grad as _literal_input_grad
 from tests.conftest import randn as _x
@@ -90,14 +90,32 @@ def test_attribution_maps_extracts_each_pathway_once(tiny, monkeypatch):
 
     def counting(model, x_, method, *args, **kwargs):
         calls.append(method)
-        return extract_pathway(model, x_, method, *args, **kwargs)
+        return extract_pathways(model, x_, method, *args, **kwargs)
 
-    monkeypatch.setattr(attribution, "extract_pathway", counting)
+    monkeypatch.setattr(attribution, "extract_pathways", counting)
     attribution_maps(net, x, ["neuron_mct", "input_x_neuron_mct", "gradients", "input_x_neuron_intgrad"], 50)
     assert sorted(calls) == ["neuron_intgrad", "neuron_mct"]
     calls.clear()
     attribution_maps(net, x, ["gradients", "input_mct"])  # baselines only: no pathway, no sparsity needed
     assert calls == []
+    # several sparsities: still one extraction per criterion
+    attribution_maps_at(net, x, ["neuron_mct", "gradients"], [50, 80])
+    assert calls == ["neuron_mct"]
+
+
+def test_attribution_maps_at_equal_one_call_per_sparsity(tiny):
+    net, x, pred = _tiny_case(tiny, 34)
+    methods = ["gradients", "neuron_mct", "input_x_neuron_intgrad", "map_x_input_neuron_mct"]
+    at = attribution_maps_at(net, x, methods, [40, 80], pred)
+    assert len(at) == 2 and all(list(maps) == methods for maps in at)
+    for level, maps in zip((40, 80), at):
+        alone = attribution_maps(net, x, methods, level, pred)
+        for m in methods:
+            torch.testing.assert_close(maps[m], alone[m], msg=f"{m} at {level}")
+    assert at[0]["gradients"] is at[1]["gradients"]  # computed once, shared
+    assert not torch.allclose(at[0]["neuron_mct"], at[1]["neuron_mct"])
+    with pytest.raises(ValueError, match="sparsity is required"):
+        attribution_maps_at(net, x, methods, [])
 
 
 def test_attribution_maps_options_per_method(tiny):

@@ -86,3 +86,30 @@ def test_parts_recompute_the_slices_cached_part_takes(small_run, which):
 def test_unknown_stage_names_are_rejected():
     with pytest.raises(ValueError, match="measure_at"):
         sanity.run(dataclasses.replace(SMALL, measure_at=("bottleneck_3",)), progress=False)
+
+
+def test_also_at_columns_equal_a_run_at_that_sparsity():
+    """The PathwayGrad columns of ``also_at`` are exactly what a run with that sparsity computes (the
+    scores are shared, the thresholds are not); the baselines are computed once and shared."""
+    base = dataclasses.replace(
+        SMALL, methods=("Gradients", "NeuronMCT"), measure_at=("last_conv",), independent=(), example_stages=("original",)
+    )
+    both = sanity.run(dataclasses.replace(base, also_at=(50.0,)), progress=False)
+    alone = sanity.run(dataclasses.replace(base, sparsity=50.0), progress=False)
+    assert both["methods"].tolist() == ["Gradients", "NeuronMCT", "NeuronMCT @ 50 %"]
+    np.testing.assert_allclose(both["cascading"][:, :, 2], alone["cascading"][:, :, 1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(both["cascading"][:, :, 0], alone["cascading"][:, :, 0])
+    assert not np.allclose(both["cascading"][:, 1, 1], both["cascading"][:, 1, 2])  # 70 % is another map
+    for bad in ((70.0,), (50.0, 50.0), (100.0,)):
+        with pytest.raises(ValueError, match="also_at"):
+            sanity.run(dataclasses.replace(base, also_at=bad), progress=False)
+
+
+def test_book_profiles_share_photos_stages_and_sparsities():
+    from pathlib_pw.experiments import get_config
+
+    trained, own = get_config("sanity", "book"), get_config("sanity_own_class", "book")
+    assert len(trained.inputs.images) == 9 and trained.inputs.images == own.inputs.images
+    assert trained.measure_at == own.measure_at == sanity.MEASURE_AT
+    assert (trained.sparsity, trained.also_at) == (own.sparsity, own.also_at) == (70.0, (sanity.OPERATING_POINT,))
+    assert (trained.explained_class, own.explained_class) == ("trained", "randomized")
