@@ -170,6 +170,9 @@ TOY: dict[str, Callable[[Any], dict[str, Any]]] = {
         top_steps=2,
         check_steps=2,
     ),
+    "decoding_sweep": lambda c: dict(
+        inputs=_inputs(c, size=32), sparsities=(50.0, 98.0), criteria=_few(c.criteria), param_size=16, steps=4, check_steps=2
+    ),
 }
 
 
@@ -421,6 +424,19 @@ def _check_decoding(a: dict[str, np.ndarray], config: Any) -> None:
         np.testing.assert_allclose(np.diagonal(a[key][0]), 1.0, atol=1e-5)
 
 
+def _check_decoding_sweep(a: dict[str, np.ndarray], config: Any) -> None:
+    paths, levels = list(config.paths), list(config.sparsities)
+    assert list(a["paths"]) == paths and list(a["sparsities"]) == levels and list(a["names"]) == ["coffee", "grace_hopper"]
+    assert a["images"].shape == (2, len(levels), len(paths), config.param_size, config.param_size, 3)
+    for key in ("prob_full", "prob_own", "photo_prob_path", "box_share", "gradcam_share", "concentration"):
+        values = a[key][np.isfinite(a[key])]
+        assert ((values >= 0) & (values <= 1)).all(), key
+    realized = a["realized"]
+    assert (realized[:, :, paths.index("Original network")] == 0).all()
+    for label in ("NeuronIntGrad", "NeuronMCT", "Random"):
+        assert (realized[:, :, paths.index(label)] >= np.array(levels) - 1.0).all(), label
+
+
 CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "paths": _check_paths,
     "dgr_retries": _check_dgr_retries,
@@ -435,6 +451,7 @@ CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "roar": _check_roar,
     "roar_mask": lambda a, config: _check_roar(a, config, mask=True),
     "decoding": _check_decoding,
+    "decoding_sweep": _check_decoding_sweep,
 }
 
 
@@ -479,7 +496,7 @@ def test_check_lists_everything_missing_once(bare: Path):
     packaged = _packaged_missing() & {"weights:efficientnet_lite0"}  # the paper profile's one packaged model
     assert set(absent) == {"weights:vgg16", "weights:resnet50", "imagenet_val", "cifar10"} | packaged
     for name, users in (
-        ("vgg16", {"paths", "dgr_retries", "dgr_budget", "maps_vs_sparsity", "qualitative", "decoding"}),
+        ("vgg16", {"paths", "dgr_retries", "dgr_budget", "maps_vs_sparsity", "qualitative", "decoding", "decoding_sweep"}),
         ("resnet50", {"qualitative", "sanity", "sanity_own_class", "lerf"}),
     ):
         file = models.weights_file_name(name)
