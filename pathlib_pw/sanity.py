@@ -127,25 +127,35 @@ def _hog(map_: np.ndarray, cell: int) -> np.ndarray:
     return hog(map_) if cell == 8 else hog(map_, pixels_per_cell=(cell, cell))
 
 
-def similarity(reference: np.ndarray | torch.Tensor, other: np.ndarray | torch.Tensor, hog_cell: int = 8) -> dict[str, float]:
+def similarity(
+    reference: np.ndarray | torch.Tensor,
+    other: np.ndarray | torch.Tensor,
+    hog_cell: int = 8,
+    metrics: Sequence[str] = SIMILARITY_METRICS,
+) -> dict[str, float]:
     """Adebayo et al.'s similarity of two (H, W) maps in [-1, 1].
 
     Spearman rank correlation of the signed and of the absolute maps, SSIM (window 5, data range 2)
     and the Pearson correlation of their HOG features (scikit-image defaults, with cells of
     ``hog_cell`` x ``hog_cell`` pixels: 8 is scikit-image's default, 16 the authors'). NaN where a map
-    is constant (an all-zero map has no ranking and no gradient histogram).
+    is constant (an all-zero map has no ranking and no gradient histogram). ``metrics``: the ones to
+    compute (default all four).
     """
     if not isinstance(hog_cell, int) or isinstance(hog_cell, bool) or hog_cell < 1:
         raise ValueError(f"hog_cell must be a positive int, got {hog_cell!r}")
     a, b = _flat(reference), _flat(other)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"maps must be two (H, W) arrays of the same shape, got {a.shape} and {b.shape}")
-    return {
-        "spearman_signed": _correlation(spearmanr, a.ravel(), b.ravel()),
-        "spearman_abs": _correlation(spearmanr, np.abs(a).ravel(), np.abs(b).ravel()),
-        "ssim": float(structural_similarity(a, b, win_size=5, data_range=2.0)),
-        "hog_pearson": _correlation(pearsonr, _hog(a, hog_cell), _hog(b, hog_cell)),
+    unknown = [m for m in metrics if m not in SIMILARITY_METRICS]
+    if unknown:
+        raise ValueError(f"metrics must be among {list(SIMILARITY_METRICS)}, got {unknown}")
+    compute = {
+        "spearman_signed": lambda: _correlation(spearmanr, a.ravel(), b.ravel()),
+        "spearman_abs": lambda: _correlation(spearmanr, np.abs(a).ravel(), np.abs(b).ravel()),
+        "ssim": lambda: float(structural_similarity(a, b, win_size=5, data_range=2.0)),
+        "hog_pearson": lambda: _correlation(pearsonr, _hog(a, hog_cell), _hog(b, hog_cell)),
     }
+    return {m: compute[m]() for m in metrics}
 
 
 __all__ = ["SIMILARITY_METRICS", "Stage", "check_stages", "randomization_stages", "randomized", "similarity"]

@@ -272,7 +272,7 @@ def test_sanity_rule():
     assert rule(far, {"NeuronMCT": like, "NeuronIntGrad": like}) == ("holds", "")
     assert rule(far, {"NeuronMCT": like, "NeuronIntGrad @ 50 %": far}) == (
         "holds partly",
-        "PathwayGrad stays closer to the trained map than Gradients: NeuronIntGrad @ 50 %",
+        "PathwayGrad stays more than the margin above Gradients: NeuronIntGrad @ 50 %",
     )
     assert rule(like, {"NeuronMCT": like}) == ("holds partly", "Guided Backprop changes")
     assert rule(like, {"NeuronMCT": far}) == ("does not hold on our model", "")

@@ -84,6 +84,9 @@ class Config:
     # further sparsities of the PathwayGrad methods (same paths' scores, other thresholds): their columns
     # are labelled by :func:`at_label`
     also_at: tuple[float, ...] = added_field(())
+    # keep every photo's trained maps (all columns): the chance level of each method's similarity, what
+    # the maps of two unrelated photos score (``sanity_tables.chance_levels``)
+    keep_trained_maps: bool = added_field(False)
 
     def columns(self) -> list[tuple[str, str, int]]:
         """(column label, method, index of the sparsity: 0 is ``sparsity``, k is ``also_at[k - 1]``)."""
@@ -126,8 +129,8 @@ def verify_subset(config: Config, n: int) -> Config:
 
 # every image is computed alone: the runner may split the images among processes (.sharding)
 SHARD_BY_IMAGE = True
-PER_IMAGE = {"names", "predicted", "probability", "stage_predicted", "cascading", "independent", "example_maps"}
-TOLERANCES = {"example_maps": HALF_MAPS, "cascading": SIMILARITIES, "independent": SIMILARITIES}
+PER_IMAGE = {"names", "predicted", "probability", "stage_predicted", "cascading", "independent", "example_maps", "trained_maps"}
+TOLERANCES = {"example_maps": HALF_MAPS, "trained_maps": HALF_MAPS, "cascading": SIMILARITIES, "independent": SIMILARITIES}
 
 
 def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.ndarray]:
@@ -237,7 +240,11 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
         independent[:, j] = _compare(trained, maps, column_labels, config.hog_cell)
         bar.update()
     bar.close()
+    kept = {}
+    if config.keep_trained_maps:
+        kept["trained_maps"] = np.stack([trained[c].cpu().numpy() for c in column_labels], 1).astype(np.float16)
     return {
+        **kept,
         "names": np.array(names),
         "predicted": target.cpu().numpy(),
         "probability": probs.amax(1).cpu().numpy(),

@@ -45,4 +45,5 @@ def config(profile: Profile) -> Config:
         example_stages=EXAMPLE_STAGES if profile != "smoke" else base.example_stages,
         independent=(),
         explained_class="randomized",
+        keep_trained_maps=True,
     )

@@ -4,7 +4,7 @@ notebook shows."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,15 +54,52 @@ def per_photo(results: Any, metric: str, stage: str, kind: str = "cascading") ->
     return pd.DataFrame(values, index=[str(n) for n in results["names"]], columns=[str(m) for m in results["methods"]])
 
 
-def against_gradients(results: Any, metric: str, stage: str, reference: str = "Gradients") -> pd.DataFrame:
+def chance_levels(results: Any, metric: str, columns: Sequence[str] | None = None) -> pd.Series:
+    """Per map (``columns``, default all): the mean similarity between the trained maps of two
+    different photos (every unordered pair, constant maps left out). What a map of that method scores
+    against an unrelated map of its kind: sparse maps score a high SSIM against any sparse map. Needs
+    the trained maps (``sanity.Config(keep_trained_maps=True)``)."""
+    import pandas as pd
+
+    from pathlib_pw.sanity import similarity
+
+    if "trained_maps" not in results:
+        raise ValueError("results hold no trained maps: run the experiment with keep_trained_maps=True")
+    labels = [str(m) for m in results["methods"]]
+    chosen = labels if columns is None else list(columns)
+    unknown = [c for c in chosen if c not in labels]
+    if unknown:
+        raise ValueError(f"columns must be among {labels}, got {unknown}")
+    maps = results["trained_maps"]
+    out = {}
+    for column in chosen:
+        m = labels.index(column)
+        values = [
+            similarity(maps[i, m].astype(np.float32), maps[j, m].astype(np.float32), metrics=(metric,))[metric]
+            for i in range(len(maps))
+            for j in range(i + 1, len(maps))
+        ]
+        out[column] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return pd.Series(out, name=f"chance {metric}")
+
+
+def against_gradients(
+    results: Any, metric: str, stage: str, reference: str = "Gradients", chance: Mapping[str, float] | None = None
+) -> pd.DataFrame:
     """Per map: mean similarity after ``stage`` and its 95 % bootstrap interval over the photos, and
     the same for its paired difference to ``reference``'s (photos where either map is constant are
-    left out of that map's row; ``n`` counts the photos used)."""
+    left out of that map's row; ``n`` counts the photos used). With ``chance`` (per map, e.g.
+    :func:`chance_levels`), each similarity ``s`` is first rescaled to ``(s - chance) / (1 - chance)``:
+    0 at the chance level, 1 for an unchanged map. Maps without a chance level are left out."""
     import pandas as pd
 
     from pathlib_pw.statistics import bootstrap_interval
 
     photos = per_photo(results, metric, stage)
+    if chance is not None:
+        photos = pd.DataFrame(
+            {c: (photos[c] - chance[c]) / (1.0 - chance[c]) for c in photos.columns if c in chance}, index=photos.index
+        )
     if reference not in photos:
         raise ValueError(f"reference must be one of {list(photos.columns)}, got {reference!r}")
     rows = {}
