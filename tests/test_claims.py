@@ -281,7 +281,10 @@ def test_sanity_rule():
         "inconclusive at this sample size",
         "Guided Backprop's interval contains the 0.3 margin",
     )
-    assert rule(far, {"NeuronMCT": straddles})[0] == "inconclusive at this sample size"
+    assert rule(far, {"NeuronMCT": straddles, "NeuronIntGrad": like}) == (
+        "inconclusive at this sample size",
+        "PathwayGrad's interval contains the 0.3 margin: NeuronMCT",
+    )
     # a PathwayGrad map far in one measure is decided (it does not fall like Gradients in each)
     assert rule(far, {"NeuronMCT": {"spearman_abs": (0.4, 0.5), "ssim": (0.0, 0.1)}})[0] == "holds partly"
 

@@ -253,9 +253,12 @@ def sweep_table(results: Any, measure: str) -> pd.DataFrame:
 
 
 def sweep_wins(results: Any) -> pd.DataFrame:
-    """Per sparsity and deciding measure: the lowest contribution decoding's value minus the highest
-    rival's (:data:`RIVALS`) over the photos (above 0: the contribution paths win on every photo), and
-    whether they win in both measures."""
+    """Per sparsity and deciding measure, photo by photo: the lowest contribution decoding's value
+    minus the highest rival's (:data:`RIVALS`) on the same photo, then the smallest of these over the
+    photos (above 0: the contribution paths win on every photo), and whether they win in both
+    measures. A contribution path that decoded nothing (:func:`decoded`) cannot win (NaN margin); a
+    rival that decoded nothing is left out; with no rival left on a photo there is nothing to win
+    against (NaN margin)."""
     import pandas as pd
 
     labels = paths(results)
@@ -264,16 +267,16 @@ def sweep_wins(results: Any) -> pd.DataFrame:
     if not ours or not rivals:
         raise ValueError(f"results must hold a contribution path {CONTRIBUTION} and a rival {RIVALS}; paths: {labels}")
     levels = [float(v) for v in results["sparsities"]]
-    margins = {}
+    margins: dict[str, Any] = {}
     for measure in DECIDING:
         values = sweep_values(results, measure)  # (photos, levels, paths)
-        # a contribution path that decoded nothing cannot win (NaN margin); a rival that decoded
-        # nothing is no rival
         rival = np.where(np.isnan(values[:, :, rivals]), -np.inf, values[:, :, rivals])
-        margins[f"{measure} margin"] = values[:, :, ours].min(2).min(0) - rival.max(2).max(0)
-        best = rival.argmax(2)
+        best = rival.max(2)
+        per_photo = values[:, :, ours].min(2) - np.where(np.isfinite(best), best, np.nan)
+        margins[f"{measure} margin"] = per_photo.min(0)  # NaN on any photo: no win
+        argbest = rival.argmax(2)
         margins[f"{measure} best rival"] = [
-            ", ".join(sorted({labels[rivals[int(b)]] for i, b in enumerate(best[:, j]) if np.isfinite(rival[i, j, b])}))
+            ", ".join(sorted({labels[rivals[int(b)]] for i, b in enumerate(argbest[:, j]) if np.isfinite(rival[i, j, b])}))
             or "none decoded"
             for j in range(len(levels))
         ]

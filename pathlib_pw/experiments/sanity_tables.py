@@ -63,14 +63,15 @@ def chance_levels(results: Any, metric: str, columns: Sequence[str] | None = Non
 
     from pathlib_pw.sanity import similarity
 
-    if "trained_maps" not in results:
-        raise ValueError("results hold no trained maps: run the experiment with keep_trained_maps=True")
+    try:
+        maps = results["trained_maps"]
+    except KeyError:
+        raise ValueError("results hold no trained maps: run the experiment with keep_trained_maps=True") from None
     labels = [str(m) for m in results["methods"]]
     chosen = labels if columns is None else list(columns)
     unknown = [c for c in chosen if c not in labels]
     if unknown:
         raise ValueError(f"columns must be among {labels}, got {unknown}")
-    maps = results["trained_maps"]
     out = {}
     for column in chosen:
         m = labels.index(column)

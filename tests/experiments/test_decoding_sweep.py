@@ -90,13 +90,17 @@ def test_sweep_wins_needs_both_measures_on_every_photo():
     box = [[0.0, 0.5, 0.6, 0.4, 0.1], [0.0, 0.3, 0.4, 0.2, 0.1]]
     top = [[0.1, 0.3, 0.4, 0.2, 0.1], [0.1, 0.3, 0.3, 0.2, 0.25]]
     wins = tables.sweep_wins(_hand_results(box, top))
-    assert wins.loc[50.0, "box_excess margin"] == pytest.approx(0.3 - 0.4)  # min ours 0.3, max rival 0.4
-    assert not wins.loc[50.0, "contribution paths win"]
-    box[0][3] = 0.25
-    wins = tables.sweep_wins(_hand_results(box, top))
-    assert wins.loc[50.0, "box_excess margin"] == pytest.approx(0.3 - 0.25)
-    assert wins.loc[50.0, "concentration margin"] == pytest.approx(0.3 - 0.25)
+    # photo by photo: 0.5 - 0.4 on the first, 0.3 - 0.2 on the second: both 0.1
+    assert wins.loc[50.0, "box_excess margin"] == pytest.approx(0.1)
+    assert wins.loc[50.0, "concentration margin"] == pytest.approx(0.3 - 0.25)  # the second photo's Random
     assert wins.loc[50.0, "contribution paths win"] and wins.loc[50.0, "box_excess best rival"] == "Greedy"
+    box[0][3] = 0.55  # Greedy beats NeuronIntGrad on the first photo
+    wins = tables.sweep_wins(_hand_results(box, top))
+    assert wins.loc[50.0, "box_excess margin"] == pytest.approx(0.5 - 0.55)
+    assert not wins.loc[50.0, "contribution paths win"]
+    # across photos would have compared 0.3 (second photo) with 0.55 (first): the per-photo rule does not
+    box[0][3], box[1][1] = 0.45, 0.25
+    assert tables.sweep_wins(_hand_results(box, top)).loc[50.0, "box_excess margin"] == pytest.approx(0.05)
 
 
 def test_a_decoding_of_nothing_cannot_win_and_is_no_rival():
@@ -109,6 +113,11 @@ def test_a_decoding_of_nothing_cannot_win_and_is_no_rival():
     change[1][2] = 0.5  # NeuronMCT decoded nothing on the second photo: no win
     wins = tables.sweep_wins(_hand_results(box, top, change))
     assert not wins.loc[50.0, "contribution paths win"] and np.isnan(wins.loc[50.0, "box_excess margin"])
+    # no rival decoded anything on a photo: nothing to win against, no win
+    change = [[100.0, 50.0, 50.0, 0.5, 0.5], [100.0, 50.0, 50.0, 50.0, 50.0]]
+    wins = tables.sweep_wins(_hand_results(box, top, change))
+    assert not wins.loc[50.0, "contribution paths win"] and np.isnan(wins.loc[50.0, "box_excess margin"])
+    assert wins.loc[50.0, "box_excess best rival"] == "Greedy"  # the second photo's; the first has none
 
 
 def test_small_run_shapes_and_controls(small_run):
