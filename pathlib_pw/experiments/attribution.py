@@ -103,7 +103,7 @@ def attribution_maps_at(
         raise ValueError(f"methods must be among {accepted}, got {unknown}")
     if criteria and not sparsities:
         raise ValueError(f"sparsity is required for the pathway methods {sorted(criteria)}")
-    levels = list(sparsities) if sparsities else [None]
+    levels = list(sparsities) if sparsities else []
     options = dict(options or {})
     unused = sorted(set(options) - set(methods) - criteria)
     if unused:
@@ -118,7 +118,7 @@ def attribution_maps_at(
         m: saliency(model, x, cast(SaliencyMethod, m), target, **options.get(m, {})) for m in methods if m in SALIENCY_METHODS
     }
     out = []
-    for j in range(len(levels)):
+    for j in range(max(1, len(levels))):  # baselines only: one dict
         maps = dict(baselines)
         for method in methods:
             if method in SALIENCY_METHODS:

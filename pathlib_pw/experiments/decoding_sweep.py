@@ -283,9 +283,7 @@ def _one_image(
     path_p = np.array(
         [[float(dec.outputs(model, x, found[label][j]).softmax(1)[0, target]) for label in labels] for j in range(len(levels))]
     )
-    realized = np.array(
-        [[0.0 if found[label][j] is None else float(found[label][j].sparsity[0]) for label in labels] for j in range(len(levels))]
-    )
+    realized = np.array([[_realized(found[label][j]) for label in labels] for j in range(len(levels))])
     return {
         **checked,
         "photo_probability": np.array([photo_p], dtype=np.float32),
@@ -306,6 +304,10 @@ def _one_image(
         "output_change": (100.0 * np.abs(path_p - photo_p) / photo_p)[None].astype(np.float32),
         "realized": realized[None].astype(np.float32),
     }
+
+
+def _realized(path: Pathway | None) -> float:
+    return 0.0 if path is None else float(path.sparsity[0])
 
 
 def _same(a: Pathway | None, b: Pathway | None) -> bool:
