@@ -90,26 +90,57 @@ class Config:
     check_only: bool = False  # what ``verify`` recomputes: the check path and its first steps
 
     def __post_init__(self) -> None:
-        labels = [c.label for c in self.criteria]
-        known = [ORIGINAL] + labels
-        for field, names in (("paths", self.paths), ("top_paths", self.top_paths)):
-            unknown = [p for p in names if p not in known]
-            if unknown:
-                raise ValueError(f"{field}: unknown path name(s) {unknown}; known: {known}")
+        check_paths(self)
+        known = [ORIGINAL] + [c.label for c in self.criteria]
+        unknown = [p for p in self.top_paths if p not in known]
+        if unknown:
+            raise ValueError(f"top_paths: unknown path name(s) {unknown}; known: {known}")
         if ORIGINAL in self.top_paths or not set(self.top_paths) <= set(self.paths):
             raise ValueError(f"top_paths must be criteria among paths {list(self.paths)}, got {list(self.top_paths)}")
-        if self.check_path not in self.paths or self.check_path == ORIGINAL:
-            raise ValueError(f"check_path must be a criterion among paths {list(self.paths)}, got {self.check_path!r}")
-        check = self.criteria[labels.index(self.check_path)]
-        if spec(check.method).rounding_for(dict(check.options)).kind == "chaotic":
-            raise ValueError(f"check_path {self.check_path!r} is chaotic: its masks are not restored on replay")
-        if not self.sparsities or not self.seeds or 0 not in self.seeds:
-            raise ValueError("sparsities must not be empty and seeds must include 0 (the check render)")
-        if not 1 <= self.check_steps <= self.steps:
-            raise ValueError(f"check_steps must be in [1, steps={self.steps}], got {self.check_steps}")
+        if not self.seeds or 0 not in self.seeds:
+            raise ValueError("seeds must include 0 (the check render)")
 
     def criterion(self, label: str) -> Criterion:
         return next(c for c in self.criteria if c.label == label)
+
+
+def render_logit(
+    model: nn.Module, target: int, path: Pathway | None, size: int, config: Any, seed: int, thresholds: tuple[int, ...] | None
+) -> np.ndarray:
+    """The authors' decoding of class ``target`` through ``path`` with ``config``'s pixel size, steps and
+    learning rate (the images after each of ``thresholds``, default the last step)."""
+    return dec.render(
+        model,
+        dec.logit(target),
+        path,
+        input_size=size,
+        parameterization=dec.Parameterization(size=config.param_size),
+        steps=config.steps if thresholds is None else max(thresholds),
+        lr=config.lr,
+        seed=seed,
+        thresholds=thresholds,
+        progress=False,
+    )
+
+
+def check_paths(config: Any) -> None:
+    """The checks a decoding configuration shares: ``paths`` name the original network or a label
+    of ``criteria``; ``check_path`` (what ``verify`` recomputes) is a non-chaotic criterion among
+    them; ``sparsities`` is not empty; ``check_steps`` is within ``steps``. ValueError naming the field."""
+    labels = [c.label for c in config.criteria]
+    known = [ORIGINAL] + labels
+    unknown = [p for p in config.paths if p not in known]
+    if unknown:
+        raise ValueError(f"paths: unknown path name(s) {unknown}; known: {known}")
+    if config.check_path not in config.paths or config.check_path == ORIGINAL:
+        raise ValueError(f"check_path must be a criterion among paths {list(config.paths)}, got {config.check_path!r}")
+    check = config.criteria[labels.index(config.check_path)]
+    if spec(check.method).rounding_for(dict(check.options)).kind == "chaotic":
+        raise ValueError(f"check_path {config.check_path!r} is chaotic: its masks are not restored on replay")
+    if not config.sparsities:
+        raise ValueError("sparsities must not be empty")
+    if not 1 <= config.check_steps <= config.steps:
+        raise ValueError(f"check_steps must be in [1, steps={config.steps}], got {config.check_steps}")
 
 
 def config(profile: str) -> Config:
@@ -353,21 +384,9 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     logits, _, _ = record_activations(model, x)
     target = int(logits.argmax(1)[0])
     size = int(x.shape[-1])
-    param = dec.Parameterization(size=config.param_size)
 
     def decode(path: Pathway | None, seed: int, thresholds: tuple[int, ...] | None = None) -> np.ndarray:
-        return dec.render(
-            model,
-            dec.logit(target),
-            path,
-            input_size=size,
-            parameterization=param,
-            steps=config.steps if thresholds is None else max(thresholds),
-            lr=config.lr,
-            seed=seed,
-            thresholds=thresholds,
-            progress=False,
-        )
+        return render_logit(model, target, path, size, config, seed, thresholds)
 
     def check_arrays(image: np.ndarray, path: Pathway | None) -> dict[str, np.ndarray]:
         xi = dec.model_input(image[None], size, device)

@@ -38,8 +38,10 @@ from pathlib_pw.experiments.decoding import (
     ACTIVE,
     CHECK_IMAGE,
     ORIGINAL,
+    check_paths,
     decoding_paths,
     penultimate,
+    render_logit,
 )
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs
 from pathlib_pw.experiments.paths import OPERATING_POINT, Criterion, paper_criteria
@@ -85,16 +87,7 @@ class Config:
     check_only: bool = False  # what ``verify`` recomputes: the check path and its first steps
 
     def __post_init__(self) -> None:
-        known = [ORIGINAL] + [c.label for c in self.criteria]
-        unknown = [p for p in self.paths if p not in known]
-        if unknown:
-            raise ValueError(f"paths: unknown path name(s) {unknown}; known: {known}")
-        if self.check_path not in self.paths or self.check_path == ORIGINAL:
-            raise ValueError(f"check_path must be a criterion among paths {list(self.paths)}, got {self.check_path!r}")
-        if not self.sparsities:
-            raise ValueError("sparsities must not be empty")
-        if not 1 <= self.check_steps <= self.steps:
-            raise ValueError(f"check_steps must be in [1, steps={self.steps}], got {self.check_steps}")
+        check_paths(self)
         missing = [name for name in self.inputs.images if name not in OBJECT_BOXES]
         if missing:
             raise ValueError(f"inputs.images: no object box for {missing}; boxes exist for {sorted(OBJECT_BOXES)}")
@@ -215,18 +208,7 @@ def _one_image(
     param = dec.Parameterization(size=config.param_size)
 
     def decode(path: Pathway | None, thresholds: tuple[int, ...] | None = None) -> np.ndarray:
-        return dec.render(
-            model,
-            dec.logit(target),
-            path,
-            input_size=size,
-            parameterization=param,
-            steps=config.steps if thresholds is None else max(thresholds),
-            lr=config.lr,
-            seed=config.seed,
-            thresholds=thresholds,
-            progress=False,
-        )
+        return render_logit(model, target, path, size, config, config.seed, thresholds)
 
     def check(rendered: np.ndarray, path: Pathway) -> dict[str, np.ndarray]:
         xi = dec.model_input(rendered[None], size, x.device)
