@@ -138,8 +138,17 @@ PER_IMAGE = {
     "output_change",
     "realized",
 }
+# The check image: coffee's NeuronMCT path at 50 %, 8 Adam steps. A path this dense passes more
+# rounding on than the 90 % path of ``decoding``: 2 threads instead of 1 moved it by up to 2.7e-3 (3 %
+# of the values beyond 1e-4, none beyond 5e-3), while a 1 % larger learning rate moves 13 % of the
+# values by more than 5e-3 and another seed 73 %.
+SWEEP_CHECK_IMAGE = dataclasses.replace(
+    CHECK_IMAGE,
+    atol=5e-3,
+    reason="a few Adam steps from the same start through a 50 % path: rounding (threads) moved it by up to 2.7e-3",
+)
 TOLERANCES = {
-    "check_image": CHECK_IMAGE,
+    "check_image": SWEEP_CHECK_IMAGE,
     "check_logits": Tolerance(rtol=1e-3, atol=1e-3, reason="logits of the check image"),
 }
 

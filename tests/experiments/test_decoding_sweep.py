@@ -152,3 +152,20 @@ def test_config_errors_name_the_field():
         dataclasses.replace(SMALL, paths=("NeuronMCTX",))
     with pytest.raises(ValueError, match="check_path"):
         dataclasses.replace(SMALL, check_path=ORIGINAL)
+
+
+def test_the_cached_check_image_rejects_a_changed_learning_rate():
+    """The other direction of the book cache's check (its rounding direction is the cache check in
+    test_book_cache, on whatever machine runs it): the check path rendered with a learning rate 1 %
+    larger is beyond the check image's tolerance."""
+    from pathlib_pw import cache, decisions, experiments
+    from pathlib_pw.experiments.verification import compare
+
+    book = experiments.get_config("decoding_sweep", "book")
+    directory = cache.results_root() / "book" / "decoding_sweep"
+    cached = cache.load(directory)
+    part = dataclasses.replace(sweep.verify_subset(book, 1), lr=book.lr * 1.01)
+    with decisions.replaying(cache.load_decisions(directory), complete=False):
+        fresh = sweep.run(part, progress=False)
+    check = compare("check_image", fresh["check_image"], cached["check_image"][:1], sweep.TOLERANCES["check_image"])
+    assert check.status == "DIFFERS", check
