@@ -46,6 +46,7 @@ from pathlib_pw.experiments.decoding import (
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs
 from pathlib_pw.experiments.paths import OPERATING_POINT, Criterion, paper_criteria
 from pathlib_pw.experiments.verification import Tolerance
+from pathlib_pw.metrics import map_concentration
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.saliency import saliency
 
@@ -197,16 +198,6 @@ def region_share(change: np.ndarray, region: np.ndarray) -> np.ndarray:
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
 
 
-def concentration(change: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
-    """Share of each change map's total held by its top ``share`` of pixels (``share`` when uniform,
-    1 when all of it sits there); NaN where nothing changed."""
-    flat = change.reshape(*change.shape[:-2], -1)
-    k = max(1, int(round(share * flat.shape[-1])))
-    top = np.sort(flat, axis=-1)[..., -k:].sum(-1)
-    total = flat.sum(-1)
-    return np.where(total > 0, top / np.where(total > 0, total, 1.0), np.nan)
-
-
 def _one_image(
     model: torch.nn.Module, x: torch.Tensor, name: str, image: int, config: Config, bar: tqdm
 ) -> dict[str, np.ndarray]:
@@ -284,7 +275,7 @@ def _one_image(
         "change": change.sum((-2, -1))[None].astype(np.float32),
         "box_share": region_share(change, box)[None].astype(np.float32),
         "gradcam_share": region_share(change, cam_region)[None].astype(np.float32),
-        "concentration": concentration(change)[None].astype(np.float32),
+        "concentration": map_concentration(change, TOP_SHARE)[None].astype(np.float32),
         "logit_own": own[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
         "prob_own": own.softmax(1)[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
         "prob_full": full.softmax(1)[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
@@ -338,7 +329,6 @@ __all__ = [
     "box_region",
     "change_map",
     "cached_part",
-    "concentration",
     "config",
     "gradcam_region",
     "region_share",

@@ -28,6 +28,7 @@ from pathlib_pw.experiments.attribution import (
 )
 from pathlib_pw.experiments.contract import first_images, image_count
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.experiments.paths import OPERATING_POINT  # the sparsity sweep's, beside the authors' 70 %
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
 from pathlib_pw.saliency import SALIENCY_METHODS
 from pathlib_pw.sanity import (
@@ -53,8 +54,6 @@ BOOK_METHODS: tuple[str, ...] = (*PAPER_METHODS, AUTHORS_INPUT_MCT_EXACT)
 EXPLAINED_CLASSES = ("trained", "randomized")
 # the book's stages: the maps are measured after these (every stage is still randomized on the way down)
 MEASURE_AT = ("classifier", "last_conv", "block_13", "block_6", "block_0", "stem")
-# the operating point of the sparsity sweep, beside the authors' 70 % (``Config.sparsity``)
-OPERATING_POINT = 50.0
 
 
 def at_label(label: str, sparsity: float) -> str:

@@ -14,6 +14,7 @@ from pathlib_pw.experiments import decoding_sweep as sweep
 from pathlib_pw.experiments import decoding_tables as tables
 from pathlib_pw.experiments.decoding import ORIGINAL
 from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw.metrics import map_concentration
 
 SMALL = sweep.Config(
     inputs=Inputs(images=("coffee", "grace_hopper"), size=64),
@@ -39,9 +40,9 @@ def test_region_share_and_concentration_by_hand():
     region = np.zeros((4, 4))
     region[:2, :2] = 1.0
     assert sweep.region_share(change, region)[0] == pytest.approx(0.75)
-    assert sweep.concentration(change, share=1 / 16)[0] == pytest.approx(0.75)  # the top pixel of 16
+    assert map_concentration(change, share=1 / 16)[0] == pytest.approx(0.75)  # the top pixel of 16
     assert np.isnan(sweep.region_share(np.zeros((1, 4, 4)), region)[0])  # nothing changed
-    assert np.isnan(sweep.concentration(np.zeros((1, 4, 4)))[0])
+    assert np.isnan(map_concentration(np.zeros((1, 4, 4)))[0])
 
 
 def test_box_region_covers_the_box_on_any_grid():
