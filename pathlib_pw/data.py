@@ -3,6 +3,7 @@ and scikit-learn's bundled digits."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pathlib_pw.imagenet import preprocess
+from pathlib_pw.imagenet import normalize_pixels, preprocess, resize_crop
 
 __all__ = [
     "IMAGENET_VAL_ENV",
@@ -20,6 +21,7 @@ __all__ = [
     "IMAGE_SOURCES",
     "IMAGE_SUFFIXES",
     "PHOTOS",
+    "PHOTO_PIXELS_FILE",
     "ImageSource",
     "Photo",
     "imagenet_val_files",
@@ -31,6 +33,8 @@ __all__ = [
     "load_images",
     "load_photo",
     "load_photos",
+    "photo_pixels",
+    "pixel_disagreement",
     "register_image_source",
 ]
 
@@ -164,15 +168,75 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3], dtype=np.uint8)
 
 
-def load_photos(names: Sequence[str] | str | None = None, size: int = 224) -> tuple[torch.Tensor, list[str]]:
-    """Normalized (B,3,size,size) batch of bundled photos (all, in registry order, if ``names`` is None)."""
+# The resized and cropped pixels every cache under data/results was computed from. A uint8 resize
+# rounds a float sum whose last bit depends on the CPU's instruction set (on a CPU without AVX,
+# coffee differs from this file in 4 of 590k values by one level), and one level in one pixel
+# moves a path at its threshold; shipping the pixels makes every machine feed the recorded input.
+PHOTO_PIXELS_FILE = Path(__file__).with_name("photo_pixels") / "photos_uint8.npz"
+# what one machine's resize may differ from another's: one level, in at most 1 value in 1000
+PIXEL_TOLERANCE_LEVELS = 1
+PIXEL_TOLERANCE_SHARE = 1e-3
+
+
+def photo_pixel_key(name: str, size: int) -> str:
+    return f"{name}@{size}"
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_pixels() -> dict[str, np.ndarray]:
+    if not PHOTO_PIXELS_FILE.is_file():
+        return {}
+    with np.load(PHOTO_PIXELS_FILE) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def photo_pixels(name: str, size: int = 224, *, shipped: bool = True) -> torch.Tensor:
+    """The bundled photo ``name`` resized and center-cropped: (3,size,size) uint8.
+
+    With ``shipped`` (default) and where ``PHOTO_PIXELS_FILE`` holds them (all photos at 224 and
+    64 px), the pixels recorded with the caches; otherwise :func:`resize_crop` on this machine, which
+    :func:`pixel_disagreement` allows to differ by one level in a few values."""
+    if name not in PHOTOS:
+        raise ValueError(f"name must be one of {', '.join(PHOTOS)}; got {name!r}")
+    stored = _shipped_pixels().get(photo_pixel_key(name, size)) if shipped else None
+    if stored is not None:
+        return torch.from_numpy(stored.copy())
+    return resize_crop(load_photo(name), size)
+
+
+def pixel_disagreement(reference: torch.Tensor | np.ndarray, local: torch.Tensor | np.ndarray) -> str | None:
+    """Why ``local`` is not the same resize as ``reference`` up to the instruction-set rounding
+    (one level in at most ``PIXEL_TOLERANCE_SHARE`` of the values), else None."""
+    a = torch.as_tensor(np.asarray(reference)).to(torch.int16)
+    b = torch.as_tensor(np.asarray(local)).to(torch.int16)
+    if a.shape != b.shape:
+        return f"shape {tuple(b.shape)} instead of {tuple(a.shape)}"
+    diff = (a - b).abs()
+    worst = int(diff.max())
+    n_off = int((diff > 0).sum())
+    if worst > PIXEL_TOLERANCE_LEVELS:
+        return f"a value differs by {worst} levels (allowed: {PIXEL_TOLERANCE_LEVELS})"
+    if n_off > PIXEL_TOLERANCE_SHARE * diff.numel():
+        return f"{n_off} of {diff.numel()} values differ (allowed: {PIXEL_TOLERANCE_SHARE:.0e} of them)"
+    return None
+
+
+def load_photos(
+    names: Sequence[str] | str | None = None, size: int = 224, *, shipped: bool = True
+) -> tuple[torch.Tensor, list[str]]:
+    """Normalized (B,3,size,size) batch of bundled photos (all, in registry order, if ``names`` is None),
+    from :func:`photo_pixels` (``shipped``: the recorded pixels where they exist)."""
     if names is None:
         names = list(PHOTOS)
     elif isinstance(names, str):
         names = [names]
     names = list(names)
-    images = [load_photo(n) for n in names]  # validates every name first
-    return preprocess(images, size=size), names
+    for n in names:  # validate every name before any work
+        if n not in PHOTOS:
+            raise ValueError(f"names must be among {', '.join(PHOTOS)}; got {n!r}")
+    if not names:
+        raise ValueError("names is empty")
+    return torch.stack([normalize_pixels(photo_pixels(n, size, shipped=shipped)) for n in names]), names
 
 
 _LAYOUT = (

@@ -11,7 +11,15 @@ import torchvision
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize", "imagenet_class_names", "preprocess"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "denormalize",
+    "imagenet_class_names",
+    "normalize_pixels",
+    "preprocess",
+    "resize_crop",
+]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -30,35 +38,46 @@ def _to_rgb(image: Any) -> np.ndarray:
     return a
 
 
-def preprocess(images: np.ndarray | Sequence[np.ndarray], size: int = 224) -> torch.Tensor:
-    """Standard torchvision ImageNet eval transform of HxWx3 uint8 images -> normalized (B,3,size,size).
+def resize_crop(image: Any, size: int = 224) -> torch.Tensor:
+    """The geometric half of :func:`preprocess`: HxWx3 image -> (3,size,size) tensor, uint8 in, uint8 out.
 
     The shorter side is resized to round(size*256/224) (bilinear, antialiased), then center-cropped
-    to ``size``. Grayscale (HxW) and RGBA inputs are converted to RGB. Float inputs are taken as [0,1].
+    to ``size``. Grayscale (HxW) and RGBA inputs are converted to RGB; float inputs stay float.
+    The uint8 resize rounds a float computation whose last bit depends on the CPU's instruction set,
+    so a few pixels may differ by one level between machines (see :func:`pathlib_pw.data.photo_pixels`).
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    a = _to_rgb(image)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only arrays
+        a = a.copy()
+    t = torch.from_numpy(a).permute(2, 0, 1)
+    if t.is_floating_point():
+        t = t.float()
+    elif t.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 or float images, got {a.dtype}")
+    t = TF.resize(t, [round(size * 256 / 224)], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(t, [size])
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """The photometric half of :func:`preprocess`: (3,H,W) uint8 or [0,1] float -> ImageNet-normalized float32."""
+    t = TF.convert_image_dtype(pixels, torch.float32)
+    return TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+
+
+def preprocess(images: np.ndarray | Sequence[np.ndarray], size: int = 224) -> torch.Tensor:
+    """Standard torchvision ImageNet eval transform of HxWx3 uint8 images -> normalized (B,3,size,size):
+    :func:`resize_crop` then :func:`normalize_pixels`. Float inputs are taken as [0,1].
     """
     if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
         images = [images]
     if len(images) == 0:
         raise ValueError("images is empty")
-    resize = round(size * 256 / 224)
-    out = []
-    for image in images:
-        a = _to_rgb(image)
-        if a.dtype == np.bool_:
-            a = a.astype(np.uint8) * 255
-        a = np.ascontiguousarray(a)
-        if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only arrays
-            a = a.copy()
-        t = torch.from_numpy(a).permute(2, 0, 1)
-        if t.is_floating_point():
-            t = t.float()
-        elif t.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 or float images, got {a.dtype}")
-        t = TF.resize(t, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
-        t = TF.center_crop(t, [size])
-        t = TF.convert_image_dtype(t, torch.float32)
-        out.append(TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
-    return torch.stack(out)
+    return torch.stack([normalize_pixels(resize_crop(image, size)) for image in images])
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:

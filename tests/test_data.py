@@ -54,7 +54,7 @@ def test_load_photos_batch_and_order() -> None:
     assert x.shape == (len(EXPECTED_PHOTOS), 3, 224, 224) and x.dtype == torch.float32
     y, sub = data.load_photos(["coffee", "chelsea"], size=128)
     assert sub == ["coffee", "chelsea"] and y.shape == (2, 3, 128, 128)
-    assert torch.equal(y[1], imagenet.preprocess(data.load_photo("chelsea"), size=128)[0])
+    assert torch.equal(y[1], imagenet.preprocess(data.load_photo("chelsea"), size=128)[0])  # 128 px: not shipped
     z, one = data.load_photos("rocket")
     assert one == ["rocket"] and torch.equal(z[0], x[EXPECTED_PHOTOS.index("rocket")])
 

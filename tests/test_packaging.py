@@ -20,7 +20,7 @@ import pytest
 import tomllib
 
 import pathlib_pw
-from pathlib_pw import _version, cache, reference
+from pathlib_pw import _version, cache, data, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pathlib_pw"
@@ -182,7 +182,7 @@ _IN_THE_WHEEL = r"""
 import importlib.metadata, json, os, sys
 import torch, torchvision
 import pathlib_pw
-from pathlib_pw import cache, reference
+from pathlib_pw import cache, data, reference
 
 tables = {name: len(reference.authors_table(name)) for name in reference.TABLES}
 overlap, dead = reference.authors_overlap()
@@ -204,6 +204,8 @@ print(json.dumps({
     "total": total,
     "results_root": str(cache.results_root()),
     "checkout": str(cache.checkout_root()),
+    "pixels_file": str(data.PHOTO_PIXELS_FILE),
+    "pixel_arrays": len(data._shipped_pixels()),
 }))
 """
 
@@ -231,6 +233,7 @@ def test_wheel_works_outside_the_repository(tmp_path):
         assert f"pathlib_pw/{reference.REFERENCE_FOLDER}/{name}_authors.csv" in names
     assert f"pathlib_pw/{reference.REFERENCE_FOLDER}/README.md" in names
     assert "pathlib_pw/_version.py" in names
+    assert {"pathlib_pw/photo_pixels/photos_uint8.npz", "pathlib_pw/photo_pixels/provenance.json"} <= names
     assert not [n for n in names if n.startswith(("data/", "tests/", "book/")) or "/data/results/" in n]
     assert f"Version: {pathlib_pw.__version__}\n" in metadata
     requires = {_requirement_name(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
@@ -249,5 +252,6 @@ def test_wheel_works_outside_the_repository(tmp_path):
     assert Path(out["table_file"]).is_relative_to(target)
     assert 0 < out["kept"] < out["total"] and 49 <= out["sparsity"] < 100  # ties at zero score are removed together
     assert out["checkout"] == "None"
+    assert Path(out["pixels_file"]).is_relative_to(target) and out["pixel_arrays"] == 2 * len(data.PHOTOS)
     assert Path(out["results_root"]) == cwd / "data" / "results"
     assert not Path(out["results_root"]).is_relative_to(target)
