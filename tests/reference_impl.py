@@ -437,3 +437,113 @@ def removal_curve_literal(model: nn.Module, x: torch.Tensor, maps: torch.Tensor,
                 row.append(total / len(orders))
             rows.append(row)
     return torch.tensor(rows, dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# local linearity (pathlib_pw.linearity): rectifier states from outputs, a searched radius,
+# flip shares and the masked logit's gradient, one image and one direction at a time
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_rectifiers(model: nn.Module, points: torch.Tensor, site: Callable[[bool, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Forward ``points``; every rectifier call's output goes through ``site(is ReLU6, output)``, whose
+    result is what the network sees. A net with ``literal_forward`` (functional rectifiers) runs that."""
+    literal = getattr(model, "literal_forward", None)
+    if literal is not None:
+        return literal(points, lambda name, out: site(name.endswith("relu6"), out))
+    handles = [
+        m.register_forward_hook(lambda module, _inp, out: site(isinstance(module, nn.ReLU6), out))
+        for _, m in rectifier_modules(model)
+    ]
+    try:
+        return model(points * 1.0)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def rectifier_states(model: nn.Module, points: torch.Tensor, masks=None, top: float = 6.0) -> list[torch.Tensor]:
+    """Per rectifier call, the state of each neuron at each point, shape (N, *site shape): 0 off (output 0),
+    2 saturated (a ReLU6 output >= ``top``; 6 is the real boundary), 1 linear otherwise.
+
+    ``masks`` (one bool tensor per site, site shape, one image) multiply the outputs.
+    """
+    states: list[torch.Tensor] = []
+
+    def site(relu6: bool, out: torch.Tensor) -> torch.Tensor:
+        s = torch.ones(out.shape, dtype=torch.int64)
+        s[out == 0] = 0
+        if relu6:
+            s[out >= top] = 2
+        k = len(states)
+        states.append(s)
+        return out if masks is None else out * masks[k]
+
+    with torch.no_grad():
+        _run_rectifiers(model, points, site)
+    return states
+
+
+def kept_state_changed(states0: list[torch.Tensor], states: list[torch.Tensor], masks=None) -> torch.Tensor:
+    """Per point: whether a kept neuron's state differs from ``states0`` (states at one point)."""
+    changed = torch.zeros(states[0].shape[0], dtype=torch.bool)
+    for k, (s0, s) in enumerate(zip(states0, states)):
+        diff = s != s0
+        if masks is not None:
+            diff = diff & masks[k]
+        changed |= diff.flatten(1).any(1)
+    return changed
+
+
+def radius_by_search(model: nn.Module, x1: torch.Tensor, direction: torch.Tensor, masks=None, t_max: float = 3.0,
+                     steps: int = 6000, tol: float = 1e-9, top: float = 6.0) -> float:
+    """The first t at which a kept neuron's state changes along x1 + t d / |d|: the states on a grid of
+    ``steps`` points in (0, t_max], then bisection to ``tol`` between the last unchanged and first changed
+    grid point. inf when no grid point has a changed state."""
+    d = direction / direction.norm()
+    s0 = rectifier_states(model, x1, masks, top)
+
+    def changed(ts: torch.Tensor) -> torch.Tensor:
+        return kept_state_changed(s0, rectifier_states(model, x1 + ts.view(-1, 1, 1, 1) * d, masks, top), masks)
+
+    ts = torch.linspace(0.0, t_max, steps + 1, dtype=x1.dtype)
+    hit = changed(ts[1:])
+    if not hit.any():
+        return math.inf
+    i = int(hit.nonzero()[0]) + 1
+    lo, hi = float(ts[i - 1]), float(ts[i])
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if changed(torch.tensor([mid], dtype=x1.dtype))[0]:
+            hi = mid
+        else:
+            lo = mid
+    return (lo + hi) / 2
+
+
+def flip_share_literal(model: nn.Module, x1: torch.Tensor, direction: torch.Tensor, radius: float, masks=None) -> float:
+    """Flipped kept neurons / kept neurons between x1 and x1 + radius d / |d|, counted site by site; 0 if none kept."""
+    d = direction / direction.norm()
+    before = rectifier_states(model, x1, masks)
+    after = rectifier_states(model, x1 + radius * d, masks)
+    flipped = kept = 0
+    for k, (s0, s1) in enumerate(zip(before, after)):
+        keep = torch.ones_like(s0[0], dtype=torch.bool) if masks is None else masks[k]
+        flipped += int(((s0[0] != s1[0]) & keep).sum())
+        kept += int(keep.sum())
+    return flipped / kept if kept else 0.0
+
+
+def masked_logit_and_grad(model: nn.Module, x1: torch.Tensor, target: int, masks=None) -> tuple[float, torch.Tensor]:
+    """The target logit of the masked network at one image and its input gradient, by torch.autograd.grad."""
+    leaf = x1.detach().clone().requires_grad_(True)
+    calls: list[int] = []
+
+    def site(_relu6: bool, out: torch.Tensor) -> torch.Tensor:
+        k = len(calls)
+        calls.append(k)
+        return out if masks is None else out * masks[k]
+
+    logits = _run_rectifiers(model, leaf * 1.0, site)
+    (grad,) = torch.autograd.grad(logits[0, target], leaf)
+    return float(logits[0, target].detach()), grad[0]
