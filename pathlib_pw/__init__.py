@@ -11,6 +11,7 @@ from pathlib_pw.attribution_methods import (
 from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pathways
 from pathlib_pw.data import load_imagenet_val, load_photos
 from pathlib_pw.imagenet import preprocess
+from pathlib_pw.linearity import first_order_error, linear_region_radius, state_flip_share
 from pathlib_pw.metrics import dead_share, jaccard, output_change
 from pathlib_pw.models import load_model
 from pathlib_pw.pathway import Pathway
@@ -31,7 +32,9 @@ __all__ = [
     "dead_share",
     "extract_pathway",
     "extract_pathways",
+    "first_order_error",
     "jaccard",
+    "linear_region_radius",
     "load_imagenet_val",
     "load_model",
     "load_photos",
@@ -45,5 +48,6 @@ __all__ = [
     "preprocess",
     "record_activations",
     "saliency",
+    "state_flip_share",
     "__version__",
 ]

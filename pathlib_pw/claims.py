@@ -96,6 +96,92 @@ def _names(names: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Local linearity: the claim behind PathwayGrad
+
+LINEARITY_LEVEL = 50.0  # the operating point (paths.OPERATING_POINT), where NeuronMCT keeps the output
+
+
+def local_linearity_rule(
+    vs_full: Mapping[str, tuple[float, float]],
+    vs_controls: Mapping[str, Mapping[str, tuple[float, float, bool]]],
+) -> tuple[Verdict, str]:
+    """``vs_full[c]``: the 95 % interval (low, high) of the median over the photos of the ratio of
+    contribution path ``c``'s first-order error to the full network's; ``vs_controls[c][k]``: the
+    same against size-matched control ``k``, and whether ``k`` destroys the output (median change
+    above 15 %). A ratio whose interval lies wholly below 1 is "more linear"."""
+    if not vs_full or set(vs_full) != set(vs_controls):
+        raise ValueError(
+            f"vs_full and vs_controls must name the same contribution paths, got {sorted(vs_full)} and {sorted(vs_controls)}"
+        )
+    linear = [c for c, (_, high) in vs_full.items() if high < 1]
+    if not linear:
+        return NOT_ON_OURS, "no contribution path is more linear than the full network"
+    not_beaten = sorted({k for c in linear for k, (_, high, _) in vs_controls[c].items() if not high < 1})
+    if len(linear) == len(vs_full) and not not_beaten:
+        return HOLDS, ""
+    destroyers = {k for c in vs_controls for k, (_, _, destroys) in vs_controls[c].items() if destroys}
+    reasons = []
+    if len(linear) < len(vs_full):
+        reasons.append(f"{_names(sorted(set(vs_full) - set(linear)))} not more linear than the full network")
+    keeping = [k for k in not_beaten if k not in destroyers]
+    destroying = [k for k in not_beaten if k in destroyers]
+    if keeping:
+        reasons.append(f"not more linear than {_names(keeping)} of the same size")
+    if destroying:
+        verb = "destroys" if len(destroying) == 1 else "destroy"
+        reasons.append(f"not more linear than {_names(destroying)}, which {verb} the output")
+    return PARTLY, "; ".join(reasons)
+
+
+def _local_linearity(profile: Profile) -> Evaluation:
+    from pathlib_pw.experiments import linearity_tables as tables
+    from pathlib_pw.experiments.local_linearity import CONTRIBUTION, FULL
+
+    results = _load("local_linearity", profile)
+    level = LINEARITY_LEVEL if LINEARITY_LEVEL in [float(v) for v in results["sparsities"]] else float(results["sparsities"][0])
+    grey = tables.REFERENCE_GREY_LEVEL
+    summary = tables.summary_table(results, grey)
+    measured = [str(c) for c in results["criteria"]]
+    contribution = [c for c in CONTRIBUTION if c in measured]  # the smoke profile runs NeuronMCT only
+    controls = [c for c in measured if c not in CONTRIBUTION]
+    vs_full: dict[str, tuple[float, float]] = {}
+    vs_controls: dict[str, dict[str, tuple[float, float, bool]]] = {}
+    for c in contribution:
+        _, low, high = tables.error_ratio(results, c, FULL, level, grey)
+        vs_full[c] = (low, high)
+        vs_controls[c] = {}
+        for k in controls:
+            _, low, high = tables.error_ratio(results, c, k, level, grey)
+            destroys = float(summary.loc[(f"{level:g} %", k), "median output change (%)"]) > KEEP
+            vs_controls[c][k] = (low, high, destroys)
+    verdict, qualifier = local_linearity_rule(vs_full, vs_controls)
+
+    def error(path: str, at: float | None) -> float:
+        return float(summary.loc[("-" if at is None else f"{at:g} %", path), "first-order error (%)"])
+
+    least = min(controls, key=lambda k: error(k, level))
+    radius = summary["linear radius (1/1000 grey level)"] / 1000
+    return Evaluation(
+        verdict,
+        qualifier,
+        ours=f"{len(results['names'])} photos, {results['radius'].shape[-1]} random directions, a ball of {grey:g} grey level "
+        f"per pixel value (RMS), at {level:g} %: first-order error of the logit (median) "
+        + "".join(f"{c} {error(c, level):.1f} %, " for c in contribution)
+        + f"full network {error(FULL, None):.1f} %; the least among the "
+        f"controls {error(least, level):.1f} % ({least}). No path is linear in that ball: the first kept neuron "
+        f"changes state within {float(radius.max()):.2g} grey levels for every path",
+        paper="a theorem (not available to us): contribution pathways are locally linear in an L2 ball around the input",
+        numbers={
+            **{f"{c} error": error(c, level) for c in contribution},
+            "full network error": error(FULL, None),
+            **{f"{c} ratio to full high": vs_full[c][1] for c in contribution},
+            **{f"{c} vs {k} high": v[1] for c in contribution for k, v in vs_controls[c].items()},
+            "largest linear radius": float(radius.max()),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # Path overlap
 
 CONTRIBUTION = ("NeuronIntGrad", "NeuronMCT")
@@ -597,6 +683,23 @@ def _decoding(profile: Profile) -> Evaluation:
 CLAIMS: dict[str, Claim] = {
     c.key: c
     for c in (
+        Claim(
+            "local_linearity",
+            "local_linearity",
+            "Local linearity",
+            "The network restricted to a contribution pathway is locally linear around the input; the full network is not",
+            "the target logit through a path held fixed, at x + r d for random unit directions d and a radius r of "
+            "one 8-bit grey level per pixel value (RMS); the first-order error |f(x + r d) - f(x) - r grad f(x).d| "
+            "over |f(x + r d) - f(x)|, median over the directions per photo. At the operating point (50 %), per "
+            "photo the ratio of the NeuronMCT and the NeuronIntGrad path's error to the full network's and to each "
+            "size-matched control's (Random, Random (dead first), Activation (dead first), Greedy, DGR(init=r)); "
+            "the median ratio over the photos with its 95 % bootstrap interval; below 1 when the interval is. "
+            "Holds if both contribution paths are more linear than the full network and than every control; "
+            "holds partly if at least one is more linear than the full network but not than every control (named, "
+            "with those that destroy the output marked: a path that kills the output has fewer neurons that can "
+            "flip); does not hold on our model if neither is more linear than the full network.",
+            _local_linearity,
+        ),
         Claim(
             "path_overlap",
             "path_overlap",

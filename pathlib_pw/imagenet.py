@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision
+from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "PixelInput",
     "denormalize",
     "imagenet_class_names",
     "normalize_pixels",
@@ -85,6 +87,30 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x * std + mean).clamp(0.0, 1.0)
+
+
+class PixelInput(nn.Module):
+    """``model`` fed 0-1 pixels: the ImageNet normalization becomes its first layer, so that input
+    gradients and distances around an input are in pixel units. The wrapped model is shared, not copied."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model((pixels - self.mean) / self.std)
+
+    @staticmethod
+    def pixels(x: torch.Tensor) -> torch.Tensor:
+        """The 0-1 pixels of a normalized batch (not clamped: the exact inverse of the normalization)."""
+        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return x * std + mean
 
 
 def imagenet_class_names() -> list[str]:

@@ -48,6 +48,7 @@ ALIASES: dict[str, str] = {
     "GBP": "Guided Backprop",
     "GradCAM": "Grad-CAM",
     "NeuronIntGrad (original code)": "NeuronIntGrad*",  # the authors' accumulated alphas
+    "Full network": "Original network",  # the unmasked network beside paths (local linearity)
 }
 _SUFFIX = re.compile(r"^(?P<name>.*?)(?:, (?P<level>\d+(?:\.\d+)?) %)?(?: \((?P<source>authors(?:,[^)]*)?)\))?$")
 

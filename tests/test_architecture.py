@@ -52,7 +52,7 @@ LAYERS = [
     {"decisions", "selection", "sites", "_version", "verdicts", "statistics"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference", "training"},
-    {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding"},
+    {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"},
     {"criteria", "roar"},
     {"attribution_methods", "quantus_adapter"},
     {"experiments"},

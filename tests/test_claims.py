@@ -302,6 +302,38 @@ def test_decoding_rule():
 # (d) bad arguments
 
 
+def test_local_linearity_rule():
+    rule = claims.local_linearity_rule
+    below, level, above = (0.2, 0.6), (0.7, 1.3), (1.2, 2.0)
+    beaten = {"Random": (*below, True), "Greedy": (*below, False)}
+    assert rule({"A": below, "B": below}, {"A": beaten, "B": beaten}) == ("holds", "")
+    # an interval that reaches 1 is "as linear"; a control that destroys the output is marked
+    as_linear = {"Random": (*level, True), "Greedy": (*below, False)}
+    assert rule({"A": below, "B": below}, {"A": as_linear, "B": beaten}) == (
+        "holds partly",
+        "not more linear than Random, which destroys the output",
+    )
+    both = {"Random": (*level, True), "Greedy": (*above, False), "DGR": (*level, True)}
+    assert rule({"A": below}, {"A": both}) == (
+        "holds partly",
+        "not more linear than Greedy of the same size; not more linear than DGR and Random, which destroy the output",
+    )
+    assert rule({"A": below, "B": level}, {"A": beaten, "B": beaten}) == (
+        "holds partly",
+        "B not more linear than the full network",
+    )
+    # only the paths that beat the full network are held against the controls
+    assert rule({"A": below, "B": above}, {"A": beaten, "B": {"Random": (*above, True), "Greedy": (*above, False)}})[0] == (
+        "holds partly"
+    )
+    assert rule({"A": level, "B": above}, {"A": beaten, "B": beaten}) == (
+        "does not hold on our model",
+        "no contribution path is more linear than the full network",
+    )
+    with pytest.raises(ValueError, match="vs_full and vs_controls"):
+        rule({"A": below}, {"B": beaten})
+
+
 def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="key must be one of"):
         claims.claim("overlap")

@@ -24,6 +24,7 @@ from pathlib_pw.experiments import (
     dgr_retries,
     lerf,
     lerf_digits,
+    local_linearity,
     maps_vs_sparsity,
     paths,
     qualitative,
@@ -51,6 +52,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "roar_mask": roar_mask,
     "decoding": decoding,
     "decoding_sweep": decoding_sweep,
+    "local_linearity": local_linearity,
 }
 
 
