@@ -125,7 +125,10 @@ def linear_region_radius(
 
     For image b and unit direction d_k, the smallest t > 0 at which a neuron kept by ``path`` (every
     neuron when None) changes state along x_b + t d_k, with the masks held fixed: the radius of the
-    linear region of the masked network along that ray (Khakzar et al., CVPR 2021). Returns (B, K)
+    region of a fixed activation pattern of the kept neurons along that ray (Khakzar et al., CVPR
+    2021). Every kept neuron counts, also one that no longer reaches the output, so the radius bounds
+    the linear region of the function from below (a path that cuts the network is constant, yet its
+    radius is finite). Returns (B, K)
     in x's dtype; inf where no kept neuron ever changes state along the ray (a path that keeps no
     neuron gives inf everywhere).
 

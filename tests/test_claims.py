@@ -305,33 +305,25 @@ def test_decoding_rule():
 def test_local_linearity_rule():
     rule = claims.local_linearity_rule
     below, level, above = (0.2, 0.6), (0.7, 1.3), (1.2, 2.0)
-    beaten = {"Random": (*below, True), "Greedy": (*below, False)}
-    assert rule({"A": below, "B": below}, {"A": beaten, "B": beaten}) == ("holds", "")
-    # an interval that reaches 1 is "as linear"; a control that destroys the output is marked
-    as_linear = {"Random": (*level, True), "Greedy": (*below, False)}
-    assert rule({"A": below, "B": below}, {"A": as_linear, "B": beaten}) == (
+    assert rule({"A": {"Random": below, "Greedy": below}, "B": {"Random": below, "Greedy": below}}) == ("holds", "")
+    # an interval that reaches 1 is "as linear", not beaten
+    assert rule({"A": {"Random": below, "Greedy": level}, "B": {"Random": below, "Greedy": below}}) == (
         "holds partly",
-        "not more linear than Random, which destroys the output",
+        "A more linear than Random only; B more linear than Random and Greedy only",
     )
-    both = {"Random": (*level, True), "Greedy": (*above, False), "DGR": (*level, True)}
-    assert rule({"A": below}, {"A": both}) == (
+    assert rule({"A": {"Random": level, "Greedy": level}, "B": {"Random": below, "Greedy": above}}) == (
         "holds partly",
-        "not more linear than Greedy of the same size; not more linear than DGR and Random, which destroy the output",
+        "A than none; B more linear than Random only",
     )
-    assert rule({"A": below, "B": level}, {"A": beaten, "B": beaten}) == (
-        "holds partly",
-        "B not more linear than the full network",
-    )
-    # only the paths that beat the full network are held against the controls
-    assert rule({"A": below, "B": above}, {"A": beaten, "B": {"Random": (*above, True), "Greedy": (*above, False)}})[0] == (
-        "holds partly"
-    )
-    assert rule({"A": level, "B": above}, {"A": beaten, "B": beaten}) == (
+    assert rule({"A": {"Random": level, "Greedy": above}, "B": {"Random": above, "Greedy": level}}) == (
         "does not hold on our model",
-        "no contribution path is more linear than the full network",
+        "no control of the same size is less linear; Greedy and Random clearly more",
     )
-    with pytest.raises(ValueError, match="vs_full and vs_controls"):
-        rule({"A": below}, {"B": beaten})
+    assert rule({"A": {"Random": level}}) == ("does not hold on our model", "no control of the same size is less linear")
+    with pytest.raises(ValueError, match="vs_controls"):
+        rule({})
+    with pytest.raises(ValueError, match="vs_controls"):
+        rule({"A": {}})
 
 
 def test_bad_arguments_name_the_argument():

@@ -157,3 +157,24 @@ def curve_frames(
         med[path], low[path], high[path] = m, lo, hi
     index = pd.Index([float(g) for g in results["grey_levels"]], name="radius (grey levels per pixel value, RMS)")
     return tuple(pd.DataFrame(frame, index=index) for frame in (med, low, high))
+
+
+def movement_matched(results: Mapping[str, np.ndarray], path: str, control: str, sparsity: float) -> tuple[int, int]:
+    """The comparison at equal logit movement instead of equal input distance: per photo, ``path``'s
+    first-order error at the smallest radius against ``control``'s at the largest radius where the
+    control's first-order movement (radius x gradient norm) is still at most the path's. Returns
+    (photos where ``path`` is the more linear, photos compared); a photo where even the control's
+    largest radius moves the logit more, or where an error is undefined, is not compared."""
+    grey = [float(g) for g in results["grey_levels"]]
+    moves = {p: per_photo(results, "gradient_norm", p, sparsity) for p in (path, control)}
+    own = per_photo(results, "relative_error", path, sparsity, grey[0])
+    wins = compared = 0
+    for i in range(len(results["names"])):
+        allowed = [g for g in grey if g * moves[control][i] <= grey[0] * moves[path][i]]
+        if not allowed:
+            continue
+        other = per_photo(results, "relative_error", control, sparsity, max(allowed))[i]
+        if np.isfinite(own[i]) and np.isfinite(other):
+            compared += 1
+            wins += int(own[i] < other)
+    return wins, compared

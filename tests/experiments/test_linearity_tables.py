@@ -110,3 +110,16 @@ def test_the_cache_checks_tolerance_admits_float64_rounding_and_catches_a_one_pe
     moved = {"relative_error_full": arrays["relative_error_full"][:, :-1] * 1.01 ** log_slope}
     checks = compare_all(moved, {"relative_error_full": arrays["relative_error_full"][:, :-1]}, local_linearity.TOLERANCES, {})
     assert checks[0].outside > 0
+
+
+def test_movement_matched_compares_at_equal_logit_movement():
+    r = fake_results()
+    # B's gradient is a quarter of A's: at 0.1 grey level A moves 0.1 x 2.0 = 0.2, B at 1.0 only 0.5: too far,
+    # so B is read at 0.1 too (error 0.02 against A's 0.005): A wins on every photo
+    assert tables.movement_matched(r, "A", "B", 50.0) == (5, 5)
+    r["gradient_norm"][:, 1] = 0.01  # B barely moves: read at 1.0 (error 0.2); A still wins
+    assert tables.movement_matched(r, "A", "B", 50.0) == (5, 5)
+    r["relative_error"][:, 1] = 0.0001  # a B that is flat at every radius
+    assert tables.movement_matched(r, "A", "B", 50.0) == (0, 5)
+    r["gradient_norm"][:, 1] = 100.0  # B moves more at its smallest radius than A: nothing to compare
+    assert tables.movement_matched(r, "A", "B", 50.0) == (0, 0)
