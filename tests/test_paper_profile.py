@@ -173,6 +173,9 @@ TOY: dict[str, Callable[[Any], dict[str, Any]]] = {
     "decoding_sweep": lambda c: dict(
         inputs=_inputs(c, size=32), sparsities=(50.0, 98.0), criteria=_few(c.criteria), param_size=16, steps=4, check_steps=2
     ),
+    "local_linearity": lambda c: dict(
+        inputs=_inputs(c, n_images=1, size=32), criteria=_few(c.criteria), sparsities=(50.0,), grey_levels=(1.0,), directions=2
+    ),
 }
 
 
@@ -437,6 +440,16 @@ def _check_decoding_sweep(a: dict[str, np.ndarray], config: Any) -> None:
         assert (realized[:, :, paths.index(label)] >= np.array(levels) - 1.0).all(), label
 
 
+def _check_local_linearity(a: dict[str, np.ndarray], config: Any) -> None:
+    labels = [c.label for c in config.criteria]
+    assert list(a["criteria"]) == labels and len(a["names"]) == 1 and _val_names(a["names"]) <= _toy_val_files()
+    assert a["radius"].shape == (1, len(labels), 1, 2) and a["relative_error"].shape == (1, len(labels), 1, 1, 2)
+    assert (a["radius_full"] > 0).all() and np.isfinite(a["radius_full"]).all()  # VGG16's ReLUs change state somewhere
+    assert np.isfinite(a["relative_error_full"]).all() and (a["relative_error_full"] >= 0).all()
+    assert ((a["flip_share"] >= 0) & (a["flip_share"] <= 1)).all()
+    assert (a["realized"] >= 50.0 - 1.0).all()
+
+
 CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "paths": _check_paths,
     "dgr_retries": _check_dgr_retries,
@@ -452,6 +465,7 @@ CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "roar_mask": lambda a, config: _check_roar(a, config, mask=True),
     "decoding": _check_decoding,
     "decoding_sweep": _check_decoding_sweep,
+    "local_linearity": _check_local_linearity,
 }
 
 
@@ -496,7 +510,10 @@ def test_check_lists_everything_missing_once(bare: Path):
     packaged = _packaged_missing() & {"weights:efficientnet_lite0"}  # the paper profile's one packaged model
     assert set(absent) == {"weights:vgg16", "weights:resnet50", "imagenet_val", "cifar10"} | packaged
     for name, users in (
-        ("vgg16", {"paths", "dgr_retries", "dgr_budget", "maps_vs_sparsity", "qualitative", "decoding", "decoding_sweep"}),
+        (
+            "vgg16",
+            {"paths", "dgr_retries", "dgr_budget", "maps_vs_sparsity", "qualitative", "decoding", "decoding_sweep", "local_linearity"},
+        ),
         ("resnet50", {"qualitative", "sanity", "sanity_own_class", "lerf"}),
     ):
         file = models.weights_file_name(name)
