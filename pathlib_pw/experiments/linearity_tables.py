@@ -78,10 +78,10 @@ def summary_table(results: Mapping[str, np.ndarray], grey_level: float = REFEREN
         med, low, high = bootstrap_interval(error, statistic="median")
         norm = per_photo(results, "gradient_norm", path, level) / full_norm
         row = {
-            "realized sparsity (%)": 0.0 if level is None else float(np.mean(_per_path(results, "realized", path, level))),
+            "realized sparsity (%)": 0.0 if level is None else float(np.mean(per_photo(results, "realized", path, level))),
             "median output change (%)": 0.0
             if level is None
-            else float(np.median(_per_path(results, "output_change", path, level)) * 100),
+            else float(np.median(per_photo(results, "output_change", path, level)) * 100),
             "first-order error (%)": float(med),
             "95% low": float(low),
             "95% high": float(high),
@@ -94,11 +94,6 @@ def summary_table(results: Mapping[str, np.ndarray], grey_level: float = REFEREN
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.names = ["sparsity", "path"]
     return table
-
-
-def _per_path(results: Mapping[str, np.ndarray], key: str, path: str, sparsity: float) -> np.ndarray:
-    labels, levels = [str(c) for c in results["criteria"]], [float(s) for s in results["sparsities"]]
-    return np.asarray(results[key], dtype=np.float64)[:, labels.index(path), levels.index(sparsity)]
 
 
 def error_ratio(
@@ -129,7 +124,7 @@ def comparison_table(
             if other == path:
                 continue
             ratio, low, high = error_ratio(results, path, other, sparsity, grey_level)
-            change = 0.0 if other == FULL else float(np.median(_per_path(results, "output_change", other, sparsity)) * 100)
+            change = 0.0 if other == FULL else float(np.median(per_photo(results, "output_change", other, sparsity)) * 100)
             rows[(path, other)] = {
                 "error ratio": ratio,
                 "95% low": low,
@@ -168,12 +163,13 @@ def movement_matched(results: Mapping[str, np.ndarray], path: str, control: str,
     grey = [float(g) for g in results["grey_levels"]]
     moves = {p: per_photo(results, "gradient_norm", p, sparsity) for p in (path, control)}
     own = per_photo(results, "relative_error", path, sparsity, grey[0])
+    theirs = {g: per_photo(results, "relative_error", control, sparsity, g) for g in grey}
     wins = compared = 0
     for i in range(len(results["names"])):
         allowed = [g for g in grey if g * moves[control][i] <= grey[0] * moves[path][i]]
         if not allowed:
             continue
-        other = per_photo(results, "relative_error", control, sparsity, max(allowed))[i]
+        other = theirs[max(allowed)][i]
         if np.isfinite(own[i]) and np.isfinite(other):
             compared += 1
             wins += int(own[i] < other)
