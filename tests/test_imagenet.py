@@ -67,3 +67,26 @@ def test_imagenet_class_names_offline(net_calls: list[str]) -> None:
     assert names[967] == "espresso" and names[968] == "cup"
     assert net_calls == []
     assert imagenet.IMAGENET_MEAN == (0.485, 0.456, 0.406) and imagenet.IMAGENET_STD == (0.229, 0.224, 0.225)
+
+
+def test_pixel_input_is_the_model_on_unnormalized_pixels():
+    import torch
+    from torch import nn
+
+    from pathlib_pw.imagenet import IMAGENET_MEAN, IMAGENET_STD, PixelInput
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    pixels = PixelInput.pixels(x)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(pixels, x * std + mean)  # not clamped: the exact inverse
+    wrapped = PixelInput(model)
+    torch.testing.assert_close(wrapped(pixels), model(x), rtol=1e-5, atol=1e-5)
+    assert wrapped.model is model  # shared, not copied
+    # a gradient through the wrapper is in pixel units: d/dpixels = d/dx / std
+    pixels.requires_grad_(True)
+    wrapped(pixels)[:, 0].sum().backward()
+    xg = x.clone().requires_grad_(True)
+    model(xg)[:, 0].sum().backward()
+    torch.testing.assert_close(pixels.grad, xg.grad / std, rtol=1e-4, atol=1e-6)
