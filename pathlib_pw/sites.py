@@ -352,3 +352,14 @@ def activations_and_gradients(
         names = trace.sites
     grads_out = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(acts, grads)]
     return logits.detach(), acts, grads_out, names, tgt
+
+
+def as_model_input(x: object, model: nn.Module, name: str = "x") -> torch.Tensor:
+    """``x`` validated by :func:`check_input` and moved to the model's device and floating dtype.
+
+    A float32 image batch given to a float64 (or half) model would otherwise fail deep inside the
+    first layer with a dtype mismatch.
+    """
+    x = check_input(x, name)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
+    return x.to(device=model_device(model), dtype=dtype)

@@ -1,0 +1,32 @@
+"""One convention for amounts: anything removed is in percent (0-100), measured ratios are shares in [0, 1].
+
+An amount removed written as 0 < value < 1 (for a list: every nonzero value below 1) is almost
+certainly a share typed where percent is meant: ``sparsity=0.9`` removes 0.9 % of the neurons, not
+90 %. It still runs (0.5 % is a legitimate amount), but :func:`warn_if_share` says so once per call.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+__all__ = ["warn_if_share"]
+
+
+def warn_if_share(name: str, values: float | Iterable[float], stacklevel: int = 3) -> None:
+    """Warn when the amounts removed in ``name`` look like shares (every nonzero value in (0, 1))."""
+    listed = [float(values)] if isinstance(values, (int, float)) else [float(v) for v in values]
+    nonzero = [v for v in listed if v != 0]
+    if not nonzero or not all(0 < v < 1 for v in nonzero):
+        return
+    if len(listed) == 1:
+        said = f"{name}={listed[0]:g} is {listed[0]:g} %; did you mean {100 * listed[0]:g} %?"
+    else:
+        given = ", ".join(f"{v:g}" for v in listed)
+        meant = ", ".join(f"{100 * v:g}" for v in listed)
+        said = f"{name}=[{given}] are percent; did you mean [{meant}] %?"
+    warnings.warn(
+        f"{said} (amounts removed are in percent, 0-100)",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
