@@ -24,6 +24,8 @@ import torchvision
 from pathlib_pw.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
+    "SelectOutput",
+    "select_output",
     "MODEL_NAMES",
     "MOBILENET_WEIGHTS_PACKAGE",
     "ModelLoader",
@@ -294,3 +296,32 @@ def load_model(name: str, pretrained: bool = True, *, seed: int = 0, device: str
         _verify_hash(path)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return source.wrap(net).eval().to(device)
+
+
+class SelectOutput(torch.nn.Module):
+    """``model`` whose forward returns one entry of its output: ``output[key]`` (an index into a tuple
+    or list, a key of a dict) or ``key(output)`` for a callable. The wrapped model is registered as
+    ``model``, so its site names gain the prefix ``model.``."""
+
+    def __init__(self, model: torch.nn.Module, key: int | str | Callable[[Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.key = key
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        output = self.model(*args, **kwargs)
+        return self.key(output) if callable(self.key) else output[self.key]
+
+
+def select_output(model: torch.nn.Module, key: int | str | Callable[[Any], torch.Tensor]) -> SelectOutput:
+    """Wrap a model that returns a tuple (aux heads), a dict (torchvision segmentation: ``"out"``) or
+    more, so that it returns its (B, classes) logits, as every function of this package expects.
+
+    E.g. ``select_output(googlenet_with_aux, 0)``, ``select_output(model, "logits")``, or a function of
+    the output such as ``select_output(segmenter, lambda out: out["out"].mean((2, 3)))``.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (callable(key) or isinstance(key, (int, str))) or isinstance(key, bool):
+        raise TypeError(f"key must be an int, a str or a callable (output) -> logits, got {key!r}")
+    return SelectOutput(model, key)

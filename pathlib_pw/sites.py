@@ -47,6 +47,19 @@ RECTIFIER_FUNCTIONS: dict[Callable[..., Any], Callable[..., torch.Tensor]] = {
     torch.Tensor.relu_: torch.relu,
 }
 IN_PLACE_FUNCTIONS = (torch.relu_, torch.Tensor.relu_)
+# Activations that are not rectifiers: no pathway site, so a model built on them is explained only
+# through its rectifiers; extract_pathway warns with the list (:func:`skipped_activations`)
+OTHER_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.GELU, nn.SiLU, nn.Mish, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.Hardswish,
+    nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.LogSigmoid, nn.Threshold,
+)  # fmt: skip
+OTHER_ACTIVATION_FUNCTIONS: dict[Callable[..., Any], str] = {
+    F.gelu: "gelu", F.silu: "silu", F.mish: "mish", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu",
+    F.prelu: "prelu", F.rrelu: "rrelu", F.elu: "elu", F.elu_: "elu", F.celu: "celu", F.selu: "selu",
+    F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.sigmoid: "sigmoid", torch.sigmoid: "sigmoid",
+    torch.Tensor.sigmoid: "sigmoid", F.tanh: "tanh", torch.tanh: "tanh", torch.Tensor.tanh: "tanh",
+    F.softplus: "softplus", F.softsign: "softsign", F.hardtanh: "hardtanh", F.logsigmoid: "logsigmoid",
+}  # fmt: skip
 
 Edit = Callable[[int, torch.Tensor], torch.Tensor]
 
@@ -316,7 +329,7 @@ def as_index_tensor(value: object, name: str) -> torch.Tensor:
 
 def resolve_target(target: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
     """The explained class per image: the prediction when ``target`` is None, else validated (B,) long."""
-    batch, classes = logits.shape
+    batch, classes = check_logits(logits).shape
     if target is None:
         return logits.detach().argmax(1)
     t = as_index_tensor(target, "target").to(logits.device)
@@ -363,3 +376,85 @@ def as_model_input(x: object, model: nn.Module, name: str = "x") -> torch.Tensor
     x = check_input(x, name)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
     return x.to(device=model_device(model), dtype=dtype)
+
+
+# model -> (its submodules' ids, the functional non-rectifier activations its forward pass called)
+_OTHER_CALLS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], tuple[str, ...]]] = weakref.WeakKeyDictionary()
+
+
+class _OtherActivationCalls(TorchFunctionMode):
+    """Records functional non-rectifier activations called outside any activation module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0  # how many activation modules are running
+        self.stack: list[str] = []
+        self.found: list[str] = []
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        if func in OTHER_ACTIVATION_FUNCTIONS and not self.depth:
+            self.found.append(f"{self.stack[-1] if self.stack else ''}/{OTHER_ACTIVATION_FUNCTIONS[func]}")
+        return func(*args, **(kwargs or {}))
+
+
+def skipped_activations(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
+    """The activations of ``model`` that are not rectifiers and so are no pathway site, as names.
+
+    Modules (``nn.GELU``, ``nn.SiLU``, ``nn.LeakyReLU``, ``nn.Hardswish``, ``nn.Sigmoid``, ...) by
+    qualified name and type (``blocks.0.act (GELU)``); functional calls (``F.gelu``, ``torch.sigmoid``,
+    ...) made outside those modules as ``module/function``, found by one forward pass of ``x[:1]``
+    the first time a model that is not built only from ``torch.nn`` layers is asked about (kept per model).
+    """
+    found = [
+        f"{name} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if isinstance(m, OTHER_ACTIVATION_TYPES) and not isinstance(m, RECTIFIER_TYPES)
+    ]
+    if x is None or all(map(_torch_layer, model.modules())):
+        return found
+    known = _OTHER_CALLS.get(model)
+    if known is None or known[0] != _fingerprint(model):
+        mode = _OtherActivationCalls()
+        handles: list[RemovableHandle] = []
+        activation = RECTIFIER_TYPES + OTHER_ACTIVATION_TYPES
+
+        def enter(module: nn.Module, name: str) -> None:
+            mode.stack.append(name)
+            mode.depth += isinstance(module, activation)
+
+        def leave(module: nn.Module, _args: object, _output: object) -> None:
+            mode.stack.pop()
+            mode.depth -= isinstance(module, activation)
+
+        try:
+            for name, module in model.named_modules():
+                handles.append(module.register_forward_pre_hook(lambda m, _a, name=name: enter(m, name)))
+                handles.append(module.register_forward_hook(leave, always_call=True))
+            with evaluating(model), torch.no_grad(), mode:
+                model(x[:1].to(model_device(model)).clone())
+        finally:
+            for handle in handles:
+                handle.remove()
+        known = (_fingerprint(model), tuple(dict.fromkeys(mode.found)))
+        _OTHER_CALLS[model] = known
+    return found + list(known[1])
+
+
+def check_logits(output: object, name: str = "model") -> torch.Tensor:
+    """``output`` if it is a (B, classes) tensor of logits; else a TypeError/ValueError that says how to wrap the model."""
+    how = (
+        "wrap the model so that it returns the logits, e.g. pathlib_pw.models.select_output(model, 0) "
+        "for a tuple whose first entry is the logits or select_output(model, 'out') for a dict"
+    )
+    if isinstance(output, torch.Tensor):
+        if output.dim() == 2:
+            return output
+        raise ValueError(f"{name} must return logits of shape (B, classes), got a tensor of shape {tuple(output.shape)}: {how}")
+    if isinstance(output, (tuple, list)):
+        kinds = ", ".join(type(o).__name__ if not isinstance(o, torch.Tensor) else f"Tensor{tuple(o.shape)}" for o in output)
+        raise TypeError(f"{name} must return logits of shape (B, classes), got a {type(output).__name__} ({kinds}): {how}")
+    if isinstance(output, dict):
+        raise TypeError(f"{name} must return logits of shape (B, classes), got a dict with keys {sorted(output)}: {how}")
+    raise TypeError(f"{name} must return logits of shape (B, classes), got {type(output).__name__}: {how}")

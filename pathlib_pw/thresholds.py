@@ -15,7 +15,7 @@ from pathlib_pw import decisions
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import count_true, kth_smallest, map_images, per_image, pooled, split_like
 
-__all__ = ["as_percent", "global_threshold", "remove_lowest", "threshold_pathway"]
+__all__ = ["as_percent", "global_threshold", "percentile_count", "remove_lowest", "threshold_pathway", "tie_broken_pathway"]
 
 
 def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, name: str = "sparsity") -> torch.Tensor:
@@ -31,6 +31,13 @@ def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, nam
     if torch.isnan(values).any() or (values < 0).any() or (values >= 100).any():
         raise ValueError(f"{name} must be in [0, 100) percent (share of neurons removed), got {sparsity!r}")
     return values
+
+
+def percentile_count(scores: Sequence[torch.Tensor], sparsity: torch.Tensor) -> torch.Tensor:
+    """k + 1 = floor(p / 100 x (N - 1)) + 1 per image: how many neurons the paper's percentile rule
+    removes when no score ties the cut (N neurons per image, all sites pooled), as a (B,) long tensor."""
+    n = sum(s[0].numel() for s in scores)
+    return torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long() + 1
 
 
 def global_threshold(
@@ -51,8 +58,7 @@ def global_threshold(
     :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it;
     ``near_zero`` is passed on: neurons whose decision also hangs on an activation within rounding of zero).
     """
-    n = sum(s[0].numel() for s in scores)
-    k = torch.floor(sparsity.to(torch.float64).cpu() / 100.0 * (n - 1)).long()
+    k = percentile_count(scores, sparsity) - 1
     cut = kth_smallest(scores, k)
     masks = [s > per_image(cut.to(s.device), s) for s in scores]
     return (decisions.checkpoint(scores, masks, cut, near_zero) if checkpoint else masks), cut
@@ -134,3 +140,18 @@ def threshold_pathway(
     (``near_zero``: see :func:`global_threshold`)."""
     masks, cut = global_threshold(scores, sparsity, near_zero=near_zero)
     return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info)
+
+
+def tie_broken_pathway(
+    scores: Sequence[torch.Tensor],
+    sparsity: torch.Tensor,
+    sites: Sequence[str],
+    method: str,
+    tie_keys: torch.Tensor,
+    **info: Any,
+) -> Pathway:
+    """The paper's percentile rule with position-neutral ties: exactly :func:`percentile_count` neurons
+    removed per image, the lowest scores first and scores equal at the cut in the order of ``tie_keys``
+    (see :func:`remove_lowest`). Where no score ties the cut, the masks of :func:`threshold_pathway`."""
+    masks = remove_lowest(scores, percentile_count(scores, sparsity), tie_keys=tie_keys)
+    return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), **info)

@@ -7,13 +7,31 @@ certainly a share typed where percent is meant: ``sparsity=0.9`` removes 0.9 % o
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType
 
-__all__ = ["warn_if_share"]
+__all__ = ["outside_stacklevel", "warn_if_share"]
+
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
-def warn_if_share(name: str, values: float | Iterable[float], stacklevel: int = 3) -> None:
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised in this package at the first caller outside it.
+
+    Warnings about a user's arguments should name the user's line, whatever chain of public
+    functions and deprecation wrappers led there.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_share(name: str, values: float | Iterable[float]) -> None:
     """Warn when the amounts removed in ``name`` look like shares (every nonzero value in (0, 1))."""
     listed = [float(values)] if isinstance(values, (int, float)) else [float(v) for v in values]
     nonzero = [v for v in listed if v != 0]
@@ -28,5 +46,5 @@ def warn_if_share(name: str, values: float | Iterable[float], stacklevel: int = 
     warnings.warn(
         f"{said} (amounts removed are in percent, 0-100)",
         UserWarning,
-        stacklevel=stacklevel,
+        stacklevel=outside_stacklevel(),
     )

@@ -86,6 +86,43 @@ def percentile_masks(scores: Sequence[torch.Tensor], p: float) -> tuple[list[tor
     return [torch.from_numpy(a > thr) for a in arrays], thr
 
 
+def tie_broken_masks(scores: Sequence[torch.Tensor], p: float, seed: int, whole_channels: bool = False) -> list[torch.Tensor]:
+    """The percentile rule with ties in a seeded random order, literally: sort all neurons by (score,
+    tie rank, position) and remove the first floor(p / 100 x (N - 1)) + 1. Tie ranks are
+    ``torch.randperm`` of the neurons (of the channels, each neuron taking its channel's rank, when
+    ``whole_channels``; a channel cut at the count is then removed whole) from a generator seeded with
+    splitmix64 of ``seed`` in the tie stream 0x74696573."""
+    arrays = [s.detach().double().cpu() for s in scores]
+    n = sum(a.numel() for a in arrays)
+    z = (seed + 0x74696573 * 0x9E3779B97F4A7C15) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    generator = torch.Generator().manual_seed(z ^ (z >> 31))
+    if whole_channels:
+        ranks = torch.randperm(sum(a.shape[0] for a in arrays), generator=generator).tolist()
+        keys, channel_of, first = [], [], 0
+        for a in arrays:
+            per = a[0].numel()
+            for c in range(a.shape[0]):
+                keys += [ranks[first + c]] * per
+                channel_of += [(first + c)] * per
+            first += a.shape[0]
+    else:
+        keys = torch.randperm(n, generator=generator).tolist()
+    flat = torch.cat([a.flatten() for a in arrays]).tolist()
+    order = sorted(range(n), key=lambda i: (flat[i], keys[i], i))
+    removed = set(order[: int(np.floor(p / 100 * (n - 1))) + 1])
+    if whole_channels:
+        cut_channels = {channel_of[i] for i in removed}
+        removed = {i for i in range(n) if channel_of[i] in cut_channels}
+    kept = torch.tensor([i not in removed for i in range(n)])
+    out, start = [], 0
+    for a in arrays:
+        out.append(kept[start : start + a.numel()].view(a.shape))
+        start += a.numel()
+    return out
+
+
 def _grad(logit: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     grads = torch.autograd.grad(logit, list(tensors), allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
@@ -229,9 +266,11 @@ def dgr_reference(
     gates: str = "neuron",
     max_retries: int = 100,
     seed: int = 0,
+    ties: str = "random",
 ) -> dict:
     """DGR for one image, literally (PAPER.md section 3). Where no iterate keeps the prediction the
-    lowest-loss iterate is used (the authors' code crashes there) and ``kept_prediction`` is False."""
+    lowest-loss iterate is used (the authors' code crashes there) and ``kept_prediction`` is False.
+    ``ties="all"``: the paper's ``gate <= percentile`` rule; ``"random"``: :func:`tie_broken_masks`."""
     with torch.no_grad():
         logits, acts, _ = forward_sites(model, x1)
     p_orig = logits.softmax(1).detach()
@@ -279,7 +318,10 @@ def dgr_reference(
         retries += 1
         best, loss, kept = run(lam_now)
     scores = [gt.expand(a.shape[1:]) for gt, a in zip(best, acts)]
-    masks, thr = percentile_masks(scores, p)
+    if ties == "all":
+        masks, thr = percentile_masks(scores, p)
+    else:
+        masks, thr = tie_broken_masks(scores, p, seed, whole_channels=gates == "channel"), None
     return {"masks": masks, "threshold": thr, "gates": best, "loss": loss, "kept": kept,
             "final_lambda": lam_now, "retries": retries}
 

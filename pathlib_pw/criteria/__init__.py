@@ -17,11 +17,13 @@ from torch import nn
 
 from pathlib_pw import decisions
 from pathlib_pw.criteria import _progress, active, dead_first, dgr, greedy, intgrad, mct, random
+from pathlib_pw.criteria.checks import check_pathways
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import CriterionSpec, Method, Variant
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.sites import as_index_tensor, check_input, model_device, rectifier_modules
+from pathlib_pw.sites import as_index_tensor, as_model_input, check_input, rectifier_modules
 from pathlib_pw.thresholds import as_percent
+from pathlib_pw.units import warn_if_share
 
 SPECS: dict[str, CriterionSpec] = {
     spec.name: spec
@@ -76,6 +78,7 @@ def extract_pathway(
     *,
     batch_size: int | None = None,
     progress: bool = False,
+    allow_empty: bool = False,
     **options: Any,
 ) -> Pathway:
     """Find the critical pathway of each image in ``x`` with criterion ``method``.
@@ -96,12 +99,21 @@ def extract_pathway(
         progress: show a tqdm progress bar on stderr over the criterion's outer loop (Greedy's rounds,
             DGR's iterations with the retry pass in the postfix, NeuronIntGrad's sites), and one over
             the chunks when ``batch_size`` splits the images. Off by default; never changes the result.
+        allow_empty: return pathways that disconnect the output from the input (PathwayGrad all zero)
+            instead of raising :class:`~pathlib_pw.criteria.checks.EmptyPathwayError`. Without it,
+            each returned pathway costs one more forward and backward pass (the check).
         options: criterion-specific keyword arguments (for example ``steps`` for ``neuron_intgrad``,
             ``rounds`` for ``greedy``, ``init`` and ``iterations`` for ``dgr``, ``seed``).
 
     Returns:
         A :class:`~pathlib_pw.pathway.Pathway` with one mask per site and image, the realized
-        sparsity, and in ``info`` the requested sparsity, the explained ``target`` and criterion extras.
+        sparsity, and in ``info`` the requested sparsity, the explained ``target``, the
+        ``skipped_activations`` (non-rectifier activations, no site) and criterion extras.
+
+    Warns (:class:`~pathlib_pw.criteria.checks.PathwayWarning`) when a pathway removes more than
+    requested (by more than one percentage point) and, once per model, when the model has
+    activations that are not rectifiers; a sparsity in (0, 1) warns "did you mean ... %?"
+    (:mod:`pathlib_pw.criteria.checks`).
     """
     description = spec(method)
     if description.needs_sparsity and sparsity is None:
@@ -109,7 +121,9 @@ def extract_pathway(
     if not description.needs_sparsity and sparsity is not None:
         raise ValueError(f"sparsity must be None for method {method!r} (it is derived from each image)")
     levels = None if sparsity is None else [sparsity]
-    return extract_pathways(model, x, method, levels, target, variant, batch_size=batch_size, progress=progress, **options)[0]
+    return extract_pathways(
+        model, x, method, levels, target, variant, batch_size=batch_size, progress=progress, allow_empty=allow_empty, **options
+    )[0]
 
 
 def extract_pathways(
@@ -122,6 +136,7 @@ def extract_pathways(
     *,
     batch_size: int | None = None,
     progress: bool = False,
+    allow_empty: bool = False,
     **options: Any,
 ) -> list[Pathway]:
     """:func:`extract_pathway` at several sparsities, scoring each image once.
@@ -155,9 +170,13 @@ def extract_pathways(
         if sparsities is None or isinstance(sparsities, (int, float, torch.Tensor)) or len(sparsities) == 0:
             raise ValueError(f"sparsities must be a non-empty list of sparsities in percent for method {method!r}")
         percents = [as_percent(level, batch) for level in sparsities]
+        asked = sorted(set(torch.cat(percents).tolist()))
+        warn_if_share("sparsity" if len(percents) == 1 else "sparsities", asked[0] if len(asked) == 1 else asked)
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     _progress.check(progress)
+    if not isinstance(allow_empty, bool):
+        raise TypeError(f"allow_empty must be a bool, got {allow_empty!r}")
     if description.seeded:
         options["seed"] = per_image_seeds(options.get("seed", 0), batch)
     if target is not None and not (isinstance(target, int) and not isinstance(target, bool)):
@@ -168,7 +187,7 @@ def extract_pathways(
             target = target.expand(batch)
 
     # criteria run many forward passes on x; a copy keeps the caller's tensor safe from in-place rectifiers
-    x = x.detach().to(model_device(model)).clone()
+    x = as_model_input(x, model).detach().clone()
     step = batch if batch_size is None else batch_size
     starts = range(0, batch, step)
     parts = []
@@ -190,7 +209,9 @@ def extract_pathways(
                     )
                 )
             chunks.update()
-    return [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
+    paths = [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
+    check_pathways(model, x, paths, percents, method, allow_empty=allow_empty, overshoot_reason=description.overshoot)
+    return paths
 
 
 __all__ = [

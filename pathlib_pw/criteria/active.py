@@ -18,12 +18,12 @@ def active_subnet(
     """NeuronMCT at p = int(100 * base sparsity) + 1 percent, as the authors' helper does.
 
     Takes no sparsity (``levels`` is None): each image's comes from its own dead neurons. Returns one
-    Pathway, with the base sparsity in ``info``.
+    Pathway, with the base sparsity in ``info["base_sparsity_share"]`` (a share in [0, 1]).
     """
     scores, names, tgt, acts = neuron_mct_scores(model, x, target)
     base = base_sparsity(acts)
     percent = (torch.floor(100.0 * base) + 1.0).clamp(max=99.0)
-    return [threshold_pathway(scores, percent, names, "active_subnet", base_sparsity=base.float(), target=tgt.cpu())]
+    return [threshold_pathway(scores, percent, names, "active_subnet", base_sparsity_share=base.float(), target=tgt.cpu())]
 
 
 SPEC = CriterionSpec(

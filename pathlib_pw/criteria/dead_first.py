@@ -30,7 +30,7 @@ the realized sparsity exceeds the requested one (as NeuronMCT's would at a tie).
 
 Both return, per level, a :class:`~pathlib_pw.pathway.Pathway` with ``info``: ``requested_sparsity``
 (percent), ``threshold`` (the cut: a rank in (0, 1] for the random control, an activation for the
-other, 0 when only dead neurons go), ``base_sparsity`` (the share of dead neurons, 0..1, per image)
+other, 0 when only dead neurons go), ``base_sparsity_share`` (the share of dead neurons, 0..1, per image)
 and ``target`` (the explained class: not used by the masks, recorded like the other criteria's).
 The same scores serve every level, so the paths of one image are nested.
 
@@ -108,7 +108,9 @@ def _dead_first(
     scores = dead_first_scores(activations, living)
     zero = near_zero(activations)
     base = base_sparsity(activations).float()
-    return [threshold_pathway(scores, p, names, method, near_zero=zero, base_sparsity=base, target=target.cpu()) for p in levels]
+    return [
+        threshold_pathway(scores, p, names, method, near_zero=zero, base_sparsity_share=base, target=target.cpu()) for p in levels
+    ]
 
 
 def dead_first_random(
@@ -147,6 +149,7 @@ def dead_first_activation(
     return _dead_first(acts, acts, names, levels, "dead_first_activation", tgt)
 
 
+_OVERSHOOT = "this control removes every dead neuron first, whatever the request"
 SPEC_RANDOM = CriterionSpec(
     "dead_first_random",
     dead_first_random,
@@ -154,10 +157,12 @@ SPEC_RANDOM = CriterionSpec(
     options=("seed",),
     seeded=True,
     rounding=SHARP,
+    overshoot=_OVERSHOOT,
 )
 SPEC_ACTIVATION = CriterionSpec(
     "dead_first_activation",
     dead_first_activation,
     "dead neurons first, then living neurons of lowest activation, global threshold",
     rounding=SHARP,
+    overshoot=_OVERSHOOT,
 )

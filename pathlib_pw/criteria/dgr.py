@@ -15,16 +15,17 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria._progress import bar
-from pathlib_pw.criteria.seeds import per_image_seeds
+from pathlib_pw.criteria.seeds import per_image_seeds, tie_keys
 from pathlib_pw.criteria.spec import CHAOTIC, SHARP, CriterionSpec
 from pathlib_pw.decisions import Rounding
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import per_image
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
-from pathlib_pw.thresholds import threshold_pathway
+from pathlib_pw.thresholds import threshold_pathway, tie_broken_pathway
 
 INITS = ("1", "r")
 GATE_SHAPES = ("neuron", "channel")
+TIES = ("random", "all")
 
 
 def dgr(
@@ -41,6 +42,7 @@ def dgr(
     clamp_max: float = 100.0,
     gates: Literal["neuron", "channel"] = "neuron",
     max_retries: int = 100,
+    ties: Literal["random", "all"] = "random",
     seed: torch.Tensor | int = 0,
 ) -> list[Pathway]:
     """Keep the neurons whose trained gate lies above the global ``sparsity``-th percentile.
@@ -55,7 +57,17 @@ def dgr(
         lam: L1 weight on the gates (the authors' 0.01).
         gates: ``"neuron"`` (one gate per neuron, as the authors coded) or ``"channel"`` (one per
             channel, as in Wang et al.).
-        seed: one seed per image for init ``"r"``.
+        ties: how gates equal to the cut are treated. Gates tie in blocks: the L1 step moves every gate
+            whose neuron does not reach the logit by the same amount, so they stay equal, and the clamp
+            at 0 makes the lowest ones exactly 0. ``"random"`` (the intended default) removes exactly
+            the k + 1 = floor(p / 100 x (N - 1)) + 1 lowest gates, the count the paper's rule removes
+            when nothing ties, taking tied gates in a seeded random order per image (the tie order
+            of Greedy, :func:`~pathlib_pw.criteria.seeds.tie_keys`): position never decides.
+            ``"all"`` applies the paper's ``gate <= percentile`` rule, which removes every gate tied
+            at the cut, so the realized sparsity can far exceed the request (a whole tied block at
+            once; with init ``"r"`` and long runs, every gate clamped to 0). ``"original_code"``
+            always uses the ``<=`` rule, as the authors' code did (``ties`` is validated, not used).
+        seed: one seed per image for init ``"r"`` and for the tie order.
         variant: ``"intended"`` draws fresh gates and a new optimizer for every init ``"r"`` retry;
             ``"original_code"`` (the authors' ``cdrp/main2.py``) sets up the gates and the optimizer
             once and, after a pass of ``iterations`` steps in which no iterate kept the prediction,
@@ -70,6 +82,8 @@ def dgr(
         raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
     if gates not in GATE_SHAPES:
         raise ValueError(f"gates must be one of {list(GATE_SHAPES)}, got {gates!r}")
+    if not isinstance(ties, str) or ties not in TIES:
+        raise ValueError(f"ties must be one of {list(TIES)}, got {ties!r}")
     for name, value in (("iterations", iterations), ("max_retries", max_retries)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -117,22 +131,36 @@ def dgr(
             best.update(failed, again)
             state.update(failed.to(device), now)
     scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
-    return [
-        threshold_pathway(
-            scores,
-            level,
-            names,
-            "dgr",
-            target=tgt.cpu(),
-            kept_prediction=best.kept.cpu(),
-            best_loss=best.loss.cpu(),
-            final_lambda=lams.cpu(),
-            retries=retries,
-            init=init,
-            gates=gates,
-        )
-        for level in levels
-    ]
+    info: dict[str, Any] = dict(
+        target=tgt.cpu(),
+        kept_prediction=best.kept.cpu(),
+        best_loss=best.loss.cpu(),
+        final_lambda=lams.cpu(),
+        retries=retries,
+        init=init,
+        gates=gates,
+    )
+    if variant == "original_code" or ties == "all":
+        return [threshold_pathway(scores, level, names, "dgr", ties="all", **info) for level in levels]
+    if gates == "neuron":
+        keys = tie_keys(seeds, sum(a[0].numel() for a in acts)).to(device)
+        return [tie_broken_pathway(scores, level, names, "dgr", keys, ties="random", **info) for level in levels]
+    # one tie rank per channel, shared by its neurons, and a channel cut at the count removed whole
+    ranks = tie_keys(seeds, sum(a.shape[1] for a in acts)).to(device)
+    keys = torch.cat(
+        [k.view(batch, -1, *([1] * (a.dim() - 2))).expand_as(a).flatten(1) for k, a in zip(_split(ranks, acts), acts)], 1
+    )
+    paths = []
+    for level in levels:
+        path = tie_broken_pathway(scores, level, names, "dgr", keys, ties="random", **info)
+        masks = [m & m.flatten(2).all(2).view(*m.shape[:2], *([1] * (m.dim() - 2))) if m.dim() > 2 else m for m in path.masks]
+        paths.append(Pathway.from_masks(masks, names, "dgr", **path.info))
+    return paths
+
+
+def _split(ranks: torch.Tensor, acts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """(B, total channels) -> one (B, C) block per site."""
+    return list(torch.split(ranks, [a.shape[1] for a in acts], dim=1))
 
 
 class _Best:
@@ -253,8 +281,10 @@ SPEC = CriterionSpec(
     "dgr",
     dgr,
     "Distillation Guided Routing: trained gates, the lowest removed",
-    options=("init", "lam", "lr", "momentum", "iterations", "clamp_max", "gates", "max_retries", "seed"),
+    options=("init", "lam", "lr", "momentum", "iterations", "clamp_max", "gates", "max_retries", "ties", "seed"),
     seeded=True,
     rounding=_rounding,
     variants=("intended", "original_code"),
+    overshoot="with ties='all' or variant 'original_code' the paper's gate <= cut rule removes every gate tied at "
+    "the cut (gates of neurons that do not reach the logit move together, and many end clamped at 0)",
 )

@@ -55,7 +55,8 @@ class CriterionSpec:
     ``function(model, x, levels, target, variant, **options) -> list[Pathway]``: ``levels`` holds one
     (B,) tensor of sparsities in percent per requested level (None when ``needs_sparsity`` is False),
     and one Pathway per level comes back. ``rounding`` is a :class:`~pathlib_pw.decisions.Rounding`,
-    or a function of the call's options that returns one.
+    or a function of the call's options that returns one. ``overshoot`` says why the criterion may
+    remove more neurons than requested (:mod:`pathlib_pw.criteria.checks`).
     """
 
     name: str
@@ -66,6 +67,10 @@ class CriterionSpec:
     needs_sparsity: bool = True
     seeded: bool = False
     rounding: Rounding | Callable[[Mapping[str, Any]], Rounding] = EXACT
+    # why this criterion may remove more neurons than requested (the warning of extract_pathways says it)
+    overshoot: str = (
+        "the paper's score <= cut rule removes every neuron whose score ties the cut (dead neurons all score exactly 0)"
+    )
 
     def __post_init__(self) -> None:
         parameters = list(inspect.signature(self.function).parameters)

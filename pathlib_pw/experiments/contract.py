@@ -14,12 +14,14 @@ part recomputes; default: the first images of the per-image arrays), ``recorded_
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from pathlib_pw.criteria.checks import recorded_by_experiment
 from pathlib_pw.experiments.verification import Tolerance
 
 Profile = Literal["smoke", "book", "paper"]
@@ -81,7 +83,7 @@ def parts(name: str, module: ModuleType) -> Parts:
         name=name,
         module=module,
         config=module.config,
-        run=module.run,
+        run=_recording(module.run),
         subset=subset,
         verify_subset=getattr(module, "verify_subset", subset),
         cached_part=getattr(module, "cached_part", cached_part),
@@ -89,3 +91,15 @@ def parts(name: str, module: ModuleType) -> Parts:
         rules=getattr(module, "TOLERANCES", {}),
         tolerances=getattr(module, "tolerances", lambda cached, fresh, replay: {}),
     )
+
+
+def _recording(run: Callable[..., Arrays]) -> Callable[..., Arrays]:
+    """``run`` inside :func:`~pathlib_pw.criteria.checks.recorded_by_experiment`: an experiment records
+    realized sparsity and empty pathways as results, so extracting them neither warns nor raises."""
+
+    @functools.wraps(run)
+    def recording(*args: Any, **kwargs: Any) -> Arrays:
+        with recorded_by_experiment():
+            return run(*args, **kwargs)
+
+    return recording

@@ -39,8 +39,14 @@ def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retr
     return (
         Criterion("NeuronIntGrad", "neuron_intgrad"),
         Criterion("NeuronMCT", "neuron_mct"),
-        Criterion("DGR(init=1)", "dgr", options=(("init", "1"), ("iterations", dgr_iterations))),
-        Criterion("DGR(init=r)", "dgr", options=(("init", "r"), ("iterations", dgr_iterations), ("max_retries", dgr_retries))),
+        # the paper's gate <= cut rule, which removes every gate tied at the cut: what the cached results
+        # were computed with (the library's default since breaks such ties in a random order)
+        Criterion("DGR(init=1)", "dgr", options=(("init", "1"), ("iterations", dgr_iterations), ("ties", "all"))),
+        Criterion(
+            "DGR(init=r)",
+            "dgr",
+            options=(("init", "r"), ("iterations", dgr_iterations), ("max_retries", dgr_retries), ("ties", "all")),
+        ),
         Criterion("Greedy", "greedy", options=(("ties", "random"),)),
         Criterion("Random", "random"),
         Criterion("NeuronIntGrad (original code)", "neuron_intgrad", "original_code"),

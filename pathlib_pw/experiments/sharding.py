@@ -286,7 +286,7 @@ def _reuse_identical(experiment: str, profile: Profile) -> None:
         return
     for other in EXPERIMENTS:
         source = cache.results_root() / profile / other
-        if other == experiment or _parts(other).run is not _parts(experiment).run:
+        if other == experiment or _parts(other).module.run is not _parts(experiment).module.run:
             continue
         other_config = get_config(other, profile)
         if cache.config_dict(other_config) != cache.config_dict(config):

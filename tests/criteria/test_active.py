@@ -20,7 +20,7 @@ def test_hand_net():
     model, x = nets.HandNet().double(), nets.hand_input()
     path = pw.extract_pathway(model, x, "active_subnet")
     assert float(path.info["requested_sparsity"][0]) == 34
-    assert float(path.info["base_sparsity"][0]) == pytest.approx(1 / 3, abs=1e-6)
+    assert float(path.info["base_sparsity_share"][0]) == pytest.approx(1 / 3, abs=1e-6)
     assert [m[0].tolist() for m in path.masks] == [[T, T, F], [T, T, F]]
 
 
@@ -29,7 +29,7 @@ def test_base_share_on_an_exact_percent_goes_one_past_it():
     # dead, base sparsity exactly 0.5 -> p = int(50) + 1 = 51 (ceil(50) would give 50)
     model, x = nets.HandNet().double(), nets.hand_input(values=(-1.0, 2.0))
     path = pw.extract_pathway(model, x, "active_subnet")
-    assert float(path.info["base_sparsity"][0]) == 0.5
+    assert float(path.info["base_sparsity_share"][0]) == 0.5
     assert float(path.info["requested_sparsity"][0]) == 51
 
 
@@ -44,7 +44,7 @@ def test_matches_reference_and_mct(net):
         ref, _, p = R.active_subnet_masks(model, x[b : b + 1])
         assert p == int(100 * base) + 1
         assert float(path.info["requested_sparsity"][b]) == p
-        assert float(path.info["base_sparsity"][b]) == pytest.approx(base, abs=1e-6)
+        assert float(path.info["base_sparsity_share"][b]) == pytest.approx(base, abs=1e-6)
         R.assert_masks_equal(R.batch_masks(path, b), ref, f"image {b}")
         ps.append(float(p))
     mct = pw.extract_pathway(model, x, "neuron_mct", ps)

@@ -97,7 +97,7 @@ def test_hand_computed_activation_control(p, site0, site1):
     assert [m[0].tolist() for m in path.masks] == [site0, site1]
     removed = 6 - sum(site0) - sum(site1)
     assert path.sparsity[0].item() == pytest.approx(100 * removed / 6, abs=1e-4)
-    assert float(path.info["base_sparsity"][0]) == pytest.approx(2 / 6, abs=1e-6)
+    assert float(path.info["base_sparsity_share"][0]) == pytest.approx(2 / 6, abs=1e-6)
     assert int(path.info["target"][0]) == 0
 
 
@@ -141,7 +141,7 @@ def test_matches_the_global_percentile_rule_above_the_dead_share(method, net, p)
         if method == "dead_first_random":  # distinct living scores: exactly k + 1 neurons go
             assert kept == n - (math.floor(p / 100 * (n - 1)) + 1)
         assert path.sparsity[b].item() == pytest.approx(100 * (n - kept) / n, abs=1e-4)
-        assert float(path.info["base_sparsity"][b]) == pytest.approx(dead / n, abs=1e-6)
+        assert float(path.info["base_sparsity_share"][b]) == pytest.approx(dead / n, abs=1e-6)
         assert float(path.info["requested_sparsity"][b]) == pytest.approx(p)
 
 
@@ -188,7 +188,7 @@ def test_below_the_dead_share_exactly_the_dead_neurons_go(method, p):
         assert p < 100 * dead / n
         R.assert_masks_equal(R.batch_masks(path, b), [a > 0 for a in acts], f"{method} p={p} image {b}")
         assert path.sparsity[b].item() == pytest.approx(100 * dead / n, abs=1e-4)
-        assert path.sparsity[b].item() == pytest.approx(100 * float(path.info["base_sparsity"][b]), abs=1e-4)
+        assert path.sparsity[b].item() == pytest.approx(100 * float(path.info["base_sparsity_share"][b]), abs=1e-4)
         assert float(path.info["threshold"][b]) == 0.0
         # NeuronMCT's zeros are the dead neurons and the living ones of zero gradient: it removes at least these
         assert bool((mct.flat()[b] <= path.flat()[b]).all())

@@ -48,19 +48,19 @@ def test_batched_matches_literal_reference(net, options):
     model = NETS[net]()
     x = nets.images(2)
     p = 60
-    path = pw.extract_pathway(model, x, "dgr", p, **options)
-    for b in range(2):
-        kw = dict(options)
-        if "seed" in kw:
-            kw["seed"] = kw["seed"][b]
-        ref = R.dgr_reference(model, x[b : b + 1], p, **kw)
-        _compare(path, b, ref, f"{net} {options} image {b}")
+    for ties in ("random", "all"):
+        path = pw.extract_pathway(model, x, "dgr", p, ties=ties, **options)
+        for b in range(2):
+            kw = dict(options)
+            kw["seed"] = kw["seed"][b] if "seed" in kw else b  # extract_pathway's per-image seeds of seed=0
+            ref = R.dgr_reference(model, x[b : b + 1], p, ties=ties, **kw)
+            _compare(path, b, ref, f"{net} {options} ties={ties} image {b}")
 
 
 def test_batched_equals_per_image_calls():
     model = nets.tiny_resnet()
     x = nets.images(3)
-    for options in (dict(init="1", **FAST), dict(init="r", seed=[1, 2, 3], max_retries=3, **FAST)):
+    for options in (dict(init="1", seed=[1, 2, 3], **FAST), dict(init="r", seed=[1, 2, 3], max_retries=3, **FAST)):
         batched = pw.extract_pathway(model, x, "dgr", 70, **options)
         for b in range(3):
             kw = dict(options)

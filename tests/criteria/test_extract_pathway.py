@@ -30,7 +30,7 @@ CASES = {
     "dead_random": ("dead_first_random", "intended", 60, {"seed": 3}),
     "dead_activation": ("dead_first_activation", "intended", 60, {}),
 }
-SEEDED = {"random", "dgr_r", "greedy", "dead_random"}  # greedy: its random tie order
+SEEDED = {"random", "dgr", "dgr_r", "greedy", "dead_random"}  # greedy, dgr: their random tie order
 
 
 def _run(model, x, case, **over):

@@ -374,9 +374,9 @@ def test_tie_order_is_not_the_stream_of_random_and_dgr():
     order comes from a generator seeded with that seed mixed into a stream of its own (splitmix64),
     so it is not correlated with their draws (two permutations from one Mersenne Twister stream
     start with the same random number modulo their sizes)."""
-    greedy = sys.modules["pathlib_pw.criteria.greedy"]
+    seeds = sys.modules["pathlib_pw.criteria.seeds"]
     for seed in (0, 7, -3, 4 * 1_000_003 + 1):
-        assert greedy.tie_seed(seed) == _splitmix64(seed, 0x74696573) != seed
+        assert seeds.tie_seed(seed) == _splitmix64(seed, 0x74696573) != seed
 
 
 def test_original_code_accepts_and_ignores_ties_and_seed():
