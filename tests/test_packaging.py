@@ -233,6 +233,7 @@ def test_wheel_works_outside_the_repository(tmp_path):
         assert f"pathlib_pw/{reference.REFERENCE_FOLDER}/{name}_authors.csv" in names
     assert f"pathlib_pw/{reference.REFERENCE_FOLDER}/README.md" in names
     assert "pathlib_pw/_version.py" in names
+    assert "pathlib_pw/py.typed" in names  # PEP 561: type checkers read the package's annotations
     assert {"pathlib_pw/photo_pixels/photos_uint8.npz", "pathlib_pw/photo_pixels/provenance.json"} <= names
     assert not [n for n in names if n.startswith(("data/", "tests/", "book/")) or "/data/results/" in n]
     assert f"Version: {pathlib_pw.__version__}\n" in metadata
