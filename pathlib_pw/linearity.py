@@ -45,7 +45,7 @@ Radii = Sequence[float] | torch.Tensor
 
 
 def random_directions(shape: tuple[int, ...], n: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``n`` seeded directions of shape ``shape``, each of L2 norm 1: a tensor (n, *shape).
+    """``n`` seeded directions of shape ``shape``, each of L2 norm 1: a tensor ``(n, *shape)``.
 
     Standard-normal draws, normalized, so uniform on the unit sphere. A private generator leaves the
     global RNG untouched.
@@ -275,11 +275,11 @@ def first_order_error(
     input gradient at x; for unit directions d_k and radii r (Khakzar et al., CVPR 2021, local
     linearity of pathways):
 
-    - ``"error"``: |f(x + r d) - f(x) - r g.d|, (B, R, K);
-    - ``"change"``: |f(x + r d) - f(x)|, (B, R, K);
+    - ``"error"``: ``|f(x + r d) - f(x) - r g.d|``, (B, R, K);
+    - ``"change"``: ``|f(x + r d) - f(x)|``, (B, R, K);
     - ``"relative"``: error / change, NaN where change == 0, (B, R, K);
     - ``"gradient_cosine"``: cos(g(x), g(x + r d)), NaN where a gradient is zero, (B, R, K);
-    - ``"gradient_norm"``: |g(x)|, (B,);
+    - ``"gradient_norm"``: ``|g(x)|``, (B,);
     - ``"logit"``: f(x), (B,).
 
     ``target`` defaults, as in :func:`~pathlib_pw.saliency.pathway_grad`, to the pathway's explained
