@@ -116,36 +116,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     return parser, {"run": run, "verify": verify, "explain": explain_parser}
 
 
-def check_device(device: str | None) -> str | None:
-    """The reason ``device`` cannot be used here (None when it can): a torch device string, and a
-    visible GPU for cuda."""
-    if device is None:
-        return None
-    import torch
-
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    accepted = f"cpu, cuda or cuda:N (GPUs visible here: {gpus})"
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        return f"--device must be {accepted}, got {device!r}"
-    if parsed.type == "cpu":
-        return None
-    if parsed.type == "cuda":
-        if gpus == 0:
-            return f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use --device cpu"
-        if parsed.index is not None and parsed.index >= gpus:
-            return f"--device {device}: only {gpus} GPU(s) visible here (cuda:0 to cuda:{gpus - 1})"
-        return None
-    if parsed.type == "mps" and torch.backends.mps.is_available():
-        return None
-    return f"--device must be {accepted}, got {device!r}"
-
-
 def _check_common(args: argparse.Namespace, command: argparse.ArgumentParser) -> None:
     """Bad arguments of run and verify as one-line usage errors (exit status 2), before any work."""
     if args.images is not None and args.images < 1:
         command.error(f"--images must be a positive int, got {args.images}")
+    from pathlib_pw.explain import check_device
+
     problem = check_device(args.device)
     if problem:
         command.error(problem)

@@ -12,16 +12,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from pathlib_pw import imagenet, models, plotting
 from pathlib_pw.criteria import SPECS, extract_pathway
-from pathlib_pw.saliency import GRADCAM_LAYERS, SALIENCY_METHODS, pathway_grad, saliency
+from pathlib_pw.criteria.spec import Method
+from pathlib_pw.saliency import GRADCAM_LAYERS, SALIENCY_METHODS, SaliencyMethod, pathway_grad, saliency
 
-__all__ = ["DEFAULT_METHODS", "ExplainError", "explain", "read_image"]
+__all__ = ["DEFAULT_METHODS", "ExplainError", "check_device", "explain", "read_image", "usable_models"]
 
 DEFAULT_METHODS: tuple[str, ...] = ("gradients", "input_intgrad", "guided_backprop", "gradcam")
 MIN_FONT_PT = 11.0  # every text of the figure, at its saved size
@@ -171,14 +172,14 @@ def explain(
     predicted = int(probabilities.argmax())
     explained = predicted if wanted is None else wanted
     level = float(sparsity) if SPECS[criterion].needs_sparsity else None
-    path = extract_pathway(net, x, criterion, level, target=explained)
+    path = extract_pathway(net, x, cast(Method, criterion), level, target=explained)
     maps: dict[str, np.ndarray] = {PATHWAY_KEY: pathway_grad(net, x, path, target=explained)[0].detach().cpu().numpy()}
     skipped: dict[str, str] = {}
     for method in dict.fromkeys(methods):
         if method == "gradcam" and not _has_gradcam_layer(net):
             skipped[method] = f"no known Grad-CAM layer for {type(net).__name__} (known: {', '.join(sorted(GRADCAM_LAYERS))})"
             continue
-        maps[method] = saliency(net, x, method, target=explained)[0].detach().cpu().numpy()
+        maps[method] = saliency(net, x, cast(SaliencyMethod, method), target=explained)[0].detach().cpu().numpy()
     info: dict[str, Any] = {
         "model": model,
         "criterion": criterion,
@@ -227,7 +228,7 @@ def draw(maps: dict[str, np.ndarray], info: dict[str, Any]) -> Any:
         )
     figure.suptitle(f"{info['model']}: why '{info['class_name']}' (class {info['target']}, {why})", fontsize=13)
     for text in figure.findobj(matplotlib.text.Text):
-        if text.get_text() and text.get_fontsize() < MIN_FONT_PT:
+        if text.get_text() and float(text.get_fontsize()) < MIN_FONT_PT:
             text.set_fontsize(MIN_FONT_PT)
     for ax in axes:
         ax.tick_params(labelsize=MIN_FONT_PT)
@@ -237,6 +238,30 @@ def draw(maps: dict[str, np.ndarray], info: dict[str, Any]) -> Any:
 def _wrapped(label: str) -> str:
     """A long column title on two lines (``PathwayGrad, NeuronMCT, 75 %`` -> ``PathwayGrad,\\nNeuronMCT, 75 %``)."""
     return label.replace("PathwayGrad, ", "PathwayGrad,\n", 1) if len(label) > 20 else label
+
+
+def check_device(device: str | None) -> str | None:
+    """The reason ``device`` cannot be used here (None when it can): a torch device string, and a
+    visible GPU for cuda."""
+    if device is None:
+        return None
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    accepted = f"cpu, cuda or cuda:N (GPUs visible here: {gpus})"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"--device must be {accepted}, got {device!r}"
+    if parsed.type == "cpu":
+        return None
+    if parsed.type == "cuda":
+        if gpus == 0:
+            return f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use --device cpu"
+        if parsed.index is not None and parsed.index >= gpus:
+            return f"--device {device}: only {gpus} GPU(s) visible here (cuda:0 to cuda:{gpus - 1})"
+        return None
+    if parsed.type == "mps" and torch.backends.mps.is_available():
+        return None
+    return f"--device must be {accepted}, got {device!r}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -268,8 +293,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``python -m pathlib_pw explain``: bad arguments are one-line usage errors (exit status 2)."""
-    from pathlib_pw.__main__ import check_device
-
     problem = check_device(args.device)
     if problem:
         parser.error(problem)
