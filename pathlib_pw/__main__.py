@@ -98,12 +98,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "experiment", nargs="+", choices=names, metavar="EXPERIMENT", help="one or more experiments (below), or all"
     )
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book", help="which profile's cache")
-    verify.add_argument("--images", type=int, default=None, help="the first N images (None: all the cache records decisions for)")
-    verify.add_argument("--device", default=None, help="recompute on this device, cpu, cuda or cuda:N (None: the cache's)")
+    verify.add_argument(
+        "--images", type=int, default=None, help="the first N images (when not given: all the cache records decisions for)"
+    )
+    verify.add_argument(
+        "--device", default=None, help="recompute on this device, cpu, cuda or cuda:N (when not given: the cache's)"
+    )
     verify.add_argument("--quiet", action="store_true", help="no progress bars")
     for command in (run, verify):
-        command.add_argument("--imagenet-val", metavar="DIR", help=f"ImageNet validation folder (None: ${IMAGENET_VAL_ENV})")
-        command.add_argument("--cifar10", metavar="DIR", help=f"CIFAR-10 python-batches folder (None: ${CIFAR10_ENV})")
+        command.add_argument(
+            "--imagenet-val", metavar="DIR", help=f"ImageNet validation folder (when not given: ${IMAGENET_VAL_ENV})"
+        )
+        command.add_argument("--cifar10", metavar="DIR", help=f"CIFAR-10 python-batches folder (when not given: ${CIFAR10_ENV})")
     from pathlib_pw import explain
 
     explain_parser = sub.add_parser(

@@ -283,10 +283,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SALIENCY_METHODS,
         metavar="METHOD",
         help=f"a baseline beside PathwayGrad, repeatable; one of {', '.join(SALIENCY_METHODS)} "
-        f"(None: {', '.join(DEFAULT_METHODS)})",
+        f"(when not given: {', '.join(DEFAULT_METHODS)})",
     )
     parser.add_argument(
-        "--target", metavar="CLASS", default=None, help="class explained: index or ImageNet class name (None: the prediction)"
+        "--target",
+        metavar="CLASS",
+        default=None,
+        help="class explained: index or ImageNet class name (when not given: the prediction)",
     )
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
 
