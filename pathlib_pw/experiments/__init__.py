@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import json
 from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -100,6 +102,12 @@ def run(experiment: str, config: Any, device: str = "cpu", progress: bool = True
 VERIFY_IMAGES = 1  # images whose threshold decisions a cache records for `verify`
 
 
+def is_cached(experiment: str, profile: Profile = "book") -> bool:
+    """Whether :func:`load_or_run` would read ``experiment``/``profile`` from its cache (a cache of the
+    current configuration and library version exists) instead of computing it."""
+    return cache.is_current(cache.results_root() / profile / experiment, experiment, get_config(experiment, profile))
+
+
 def load_or_run(
     experiment: str, profile: Profile = "book", device: str = "cpu", force: bool = False, progress: bool = True, **overrides: Any
 ) -> cache.Results:
@@ -144,6 +152,7 @@ def _self_check_and_save(
         "machine": cache.machine(),
         "verify_images": VERIFY_IMAGES,
         "self_check": check.status,
+        "date": datetime.date.today().isoformat(),  # when it was computed; outside the configuration hash
         **meta,
     }
     directory = cache.results_root() / profile / experiment
@@ -159,17 +168,62 @@ def _verify_part(
     device: str,
     n_images: int,
     complete: bool = True,
+    progress: bool = False,
 ) -> Verification:
     part = _parts(experiment)
     subset = part.verify_subset(config, n_images)
     with decisions.replaying(log, complete=complete) as report:
-        fresh, _ = run(experiment, subset, device, progress=False)
+        fresh, _ = run(experiment, subset, device, progress=progress)
     expected = part.cached_part(arrays, subset)
-    checks = compare_all(fresh, expected, part.rules, part.tolerances(expected, fresh, report))
+    checks = compare_all(
+        fresh, expected, part.rules, part.tolerances(expected, fresh, report), progress=progress, desc=f"{experiment} arrays"
+    )
     return Verification(experiment, profile, checks, report)
 
 
-def verify(experiment: str, profile: Profile = "book", n_images: int | None = None, device: str | None = None) -> Verification:
+def _cache_problem(experiment: str, profile: Profile) -> str | None:
+    config = get_config(experiment, profile)
+    directory = cache.results_root() / profile / experiment
+    make = f"python -m pathlib_pw run {experiment} --profile {profile}"
+    if not (directory / "config.json").exists():
+        return f"no cache of {experiment}/{profile} in {directory}: create it with `{make}`"
+    if not cache.is_current(directory, experiment, config):
+        return (
+            f"the cache of {experiment}/{profile} in {directory} is of another configuration or library version: "
+            f"recompute it with `{make}`"
+        )
+    if not (directory / cache.DECISIONS_FILE).exists():
+        return (
+            f"the cache of {experiment}/{profile} in {directory} holds no recorded decisions (it predates them): "
+            f"recompute it with `{make} --force`"
+        )
+    return None
+
+
+def _images_problem(experiment: str, profile: Profile, n_images: int | None) -> str | None:
+    if n_images is None:
+        return None
+    header = json.loads((cache.results_root() / profile / experiment / "config.json").read_text())
+    recorded = int(header.get("verify_images", VERIFY_IMAGES))
+    if not 1 <= n_images <= recorded:
+        return f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}"
+    return None
+
+
+def verify_problem(experiment: str, profile: Profile = "book", n_images: int | None = None) -> str | None:
+    """Why :func:`verify` cannot check ``experiment``/``profile`` (one line naming the folder looked in
+    and the command that makes the cache, or the images it records), or None when it can. Reads the
+    cache's header only, so a command line can check every cache before any work."""
+    return _cache_problem(experiment, profile) or _images_problem(experiment, profile, n_images)
+
+
+def verify(
+    experiment: str,
+    profile: Profile = "book",
+    n_images: int | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> Verification:
     """Recompute part of a cached result and compare it with the cache, on any machine.
 
     The part is the first ``n_images`` images (default: all the cache holds decision records for),
@@ -177,28 +231,22 @@ def verify(experiment: str, profile: Profile = "book", n_images: int | None = No
     the records (:mod:`pathlib_pw.decisions`), then every array is compared by the rules of
     :mod:`pathlib_pw.experiments.verification`. Returns the :class:`Verification` (``.ok``,
     ``.status``, ``.text()``, ``.assert_ok()``); the cache must exist and match the current
-    configuration and library version, else AssertionError says how to make it.
+    configuration and library version, else AssertionError says how to make it (ValueError for an
+    ``n_images`` beyond the recorded images). ``progress`` shows tqdm bars on stderr (the
+    experiment's own over its images, then one over the arrays compared); it never changes the result.
     """
+    problem = _cache_problem(experiment, profile)
+    if problem is not None:
+        raise AssertionError(problem)
+    problem = _images_problem(experiment, profile, n_images)
+    if problem is not None:
+        raise ValueError(problem)
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
-    if not cache.is_current(directory, experiment, config):
-        raise AssertionError(
-            f"no current cache for {experiment!r}/{profile!r} in {directory}: "
-            f"run `python -m pathlib_pw run {experiment} --profile {profile}`"
-        )
     log = cache.load_decisions(directory)
     cached = cache.load(directory)
-    if log is None:
-        raise AssertionError(
-            f"the cache of {experiment!r}/{profile!r} holds no recorded decisions (it predates them): "
-            f"recompute it with `python -m pathlib_pw run {experiment} --profile {profile} --force`"
-        )
     recorded = int(cached.meta.get("verify_images", VERIFY_IMAGES))
     n_images = recorded if n_images is None else n_images
-    if not 1 <= n_images <= recorded:
-        raise ValueError(
-            f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}"
-        )
     return _verify_part(
         experiment,
         profile,
@@ -208,7 +256,19 @@ def verify(experiment: str, profile: Profile = "book", n_images: int | None = No
         device or cached.meta.get("device", "cpu"),
         n_images,
         complete=n_images == recorded,
+        progress=progress,
     )
 
 
-__all__ = ["EXPERIMENTS", "PROFILES", "Verification", "get_config", "load_or_run", "register", "run", "verify"]
+__all__ = [
+    "EXPERIMENTS",
+    "PROFILES",
+    "Verification",
+    "get_config",
+    "is_cached",
+    "load_or_run",
+    "register",
+    "run",
+    "verify",
+    "verify_problem",
+]

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 from pathlib_pw.decisions import ReplayReport
 
@@ -183,10 +185,13 @@ def compare_all(
     cached: Mapping[str, np.ndarray],
     rules: Mapping[str, Tolerance],
     elementwise: Mapping[str, np.ndarray],
+    progress: bool = False,
+    desc: str = "arrays compared",
 ) -> list[ArrayCheck]:
-    """Every recomputed array beside the cached one, by its rule (``FLOATS`` for floats by default)."""
+    """Every recomputed array beside the cached one, by its rule (``FLOATS`` for floats by default);
+    ``progress`` shows a tqdm bar on stderr over the arrays (it never changes the comparison)."""
     out = []
-    for name in sorted(set(fresh) | set(cached)):
+    for name in tqdm(sorted(set(fresh) | set(cached)), desc=desc, unit="array", disable=not progress, file=sys.stderr):
         if name not in cached or name not in fresh:
             where = "the cache" if name not in cached else "the recomputation"
             out.append(ArrayCheck(name, 0, math.inf, 0, 0, EXACT, f"missing in {where}"))

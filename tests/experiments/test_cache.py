@@ -182,3 +182,58 @@ def test_paths_smoke_run_is_reproducible_and_consistent(smoke_root):
     np.testing.assert_allclose(np.diag(jac), 1.0)
     np.testing.assert_allclose(jac, jac.T)
     assert a["realized"][0, labels.index("Random"), 0] == pytest.approx(50.0, abs=0.1)
+
+
+def _committed_caches(root: Path) -> list[Path]:
+    """The cache folders (holding a config.json) under ``root``/data/results that git tracks, or, outside
+    a git checkout, those present."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "data/results"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(p.parent for p in (root / "data" / "results").glob("*/*/config.json"))
+    return sorted({root / Path(f).parent for f in listed if Path(f).name == "config.json"})
+
+
+def _stale(caches: list[Path]) -> list[str]:
+    """Each cache whose stored configuration hash is not the hash of what the code would run now, or
+    that holds no decision records (``verify`` cannot check it)."""
+    stale = []
+    for directory in caches:
+        experiment, profile = directory.name, directory.parent.name
+        config = experiments.get_config(experiment, profile)
+        if not cache.is_current(directory, experiment, config):
+            stored = json.loads((directory / "config.json").read_text()).get("config_hash")
+            stale.append(f"{profile}/{experiment}: stored {stored}, code {cache.config_hash(experiment, config)}")
+        elif not (directory / cache.DECISIONS_FILE).exists():
+            stale.append(f"{profile}/{experiment}: no {cache.DECISIONS_FILE} (verify cannot check it)")
+    return stale
+
+
+def test_every_committed_cache_is_of_the_current_configuration(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    caches = _committed_caches(root)
+    assert caches, "no committed cache found"
+    assert _stale(caches) == []
+    # a committed config.json of another configuration is caught
+    copy = tmp_path / "book" / "maps_vs_sparsity"
+    copy.mkdir(parents=True)
+    source = root / "data" / "results" / "book" / "maps_vs_sparsity"
+    for name in ("arrays.npz", cache.DECISIONS_FILE):
+        (copy / name).symlink_to(source / name)
+    header = json.loads((source / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(header))
+    assert _stale([copy]) == []
+    current = header["config_hash"]
+    header["config"]["sparsities"] = [0.0, 50.0]  # as if computed with another configuration
+    header["config_hash"] = cache.config_hash("maps_vs_sparsity", header["config"])
+    (copy / "config.json").write_text(json.dumps(header))
+    assert _stale([copy]) == [f"book/maps_vs_sparsity: stored {header['config_hash']}, code {current}"]
+    # so is one without decision records, like the smoke caches committed before them
+    header["config_hash"] = current
+    (copy / "config.json").write_text(json.dumps(header))
+    (copy / cache.DECISIONS_FILE).unlink()
+    assert _stale([copy]) == ["book/maps_vs_sparsity: no decisions.npz (verify cannot check it)"]
