@@ -49,12 +49,12 @@ def _modules() -> dict[str, set[str]]:
 
 
 LAYERS = [
-    {"decisions", "selection", "sites", "_version", "verdicts", "statistics"},
+    {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference", "training"},
     {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"},
     {"criteria", "roar"},
-    {"attribution_methods", "quantus_adapter"},
+    {"attribution_methods", "quantus_adapter", "explain"},
     {"experiments"},
     {"claims"},
     {"__main__", "__init__"},
