@@ -26,7 +26,7 @@ def _masks(b=3, seed=0, keep=0.5):
 
 def test_realized_sparsity_flat_kept_per_site_literal():
     masks = _masks(3, seed=1)
-    path = Pathway.from_masks(masks, ["a", "b", "c"], method="m", target=torch.tensor([1, 2, 0]), note="x")
+    path = Pathway.from_masks(masks, ["a", "b", "c"], criterion="m", target=torch.tensor([1, 2, 0]), note="x")
     n = sum(math.prod(s) for s in SHAPES)
     assert path.num_neurons == n == 59
     assert len(path) == path.batch_size == 3
@@ -58,7 +58,7 @@ def test_pathway_validation():
 def test_getitem_and_cat_roundtrip():
     masks = _masks(4, seed=2)
     tgt = torch.tensor([5, 6, 7, 8])
-    path = Pathway.from_masks(masks, ["a", "b", "c"], method="mct", target=tgt, thr=torch.arange(4.0), p=90.0)
+    path = Pathway.from_masks(masks, ["a", "b", "c"], criterion="mct", target=tgt, thr=torch.arange(4.0), p=90.0)
     one = path[2]
     assert len(one) == 1
     for m, o in zip(masks, one.masks):
@@ -66,7 +66,7 @@ def test_getitem_and_cat_roundtrip():
     assert one.info["target"].tolist() == [7]
     assert one.info["thr"].tolist() == [2.0]
     assert one.info["p"] == 90.0
-    assert one.method == "mct" and one.sites == ["a", "b", "c"]
+    assert one.criterion == "mct" and one.sites == ["a", "b", "c"]
     assert torch.equal(one.sparsity, path.sparsity[2:3])
 
     sub = path[[3, 0]]
