@@ -235,3 +235,58 @@ def test_sobel_literal(model):
     step = torch.zeros(1, 1, 4, 4)
     step[..., 2:] = 1.0  # a vertical edge between columns 1 and 2
     assert torch.equal(am.sobel(model, step, None)[0], torch.tensor([[0.0, 1.0, 1.0, 0.0]] * 4))
+
+
+def test_re_registering_the_same_method_is_a_no_op(registry):
+    """A notebook cell re-run: the README registers a lambda and a pathway_grad_method(...) by name."""
+
+    def cell():
+        am.register_attribution("pathway_grad/neuron_mct@50", am.pathway_grad_method("neuron_mct", 50))
+        am.register_attribution("mine", lambda model, x, target: x.abs().amax(1))
+        return registry["pathway_grad/neuron_mct@50"], registry["mine"]
+
+    first = cell()
+    assert cell() == first  # no error; the first registration stays
+    same = first[1]
+    assert am.register_attribution("mine", same) is same
+    # a different callable under a taken name still needs replace=True
+    with pytest.raises(ValueError, match="already registered"):
+        am.register_attribution("mine", lambda model, x, target: x.abs().amin(1))
+    with pytest.raises(ValueError, match="already registered"):  # same code, other closure values
+        am.register_attribution("pathway_grad/neuron_mct@50", am.pathway_grad_method("neuron_mct", 60))
+    with pytest.raises(ValueError, match="already registered"):
+        am.register_attribution("gradcam", am.baseline_method("gradcam", layer="relu2"))
+
+
+def test_attribute_passes_gradcam_layer_on_custom_model(x):
+    model = nets.tiny_cnn(seed=1, double=False)  # no default Grad-CAM layer for TinyCNN
+    got = am.attribute(model, x, "gradcam", layer="relu2")
+    assert torch.equal(got, saliency(model, x, "gradcam", layer="relu2"))
+    steps = am.attribute(model, x, "input_intgrad", steps=3, target=[0, 1, 2])
+    assert torch.equal(steps, saliency(model, x, "input_intgrad", target=[0, 1, 2], steps=3))
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['layer'\]"):
+        am.attribute(model, x, "gradients", layer="relu2")
+    with pytest.raises(TypeError, match="takes no options"):
+        am.attribute(model, x, "pathway_grad/neuron_mct", layer="relu2")
+    # without a layer the error names the one-liners that work
+    with pytest.raises(ValueError, match=r'attribute\(model, x, "gradcam", layer="conv2"\).*register_attribution\("gradcam@conv2", '
+                       r'baseline_method\("gradcam", layer="conv2"\)\)'):
+        am.attribute(model, x, "gradcam")
+
+
+def test_float64_model_takes_float32_images():
+    """The input goes to the model's dtype as well as its device (sites.as_model_input)."""
+    import pathlib_pw
+
+    model, x = nets.tiny_cnn(seed=1, double=True), nets.images(2, seed=3, double=False)
+    expected = pathlib_pw.attribute(model, x.double(), "gradients")
+    assert torch.equal(pathlib_pw.attribute(model, x, "gradients"), expected)
+    assert torch.equal(saliency(model, x, "input_mct"), saliency(model, x.double(), "input_mct"))
+    path = extract_pathway(model, x.double(), "neuron_mct", 50.0)
+    assert torch.equal(pathway_grad(model, x, path), pathway_grad(model, x.double(), path))
+    assert torch.equal(pathlib_pw.output_change(model, x, path), pathlib_pw.output_change(model, x.double(), path))
+    assert torch.equal(pathlib_pw.dead_share(model, x, path), pathlib_pw.dead_share(model, x.double(), path))
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(
+        pathlib_pw.pixel_removal_curve(model, x, maps, [10, 50]), pathlib_pw.pixel_removal_curve(model, x.double(), maps, [10, 50])
+    )
