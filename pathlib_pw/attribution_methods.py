@@ -129,14 +129,16 @@ def _old_argument_order(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.
             and isinstance(args[1], nn.Module)
         ):
             _deprecation.warn("attribute(method, model, x) is deprecated: call attribute(model, x, method)")
-            if len(args) >= 4:  # the old positional target too: one warning for the old call
-                if "target" in kwargs or len(args) > 4:
-                    raise TypeError("attribute(method, model, x, target) takes at most 4 positional arguments")
-                args, kwargs = (args[1], args[2], args[0]), {**kwargs, "target": args[3]}
-            elif len(args) == 3:
-                args = (args[1], args[2], args[0])
+            given: list[Any] = list(args)
+            if len(given) > 4 or (len(given) == 4 and "target" in kwargs):
+                raise TypeError("attribute(method, model, x, target) takes at most 4 positional arguments")
+            if len(given) == 4:  # the old positional target too: one warning for the old call
+                kwargs = {**kwargs, "target": given.pop()}
+            if len(given) == 3:
+                given = [given[1], given[2], given[0]]
             else:  # attribute(method, model, x=x)
-                args, kwargs = (args[1],), {**kwargs, "method": args[0]}
+                given, kwargs = [given[1]], {**kwargs, "method": given[0]}
+            args = tuple(given)
         return fn(*args, **kwargs)
 
     return wrapper

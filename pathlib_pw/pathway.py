@@ -174,11 +174,12 @@ class Pathway:
             "info_order": list(self.info),
         }
         arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+        entries: dict[str, Any] = arrays
         if isinstance(file, (str, os.PathLike)):
             with open(file, "wb") as handle:
-                np.savez_compressed(handle, **arrays)  # an open file: numpy would append .npz to a name
+                np.savez_compressed(handle, **entries)  # an open file: numpy would append .npz to a name
         else:
-            np.savez_compressed(file, **arrays)
+            np.savez_compressed(file, **entries)
 
     @classmethod
     def load(cls, file: str | os.PathLike[str] | IO[bytes]) -> Pathway:
