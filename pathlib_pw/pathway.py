@@ -81,6 +81,13 @@ class Pathway:
         if self.masks and any(m.dtype != torch.bool for m in self.masks):
             raise TypeError("masks must be boolean tensors")
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also a Pathway pickled before ``method`` was renamed ``criterion``."""
+        if "method" in state and "criterion" not in state:
+            state = {**state, "criterion": state["method"]}
+            del state["method"]
+        self.__dict__.update(state)
+
     @property
     def method(self) -> str:
         """Deprecated name of :attr:`criterion`."""

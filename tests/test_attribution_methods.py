@@ -247,6 +247,10 @@ def test_re_registering_the_same_method_is_a_no_op(registry):
 
     first = cell()
     assert cell() == first  # no error; the first registration stays
+    # a re-run cell is compiled again: a new code object, equal to the old one
+    source = 'import pathlib_pw as pw\npw.register_attribution("rerun", lambda model, x, target: x.abs().amax(1))\n'
+    for _ in range(2):
+        exec(compile(source, "<cell>", "exec"), {})
     same = first[1]
     assert am.register_attribution("mine", same) is same
     # a different callable under a taken name still needs replace=True

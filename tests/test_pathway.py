@@ -370,3 +370,13 @@ def test_torch_save_is_refused_under_weights_only(tmp_path):
     with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
         torch.load(tmp_path / "p.pt", weights_only=True)
     assert "weights_only=True" in Pathway.__doc__
+
+
+def test_unpickles_a_pathway_pickled_with_the_old_method_field():
+    import pickle
+
+    old = Pathway.__new__(Pathway)
+    old.__dict__.update(masks=[torch.ones(1, 2, dtype=torch.bool)], sites=["a"], sparsity=torch.zeros(1), method="mct", info={})
+    back = pickle.loads(pickle.dumps(old))
+    assert back.criterion == "mct" and "method" not in back.__dict__
+    assert back == Pathway.from_masks([torch.ones(1, 2, dtype=torch.bool)], ["a"], "mct")

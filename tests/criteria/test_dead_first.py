@@ -315,13 +315,13 @@ def test_specs():
         (dict(sparsity=[10, 20, 30]), ValueError, r"sparsity.*one value per image"),
         (dict(variant="original_code"), ValueError, r"variant.*intended"),
         (dict(foo=1), TypeError, r"foo.*accepted options"),
-        (dict(method="dead_first_activation", seed=1), TypeError, r"seed.*accepted options: \[\]"),
+        (dict(criterion="dead_first_activation", seed=1), TypeError, r"seed.*accepted options: \[\]"),
         (dict(target=5), ValueError, r"target.*\[0, 5\)"),
     ],
 )
 @pytest.mark.parametrize("method", METHODS)
 def test_bad_arguments(method, kwargs, error, match):
-    args = dict(model=nets.tiny_cnn(), x=nets.images(2), method=method, sparsity=50)
+    args = dict(model=nets.tiny_cnn(), x=nets.images(2), criterion=method, sparsity=50)
     args.update(kwargs)
     with pytest.raises(error, match=match):
         pw.extract_pathway(**args)
