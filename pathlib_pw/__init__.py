@@ -12,7 +12,7 @@ from pathlib_pw.criteria import CRITERIA, VARIANTS, extract_pathway, extract_pat
 from pathlib_pw.data import load_imagenet_val, load_photos
 from pathlib_pw.imagenet import preprocess
 from pathlib_pw.linearity import first_order_error, linear_region_radius, state_flip_share
-from pathlib_pw.metrics import dead_share, jaccard, output_change
+from pathlib_pw.metrics import dead_share, dead_share_of, jaccard, output_change
 from pathlib_pw.models import load_model
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.quantus_adapter import quantus_explain_func
@@ -30,6 +30,7 @@ __all__ = [
     "attribute",
     "attribution_method",
     "dead_share",
+    "dead_share_of",
     "extract_pathway",
     "extract_pathways",
     "first_order_error",

@@ -22,6 +22,8 @@ Greedy and DGR pathways take seconds to minutes per image and are not registered
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -29,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathlib_pw import _deprecation
 from pathlib_pw.criteria import SPECS, extract_pathway
 from pathlib_pw.criteria.spec import Method, Variant
 from pathlib_pw.saliency import SALIENCY_METHODS, SaliencyMethod, Target, explained_class, normalize, pathway_grad, saliency
-from pathlib_pw.sites import check_input, model_device
+from pathlib_pw.sites import as_model_input, check_input
 from pathlib_pw.thresholds import as_percent
 
 AttributionMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -43,6 +46,8 @@ AttributionMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tens
 DEFAULT_PATHWAY_SPARSITY = 75.0
 # options of saliency() that each baseline reads; the others ignore them
 BASELINE_OPTIONS: dict[str, tuple[str, ...]] = {"input_intgrad": ("steps", "variant"), "gradcam": ("layer",)}
+# the attribute of a baseline_method function holding (method, options), for attribute(..., **options)
+BASELINE_ATTRIBUTE = "pathlib_pw_baseline"
 SOBEL_KERNEL = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
 ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {}
@@ -51,15 +56,59 @@ ACCUMULATED = "neuron_intgrad_accumulated"  # NeuronIntGrad with the authors' ac
 
 
 def register_attribution(name: str, fn: AttributionMethod, *, replace: bool = False) -> AttributionMethod:
-    """Register ``fn`` under ``name`` (a taken name only with ``replace=True``); returns ``fn``."""
+    """Register ``fn`` under ``name`` (a taken name only with ``replace=True``); returns ``fn``.
+
+    Registering the same method again under its name is a no-op, so that a notebook cell can be
+    re-run: the same object, or an equal function (same module, qualified name, code, defaults and
+    closure values, as a re-created lambda or ``pathway_grad_method(...)`` with the same arguments).
+    A different callable under a taken name still needs ``replace=True``.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty str, got {name!r}")
     if not callable(fn):
         raise ValueError(f"fn must be a callable (model, x, target) -> maps (B, H, W), got {type(fn).__name__}")
     if name in ATTRIBUTION_METHODS and not replace:
-        raise ValueError(f"name {name!r} is already registered; pass replace=True to replace it")
+        if _same_function(ATTRIBUTION_METHODS[name], fn):
+            return fn
+        raise ValueError(f"name {name!r} is already registered to a different method; pass replace=True to replace it")
     ATTRIBUTION_METHODS[name] = fn
     return fn
+
+
+def _same_function(a: Any, b: Any) -> bool:
+    """``a is b``, or two functions that compute the same: equal module, qualified name, code, defaults and closure values."""
+    if a is b:
+        return True
+    if not (inspect.isfunction(a) and inspect.isfunction(b)):
+        return False
+    if (a.__module__, a.__qualname__, a.__code__, a.__defaults__, a.__kwdefaults__) != (
+        b.__module__,
+        b.__qualname__,
+        b.__code__,
+        b.__defaults__,
+        b.__kwdefaults__,
+    ):
+        return False
+    cells_a, cells_b = a.__closure__ or (), b.__closure__ or ()
+    if len(cells_a) != len(cells_b):
+        return False
+    for u, v in zip(cells_a, cells_b):
+        try:
+            x, y = u.cell_contents, v.cell_contents
+        except ValueError:  # an empty cell
+            return False
+        if x is y:
+            continue
+        if inspect.isfunction(x) or inspect.isfunction(y):
+            if not _same_function(x, y):
+                return False
+            continue
+        try:
+            if type(x) is not type(y) or not bool(x == y):
+                return False
+        except (TypeError, ValueError, RuntimeError):  # tensors, arrays: no single truth value
+            return False
+    return True
 
 
 def attribution_method(name: str) -> AttributionMethod:
@@ -69,20 +118,64 @@ def attribution_method(name: str) -> AttributionMethod:
     return ATTRIBUTION_METHODS[name]
 
 
-def attribute(method: str | AttributionMethod, model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
+def _old_argument_order(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Accept ``attribute(method, model, x, ...)``, the order before the convention, with a FutureWarning."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if (
+            len(args) >= 2
+            and (isinstance(args[0], str) or (callable(args[0]) and not isinstance(args[0], nn.Module)))
+            and isinstance(args[1], nn.Module)
+        ):
+            _deprecation.warn("attribute(method, model, x) is deprecated: call attribute(model, x, method)")
+            given: list[Any] = list(args)
+            if len(given) > 4 or (len(given) == 4 and "target" in kwargs):
+                raise TypeError("attribute(method, model, x, target) takes at most 4 positional arguments")
+            if len(given) == 4:  # the old positional target too: one warning for the old call
+                kwargs = {**kwargs, "target": given.pop()}
+            if len(given) == 3:
+                given = [given[1], given[2], given[0]]
+            else:  # attribute(method, model, x=x)
+                given, kwargs = [given[1]], {**kwargs, "method": given[0]}
+            args = tuple(given)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_old_argument_order
+@_deprecation.keyword_only_from(3, "target")
+def attribute(
+    model: nn.Module, x: torch.Tensor, method: str | AttributionMethod, *, target: Target = None, **options: Any
+) -> torch.Tensor:
     """The maps (B, H, W), float32, of ``method`` (a registered name or an attribution method itself).
 
-    ``x`` is moved to the model's device; ``target`` (an int, one per image, or None for the model's
-    prediction) is resolved to a (B,) long tensor there before the method sees it. A method's float32
-    result comes back as it is (the same tensor); another floating dtype is converted to float32.
+    ``x`` is moved to the model's device and dtype; ``target`` (an int, one per image, or None for the
+    model's prediction) is resolved to a (B,) long tensor there before the method sees it. A method's
+    float32 result comes back as it is (the same tensor); another floating dtype is converted to float32.
+
+    ``options`` go to a baseline of :func:`baseline_method` (registered or not): ``layer`` for
+    ``"gradcam"`` (e.g. ``attribute(model, x, "gradcam", layer="layer4")`` on a model without a default
+    Grad-CAM layer), ``steps`` and ``variant`` for ``"input_intgrad"``; other methods take none (bind
+    their options with their factory, e.g. ``pathway_grad_method``). The old order
+    ``attribute(method, model, x)`` still works for one release, with a FutureWarning.
     """
     fn = attribution_method(method) if isinstance(method, str) else method
     if not callable(fn):
         raise ValueError(f"method must be a registered name or a callable (model, x, target) -> maps, got {method!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    x = check_input(x).to(model_device(model))
-    maps = fn(model, x, explained_class(model, x, target))
+    if options:
+        baseline = getattr(fn, BASELINE_ATTRIBUTE, None)
+        if baseline is None:
+            raise TypeError(
+                f"attribution method {method!r} takes no options (got {sorted(options)}): only the baselines of "
+                f"baseline_method do ({dict(BASELINE_OPTIONS)}); bind other methods' options with their factory"
+            )
+        fn = baseline_method(baseline[0], **{**baseline[1], **options})
+    x = as_model_input(x, model)
+    maps = fn(model, x, explained_class(model, x, target=target))
     expected = (x.shape[0], *x.shape[2:])
     if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != expected or not maps.is_floating_point():
         got = f"shape {tuple(maps.shape)}, dtype {maps.dtype}" if isinstance(maps, torch.Tensor) else type(maps).__name__
@@ -107,9 +200,10 @@ def baseline_method(method: SaliencyMethod, **options: Any) -> AttributionMethod
         raise TypeError(f"unknown option(s) {unknown} for method {method!r}; accepted options: {list(accepted)}")
 
     def baseline(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return saliency(model, x, method, target, **options).float()
+        return saliency(model, x, method, target=target, **options).float()
 
-    baseline.__doc__ = f"saliency(model, x, {method!r}, target, **{options!r}) as float32 (PAPER.md section 4)."
+    baseline.__doc__ = f"saliency(model, x, {method!r}, target=target, **{options!r}) as float32 (PAPER.md section 4)."
+    setattr(baseline, BASELINE_ATTRIBUTE, (method, dict(options)))  # attribute(..., **options) rebuilds it
     return baseline
 
 
@@ -165,8 +259,10 @@ def pathway_grad_method(
             raise ValueError(f"seed must be an int for criterion {criterion!r} (one per method, not per image), got {seed!r}")
 
     def pathway_grad_map(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        path = extract_pathway(model, x, cast(Method, criterion), sparsity, target, variant, batch_size=batch_size, **options)
-        return pathway_grad(model, x, path, target, times_input=times_input).float()
+        path = extract_pathway(
+            model, x, cast(Method, criterion), sparsity, target=target, variant=variant, batch_size=batch_size, **options
+        )
+        return pathway_grad(model, x, path, target=target, times_input=times_input).float()
 
     pathway_grad_map.__doc__ = (
         f"PathwayGrad through the {criterion!r} pathway (sparsity {sparsity}, variant {variant!r}, options "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,11 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 def _to_rgb(image: Any) -> np.ndarray:
     a = np.asarray(image)
+    if a.ndim == 0 or a.dtype.kind not in "biuf":
+        raise TypeError(
+            f"expected a decoded image (an HxW or HxWx3 array), got {type(image).__name__}: load a file with "
+            'np.asarray(PIL.Image.open(path).convert("RGB")) or pass its path to preprocess'
+        )
     if a.ndim == 2:
         a = np.stack([a] * 3, axis=-1)
     elif a.ndim == 3 and a.shape[-1] == 1:
@@ -71,15 +77,41 @@ def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
     return TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
 
 
-def preprocess(images: np.ndarray | Sequence[np.ndarray], size: int = 224) -> torch.Tensor:
+Image = np.ndarray | str | os.PathLike[str]
+
+
+def preprocess(images: Image | Sequence[Image], size: int = 224) -> torch.Tensor:
     """Standard torchvision ImageNet eval transform of HxWx3 uint8 images -> normalized (B,3,size,size):
     :func:`resize_crop` then :func:`normalize_pixels`. Float inputs are taken as [0,1].
+
+    An image may also be a file path (str or PathLike): it is opened with PIL and converted to RGB
+    (``PIL.Image.open(path).convert("RGB")``); a missing file raises FileNotFoundError and a file PIL
+    cannot read raises ValueError, both naming the path.
     """
-    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+    if isinstance(images, (np.ndarray, str, os.PathLike)) or not isinstance(images, Sequence):
         images = [images]
     if len(images) == 0:
         raise ValueError("images is empty")
-    return torch.stack([normalize_pixels(resize_crop(image, size)) for image in images])
+    return torch.stack([normalize_pixels(resize_crop(_decoded(image), size)) for image in images])
+
+
+def _decoded(image: Any) -> Any:
+    """A path opened as an RGB array; anything else as given (``resize_crop`` checks it)."""
+    if isinstance(image, bytes):
+        raise TypeError("preprocess takes decoded RGB arrays or file paths, got bytes: decode them with PIL first")
+    if not isinstance(image, (str, os.PathLike)):
+        return image
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    path = os.fspath(image)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"preprocess: no image file at {path!r}")
+    try:
+        with PILImage.open(path) as opened:
+            return np.asarray(opened.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"preprocess: cannot read {path!r} as an image ({error})") from None
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:

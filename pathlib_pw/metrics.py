@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from pathlib_pw import _deprecation
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import add_all
-from pathlib_pw.sites import check_input, evaluating, model_device, resolve_target
+from pathlib_pw.sites import as_model_input, evaluating, record_activations, resolve_target
 
 
 def _check_same_sites(a: Pathway, b: Pathway) -> None:
@@ -85,12 +87,15 @@ def base_sparsity(activations: Sequence[torch.Tensor]) -> torch.Tensor:
     return (dead / total).cpu()
 
 
-def dead_share(path: Pathway, activations: Sequence[torch.Tensor], per_site: bool = False) -> torch.Tensor:
+def dead_share_of(path: Pathway, activations: Sequence[torch.Tensor], *, per_site: bool = False) -> torch.Tensor:
     """Share of the path's kept neurons whose unpruned activation is <= 0, per image (or per site).
 
+    The pure measure behind :func:`dead_share`, for callers that hold the activations already:
     ``activations`` are the rectifier outputs of the unpruned network (``record_activations``).
     NaN where the path keeps nothing.
     """
+    if not isinstance(path, Pathway):
+        raise TypeError(f"path must be a Pathway, got {type(path).__name__}")
     if len(activations) != len(path.masks) or any(a.shape != m.shape for a, m in zip(activations, path.masks)):
         raise ValueError("activations must have one tensor per site, shaped like the pathway's masks")
     dead = [(m & (a.to(m.device) <= 0)).flatten(1).sum(1, dtype=torch.float64) for m, a in zip(path.masks, activations)]
@@ -98,6 +103,29 @@ def dead_share(path: Pathway, activations: Sequence[torch.Tensor], per_site: boo
     if per_site:
         return (torch.stack(dead, 1) / torch.stack(kept, 1)).float()
     return (add_all(dead) / add_all(kept)).float()
+
+
+def dead_share(model: nn.Module | Pathway, x: Any, path: Any = None, *, per_site: bool = False) -> torch.Tensor:
+    """Share of the path's kept neurons that are dead (activation <= 0) in the unpruned ``model`` on
+    ``x``, per image (B,) or per image and site (B, n_sites); NaN where the path keeps nothing.
+
+    Runs the model once (:func:`~pathlib_pw.sites.record_activations`); with the activations at hand
+    use :func:`dead_share_of`. The old form ``dead_share(path, activations)`` still works for one
+    release, with a FutureWarning.
+    """
+    if isinstance(model, Pathway):
+        if path is not None:  # the old third positional argument was per_site
+            per_site = bool(path)
+        _deprecation.warn(
+            "dead_share(path, activations) is deprecated: use dead_share(model, x, path) or dead_share_of(path, activations)"
+        )
+        return dead_share_of(model, x, per_site=per_site)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(path, Pathway):
+        raise TypeError(f"path must be a Pathway, got {type(path).__name__}")
+    _, activations, _ = record_activations(model, as_model_input(x, model))
+    return dead_share_of(path, activations, per_site=per_site)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,14 +149,15 @@ class PathResponse:
         return (self.p_path - self.p_orig) / self.p_orig
 
 
+@_deprecation.keyword_only_from(3, "target")
 def path_response(
-    model: nn.Module, x: torch.Tensor, path: Pathway, target: int | Sequence[int] | torch.Tensor | None = None
+    model: nn.Module, x: torch.Tensor, path: Pathway, *, target: int | Sequence[int] | torch.Tensor | None = None
 ) -> PathResponse:
     """How the path changes the network's response, per image (see :class:`PathResponse`).
 
     ``target`` defaults to the pathway's explained class, else the unmasked prediction.
     """
-    x = check_input(x).to(model_device(model))
+    x = as_model_input(x, model)
     if target is None and "target" in path.info and len(path) == x.shape[0]:
         target = path.info["target"]
     with torch.no_grad(), evaluating(model):
@@ -141,14 +170,15 @@ def path_response(
     return PathResponse(p_orig.cpu(), p_path.cpu(), (masked.argmax(1) == logits.argmax(1)).cpu())
 
 
+@_deprecation.keyword_only_from(3, "target")
 def output_change(
-    model: nn.Module, x: torch.Tensor, path: Pathway, target: int | Sequence[int] | torch.Tensor | None = None
+    model: nn.Module, x: torch.Tensor, path: Pathway, *, target: int | Sequence[int] | torch.Tensor | None = None
 ) -> torch.Tensor:
     """|p_masked - p_orig| / p_orig of the target's softmax probability, per image (B,).
 
     ``target`` defaults to the pathway's explained class, else the unmasked prediction.
     """
-    return path_response(model, x, path, target).change
+    return path_response(model, x, path, target=target).change
 
 
 def map_concentration(maps: torch.Tensor | np.ndarray, share: float = 0.05) -> np.ndarray:

@@ -4,31 +4,76 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from pathlib_pw import _deprecation
 from pathlib_pw.selection import add_all, count_true, pooled
 from pathlib_pw.sites import Edit, Trace, hooked
 
+# the version of the file format written by Pathway.save
+FORMAT = "pathlib_pw.Pathway"
+FORMAT_VERSION = 1
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(init=False, eq=False, repr=False)
 class Pathway:
     """Binary masks (1 = kept) for B images.
 
     ``masks[s]`` has shape ``(B, *site_shape)`` and dtype bool, ``sites[s]`` is the site's name (see
     :mod:`pathlib_pw.sites`), ``sparsity`` is the realized share of removed neurons in percent,
-    shape ``(B,)``. ``info`` carries per-criterion extras (requested sparsity, thresholds, DGR
-    convergence flags ...), each a tensor with a leading batch dimension or a plain value.
+    shape ``(B,)``, ``criterion`` the name of the criterion that found it. ``info`` carries
+    per-criterion extras (requested sparsity, thresholds, DGR convergence flags ...), each a tensor
+    with a leading batch dimension or a plain value.
+
+    ``==`` compares contents: the same sites and criterion, masks of the same shapes and values, equal
+    realized sparsity and equal ``info`` (tensors by ``torch.equal``); it returns a bool and never
+    raises on tensors. A Pathway is mutable, hence unhashable.
+
+    Store one with :meth:`save` / :meth:`load` (a portable .npz without pickle). ``torch.save`` of a
+    Pathway needs pickle: ``torch.load`` refuses it under ``weights_only=True`` (its default since
+    torch 2.6), and unpickling runs code from the file; use :meth:`save` and :meth:`load` instead.
+
+    ``method`` is the former name of ``criterion``: ``Pathway(..., method=...)`` and ``path.method``
+    still work for one release, with a FutureWarning.
     """
 
     masks: list[torch.Tensor]
     sites: list[str]
     sparsity: torch.Tensor
-    method: str = ""
+    criterion: str = ""
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: equal pathways may change
+
+    def __init__(
+        self,
+        masks: list[torch.Tensor],
+        sites: list[str],
+        sparsity: torch.Tensor,
+        criterion: str = "",
+        info: dict[str, Any] | None = None,
+        **old: Any,
+    ) -> None:
+        if old:
+            if set(old) != {"method"}:
+                raise TypeError(f"Pathway() got unexpected keyword argument(s) {sorted(set(old) - {'method'})}")
+            if criterion:
+                raise TypeError("Pathway() got both method= (deprecated) and criterion=; pass only criterion=")
+            _deprecation.warn("Pathway(method=...) is deprecated: pass criterion=...")
+            criterion = old["method"]
+        self.masks = masks
+        self.sites = sites
+        self.sparsity = sparsity
+        self.criterion = criterion
+        self.info = {} if info is None else info
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if len(self.masks) != len(self.sites):
@@ -36,10 +81,150 @@ class Pathway:
         if self.masks and any(m.dtype != torch.bool for m in self.masks):
             raise TypeError("masks must be boolean tensors")
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also a Pathway pickled before ``method`` was renamed ``criterion``."""
+        if "method" in state and "criterion" not in state:
+            state = {**state, "criterion": state["method"]}
+            del state["method"]
+        self.__dict__.update(state)
+
+    @property
+    def method(self) -> str:
+        """Deprecated name of :attr:`criterion`."""
+        _deprecation.warn("Pathway.method is deprecated: read Pathway.criterion", stacklevel=3)
+        return self.criterion
+
     @classmethod
-    def from_masks(cls, masks: Sequence[torch.Tensor], sites: Sequence[str], method: str = "", **info: Any) -> Pathway:
+    def from_masks(cls, masks: Sequence[torch.Tensor], sites: Sequence[str], criterion: str = "", **info: Any) -> Pathway:
+        """A Pathway of these masks (made boolean), its realized sparsity computed; ``info`` as keywords.
+
+        ``method=`` is the deprecated spelling of ``criterion=`` (a FutureWarning).
+        """
+        if "method" in info:
+            if criterion:
+                raise TypeError("from_masks() got both method= (deprecated) and criterion=; pass only criterion=")
+            _deprecation.warn("Pathway.from_masks(method=...) is deprecated: pass criterion=...")
+            criterion = info.pop("method")
         masks = [m.bool() for m in masks]
-        return cls(list(masks), list(sites), realized_sparsity(masks), method, dict(info))
+        return cls(list(masks), list(sites), realized_sparsity(masks), criterion, dict(info))
+
+    def __repr__(self) -> str:
+        """One line: criterion, images, sites, neurons per image, requested and realized sparsity (never the masks)."""
+        parts = [f"criterion={self.criterion!r}", f"images={len(self.sparsity)}", f"sites={len(self.sites)}"]
+        if self.masks:
+            parts.append(f"neurons={self.num_neurons:,} per image")
+        requested = self.info.get("requested_sparsity")
+        if requested is not None:
+            values = torch.as_tensor(requested).flatten().double()
+            if values.numel():
+                low, high = float(values.min()), float(values.max())
+                parts.append(f"requested sparsity {low:g} %" if low == high else f"requested sparsity {low:g}-{high:g} %")
+        if self.sparsity.numel():
+            low, high = float(self.sparsity.min()), float(self.sparsity.max())
+            parts.append(f"realized {low:.1f} %" if f"{low:.1f}" == f"{high:.1f}" else f"realized {low:.1f}-{high:.1f} %")
+        return f"Pathway({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        """Same sites, criterion, mask shapes and values, realized sparsity and info (tensors by torch.equal)."""
+        if not isinstance(other, Pathway):
+            return NotImplemented
+        return (
+            self.sites == other.sites
+            and self.criterion == other.criterion
+            and len(self.masks) == len(other.masks)
+            and all(_same_tensor(a, b) for a, b in zip(self.masks, other.masks))
+            and _same_tensor(self.sparsity, other.sparsity)
+            and _same_value(self.info, other.info)
+        )
+
+    def save(self, file: str | os.PathLike[str] | IO[bytes]) -> None:
+        """Write this pathway to ``file`` as one .npz without pickle (read it with :meth:`load`).
+
+        The masks are bit-packed (``np.packbits``) with their shapes, the realized sparsity and every
+        tensor in ``info`` are stored as arrays, and a JSON header (sites, criterion, format version,
+        the other ``info`` values) as a uint8 array. ``info`` values must be tensors or
+        JSON-serializable (numbers, strings, bools, None, lists and dicts of them): anything else
+        raises TypeError naming the key.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        tensors: dict[str, dict[str, Any]] = {}
+        plain: dict[str, Any] = {}
+        for s, mask in enumerate(self.masks):
+            arrays[f"mask_{s}"] = np.packbits(mask.detach().cpu().numpy().reshape(-1))
+        arrays["sparsity"] = self.sparsity.detach().cpu().numpy()
+        for i, (key, value) in enumerate(self.info.items()):
+            if not isinstance(key, str):
+                raise TypeError(f"info key {key!r} must be a str to be saved")
+            if isinstance(value, torch.Tensor):
+                name = f"info_{i}"
+                tensor = value.detach().cpu()
+                arrays[name] = tensor.numpy() if tensor.dtype != torch.bfloat16 else tensor.float().numpy()
+                tensors[key] = {"array": name, "dtype": str(tensor.dtype).removeprefix("torch.")}
+                continue
+            try:
+                json.dumps(value, allow_nan=True)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"info[{key!r}] is a {type(value).__name__}, which Pathway.save cannot store: info values must be "
+                    f"tensors or JSON-serializable (numbers, strings, bools, None, lists, dicts) ({error})"
+                ) from None
+            plain[key] = value
+        header = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "sites": list(self.sites),
+            "criterion": self.criterion,
+            "mask_shapes": [list(m.shape) for m in self.masks],
+            "sparsity_dtype": str(self.sparsity.dtype).removeprefix("torch."),
+            "info_tensors": tensors,
+            "info": plain,
+            "info_order": list(self.info),
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+        entries: dict[str, Any] = arrays
+        if isinstance(file, (str, os.PathLike)):
+            with open(file, "wb") as handle:
+                np.savez_compressed(handle, **entries)  # an open file: numpy would append .npz to a name
+        else:
+            np.savez_compressed(file, **entries)
+
+    @classmethod
+    def load(cls, file: str | os.PathLike[str] | IO[bytes]) -> Pathway:
+        """A pathway written by :meth:`save` (read with ``allow_pickle=False``).
+
+        A file that is not such a pathway (another format, a damaged or truncated file) raises
+        ValueError.
+        """
+        name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else getattr(file, "name", "the file")
+        try:
+            with np.load(file, allow_pickle=False) as stored:
+                arrays = {key: stored[key] for key in stored.files}
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # noqa: BLE001  (zipfile, zlib, numpy: every way a foreign file fails)
+            raise ValueError(f"{name!s} is not a Pathway file written by Pathway.save ({error})") from None
+        try:
+            header = json.loads(bytes(arrays["header"].astype(np.uint8)).decode("utf-8"))
+            if header.get("format") != FORMAT:
+                raise ValueError(f"format {header.get('format')!r}")
+            if header.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format version {header.get('version')!r}, this library reads {FORMAT_VERSION}")
+            masks = []
+            for s, shape in enumerate(header["mask_shapes"]):
+                count = int(np.prod(shape)) if shape else 1
+                bits = np.unpackbits(arrays[f"mask_{s}"], count=count)
+                masks.append(torch.from_numpy(bits.astype(bool).reshape(shape)))
+            sparsity = torch.from_numpy(np.array(arrays["sparsity"])).to(getattr(torch, header["sparsity_dtype"]))
+            info: dict[str, Any] = {}
+            for key in header["info_order"]:
+                if key in header["info_tensors"]:
+                    entry = header["info_tensors"][key]
+                    info[key] = torch.from_numpy(np.array(arrays[entry["array"]])).to(getattr(torch, entry["dtype"]))
+                else:
+                    info[key] = header["info"][key]
+            return cls(masks, list(header["sites"]), sparsity, str(header["criterion"]), info)
+        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{name!s} is not a valid Pathway file written by Pathway.save ({error!r})") from None
 
     @property
     def batch_size(self) -> int:
@@ -68,7 +253,7 @@ class Pathway:
             [m[index] for m in self.masks],
             list(self.sites),
             self.sparsity[index],
-            self.method,
+            self.criterion,
             {k: (v[index] if _is_batched(v, self.batch_size) else v) for k, v in self.info.items()},
         )
 
@@ -94,7 +279,7 @@ class Pathway:
             [torch.cat([p.masks[s] for p in paths]) for s in range(len(first.sites))],
             list(first.sites),
             torch.cat([p.sparsity for p in paths]),
-            first.method,
+            first.criterion,
             info,
         )
 
@@ -145,6 +330,29 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
         return output * float_masks[key][index]
 
     return edit
+
+
+def _same_tensor(a: object, b: object) -> bool:
+    """Two tensors of the same shape and dtype kind with equal values (``torch.equal``, on the CPU)."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return False
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach().cpu(), b.detach().cpu())
+
+
+def _same_value(a: object, b: object) -> bool:
+    """Equality of info values: tensors by :func:`_same_tensor`, containers item by item, others by ``==``."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return _same_tensor(a, b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same_value(u, v) for u, v in zip(a, b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):  # e.g. numpy arrays: elementwise ==
+        return False
 
 
 def _is_batched(value: Any, batch: int) -> bool:

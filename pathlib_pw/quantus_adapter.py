@@ -25,7 +25,7 @@ ExplainFunc = Callable[..., np.ndarray]
 
 
 def quantus_explain_func(method: str | AttributionMethod) -> ExplainFunc:
-    """A Quantus 0.6 ``explain_func`` computing ``attribute(method, model, inputs, targets)``.
+    """A Quantus 0.6 ``explain_func`` computing ``attribute(model, inputs, method, target=targets)``.
 
     ``method`` is a registered name (checked now) or an attribution method. The function returned
     takes ``(model, inputs, targets, **kwargs)``: ``inputs`` (B, C, H, W) and ``targets`` (B,) as numpy
@@ -51,10 +51,10 @@ def quantus_explain_func(method: str | AttributionMethod) -> ExplainFunc:
         if kwargs.get("device") is not None and not _same_device(torch.device(kwargs["device"]), device):
             raise ValueError(f"device must be the model's device {device} (move the model there first), got {kwargs['device']!r}")
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        maps = attribute(method, model, _copy(inputs).to(device, dtype), None if targets is None else _copy(targets))
+        maps = attribute(model, _copy(inputs).to(device, dtype), method, target=None if targets is None else _copy(targets))
         return maps.detach().cpu().numpy()[:, None]
 
-    explain.__doc__ = f"Quantus explain_func: attribute({method!r}, model, inputs, targets) as (B, 1, H, W) float32 numpy."
+    explain.__doc__ = f"Quantus explain_func: attribute(model, inputs, {method!r}, target=targets) as (B, 1, H, W) float32 numpy."
     return explain
 
 

@@ -10,7 +10,9 @@ imputation instead, so that the fill does not reveal the removal mask.
 Shared rules. Maps are (B, H, W), one per image, larger magnitude = more relevant. A pixel is removed
 with all its channels. Pixels are ranked by ``|map|`` (``ranking="magnitude"``) or by the signed map
 value (``ranking="signed"``); ``order="most"`` removes the highest scores first, ``"least"`` the
-lowest. Removing ``fraction`` of the H * W pixels removes ``removal_count(fraction, H * W)`` of them.
+lowest. Amounts removed are in percent (0-100): removing ``percent`` % of the H * W pixels removes
+``removal_count(percent, H * W)`` of them. (``fraction=`` / ``fractions=``, shares in [0, 1], are the
+old spellings: converted x 100, with a FutureWarning.)
 
 Ties never favour a position. A map that is exactly 0 on a quarter of the image (PathwayGrad through
 a sparse path, Grad-CAM cut by its ReLU, an 8-bit map) ranks those pixels only by the tie rule, and
@@ -42,7 +44,9 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from pathlib_pw import decisions
-from pathlib_pw.sites import check_input, evaluating, model_device, resolve_target
+from pathlib_pw._deprecation import keyword_only_from, percent_from_fraction, renamed
+from pathlib_pw.sites import as_model_input, check_input, evaluating, resolve_target
+from pathlib_pw.units import warn_if_share
 
 Order = Literal["most", "least"]
 Ranking = Literal["magnitude", "signed"]
@@ -104,6 +108,15 @@ def _check_fraction(fraction: object, name: str = "fraction") -> float:
     return float(fraction)
 
 
+def fraction_of(percent: object, name: str = "percent") -> float:
+    """``percent`` (a number in [0, 100]) as a fraction of the pixels, ``percent / 100``; a share-looking
+    value (in (0, 1)) warns through :func:`pathlib_pw.units.warn_if_share`."""
+    if isinstance(percent, bool) or not isinstance(percent, numbers.Real) or not 0 <= float(percent) <= 100:
+        raise ValueError(f"{name} must be a number in [0, 100] (percent of the pixels), got {percent!r}")
+    warn_if_share(name, float(percent))
+    return float(percent) / 100
+
+
 def _check_maps(maps: object, x: torch.Tensor | None = None) -> torch.Tensor:
     """``maps`` as a real (B, H, W) tensor without NaN, matching ``x``'s (B, H, W) when given."""
     if isinstance(maps, np.ndarray):
@@ -148,12 +161,18 @@ def _channel_values(value: object, channels: int, name: str) -> torch.Tensor:
     return t
 
 
-def removal_count(fraction: float, pixels: int) -> int:
-    """How many of ``pixels`` pixels removing ``fraction`` of them removes: floor(fraction * pixels + 1/2).
+@renamed(fraction=("percent", percent_from_fraction))
+def removal_count(percent: float, pixels: int) -> int:
+    """How many of ``pixels`` pixels removing ``percent`` % of them removes: floor(percent / 100 * pixels + 1/2).
 
-    Halves round up (0.005 of 100 pixels is 1, 0.015 of 100 is 2), and a product within 1e-9 below a
+    Halves round up (0.5 % of 100 pixels is 1, 1.5 % of 100 is 2), and a product within 1e-9 below a
     half-integer counts as that half, so binary rounding of the fraction cannot change the count.
     """
+    return _count(fraction_of(percent), pixels)
+
+
+def _count(fraction: float, pixels: int) -> int:
+    """:func:`removal_count` of a fraction in [0, 1]."""
     f = _check_fraction(fraction)
     return min(pixels, math.floor(f * pixels + 0.5 + _HALF_TOLERANCE))
 
@@ -207,8 +226,10 @@ def removal_order(
     return keys[sorted_keys]
 
 
-def tie_share(maps: torch.Tensor, fraction: float, order: Order = "most", *, ranking: Ranking = "magnitude") -> torch.Tensor:
-    """(B,) float64: the share of the pixels removed at ``fraction`` that the tie rule chose, per image.
+@keyword_only_from(2, "order")
+@renamed(fraction=("percent", percent_from_fraction))
+def tie_share(maps: torch.Tensor, percent: float, *, order: Order = "most", ranking: Ranking = "magnitude") -> torch.Tensor:
+    """(B,) float64: the share of the pixels removed at ``percent`` % that the tie rule chose, per image.
 
     With k pixels removed and s the score of the last one, the pixels scored s straddle the cut when
     more of them exist than the k removed pixels leave room for; then every removed pixel scored s was
@@ -220,7 +241,7 @@ def tie_share(maps: torch.Tensor, fraction: float, order: Order = "most", *, ran
     scores = maps.flatten(1).double()
     if ranking == "magnitude":
         scores = scores.abs()
-    k = removal_count(fraction, scores.shape[1])
+    k = _count(fraction_of(percent), scores.shape[1])
     if k == 0:
         return torch.zeros(scores.shape[0], dtype=torch.float64)
     ordered = torch.sort(scores, dim=1, descending=order == "most").values
@@ -238,23 +259,32 @@ def _removal_ranks(maps: torch.Tensor, order: Order, ranking: Ranking, ties: Tie
     return torch.empty_like(indices).scatter_(1, indices, positions)
 
 
+@keyword_only_from(2, "order")
+@renamed(fraction=("percent", percent_from_fraction))
 def removal_masks(
     maps: torch.Tensor,
-    fraction: float,
-    order: Order = "most",
+    percent: float,
     *,
+    order: Order = "most",
     ranking: Ranking = "magnitude",
     ties: Ties = "random",
     tie_seed: int = 0,
 ) -> torch.Tensor:
-    """(B, H, W) bool, True where a pixel is removed: the first ``removal_count(fraction, H * W)``
+    """(B, H, W) bool, True where a pixel is removed: the first ``removal_count(percent, H * W)``
     pixels of each map's :func:`removal_order` (ties by ``ties`` and ``tie_seed``).
 
     The choice is a threshold decision like a pathway's: an experiment that records decisions
     (:mod:`pathlib_pw.decisions`) records it, and replays it on another machine within ``MAP_RANKING``.
     """
+    return _removal_masks(maps, fraction_of(percent), order, ranking=ranking, ties=ties, tie_seed=tie_seed)
+
+
+def _removal_masks(
+    maps: torch.Tensor, fraction: float, order: Order, *, ranking: Ranking = "magnitude", ties: Ties = "random", tie_seed: int = 0
+) -> torch.Tensor:
+    """:func:`removal_masks` of a fraction in [0, 1]."""
     maps = _check_maps(maps)
-    k = removal_count(fraction, maps.shape[1] * maps.shape[2])
+    k = _count(fraction, maps.shape[1] * maps.shape[2])
     return _decided(maps, _removal_ranks(maps, order, ranking, ties, tie_seed), k, ranking)
 
 
@@ -411,12 +441,47 @@ def fill_pixels(
     return torch.where(removed.unsqueeze(1), values.view(1, -1, 1, 1), x.detach())
 
 
+@keyword_only_from(3, "order", "fill")
+@renamed(fraction=("percent", percent_from_fraction))
 def remove_pixels(
     x: torch.Tensor,
     maps: torch.Tensor,
-    fraction: float,
+    percent: float,
+    *,
     order: Order = "most",
     fill: Fill = None,
+    ranking: Ranking = "magnitude",
+    ties: Ties = "random",
+    tie_seed: int = 0,
+    seed: Seed = None,
+    noise: float | Sequence[float] = 0.01,
+) -> torch.Tensor:
+    """``x`` with ``percent`` % of each image's pixels removed in ``maps``' ``order`` and filled with ``fill``.
+
+    Khakzar et al.'s LeRF is ``order="least"`` with the default mean fill; MoRF and ROAR use
+    ``order="most"``. The pixels are :func:`removal_masks` (ranking, ties and count in the module
+    docstring); filling is :func:`fill_pixels`. Returns a new tensor; ``x`` is never modified.
+    """
+    return _remove_pixels(
+        x,
+        maps,
+        fraction_of(percent),
+        order,
+        fill,
+        ranking=ranking,
+        ties=ties,
+        tie_seed=tie_seed,
+        seed=seed,
+        noise=noise,
+    )
+
+
+def _remove_pixels(
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    fraction: float,
+    order: Order,
+    fill: Fill,
     *,
     ranking: Ranking = "magnitude",
     ties: Ties = "random",
@@ -424,27 +489,29 @@ def remove_pixels(
     seed: Seed = None,
     noise: float | Sequence[float] = 0.01,
 ) -> torch.Tensor:
-    """``x`` with ``fraction`` of each image's pixels removed in ``maps``' ``order`` and filled with ``fill``.
-
-    Khakzar et al.'s LeRF is ``order="least"`` with the default mean fill; MoRF and ROAR use
-    ``order="most"``. The pixels are :func:`removal_masks` (ranking, ties and count in the module
-    docstring); filling is :func:`fill_pixels`. Returns a new tensor; ``x`` is never modified.
-    """
+    """:func:`remove_pixels` of a fraction in [0, 1]."""
     x = check_input(x)
     maps = _check_maps(maps, x)
     _check_fraction(fraction)
     _check_order(order)
     _check_ranking(ranking)
-    removed = removal_masks(maps, fraction, order, ranking=ranking, ties=ties, tie_seed=tie_seed).to(x.device)
+    removed = _removal_masks(maps, fraction, order, ranking=ranking, ties=ties, tie_seed=tie_seed).to(x.device)
     return fill_pixels(x, removed, fill, seed=seed, noise=noise)
 
 
-def _check_fractions(fractions: object) -> list[float]:
-    if isinstance(fractions, (torch.Tensor, np.ndarray)):
-        fractions = fractions.tolist()
-    if isinstance(fractions, numbers.Real) or not isinstance(fractions, Sequence) or len(fractions) == 0:
-        raise ValueError(f"fractions must be a non-empty sequence of numbers in [0, 1], got {fractions!r}")
-    return [_check_fraction(f, "fractions") for f in fractions]
+def _fractions_of(percents: object) -> list[float]:
+    """``percents`` (a non-empty sequence of numbers in [0, 100]) as fractions; share-looking ones warn."""
+    if isinstance(percents, (torch.Tensor, np.ndarray)):
+        percents = percents.tolist()
+    if isinstance(percents, numbers.Real) or not isinstance(percents, Sequence) or len(percents) == 0:
+        raise ValueError(
+            f"percents must be a non-empty sequence of numbers in [0, 100] (percent of the pixels), got {percents!r}"
+        )
+    for p in percents:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= float(p) <= 100:
+            raise ValueError(f"percents must be numbers in [0, 100] (percent of the pixels), got {percents!r}")
+    warn_if_share("percents", [float(p) for p in percents])
+    return [float(p) / 100 for p in percents]
 
 
 def _pair_seeds(seed: Seed, images: torch.Tensor, batch: int) -> Seed:
@@ -456,15 +523,17 @@ def _pair_seeds(seed: Seed, images: torch.Tensor, batch: int) -> Seed:
     return [int(per_image[i]) for i in images.tolist()]
 
 
+@keyword_only_from(4, "order", "fill", "target")
+@renamed(fractions=("percents", percent_from_fraction))
 def pixel_removal_curve(
     model: nn.Module,
     x: torch.Tensor,
     maps: torch.Tensor,
-    fractions: Sequence[float],
+    percents: Sequence[float],
+    *,
     order: Order = "least",
     fill: Fill = None,
     target: Target = None,
-    *,
     ranking: Ranking = "magnitude",
     ties: Ties = "random",
     tie_seeds: int = TIE_SEEDS,
@@ -473,10 +542,10 @@ def pixel_removal_curve(
     seed: Seed = None,
     noise: float | Sequence[float] = 0.01,
 ) -> torch.Tensor:
-    """|p(x') - p(x)| / p(x) of the target class's softmax probability per image and fraction, (B, F) on the CPU.
+    """|p(x') - p(x)| / p(x) of the target class's softmax probability per image and percent, (B, F) on the CPU.
 
-    x' is :func:`remove_pixels` of ``x`` at each of the F ``fractions`` (each in [0, 1]); Khakzar et
-    al.'s LeRF curve is the default ``order="least"`` with fractions 0.01..0.10, averaged over images.
+    x' is :func:`remove_pixels` of ``x`` at each of the F ``percents`` (each in [0, 100]); Khakzar et
+    al.'s LeRF curve is the default ``order="least"`` with percents 1..10, averaged over images.
     Ties: with ``ties="random"`` the curve is the mean over ``tie_seeds`` tie orders (tie seeds 0, 1,
     ...); ``per_tie_order=True`` returns each order's curve instead, (B, S, F) (S = 1 for ``"first"``
     and ``"last"``). A removal that no tie order changes is evaluated once. ``target``: None -> the
@@ -486,24 +555,24 @@ def pixel_removal_curve(
     beyond float rounding. With ``fill="road"``, ``seed`` and ``noise`` are noisy_linear_imputation's
     (B ints: per image), and each evaluated removal draws its noise field in image-major order from a
     generator or the global RNG. The removal masks are decided first, tie order by tie order and
-    fraction by fraction (one :func:`removal_masks` decision each).
+    percent by percent (one :func:`removal_masks` decision each). ``x`` is moved to the model's
+    device and dtype.
     """
-    x = check_input(x).detach()
+    x = as_model_input(x, model).detach()
     maps = _check_maps(maps, x)
-    levels = _check_fractions(fractions)
+    levels = _fractions_of(percents)
     _check_order(order)
     _check_ranking(ranking)
     _check_ties(ties)
     orders = _check_tie_seeds(tie_seeds) if ties == "random" else 1
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    device = model_device(model)
-    x = x.to(device)
+    device = x.device
     batch, height, width = maps.shape
     n_levels = len(levels)
     masks = torch.stack(
         [
-            torch.stack([_decided(maps, ranks, removal_count(f, height * width), ranking) for f in levels], 1)
+            torch.stack([_decided(maps, ranks, _count(f, height * width), ranking) for f in levels], 1)
             for ranks in (_removal_ranks(maps, order, ranking, ties, s) for s in range(orders))
         ],
         1,
@@ -535,26 +604,27 @@ def pixel_removal_curve(
     return change if per_tie_order else change.mean(1)
 
 
-def area_under_curve(
-    fractions_percent: Sequence[float] | np.ndarray | torch.Tensor, values: torch.Tensor | np.ndarray
-) -> torch.Tensor:
+@renamed(fractions_percent="percents")
+def area_under_curve(percents: Sequence[float] | np.ndarray | torch.Tensor, values: torch.Tensor | np.ndarray) -> torch.Tensor:
     """The authors' area under a removal curve: trapezoids over (0, 0) followed by the F points.
 
-    ``fractions_percent`` (F,) are the curve's x values in the units given (percent in the book),
-    >= 0 and strictly increasing; ``values`` (..., F) the curve(s), y(0) taken as 0. Returns (...).
+    ``percents`` (F,) are the curve's x values, percent of the pixels removed, >= 0 and strictly
+    increasing (x values all below 1 look like shares and warn); ``values`` (..., F) the curve(s),
+    y(0) taken as 0. Returns (...).
     """
     y = (
         torch.from_numpy(np.array(values)) if isinstance(values, np.ndarray) else torch.as_tensor(values)
     )  # a copy: read-only arrays welcome
     if not y.is_floating_point():
         y = y.double()
-    xs = torch.as_tensor(fractions_percent, dtype=torch.float64).cpu()
+    xs = torch.as_tensor(percents, dtype=torch.float64).cpu()
     if xs.dim() != 1 or xs.numel() == 0 or y.dim() == 0 or y.shape[-1] != xs.numel():
         raise ValueError(
-            f"fractions_percent must be (F,) and values (..., F) with the same F >= 1, got {tuple(xs.shape)} and {tuple(y.shape)}"
+            f"percents must be (F,) and values (..., F) with the same F >= 1, got {tuple(xs.shape)} and {tuple(y.shape)}"
         )
     if not torch.isfinite(xs).all() or (xs < 0).any() or (xs.diff() <= 0).any():
-        raise ValueError(f"fractions_percent must be finite, >= 0 and strictly increasing, got {xs.tolist()}")
+        raise ValueError(f"percents must be finite, >= 0 and strictly increasing, got {xs.tolist()}")
+    warn_if_share("percents", xs.tolist())
     grid = torch.cat([xs.new_zeros(1), xs]).to(dtype=y.dtype, device=y.device)
     curve = torch.cat([y.new_zeros((*y.shape[:-1], 1)), y], dim=-1)
     return torch.trapezoid(curve, grid, dim=-1)

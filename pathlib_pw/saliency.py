@@ -13,9 +13,10 @@ import torch
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
+from pathlib_pw import _deprecation
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import per_image
-from pathlib_pw.sites import check_input, evaluating, hooked, model_device, resolve_target
+from pathlib_pw.sites import as_model_input, evaluating, hooked, resolve_target
 
 SaliencyMethod = Literal["gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam"]
 SALIENCY_METHODS: tuple[SaliencyMethod, ...] = ("gradients", "input_mct", "input_intgrad", "guided_backprop", "gradcam")
@@ -51,7 +52,7 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
     return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
-def explained_class(model: nn.Module, x: torch.Tensor, target: Target, path: Pathway | None = None) -> torch.Tensor:
+def explained_class(model: nn.Module, x: torch.Tensor, target: Target = None, path: Pathway | None = None) -> torch.Tensor:
     """The class explained per image: ``target`` validated, or the (masked) network's prediction."""
     with torch.no_grad(), evaluating(model):
         if path is None:
@@ -71,8 +72,10 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.
     return grad
 
 
+@_deprecation.keyword_only_from(3, "target", "times_input")
+@_deprecation.renamed(pathway="path")
 def pathway_grad(
-    model: nn.Module, x: torch.Tensor, path: Pathway, target: Target = None, times_input: bool = False
+    model: nn.Module, x: torch.Tensor, path: Pathway, *, target: Target = None, times_input: bool = False
 ) -> torch.Tensor:
     """PathwayGrad: the input gradient of the target logit through the network restricted to ``path``.
 
@@ -81,7 +84,7 @@ def pathway_grad(
     from the NeuronIntGrad path). ``target`` defaults to the pathway's explained class
     (``path.info["target"]``), else the unmasked network's prediction.
     """
-    x = check_input(x).to(model_device(model))
+    x = as_model_input(x, model)
     if not isinstance(path, Pathway):
         raise TypeError(f"path must be a Pathway, got {type(path).__name__}")
     if len(path) not in (1, x.shape[0]):
@@ -90,18 +93,19 @@ def pathway_grad(
         target = path.info["target"]
     with evaluating(model):
         if target is None:  # explain the unmasked network's prediction, not the masked one's
-            target = explained_class(model, x, None)
+            target = explained_class(model, x)
         with path.applied(model):
             grad = _input_gradient(model, x, target)
     return normalize(reduce_channels(grad * x if times_input else grad))
 
 
+@_deprecation.keyword_only_from(3, "target")
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
     method: SaliencyMethod,
-    target: Target = None,
     *,
+    target: Target = None,
     steps: int = 50,
     layer: str | None = None,
     variant: Literal["intended", "original_code"] = "intended",
@@ -122,9 +126,9 @@ def saliency(
         raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {method!r}")
     if variant not in ("intended", "original_code"):
         raise ValueError(f"variant must be 'intended' or 'original_code', got {variant!r}")
-    x = check_input(x).to(model_device(model)).detach().requires_grad_(True)
+    x = as_model_input(x, model).detach().requires_grad_(True)
     with evaluating(model):
-        tgt = explained_class(model, x, target)
+        tgt = explained_class(model, x, target=target)
         if method == "gradients":
             attr = Saliency(model).attribute(x, target=tgt, abs=False)
         elif method == "input_mct":
@@ -143,7 +147,7 @@ def saliency(
                 internal_batch_size=x.shape[0] * min(steps, 10),
             )
         elif method == "guided_backprop":
-            attr = guided_backprop(model, x, tgt)
+            attr = guided_backprop(model, x, target=tgt)
         else:
             module = _gradcam_layer(model, layer)
             cam = LayerGradCam(model, module).attribute(x, target=tgt, relu_attributions=True)
@@ -171,7 +175,8 @@ class _PositiveGradient(torch.autograd.Function):
         return grads[0].clamp(min=0)
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+@_deprecation.keyword_only_from(2, "target")
+def guided_backprop(model: nn.Module, x: torch.Tensor, *, target: torch.Tensor) -> torch.Tensor:
     """Guided Backprop (Springenberg et al. 2015) at every rectifier site, module or functional, unreduced."""
     with hooked(model, lambda _i, out: _PositiveGradient.apply(out), keep_outputs=False):
         return _input_gradient(model, x, target)
@@ -185,10 +190,20 @@ def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
                 layer = GRADCAM_LAYERS[cls.__name__]
                 break
         else:
+            example = _last_conv_block(modules) or "<submodule name>"
             raise ValueError(
                 f"layer must name the Grad-CAM layer of {type(model).__name__} (no default for this architecture; "
-                f"defaults exist for {sorted(GRADCAM_LAYERS)})"
+                f"defaults exist for {sorted(GRADCAM_LAYERS)}): pass it, e.g. "
+                f'attribute(model, x, "gradcam", layer="{example}") or saliency(model, x, "gradcam", layer="{example}"), '
+                f'or register it once: register_attribution("gradcam@{example}", baseline_method("gradcam", layer="{example}"))'
             )
     if layer not in modules:
         raise ValueError(f"layer must be the name of a submodule of the model, got {layer!r}")
     return modules[layer]
+
+
+def _last_conv_block(modules: dict[str, nn.Module]) -> str | None:
+    """The name of the last top-level child that contains a Conv2d: a reasonable Grad-CAM layer to suggest."""
+    children = [name for name in modules if name and "." not in name]
+    with_conv = [name for name in children if any(isinstance(m, nn.Conv2d) for m in modules[name].modules())]
+    return with_conv[-1] if with_conv else None

@@ -56,7 +56,7 @@ def test_every_name_contract_and_model_left_as_found(model, x, name):
     model.conv1.weight.grad = torch.full_like(model.conv1.weight, 3.0)
     before = [p.detach().clone() for p in model.parameters()]
     hooks = hook_counts(model)
-    maps = am.attribute(name, model, x)
+    maps = am.attribute(model, x, name)
     assert maps.shape == (3, 8, 8) and maps.dtype == torch.float32
     assert torch.isfinite(maps).all() and not maps.requires_grad
     assert float(maps.abs().max()) <= 1.0
@@ -72,20 +72,20 @@ def test_every_name_contract_and_model_left_as_found(model, x, name):
 def test_float64_model_gives_float32_maps():
     model, x = nets.tiny_cnn(seed=1), nets.images(2, seed=2)
     for name in ("gradients", "pathway_grad/neuron_mct", "sobel", "random"):
-        assert am.attribute(name, model, x).dtype == torch.float32
+        assert am.attribute(model, x, name).dtype == torch.float32
 
 
 def test_entries_equal_direct_calls(model, x):
     target = torch.tensor([0, 3, 1])
     for method in SALIENCY_METHODS:
-        direct = saliency(model, x, method, target)
+        direct = saliency(model, x, method, target=target)
         assert torch.equal(am.ATTRIBUTION_METHODS[method](model, x, target), direct), method
-        assert torch.equal(am.attribute(method, model, x, target), direct), method
+        assert torch.equal(am.attribute(model, x, method, target=target), direct), method
     for name, (criterion, variant) in PATHWAY_NAMES.items():
-        path = extract_pathway(model, x, criterion, am.DEFAULT_PATHWAY_SPARSITY, target, variant)
-        direct = pathway_grad(model, x, path, target)
+        path = extract_pathway(model, x, criterion, am.DEFAULT_PATHWAY_SPARSITY, target=target, variant=variant)
+        direct = pathway_grad(model, x, path, target=target)
         assert torch.equal(am.ATTRIBUTION_METHODS[name](model, x, target), direct), name
-        assert torch.equal(am.attribute(name, model, x, target), direct), name
+        assert torch.equal(am.attribute(model, x, name, target=target), direct), name
 
 
 def test_target_none_resolves_to_prediction(model, x):
@@ -93,12 +93,12 @@ def test_target_none_resolves_to_prediction(model, x):
     spy = lambda m, xs, t: seen.append(t) or torch.zeros(xs.shape[0], *xs.shape[2:])
     with torch.no_grad():
         predicted = model(x).argmax(1)
-    am.attribute(spy, model, x)
+    am.attribute(model, x, spy)
     assert seen[0].dtype == torch.long and torch.equal(seen[0], predicted)
-    am.attribute(spy, model, x, 4)  # one class for every image
+    am.attribute(model, x, spy, target=4)  # one class for every image
     assert torch.equal(seen[1], torch.full((3,), 4))
     for name in ("gradients", "pathway_grad/neuron_mct"):
-        assert torch.equal(am.attribute(name, model, x), am.attribute(name, model, x, predicted))
+        assert torch.equal(am.attribute(model, x, name), am.attribute(model, x, name, target=predicted))
 
 
 def test_user_callable_registered_and_returned_unchanged(registry, model, x):
@@ -106,12 +106,12 @@ def test_user_callable_registered_and_returned_unchanged(registry, model, x):
     fn = lambda m, xs, t: out
     assert am.register_attribution("mine", fn) is fn
     assert am.attribution_method("mine") is fn
-    assert am.attribute("mine", model, x) is out
-    assert am.attribute(fn, model, x) is out  # a raw callable works without registration
+    assert am.attribute(model, x, "mine") is out
+    assert am.attribute(model, x, fn) is out  # a raw callable works without registration
     other = lambda m, xs, t: out.double()
     am.register_attribution("mine", other, replace=True)
     assert am.attribution_method("mine") is other
-    assert am.attribute("mine", model, x).dtype == torch.float32
+    assert am.attribute(model, x, "mine").dtype == torch.float32
 
 
 def test_registry_errors(registry, model, x):
@@ -124,26 +124,26 @@ def test_registry_errors(registry, model, x):
     with pytest.raises(ValueError, match=r"registered attribution methods \[.*'gradients'.*'sobel'"):
         am.attribution_method("no_such_method")
     with pytest.raises(ValueError, match="no_such_method"):
-        am.attribute("no_such_method", model, x)
+        am.attribute(model, x, "no_such_method")
     with pytest.raises(ValueError, match=r"shape \(B, H, W\)"):
-        am.attribute(lambda m, xs, t: xs, model, x)  # (B, C, H, W) is not a map
+        am.attribute(model, x, lambda m, xs, t: xs)  # (B, C, H, W) is not a map
     with pytest.raises(ValueError, match="shape"):
-        am.attribute("gradients", model, x[0])
+        am.attribute(model, x[0], "gradients")
     with pytest.raises(TypeError, match="model"):
-        am.attribute("sobel", "a model", x)
+        am.attribute("a model", x, "sobel")
 
 
 def test_gradcam_unknown_architecture_error_passes_through(x):
     model = nets.tiny_cnn(seed=1, double=False)  # no GRADCAM_LAYERS entry for TinyCNN here
     with pytest.raises(ValueError, match="layer must name the Grad-CAM layer of TinyCNN"):
-        am.attribute("gradcam", model, x)
+        am.attribute(model, x, "gradcam")
     layered = am.baseline_method("gradcam", layer="relu2")
-    assert torch.equal(am.attribute(layered, model, x), saliency(model, x, "gradcam", layer="relu2"))
+    assert torch.equal(am.attribute(model, x, layered), saliency(model, x, "gradcam", layer="relu2"))
 
 
 def test_baseline_factory_options(model, x):
     steps = am.baseline_method("input_intgrad", steps=3)
-    assert torch.equal(steps(model, x, torch.tensor([0, 1, 2])), saliency(model, x, "input_intgrad", [0, 1, 2], steps=3))
+    assert torch.equal(steps(model, x, torch.tensor([0, 1, 2])), saliency(model, x, "input_intgrad", target=[0, 1, 2], steps=3))
     with pytest.raises(ValueError, match="method must be one of"):
         am.baseline_method("smoothgrad")
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['steps'\].*accepted options: \[\]"):
@@ -158,17 +158,17 @@ def test_pathway_factory_accepts_every_criterion(model, x, criterion):
     target = torch.tensor([1, 1, 0])
     maps = method(model, x, target)
     assert maps.shape == (3, 8, 8) and maps.dtype == torch.float32 and torch.isfinite(maps).all()
-    path = extract_pathway(model, x, criterion, sparsity, target, **options)
-    assert torch.equal(maps, pathway_grad(model, x, path, target))
+    path = extract_pathway(model, x, criterion, sparsity, target=target, **options)
+    assert torch.equal(maps, pathway_grad(model, x, path, target=target))
 
 
 def test_pathway_factory_times_input_and_registration(registry, model, x):
     target = torch.tensor([2, 0, 1])
     method = am.pathway_grad_method("neuron_mct", 70, times_input=True)
-    path = extract_pathway(model, x, "neuron_mct", 70, target)
-    assert torch.equal(method(model, x, target), pathway_grad(model, x, path, target, times_input=True))
+    path = extract_pathway(model, x, "neuron_mct", 70, target=target)
+    assert torch.equal(method(model, x, target), pathway_grad(model, x, path, target=target, times_input=True))
     am.register_attribution("pathway_grad/neuron_mct@70", am.pathway_grad_method("neuron_mct", 70))
-    assert torch.equal(am.attribute("pathway_grad/neuron_mct@70", model, x, target), pathway_grad(model, x, path, target))
+    assert torch.equal(am.attribute(model, x, "pathway_grad/neuron_mct@70", target=target), pathway_grad(model, x, path, target=target))
 
 
 def test_pathway_factory_errors():
@@ -198,7 +198,7 @@ def test_random_ranking_independent_of_batch_and_seeded(model, x):
     expected = torch.rand(8, 8, generator=torch.Generator().manual_seed(7))
     assert torch.equal(maps[0], expected / expected.max())
     assert not torch.equal(am.random_ranking(seed=8)(model, x, None)[0], maps[0])
-    assert torch.equal(am.attribute("random", model, x)[0], am.random_ranking(0)(model, x, None)[0])
+    assert torch.equal(am.attribute(model, x, "random")[0], am.random_ranking(0)(model, x, None)[0])
     with pytest.raises(ValueError, match="seed must be an int"):
         am.random_ranking(1.5)
 
@@ -235,3 +235,62 @@ def test_sobel_literal(model):
     step = torch.zeros(1, 1, 4, 4)
     step[..., 2:] = 1.0  # a vertical edge between columns 1 and 2
     assert torch.equal(am.sobel(model, step, None)[0], torch.tensor([[0.0, 1.0, 1.0, 0.0]] * 4))
+
+
+def test_re_registering_the_same_method_is_a_no_op(registry):
+    """A notebook cell re-run: the README registers a lambda and a pathway_grad_method(...) by name."""
+
+    def cell():
+        am.register_attribution("pathway_grad/neuron_mct@50", am.pathway_grad_method("neuron_mct", 50))
+        am.register_attribution("mine", lambda model, x, target: x.abs().amax(1))
+        return registry["pathway_grad/neuron_mct@50"], registry["mine"]
+
+    first = cell()
+    assert cell() == first  # no error; the first registration stays
+    # a re-run cell is compiled again: a new code object, equal to the old one
+    source = 'import pathlib_pw as pw\npw.register_attribution("rerun", lambda model, x, target: x.abs().amax(1))\n'
+    for _ in range(2):
+        exec(compile(source, "<cell>", "exec"), {})
+    same = first[1]
+    assert am.register_attribution("mine", same) is same
+    # a different callable under a taken name still needs replace=True
+    with pytest.raises(ValueError, match="already registered"):
+        am.register_attribution("mine", lambda model, x, target: x.abs().amin(1))
+    with pytest.raises(ValueError, match="already registered"):  # same code, other closure values
+        am.register_attribution("pathway_grad/neuron_mct@50", am.pathway_grad_method("neuron_mct", 60))
+    with pytest.raises(ValueError, match="already registered"):
+        am.register_attribution("gradcam", am.baseline_method("gradcam", layer="relu2"))
+
+
+def test_attribute_passes_gradcam_layer_on_custom_model(x):
+    model = nets.tiny_cnn(seed=1, double=False)  # no default Grad-CAM layer for TinyCNN
+    got = am.attribute(model, x, "gradcam", layer="relu2")
+    assert torch.equal(got, saliency(model, x, "gradcam", layer="relu2"))
+    steps = am.attribute(model, x, "input_intgrad", steps=3, target=[0, 1, 2])
+    assert torch.equal(steps, saliency(model, x, "input_intgrad", target=[0, 1, 2], steps=3))
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['layer'\]"):
+        am.attribute(model, x, "gradients", layer="relu2")
+    with pytest.raises(TypeError, match="takes no options"):
+        am.attribute(model, x, "pathway_grad/neuron_mct", layer="relu2")
+    # without a layer the error names the one-liners that work
+    with pytest.raises(ValueError, match=r'attribute\(model, x, "gradcam", layer="conv2"\).*register_attribution\("gradcam@conv2", '
+                       r'baseline_method\("gradcam", layer="conv2"\)\)'):
+        am.attribute(model, x, "gradcam")
+
+
+def test_float64_model_takes_float32_images():
+    """The input goes to the model's dtype as well as its device (sites.as_model_input)."""
+    import pathlib_pw
+
+    model, x = nets.tiny_cnn(seed=1, double=True), nets.images(2, seed=3, double=False)
+    expected = pathlib_pw.attribute(model, x.double(), "gradients")
+    assert torch.equal(pathlib_pw.attribute(model, x, "gradients"), expected)
+    assert torch.equal(saliency(model, x, "input_mct"), saliency(model, x.double(), "input_mct"))
+    path = extract_pathway(model, x.double(), "neuron_mct", 50.0)
+    assert torch.equal(pathway_grad(model, x, path), pathway_grad(model, x.double(), path))
+    assert torch.equal(pathlib_pw.output_change(model, x, path), pathlib_pw.output_change(model, x.double(), path))
+    assert torch.equal(pathlib_pw.dead_share(model, x, path), pathlib_pw.dead_share(model, x.double(), path))
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(
+        pathlib_pw.pixel_removal_curve(model, x, maps, [10, 50]), pathlib_pw.pixel_removal_curve(model, x.double(), maps, [10, 50])
+    )

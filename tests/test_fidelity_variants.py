@@ -41,17 +41,17 @@ def test_input_intgrad_original_code_is_the_authors_51_alphas_from_zero():
         (g,) = torch.autograd.grad(net(inp).gather(1, target[:, None]).sum(), inp)
         grads.append(g.numpy())
     expected = _reduce_normalize(x.numpy() * np.mean(grads, axis=0))
-    got = saliency(net, x, "input_intgrad", target, steps=steps, variant="original_code")
+    got = saliency(net, x, "input_intgrad", target=target, steps=steps, variant="original_code")
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-10)
     # the default (50 right-Riemann points) differs
-    assert not np.allclose(saliency(net, x, "input_intgrad", target, steps=steps).numpy(), expected, atol=1e-6)
+    assert not np.allclose(saliency(net, x, "input_intgrad", target=target, steps=steps).numpy(), expected, atol=1e-6)
 
 
 def test_authors_input_mct_multiplies_the_reduced_map_by_the_image():
     net, x = tiny_cnn(), images(2, seed=1)
     target = net(x).argmax(1)
-    path = extract_pathway(net, x, "neuron_intgrad", 50.0, target)
-    reduced = pathway_grad(net, x, path, target).numpy()  # (B, H, W), normalized: the script's map
+    path = extract_pathway(net, x, "neuron_intgrad", 50.0, target=target)
+    reduced = pathway_grad(net, x, path, target=target).numpy()  # (B, H, W), normalized: the script's map
     expected = _reduce_normalize(reduced[:, None] * x.numpy())
     maps = attribution_maps(net, x, ["neuron_intgrad", MAP_TIMES + "neuron_intgrad", "input_x_neuron_intgrad"], 50.0, target)
     np.testing.assert_allclose(maps[MAP_TIMES + "neuron_intgrad"].numpy(), expected, atol=1e-10)
@@ -110,12 +110,12 @@ def test_sanity_explains_the_randomized_models_own_class():
     x, _ = small.inputs.load_images()
     with torch.no_grad():
         trained_class = model(x).argmax(1)
-    trained = saliency(model, x, "gradients", trained_class)
+    trained = saliency(model, x, "gradients", target=trained_class)
     stages = dict(randomization_stages(model))
     with randomized(model, stages["classifier"], small.seed, small.std):
         with torch.no_grad():
             own = model(x).argmax(1)
-        maps = saliency(model, x, "gradients", own)
+        maps = saliency(model, x, "gradients", target=own)
     assert run["stage_predicted"][:, 1].tolist() == own.tolist()
     for i in range(len(x)):
         expected = similarity(trained[i], maps[i])

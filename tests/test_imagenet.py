@@ -90,3 +90,32 @@ def test_pixel_input_is_the_model_on_unnormalized_pixels():
     xg = x.clone().requires_grad_(True)
     model(xg)[:, 0].sum().backward()
     torch.testing.assert_close(pixels.grad, xg.grad / std, rtol=1e-4, atol=1e-6)
+
+
+def test_preprocess_accepts_a_path(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "cat.png")
+    Image.fromarray(array[..., 0]).save(tmp_path / "gray.png")  # a grayscale file becomes RGB, as convert("RGB") does
+    expected = imagenet.preprocess(array, size=32)
+    torch.testing.assert_close(imagenet.preprocess(str(tmp_path / "cat.png"), size=32), expected, rtol=0, atol=0)
+    both = imagenet.preprocess([tmp_path / "cat.png", array], size=32)
+    assert both.shape == (2, 3, 32, 32) and torch.equal(both[0], both[1])
+    gray = np.asarray(Image.open(tmp_path / "gray.png").convert("RGB"))
+    torch.testing.assert_close(imagenet.preprocess(tmp_path / "gray.png", size=32), imagenet.preprocess(gray, size=32))
+
+
+def test_preprocess_path_errors_name_the_path(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        imagenet.preprocess(str(tmp_path / "missing.jpg"))
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.jpg"):
+        imagenet.preprocess(tmp_path / "notes.jpg")
+
+
+def test_resize_crop_explains_undecoded_input() -> None:
+    for bad in ("cat.jpg", None, object()):
+        with pytest.raises(TypeError, match=r"decoded image.*PIL\.Image\.open\(path\)\.convert\(\"RGB\"\)"):
+            imagenet.resize_crop(bad)
+    with pytest.raises(TypeError, match="bytes"):
+        imagenet.preprocess([b"\x89PNG"])

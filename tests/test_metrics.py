@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw.metrics import chance_jaccard, dead_share, jaccard, output_change
+from pathlib_pw.metrics import chance_jaccard, dead_share_of, jaccard, output_change
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import record_activations
 
@@ -149,11 +149,11 @@ def test_dead_share_literal():
     # image 0: kept site0 {0,1} -> dead {0}; kept site1 {0,2,3} -> acts .5,0,0 -> dead {2,3}
     #          overall 3 dead of 5 kept; per site 1/2 and 2/3
     # image 1: kept site0 {0} -> act 0 -> dead 1/1; site1 keeps nothing -> NaN; overall 1/1
-    d = dead_share(A, acts)
+    d = dead_share_of(A, acts)
     assert d.shape == (2,)
     assert float(d[0]) == pytest.approx(3 / 5)
     assert float(d[1]) == pytest.approx(1.0)
-    ps = dead_share(A, acts, per_site=True)
+    ps = dead_share_of(A, acts, per_site=True)
     assert ps.shape == (2, 2)
     assert float(ps[0, 0]) == pytest.approx(1 / 2)
     assert float(ps[0, 1]) == pytest.approx(2 / 3)
@@ -164,14 +164,14 @@ def test_dead_share_literal():
 def test_dead_share_counts_negative_as_dead_and_validates():
     acts = [torch.tensor([[-1.0, 1e-9, 0.0, -0.0], [1.0, 1.0, 1.0, 1.0]]), torch.ones(2, 2, 2)]
     full = Pathway.from_masks([torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 2, 2, dtype=torch.bool)], ["s0", "s1"])
-    d = dead_share(full, acts, per_site=True)
+    d = dead_share_of(full, acts, per_site=True)
     assert float(d[0, 0]) == pytest.approx(3 / 4)
     assert float(d[1, 0]) == 0.0
     assert float(d[0, 1]) == 0.0
     with pytest.raises(ValueError):
-        dead_share(full, acts[:1])
+        dead_share_of(full, acts[:1])
     with pytest.raises(ValueError):
-        dead_share(full, [acts[0][:, :3], acts[1]])
+        dead_share_of(full, [acts[0][:, :3], acts[1]])
 
 
 def test_dead_share_on_network_activations(tiny):
@@ -181,11 +181,11 @@ def test_dead_share_on_network_activations(tiny):
     # the "dead path" (neurons <= 0) is all dead; the complement is never dead
     dead = Pathway.from_masks([a <= 0 for a in acts], names)
     alive = Pathway.from_masks([a > 0 for a in acts], names)
-    assert torch.equal(dead_share(dead, acts), torch.ones(2))
-    assert torch.equal(dead_share(alive, acts), torch.zeros(2))
+    assert torch.equal(dead_share_of(dead, acts), torch.ones(2))
+    assert torch.equal(dead_share_of(alive, acts), torch.zeros(2))
     ones = Pathway.from_masks([torch.ones_like(a, dtype=torch.bool) for a in acts], names)
     base = sum(float((a[0] <= 0).sum()) for a in acts) / sum(a[0].numel() for a in acts)
-    assert float(dead_share(ones, acts)[0]) == pytest.approx(base)
+    assert float(dead_share_of(ones, acts)[0]) == pytest.approx(base)
 
 
 def test_output_change_literal(tiny):

@@ -26,7 +26,7 @@ def _masks(b=3, seed=0, keep=0.5):
 
 def test_realized_sparsity_flat_kept_per_site_literal():
     masks = _masks(3, seed=1)
-    path = Pathway.from_masks(masks, ["a", "b", "c"], method="m", target=torch.tensor([1, 2, 0]), note="x")
+    path = Pathway.from_masks(masks, ["a", "b", "c"], criterion="m", target=torch.tensor([1, 2, 0]), note="x")
     n = sum(math.prod(s) for s in SHAPES)
     assert path.num_neurons == n == 59
     assert len(path) == path.batch_size == 3
@@ -58,7 +58,7 @@ def test_pathway_validation():
 def test_getitem_and_cat_roundtrip():
     masks = _masks(4, seed=2)
     tgt = torch.tensor([5, 6, 7, 8])
-    path = Pathway.from_masks(masks, ["a", "b", "c"], method="mct", target=tgt, thr=torch.arange(4.0), p=90.0)
+    path = Pathway.from_masks(masks, ["a", "b", "c"], criterion="mct", target=tgt, thr=torch.arange(4.0), p=90.0)
     one = path[2]
     assert len(one) == 1
     for m, o in zip(masks, one.masks):
@@ -66,7 +66,7 @@ def test_getitem_and_cat_roundtrip():
     assert one.info["target"].tolist() == [7]
     assert one.info["thr"].tolist() == [2.0]
     assert one.info["p"] == 90.0
-    assert one.method == "mct" and one.sites == ["a", "b", "c"]
+    assert one.criterion == "mct" and one.sites == ["a", "b", "c"]
     assert torch.equal(one.sparsity, path.sparsity[2:3])
 
     sub = path[[3, 0]]
@@ -235,3 +235,148 @@ def test_applied_gradient_flows_through_masks(tiny):
     xr = x.clone().requires_grad_(True)
     (gr,) = torch.autograd.grad(tiny.manual(net, xr, [m.float() for m in path.masks])[:, 0].sum(), xr)
     torch.testing.assert_close(g, gr)
+
+
+# ---------------------------------------------------------------- repr, equality, save and load
+
+
+def _info_path(b=3, seed=2):
+    masks = [torch.rand((b, *s), generator=_gen(seed)) < 0.4 for s in [(3, 5, 7), (1,), (2, 9, 1, 3)]]
+    return Pathway.from_masks(
+        masks,
+        ["features.0", "fc/relu#1", "x"],
+        "neuron_mct",
+        requested_sparsity=torch.full((b,), 60.0),
+        target=torch.arange(b),
+        threshold=torch.linspace(0, 1, b, dtype=torch.float64),
+        label="a string",
+        steps=7,
+        alpha=0.25,
+        flag=True,
+        nothing=None,
+        nested={"a": [1, 2.5, "b"], "c": False},
+    )
+
+
+def test_repr_is_one_line_and_never_shows_masks():
+    path = Pathway.from_masks([torch.ones(4, 1000, dtype=torch.bool), torch.zeros(4, 3, dtype=torch.bool)], ["a", "b"], "random",
+                              requested_sparsity=torch.full((4,), 50.0))
+    text = repr(path)
+    assert text == (
+        "Pathway(criterion='random', images=4, sites=2, neurons=1,003 per image, requested sparsity 50 %, realized 0.3 %)"
+    )
+    assert "\n" not in str(path) and "tensor" not in str(path)
+    mixed = _info_path()
+    mixed.sparsity = torch.tensor([10.0, 12.5, 30.0])
+    assert repr(mixed).endswith("requested sparsity 60 %, realized 10.0-30.0 %)")
+    assert "requested" not in repr(Pathway.from_masks([torch.ones(1, 2, dtype=torch.bool)], ["a"], "x"))
+
+
+def test_equality_compares_contents():
+    a, b = _info_path(), _info_path()
+    assert a is not b and a == b and not (a != b)
+    assert a != _info_path(seed=3)
+    c = _info_path()
+    c.info["threshold"] = c.info["threshold"].clone()
+    c.info["threshold"][0] += 1e-12
+    assert a != c  # info tensors by torch.equal
+    d = _info_path()
+    d.criterion = "dgr"
+    assert a != d
+    e = _info_path()
+    e.masks[1] = e.masks[1].reshape(3, 1, 1)  # the same values in another shape
+    assert a != e
+    f = _info_path()
+    f.info["label"] = "other"
+    assert a != f
+    g = _info_path()
+    g.info["target"] = g.info["target"].float()  # a dtype change is a difference
+    assert a != g
+    assert (a == "not a pathway") is False
+    with pytest.raises(TypeError):
+        hash(a)
+
+
+def test_save_load_round_trip(tmp_path):
+    path = _info_path()
+    file = tmp_path / "path.npz"
+    path.save(file)
+    back = Pathway.load(file)
+    assert back == path
+    assert list(back.info) == list(path.info)
+    assert back.info["threshold"].dtype == torch.float64 and back.info["nested"] == {"a": [1, 2.5, "b"], "c": False}
+    assert all(m.dtype == torch.bool for m in back.masks)
+    # the file holds no pickle: numpy reads every entry with allow_pickle=False
+    import numpy as np
+
+    with np.load(file, allow_pickle=False) as stored:
+        assert all(stored[k].dtype != object for k in stored.files)
+    # an in-memory file works too
+    import io
+
+    buffer = io.BytesIO()
+    path[1].save(buffer)
+    buffer.seek(0)
+    assert Pathway.load(buffer) == path[1]
+
+
+def test_save_load_a_real_pathway(tmp_path):
+    import pathlib_pw
+    from tests import nets
+
+    model, x = nets.tiny_resnet(), nets.images(2)
+    path = pathlib_pw.extract_pathway(model, x, "neuron_mct", 50.0)
+    path.save(tmp_path / "p.npz")
+    back = Pathway.load(tmp_path / "p.npz")
+    assert back == path
+    with torch.no_grad(), back.applied(model):
+        masked = model(x.clone())
+    with torch.no_grad(), path.applied(model):
+        torch.testing.assert_close(model(x.clone()), masked, rtol=0, atol=0)
+
+
+def test_save_refuses_values_it_cannot_store(tmp_path):
+    path = _info_path()
+    path.info["callback"] = object()
+    with pytest.raises(TypeError, match=r"info\['callback'\]"):
+        path.save(tmp_path / "p.npz")
+
+
+def test_load_rejects_foreign_and_damaged_files(tmp_path):
+    import numpy as np
+
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.arange(3))
+    with pytest.raises(ValueError, match="not a valid Pathway file"):
+        Pathway.load(foreign)
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not a Pathway file"):
+        Pathway.load(text)
+    good = tmp_path / "good.npz"
+    _info_path().save(good)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="Pathway file"):
+        Pathway.load(damaged)
+    with pytest.raises(FileNotFoundError):
+        Pathway.load(tmp_path / "missing.npz")
+
+
+def test_torch_save_is_refused_under_weights_only(tmp_path):
+    """What the docstring says: torch.load(weights_only=True) refuses a pickled Pathway; save/load is the way."""
+    path = _info_path()
+    torch.save(path, tmp_path / "p.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
+        torch.load(tmp_path / "p.pt", weights_only=True)
+    assert "weights_only=True" in Pathway.__doc__
+
+
+def test_unpickles_a_pathway_pickled_with_the_old_method_field():
+    import pickle
+
+    old = Pathway.__new__(Pathway)
+    old.__dict__.update(masks=[torch.ones(1, 2, dtype=torch.bool)], sites=["a"], sparsity=torch.zeros(1), method="mct", info={})
+    back = pickle.loads(pickle.dumps(old))
+    assert back.criterion == "mct" and "method" not in back.__dict__
+    assert back == Pathway.from_masks([torch.ones(1, 2, dtype=torch.bool)], ["a"], "mct")

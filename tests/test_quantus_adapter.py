@@ -34,7 +34,7 @@ def test_adapter_returns_what_attribute_returns():
     for name in ("gradients", "pathway_grad/neuron_mct", "sobel"):
         got = quantus_explain_func(name)(model=model, inputs=inputs, targets=targets)
         assert isinstance(got, np.ndarray) and got.shape == (3, 1, 8, 8) and got.dtype == np.float32
-        np.testing.assert_array_equal(got[:, 0], am.attribute(name, model, x, torch.tensor(targets)).numpy())
+        np.testing.assert_array_equal(got[:, 0], am.attribute(model, x, name, target=torch.tensor(targets)).numpy())
     raw = lambda m, xs, t: xs[:, 0] * (t.view(-1, 1, 1) + 1)
     got = quantus_explain_func(raw)(model, inputs, targets, device="cpu", method="mine")
     np.testing.assert_array_equal(got[:, 0], (x[:, 0] * torch.tensor([1.0, 5.0, 3.0]).view(-1, 1, 1)).numpy())
@@ -42,7 +42,7 @@ def test_adapter_returns_what_attribute_returns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = quantus_explain_func("gradients")(model, read_only, targets)
-    np.testing.assert_array_equal(got[:, 0], am.attribute("gradients", model, torch.tensor(read_only), targets).numpy())
+    np.testing.assert_array_equal(got[:, 0], am.attribute(model, torch.tensor(read_only), "gradients", target=targets).numpy())
 
 
 def test_adapter_float64_model_and_errors():

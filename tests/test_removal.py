@@ -27,7 +27,7 @@ from tests.reference_impl import (
     tie_keys_literal,
 )
 
-FRACTIONS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.77, 0.99, 1.0)
+PERCENTS = (0, 1, 10, 25, 50, 77, 99, 100)
 
 
 def _tied_maps(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -67,22 +67,22 @@ def test_remove_pixels_matches_literal_with_ties(order, ranking, ties, tie_seed)
     x, maps = _x(3, 3, 6, 7), _tied_maps(3, 6, 7, seed=2)
     fill = [0.25, -1.5, 3.0]
     keys = tie_keys_literal(42, ties, tie_seed)
-    for fraction in FRACTIONS:
-        got = remove_pixels(x, maps, fraction, order, fill, ranking=ranking, ties=ties, tie_seed=tie_seed)
+    for percent in PERCENTS:
+        got = remove_pixels(x, maps, percent, order=order, fill=fill, ranking=ranking, ties=ties, tie_seed=tie_seed)
         for b in range(3):
-            want = remove_pixels_literal(x[b], maps[b], fraction, order, fill, ranking, keys)
-            assert torch.equal(got[b], want), (order, ranking, fraction, b)
+            want = remove_pixels_literal(x[b], maps[b], percent / 100, order, fill, ranking, keys)
+            assert torch.equal(got[b], want), (order, ranking, percent, b)
 
 
 def test_tie_hand_cases():
     # flat indices: 0 1 / 2 3
     tie_high = torch.tensor([[[1.0, 3.0], [3.0, 0.0]]])
-    assert removal_masks(tie_high, 0.25, "most", ties="first").tolist() == [[[False, True], [False, False]]]
+    assert removal_masks(tie_high, 25, order="most", ties="first").tolist() == [[[False, True], [False, False]]]
     assert removal_order(tie_high, "most", ties="first").tolist() == [[1, 2, 0, 3]]
     assert removal_order(tie_high, "most", ties="last").tolist() == [[2, 1, 0, 3]]
     tie_low = torch.tensor([[[2.0, 0.0], [0.0, 5.0]]])
-    assert removal_masks(tie_low, 0.25, "least", ties="first").tolist() == [[[False, True], [False, False]]]
-    assert removal_masks(tie_low, 0.25, "least", ties="last").tolist() == [[[False, False], [True, False]]]
+    assert removal_masks(tie_low, 25, order="least", ties="first").tolist() == [[[False, True], [False, False]]]
+    assert removal_masks(tie_low, 25, order="least", ties="last").tolist() == [[[False, False], [True, False]]]
     assert removal_order(tie_low, "least", ties="first").tolist() == [[1, 2, 0, 3]]
     signed = torch.tensor([[[-3.0, 1.0], [2.0, 0.0]]])  # no ties: every rule gives one order
     for ties in ("first", "last", "random"):
@@ -101,29 +101,29 @@ def test_random_ties_choose_uniformly_within_the_tied_block():
     flat = torch.ones(1, 2, 2)
     counts = torch.zeros(4)
     for tie_seed in range(400):
-        counts += removal_masks(flat, 0.25, "least", tie_seed=tie_seed).flatten().double()
+        counts += removal_masks(flat, 25, order="least", tie_seed=tie_seed).flatten().double()
     assert counts.sum() == 400
     assert ((counts - 100).abs() < 35).all(), counts  # 3.5 sd of a binomial(400, 1/4)
     # the old rule always takes the first pixel
-    assert removal_masks(flat, 0.25, "least", ties="first").flatten().tolist() == [True, False, False, False]
+    assert removal_masks(flat, 25, order="least", ties="first").flatten().tolist() == [True, False, False, False]
 
 
 def test_tie_share_counts_the_removed_pixels_chosen_among_equals():
     # 10 pixels: three 0s, then 1..7; removing 2 of the least: both chosen among the three zeros
     values = torch.tensor([[[0.0, 5.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0, 6.0, 7.0]]])
-    assert removal.tie_share(values, 0.2, "least").tolist() == [1.0]
+    assert removal.tie_share(values, 20, order="least").tolist() == [1.0]
     # removing 3: the whole tied block goes, no tie decided anything
-    assert removal.tie_share(values, 0.3, "least").tolist() == [0.0]
+    assert removal.tie_share(values, 30, order="least").tolist() == [0.0]
     # removing 4 of the most relevant: no tie
-    assert removal.tie_share(values, 0.4, "most").tolist() == [0.0]
+    assert removal.tie_share(values, 40, order="most").tolist() == [0.0]
     # 8-bit style: two pixels tied at 7 with one removed by MoRF -> 1 of 1
     tied_top = torch.tensor([[[7.0, 7.0, 1.0, 2.0]]])
-    assert removal.tie_share(tied_top, 0.25, "most").tolist() == [1.0]
+    assert removal.tie_share(tied_top, 25, order="most").tolist() == [1.0]
     # 5 of 10 removed, the 3 zeros plus 1 and 2: none tied at the cut
-    assert removal.tie_share(values, 0.5, "least").tolist() == [0.0]
+    assert removal.tie_share(values, 50, order="least").tolist() == [0.0]
     # a constant map: every removed pixel is a tie
-    assert removal.tie_share(torch.zeros(2, 3, 3), 0.5, "most").tolist() == [1.0, 1.0]
-    assert removal.tie_share(values, 0.0, "least").tolist() == [0.0]
+    assert removal.tie_share(torch.zeros(2, 3, 3), 50, order="most").tolist() == [1.0, 1.0]
+    assert removal.tie_share(values, 0, order="least").tolist() == [0.0]
 
 
 def _position_model(flipped: bool = False) -> torch.nn.Module:
@@ -148,7 +148,8 @@ def test_the_expected_curve_does_not_depend_on_where_the_tied_block_sits():
     upright = torch.arange(1.0, 17.0).view(1, 4, 4).double()
     upright[:, :, 0] = 0.0
     setups = {"upright": (_position_model(), upright), "mirrored": (_position_model(flipped=True), upright.flip(1))}
-    fractions = [0.0625, 0.125, 0.1875, 0.25, 0.5]
+    percents = [6.25, 12.5, 18.75, 25, 50]
+    fractions = [p / 100 for p in percents]
 
     def expected(model, maps):
         block = [i for i in range(16) if float(maps.flatten()[i]) == 0.0]
@@ -160,11 +161,11 @@ def test_the_expected_curve_does_not_depend_on_where_the_tied_block_sits():
     torch.testing.assert_close(want["upright"], want["mirrored"], rtol=1e-12, atol=1e-14)
     scale = float(want["upright"].max())
     for model, maps in setups.values():
-        got = pixel_removal_curve(model, x, maps, fractions, "least", target=[1], tie_seeds=200)
+        got = pixel_removal_curve(model, x, maps, percents, order="least", target=[1], tie_seeds=200)
         torch.testing.assert_close(got, want["upright"], rtol=0.0, atol=0.05 * scale)
     # the index rule takes the block's top pixel first: a different curve once the image is mirrored
     first = {
-        name: pixel_removal_curve(model, x, maps, fractions, "least", target=[1], ties="first")
+        name: pixel_removal_curve(model, x, maps, percents, order="least", target=[1], ties="first")
         for name, (model, maps) in setups.items()
     }
     assert (first["upright"] - first["mirrored"]).abs().max() > 0.2 * scale
@@ -178,50 +179,53 @@ def test_the_expected_curve_does_not_depend_on_where_the_tied_block_sits():
 def test_tie_orders_are_averaged_and_reported():
     model, x, maps = _curve_inputs()
     quantized = removal.quantize_maps(maps, levels=3)  # many ties
-    fractions = [0.1, 0.3]
-    each = pixel_removal_curve(model, x, quantized, fractions, tie_seeds=4, per_tie_order=True)
+    percents = [10, 30]
+    fractions = [p / 100 for p in percents]
+    each = pixel_removal_curve(model, x, quantized, percents, tie_seeds=4, per_tie_order=True)
     assert each.shape == (3, 4, 2)
-    torch.testing.assert_close(pixel_removal_curve(model, x, quantized, fractions, tie_seeds=4), each.mean(1))
+    torch.testing.assert_close(pixel_removal_curve(model, x, quantized, percents, tie_seeds=4), each.mean(1))
     keys = [tie_keys_literal(x.shape[2] * x.shape[3], "random", s) for s in range(4)]
     for s in range(4):
         want = removal_curve_literal(model, x, quantized, fractions, "least", [0.0] * x.shape[1], keys=[keys[s]])
         torch.testing.assert_close(each[:, s], want, rtol=1e-9, atol=1e-12)
     assert (each.std(1) > 0).any()  # the tie orders differ somewhere
-    assert pixel_removal_curve(model, x, quantized, fractions, ties="last", per_tie_order=True).shape == (3, 1, 2)
+    assert pixel_removal_curve(model, x, quantized, percents, ties="last", per_tie_order=True).shape == (3, 1, 2)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="tie_seeds must be an int >= 1"):
-            pixel_removal_curve(model, x, quantized, fractions, tie_seeds=bad)
+            pixel_removal_curve(model, x, quantized, percents, tie_seeds=bad)
     with pytest.raises(ValueError, match="ties must be one of"):
-        pixel_removal_curve(model, x, quantized, fractions, ties="index")
+        pixel_removal_curve(model, x, quantized, percents, ties="index")
     with pytest.raises(ValueError, match="tie_seed must be an int >= 0"):
-        removal_masks(quantized, 0.1, tie_seed=-1)
+        removal_masks(quantized, 10, tie_seed=-1)
 
 
+@pytest.mark.filterwarnings("ignore:percent=0:UserWarning")  # 0.5 % and 0.49 % are meant here
 def test_removal_count_rounds_half_up():
-    assert removal_count(0.1, 100) == 10
-    assert removal_count(0.29, 100) == 29  # 0.29 * 100 = 28.999999999999996
-    assert removal_count(0.005, 100) == 1  # a half rounds up
-    assert removal_count(0.015, 100) == 2  # 1.5, although 0.015 * 100 < 1.5 in binary
-    assert removal_count(3 * 0.005, 100) == 2
-    assert removal_count(0.0049, 100) == 0
-    assert removal_count(0.5, 3) == 2
-    assert removal_count(0.25, 2) == 1
-    assert removal_count(0.3, 10) == 3
-    assert (removal_count(0.0, 64), removal_count(1.0, 64)) == (0, 64)
+    assert removal_count(10, 100) == 10
+    assert removal_count(29, 100) == 29  # 0.29 * 100 = 28.999999999999996
+    assert removal_count(0.5, 100) == 1  # a half rounds up
+    assert removal_count(1.5, 100) == 2  # 1.5, although 0.015 * 100 < 1.5 in binary
+    assert removal_count(3 * 0.5, 100) == 2
+    assert removal_count(0.49, 100) == 0
+    assert removal_count(50, 3) == 2
+    assert removal_count(25, 2) == 1
+    assert removal_count(30, 10) == 3
+    assert (removal_count(0, 64), removal_count(100, 64)) == (0, 64)
     for pixels in (1, 49, 100, 224 * 224):
         for i in range(1001):
-            f = i / 1000
-            assert removal_count(f, pixels) == removal_count_literal(f, pixels), (f, pixels)
+            p = i / 10
+            assert removal_count(p, pixels) == removal_count_literal(p / 100, pixels), (p, pixels)
 
 
+@pytest.mark.filterwarnings("ignore:percent=0:UserWarning")  # 0.5 % is meant here
 def test_removal_masks_count_and_nesting():
     maps = _tied_maps(2, 10, 10)
     previous = torch.zeros(2, 10, 10, dtype=torch.bool)
-    for fraction in (0.0, 0.005, 0.01, 0.1, 0.15, 0.5, 1.0):
-        masks = removal_masks(maps, fraction, "least")
+    for percent in (0, 0.5, 1, 10, 15, 50, 100):
+        masks = removal_masks(maps, percent, order="least")
         assert masks.dtype == torch.bool and masks.shape == (2, 10, 10)
-        assert masks.flatten(1).sum(1).tolist() == [removal_count(fraction, 100)] * 2
-        assert bool((masks | ~previous).all())  # a larger fraction removes a superset
+        assert masks.flatten(1).sum(1).tolist() == [removal_count(percent, 100)] * 2
+        assert bool((masks | ~previous).all())  # a larger percent removes a superset
         previous = masks
 
 
@@ -231,7 +235,7 @@ def test_removal_masks_count_and_nesting():
 def test_fill_variants_and_input_untouched():
     x, maps = _x(2, 3, 5, 5), _tied_maps(2, 5, 5)
     before = x.clone()
-    removed = removal_masks(maps, 0.4, "most")
+    removed = removal_masks(maps, 40, order="most")
     kept = ~removed.unsqueeze(1).expand_as(x)
     for fill, values in [
         (None, [0.0, 0.0, 0.0]),
@@ -242,51 +246,51 @@ def test_fill_variants_and_input_untouched():
         (np.array([4.0, 5.0, 6.0]), [4.0, 5.0, 6.0]),
         (torch.tensor(7.0), [7.0, 7.0, 7.0]),
     ]:
-        got = remove_pixels(x, maps, 0.4, "most", fill)
+        got = remove_pixels(x, maps, 40, order="most", fill=fill)
         assert got.dtype == x.dtype and got.shape == x.shape
         assert torch.equal(got[kept], x[kept])
         for c, value in enumerate(values):
             assert bool((got[:, c][removed] == value).all()), (fill, c)
         assert torch.equal(got, fill_pixels(x, removed, fill))
-    road = remove_pixels(x, maps, 0.4, "most", "road", seed=3)
+    road = remove_pixels(x, maps, 40, order="most", fill="road", seed=3)
     assert torch.equal(road[kept], x[kept])
     assert torch.equal(x, before)
 
 
 def test_float32_input_keeps_dtype():
     x, maps = _x(1, 3, 4, 4).float(), _tied_maps(1, 4, 4)
-    assert remove_pixels(x, maps, 0.5, fill=[1.0, 2.0, 3.0]).dtype == torch.float32
-    assert remove_pixels(x, maps, 0.5, fill="road", seed=0).dtype == torch.float32
+    assert remove_pixels(x, maps, 50, fill=[1.0, 2.0, 3.0]).dtype == torch.float32
+    assert remove_pixels(x, maps, 50, fill="road", seed=0).dtype == torch.float32
 
 
 def test_errors_name_the_argument():
     x, maps = _x(2, 3, 4, 4), _tied_maps(2, 4, 4)
-    for bad in (-0.1, 1.1, float("nan"), True, "0.1", None):
-        with pytest.raises(ValueError, match="fraction must be a number in \\[0, 1\\]"):
+    for bad in (-0.1, 100.5, float("nan"), True, "0.1", None):
+        with pytest.raises(ValueError, match="percent must be a number in \\[0, 100\\]"):
             remove_pixels(x, maps, bad)
     with pytest.raises(ValueError, match=r"maps must have shape \(B, H, W\) = \(2, 4, 4\).*got \(2, 4, 5\)"):
-        remove_pixels(x, _tied_maps(2, 4, 5), 0.1)
+        remove_pixels(x, _tied_maps(2, 4, 5), 10)
     with pytest.raises(ValueError, match="maps must have shape"):
-        remove_pixels(x, _tied_maps(1, 4, 4), 0.1)
+        remove_pixels(x, _tied_maps(1, 4, 4), 10)
     with pytest.raises(ValueError, match=r"order must be one of \['most', 'least'\], got 'top'"):
-        remove_pixels(x, maps, 0.1, "top")
+        remove_pixels(x, maps, 10, order="top")
     with pytest.raises(ValueError, match="order must be one of"):
         removal_order(maps, "Most")
     with pytest.raises(ValueError, match=r"ranking must be one of \['magnitude', 'signed'\], got 'abs'"):
-        remove_pixels(x, maps, 0.1, ranking="abs")
+        remove_pixels(x, maps, 10, ranking="abs")
     with pytest.raises(ValueError, match="ranking must be one of"):
         removal_order(maps, "most", ranking="absolute")
     nan_maps = maps.clone()
     nan_maps[1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match="maps contains NaN"):
-        remove_pixels(x, nan_maps, 0.1)
+        remove_pixels(x, nan_maps, 10)
     with pytest.raises(ValueError, match="maps contains NaN"):
         removal_order(nan_maps, "least")
     for bad_fill in ("mean", [1.0, 2.0], [1.0, 2.0, float("inf")], True):
         with pytest.raises(ValueError, match="fill must be"):
-            remove_pixels(x, maps, 0.1, fill=bad_fill)
+            remove_pixels(x, maps, 10, fill=bad_fill)
     with pytest.raises(ValueError, match="removed must be a boolean tensor"):
-        fill_pixels(x, removal_masks(maps, 0.1).float(), 0.0)
+        fill_pixels(x, removal_masks(maps, 10).float(), 0.0)
 
 
 # ------------------------------------------------------------------------------ ROAD
@@ -411,8 +415,8 @@ def test_road_everything_removed_and_nothing_removed():
 
 def test_remove_pixels_road_uses_masks_and_seed():
     x, maps = _x(2, 3, 6, 6), _tied_maps(2, 6, 6)
-    got = remove_pixels(x, maps, 0.3, "least", "road", seed=[4, 5])
-    want = noisy_linear_imputation(x, removal_masks(maps, 0.3, "least"), seed=[4, 5])
+    got = remove_pixels(x, maps, 30, order="least", fill="road", seed=[4, 5])
+    want = noisy_linear_imputation(x, removal_masks(maps, 30, order="least"), seed=[4, 5])
     assert torch.equal(got, want)
 
 
@@ -430,42 +434,43 @@ def _curve_inputs():
 @pytest.mark.parametrize("order", ["least", "most"])
 def test_curve_matches_literal(order):
     model, x, maps = _curve_inputs()
-    fractions = [0.0, 0.05, 0.1, 0.5, 1.0]
+    percents = [0, 5, 10, 50, 100]
+    fractions = [p / 100 for p in percents]
     keys = [tie_keys_literal(64, "random", s) for s in range(removal.TIE_SEEDS)]  # the default: 5 random tie orders
-    got = pixel_removal_curve(model, x, maps, fractions, order)
+    got = pixel_removal_curve(model, x, maps, percents, order=order)
     assert got.shape == (3, 5) and got.device.type == "cpu"
     want = removal_curve_literal(model, x, maps, fractions, order, [0.0] * 3, keys=keys)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     assert torch.equal(got[:, 0], torch.zeros(3))
     fill, target = [0.5, -0.5, 1.0], [1, 4, 0]
-    got = pixel_removal_curve(model, x, maps, fractions, order, fill, target, ties="first")
+    got = pixel_removal_curve(model, x, maps, percents, order=order, fill=fill, target=target, ties="first")
     torch.testing.assert_close(got, removal_curve_literal(model, x, maps, fractions, order, fill, target), rtol=1e-9, atol=1e-12)
 
 
 def test_curve_batch_size_invariant():
     model, x, maps = _curve_inputs()
-    fractions = [0.01, 0.1, 0.3]
-    full = pixel_removal_curve(model, x, maps, fractions)
+    percents = [1, 10, 30]
+    full = pixel_removal_curve(model, x, maps, percents)
     for batch_size in (1, 2, 4, 100):
         torch.testing.assert_close(
-            pixel_removal_curve(model, x, maps, fractions, batch_size=batch_size), full, rtol=1e-12, atol=1e-14
+            pixel_removal_curve(model, x, maps, percents, batch_size=batch_size), full, rtol=1e-12, atol=1e-14
         )
-    road = pixel_removal_curve(model, x, maps, fractions, fill="road", seed=[7, 8, 9])
+    road = pixel_removal_curve(model, x, maps, percents, fill="road", seed=[7, 8, 9])
     for batch_size in (1, 5):
-        got = pixel_removal_curve(model, x, maps, fractions, fill="road", seed=[7, 8, 9], batch_size=batch_size)
+        got = pixel_removal_curve(model, x, maps, percents, fill="road", seed=[7, 8, 9], batch_size=batch_size)
         torch.testing.assert_close(got, road, rtol=1e-12, atol=1e-14)
     # image 1 alone, with its own seed, gives its row
-    alone = pixel_removal_curve(model, x[1:2], maps[1:2], fractions, fill="road", seed=[8])
+    alone = pixel_removal_curve(model, x[1:2], maps[1:2], percents, fill="road", seed=[8])
     torch.testing.assert_close(alone[0], road[1], rtol=1e-12, atol=1e-14)
 
 
 def test_curve_leaves_model_and_input_alone():
     model, x, maps = _curve_inputs()
-    want = pixel_removal_curve(model, x, maps, [0.1, 0.2])
+    want = pixel_removal_curve(model, x, maps, [10, 20])
     model.train()
     model.conv1.eval()
     x = x.clone().requires_grad_(True)
-    got = pixel_removal_curve(model, x, maps, [0.1, 0.2], batch_size=2)
+    got = pixel_removal_curve(model, x, maps, [10, 20], batch_size=2)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
     assert model.training and not model.conv1.training and model.conv2.training
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
@@ -474,20 +479,20 @@ def test_curve_leaves_model_and_input_alone():
 
 def test_curve_validates():
     model, x, maps = _curve_inputs()
-    with pytest.raises(ValueError, match="fractions must be"):
+    with pytest.raises(ValueError, match="percents must be"):
         pixel_removal_curve(model, x, maps, [])
-    with pytest.raises(ValueError, match="fractions must be a number in \\[0, 1\\]"):
-        pixel_removal_curve(model, x, maps, [0.1, 1.5])
-    with pytest.raises(ValueError, match="fractions must be"):
-        pixel_removal_curve(model, x, maps, 0.1)
+    with pytest.raises(ValueError, match="percents must be numbers in \\[0, 100\\]"):
+        pixel_removal_curve(model, x, maps, [10, 150])
+    with pytest.raises(ValueError, match="percents must be"):
+        pixel_removal_curve(model, x, maps, 10)
     with pytest.raises(ValueError, match="batch_size must be"):
-        pixel_removal_curve(model, x, maps, [0.1], batch_size=0)
+        pixel_removal_curve(model, x, maps, [10], batch_size=0)
     with pytest.raises(ValueError, match="maps must have shape"):
-        pixel_removal_curve(model, x, maps[:2], [0.1])
+        pixel_removal_curve(model, x, maps[:2], [10])
     with pytest.raises(ValueError, match="order must be one of"):
-        pixel_removal_curve(model, x, maps, [0.1], "lerf")
+        pixel_removal_curve(model, x, maps, [10], order="lerf")
     with pytest.raises(ValueError, match="target must be"):
-        pixel_removal_curve(model, x, maps, [0.1], target=[0, 1])
+        pixel_removal_curve(model, x, maps, [10], target=[0, 1])
 
 
 # ------------------------------------------------------------------------------ area under the curve
@@ -507,7 +512,7 @@ def test_area_under_curve_by_hand():
 
 
 def test_area_under_curve_validates():
-    with pytest.raises(ValueError, match="fractions_percent must be"):
+    with pytest.raises(ValueError, match="percents must be"):
         area_under_curve([1, 2], torch.ones(3))
     with pytest.raises(ValueError, match="strictly increasing"):
         area_under_curve([1, 1, 2], torch.ones(3))
@@ -534,7 +539,7 @@ def test_removal_decisions_are_recorded_replayed_and_restored():
     generator = torch.Generator().manual_seed(0)
     maps = torch.rand(2, 20, 20, generator=generator)
     with decisions.recording() as log:
-        recorded = removal.removal_masks(maps, 0.3, "least")
+        recorded = removal.removal_masks(maps, 30, order="least")
     assert len(log) == 2
     # swap the scores of the last removed and the first kept pixel of image 0: a rounding-size change
     order = removal.removal_order(maps, "least")
@@ -542,12 +547,12 @@ def test_removal_decisions_are_recorded_replayed_and_restored():
     nudged = maps.clone().view(2, -1)
     nudged[0, last], nudged[0, first] = maps.view(2, -1)[0, first], maps.view(2, -1)[0, last]
     nudged = nudged.view(2, 20, 20)
-    assert not torch.equal(removal.removal_masks(nudged, 0.3, "least"), recorded)
+    assert not torch.equal(removal.removal_masks(nudged, 30, order="least"), recorded)
     with decisions.replaying(log) as report:
-        replayed = removal.removal_masks(nudged, 0.3, "least")
+        replayed = removal.removal_masks(nudged, 30, order="least")
     assert report.ok and report.changed == 2
     torch.testing.assert_close(replayed, recorded)
     # 10 % more pixels removed: more changes than rounding can explain
     with decisions.replaying(log) as report:
-        removal.removal_masks(maps, 0.4, "least")
+        removal.removal_masks(maps, 40, order="least")
     assert not report.ok

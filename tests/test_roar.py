@@ -22,7 +22,7 @@ def test_roar_removes_the_top_and_kar_the_bottom_of_each_map():
     maps = _maps(3)
     roar30, kar70 = roar.degrade(x, maps, 30, "roar"), roar.degrade(x, maps, 70, "kar")
     removed_roar, removed_kar = (roar30 == 0).all(1), (kar70 == 0).all(1)
-    k = removal_count(0.3, 64)
+    k = removal_count(30, 64)
     for b in range(3):
         top = set(torch.argsort(maps[b].flatten(), descending=True)[:k].tolist())
         assert set(torch.nonzero(removed_roar[b].flatten()).flatten().tolist()) == top
@@ -85,13 +85,13 @@ def test_degrade_and_mask_only_pass_the_tie_rule_and_the_fill_on():
     tied = torch.zeros(2, 8, 8)
     tied[:, 4:] = 1.0  # half the pixels tied at 0, half at 1
     for ties, tie_seed in (("first", 0), ("last", 0), ("random", 4)):
-        want = removal_masks(tied, 0.25, "least", ties=ties, tie_seed=tie_seed)
+        want = removal_masks(tied, 25, order="least", ties=ties, tie_seed=tie_seed)
         shape = roar.mask_only(x, tied, 25, "kar", ties=ties, tie_seed=tie_seed)
         assert torch.equal(shape[:, 0] == 0, want)
         got = roar.degrade(x, tied, 25, "kar", ties=ties, tie_seed=tie_seed)
-        assert torch.equal(got, remove_pixels(x, tied, 0.25, "least", ties=ties, tie_seed=tie_seed))
+        assert torch.equal(got, remove_pixels(x, tied, 25, order="least", ties=ties, tie_seed=tie_seed))
     # the index rule takes the top rows of the tied block, the reversed rule the bottom ones
     assert roar.mask_only(x, tied, 25, "kar", ties="first")[0, 0, :2].eq(0).all()
     assert roar.mask_only(x, tied, 25, "kar", ties="last")[0, 0, 2:4].eq(0).all()
     road = roar.degrade(x, tied, 25, "kar", "road", tie_seed=1, seed=[3, 4], noise=0.0)
-    assert torch.equal(road, remove_pixels(x, tied, 0.25, "least", "road", tie_seed=1, seed=[3, 4], noise=0.0))
+    assert torch.equal(road, remove_pixels(x, tied, 25, order="least", fill="road", tie_seed=1, seed=[3, 4], noise=0.0))

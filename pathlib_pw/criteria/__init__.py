@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathlib_pw import decisions
+from pathlib_pw import _deprecation, decisions
 from pathlib_pw.criteria import _progress, active, dead_first, dgr, greedy, intgrad, mct, random
 from pathlib_pw.criteria.checks import check_pathways
 from pathlib_pw.criteria.seeds import per_image_seeds
@@ -68,32 +68,37 @@ def table() -> Any:
     ).set_index("criterion")
 
 
+@_deprecation.keyword_only_from(4, "target", "variant")
+@_deprecation.renamed(method="criterion")
 def extract_pathway(
     model: nn.Module,
     x: torch.Tensor,
-    method: Method,
+    criterion: Method,
     sparsity: float | Sequence[float] | torch.Tensor | None = None,
+    *,
     target: int | Sequence[int] | torch.Tensor | None = None,
     variant: Variant = "intended",
-    *,
     batch_size: int | None = None,
     progress: bool = False,
     allow_empty: bool = False,
     **options: Any,
 ) -> Pathway:
-    """Find the critical pathway of each image in ``x`` with criterion ``method``.
+    """Find the critical pathway of each image in ``x`` with ``criterion``.
 
     Args:
-        model: a CNN whose rectifiers are ``nn.ReLU``/``nn.ReLU6`` modules; its weights and mode are
+        model: a CNN with rectifiers: ``nn.ReLU``/``nn.ReLU6`` modules and the functional calls
+            ``torch.relu``, ``torch.relu_``, ``F.relu``, ``F.relu_``, ``F.relu6``, ``Tensor.relu`` and
+            ``Tensor.relu_`` (see :mod:`pathlib_pw.sites`). Other activations (GELU, SiLU, LeakyReLU,
+            Hardswish, ...) are not sites: they are skipped, with a warning. Its weights and mode are
             unchanged afterwards (it is run in eval mode). Put it on the GPU to compute there.
         x: normalized images (B, C, H, W); moved to the model's device.
-        method: one of ``CRITERIA`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ``random``, ``dgr``,
+        criterion: one of ``CRITERIA`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ``random``, ``dgr``,
             ``active_subnet``, and the controls ``dead_first_random`` and ``dead_first_activation``, which
             remove every dead neuron first, then living ones at random or by lowest activation).
         sparsity: percent of neurons to remove, in [0, 100), scalar or one per image (not used by
             ``active_subnet``, which derives it from the image).
-        target: class explained per image; default the model's prediction.
-        variant: ``"intended"`` (the method as described) or ``"original_code"`` (the authors' code,
+        target: class explained per image (keyword-only); default the model's prediction.
+        variant: ``"intended"`` (the criterion as described) or ``"original_code"`` (the authors' code,
             defects included) where the two differ; see ``VARIANTS``.
         batch_size: process the images in chunks of this size (bounds memory); default all at once.
         progress: show a tqdm progress bar on stderr over the criterion's outer loop (Greedy's rounds,
@@ -114,7 +119,11 @@ def extract_pathway(
     requested (by more than one percentage point) and, once per model, when the model has
     activations that are not rectifiers; a sparsity in (0, 1) warns "did you mean ... %?"
     (:mod:`pathlib_pw.criteria.checks`).
+
+    Old spellings, for one release with a FutureWarning: ``method=`` for ``criterion``, and ``target``
+    and ``variant`` by position.
     """
+    method = criterion
     description = spec(method)
     if description.needs_sparsity and sparsity is None:
         raise ValueError(f"sparsity (percent of neurons removed, in [0, 100)) is required for method {method!r}")
@@ -122,18 +131,29 @@ def extract_pathway(
         raise ValueError(f"sparsity must be None for method {method!r} (it is derived from each image)")
     levels = None if sparsity is None else [sparsity]
     return extract_pathways(
-        model, x, method, levels, target, variant, batch_size=batch_size, progress=progress, allow_empty=allow_empty, **options
+        model,
+        x,
+        method,
+        levels,
+        target=target,
+        variant=variant,
+        batch_size=batch_size,
+        progress=progress,
+        allow_empty=allow_empty,
+        **options,
     )[0]
 
 
+@_deprecation.keyword_only_from(4, "target", "variant")
+@_deprecation.renamed(method="criterion")
 def extract_pathways(
     model: nn.Module,
     x: torch.Tensor,
-    method: Method,
+    criterion: Method,
     sparsities: Sequence[float | Sequence[float] | torch.Tensor] | None,
+    *,
     target: int | Sequence[int] | torch.Tensor | None = None,
     variant: Variant = "intended",
-    *,
     batch_size: int | None = None,
     progress: bool = False,
     allow_empty: bool = False,
@@ -149,8 +169,11 @@ def extract_pathways(
         sparsities: a list of sparsities, each a scalar or one per image (see ``sparsity`` of
             :func:`extract_pathway`); None for ``active_subnet``.
         progress: show tqdm progress bars on stderr (see :func:`extract_pathway`); default off.
-        model, x, method, target, variant, batch_size, options: as for :func:`extract_pathway`.
+        model, x, criterion, target, variant, batch_size, options: as for :func:`extract_pathway`
+            (``target`` and ``variant`` keyword-only; ``method=`` is the deprecated spelling of
+            ``criterion``).
     """
+    method = criterion
     description = spec(method)
     if variant not in description.variants:
         raise ValueError(f"variant for method {method!r} must be one of {list(description.variants)}, got {variant!r}")

@@ -109,13 +109,15 @@ def attribution_maps_at(
     if unused:
         raise ValueError(f"options names methods that are not computed: {unused}")
     x = check_input(x).to(model_device(model))
-    target = explained_class(model, x, target)
+    target = explained_class(model, x, target=target)
     paths = {}
     for c in sorted(criteria):
         with decisions.scope(c):
-            paths[c] = extract_pathways(model, x, cast(Method, c), levels, target, **options.get(c, {}))
+            paths[c] = extract_pathways(model, x, cast(Method, c), levels, target=target, **options.get(c, {}))
     baselines = {
-        m: saliency(model, x, cast(SaliencyMethod, m), target, **options.get(m, {})) for m in methods if m in SALIENCY_METHODS
+        m: saliency(model, x, cast(SaliencyMethod, m), target=target, **options.get(m, {}))
+        for m in methods
+        if m in SALIENCY_METHODS
     }
     out = []
     for j in range(max(1, len(levels))):  # baselines only: one dict
@@ -125,9 +127,9 @@ def attribution_maps_at(
                 continue
             criterion = _criterion(method)
             if method.startswith(MAP_TIMES):
-                plain = maps[criterion] if criterion in maps else pathway_grad(model, x, paths[criterion][j], target)
+                plain = maps[criterion] if criterion in maps else pathway_grad(model, x, paths[criterion][j], target=target)
                 maps[method] = map_times_input(plain, x)
             else:
-                maps[method] = pathway_grad(model, x, paths[criterion][j], target, times_input=method != criterion)
+                maps[method] = pathway_grad(model, x, paths[criterion][j], target=target, times_input=method != criterion)
         out.append({m: maps[m] for m in methods})
     return out

@@ -250,7 +250,7 @@ def _one_image(
     side = config.param_size
     change = change_map(images, dec.start_image(param, config.seed, x.device))
     box = box_region(name, size, side)
-    cam = saliency(model, x, "gradcam", torch.tensor([target])).abs()[0]
+    cam = saliency(model, x, "gradcam", target=torch.tensor([target])).abs()[0]
     cam_region = gradcam_region(cam, side)
     flat = images.reshape(-1, side, side, 3)
     xi = dec.model_input(flat, size, x.device)

@@ -159,10 +159,10 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     x, names = config.inputs.load_images()
     model = config.inputs.load_model(device)
     methods = [method_for(name, config.pathway_sparsity, config.seed, config.inputs) for name in config.methods]
-    fractions = [p / 100 for p in config.percents]
+    levels = list(config.percents)
     percents = np.array(config.percents, dtype=np.float64)
     shape = (len(x), len(methods), len(config.orders), len(config.removals))
-    curves = np.zeros((*shape, len(fractions)), dtype=np.float32)
+    curves = np.zeros((*shape, len(levels)), dtype=np.float32)
     # the spread of each image's AUC over tie orders, and the share of the pixels removed at the
     # largest fraction that the tie rule chose
     spread, ties = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
@@ -183,7 +183,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                     maps = random_maps(images, (xi.shape[2], xi.shape[3]), config.seed).to(device)
                 else:
                     with decisions.scope(name):
-                        maps = attribute(method, model, xi, target)
+                        maps = attribute(model, xi, method, target=target)
                 flat = maps.flatten(1)
                 constant[i, m] = (flat.amax(1) == flat.amin(1)).cpu().numpy()
                 for r, (fill, precision, rule) in enumerate(config.removals):
@@ -194,8 +194,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                                 model,
                                 xi,
                                 ranked,
-                                fractions,
-                                order,
+                                levels,
+                                order=order,
                                 fill="road" if fill == "road" else None,
                                 target=target,
                                 ties=rule,  # type: ignore[arg-type]
@@ -207,7 +207,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                         curves[i, m, o, r] = each.mean(1).numpy()
                         areas = area_under_curve(percents, each)
                         spread[i, m, o, r] = (areas.std(1) if areas.shape[1] > 1 else torch.zeros(len(xi))).numpy()
-                        ties[i, m, o, r] = tie_share(ranked, fractions[-1], order).numpy()
+                        ties[i, m, o, r] = tie_share(ranked, levels[-1], order=order).numpy()
     return {
         "names": np.array(names),
         "curves": curves,

@@ -170,7 +170,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
                 paths = extract_pathways(model, xi, criterion.method, list(sparsities), variant=criterion.variant, **options)
             for j, path in enumerate(paths):
                 rows["realized"][i, c, j] = float(path.sparsity[0])
-                rows["output_change"][i, c, j] = float(path_response(model, xi, path, target).change[0])
+                rows["output_change"][i, c, j] = float(path_response(model, xi, path, target=target).change[0])
                 with in_dtype(pixels_model, torch.float64):
                     measures = _measure(pixels_model, pixels, directions, radii.to(device), path, target)
                 for m, value in measures.items():

@@ -21,7 +21,7 @@ from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import Method, Variant
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import PROBABILITIES
-from pathlib_pw.metrics import base_sparsity, chance_jaccard, dead_share, jaccard, path_response
+from pathlib_pw.metrics import base_sparsity, chance_jaccard, dead_share_of, jaccard, path_response
 from pathlib_pw.sites import record_activations
 
 
@@ -202,9 +202,9 @@ def _batch(
             change[:, c, j] = response.change.numpy()
             signed[:, c, j] = response.signed_change.numpy()
             class_kept[:, c, j] = response.class_kept.numpy()
-            dead[:, c, j] = dead_share(path, acts).cpu().numpy()
+            dead[:, c, j] = dead_share_of(path, acts).cpu().numpy()
         for o, j in enumerate(overlap_index):
-            dead_site[:, c, o] = dead_share(paths[j], acts, per_site=True).cpu().numpy()
+            dead_site[:, c, o] = dead_share_of(paths[j], acts, per_site=True).cpu().numpy()
             kept_site[:, c, o] = paths[j].kept_per_site().cpu().numpy()
             kept_paths[c, o] = paths[j]
         if "kept_prediction" in paths[0].info:

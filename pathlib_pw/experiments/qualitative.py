@@ -105,9 +105,11 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             paths = {}
             for c in pathway_methods:
                 with decisions.images([i]), decisions.scope(f"{model_name}/{c}"):
-                    paths[c] = extract_pathways(model, xi, cast(Method, c), levels, target, **pinned_options(c, config.inputs))
+                    paths[c] = extract_pathways(
+                        model, xi, cast(Method, c), levels, target=target, **pinned_options(c, config.inputs)
+                    )
             for j, s in enumerate(columns):
-                current.update({c: pathway_grad(model, xi, paths[c][j], target) for c in pathway_methods})
+                current.update({c: pathway_grad(model, xi, paths[c][j], target=target) for c in pathway_methods})
                 for m, method in enumerate(methods):
                     maps[i, s, m] = current[method][0].cpu().numpy()
                 predicted[i, s] = int(target)

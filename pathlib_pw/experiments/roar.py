@@ -234,7 +234,7 @@ def _maps(
     for start in range(0, len(x), config.batch):
         i = slice(start, start + config.batch)
         with decisions.images(keys[i]), decisions.scope(name):
-            out.append(attribute(method, model, x[i].to(device), target[i].to(device)).cpu())
+            out.append(attribute(model, x[i].to(device), method, target=target[i].to(device)).cpu())
     return torch.cat(out)
 
 
@@ -295,7 +295,7 @@ def run_shown(config: Config, shown: Shown, device: str = "cpu", progress: bool 
                             continue
                         order = MODES[mode]
                         both = torch.cat([maps["train"], maps["test"]])
-                        ties[m, o, p, s] = float(tie_share(both, percent / 100, order).mean())
+                        ties[m, o, p, s] = float(tie_share(both, percent, order=order).mean())
                         for f, fill in enumerate(config.fills):
                             if config.check_only and fill != "mean":
                                 continue

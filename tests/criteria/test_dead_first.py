@@ -126,7 +126,7 @@ def test_matches_the_global_percentile_rule_above_the_dead_share(method, net, p)
     x = nets.images(3)
     options = {"seed": 0} if method == "dead_first_random" else {}
     path = pw.extract_pathway(model, x, method, p, **options)
-    assert path.method == method and all(m.dtype == torch.bool for m in path.masks)
+    assert path.criterion == method and all(m.dtype == torch.bool for m in path.masks)
     for b in range(3):
         acts = _acts(net, b)
         n, dead = sum(a.numel() for a in acts), _dead(acts)
@@ -200,7 +200,7 @@ def test_dead_neurons_are_those_of_dead_share():
     _, acts, _ = pw.record_activations(model, x)
     for method in METHODS:
         path = pw.extract_pathway(model, x, method, 70)
-        assert torch.equal(pw.dead_share(path, acts), torch.zeros(3))
+        assert torch.equal(pw.dead_share(model, x, path), torch.zeros(3))
 
 
 # --------------------------------------------------------------------------------- random control
@@ -315,13 +315,13 @@ def test_specs():
         (dict(sparsity=[10, 20, 30]), ValueError, r"sparsity.*one value per image"),
         (dict(variant="original_code"), ValueError, r"variant.*intended"),
         (dict(foo=1), TypeError, r"foo.*accepted options"),
-        (dict(method="dead_first_activation", seed=1), TypeError, r"seed.*accepted options: \[\]"),
+        (dict(criterion="dead_first_activation", seed=1), TypeError, r"seed.*accepted options: \[\]"),
         (dict(target=5), ValueError, r"target.*\[0, 5\)"),
     ],
 )
 @pytest.mark.parametrize("method", METHODS)
 def test_bad_arguments(method, kwargs, error, match):
-    args = dict(model=nets.tiny_cnn(), x=nets.images(2), method=method, sparsity=50)
+    args = dict(model=nets.tiny_cnn(), x=nets.images(2), criterion=method, sparsity=50)
     args.update(kwargs)
     with pytest.raises(error, match=match):
         pw.extract_pathway(**args)

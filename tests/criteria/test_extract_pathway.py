@@ -305,9 +305,9 @@ def _x(b=2):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(method="neuron_mtc"), ValueError, r"method.*neuron_mct"),
-        (dict(method="greedy", variant="authors"), ValueError, r"variant.*original_code"),
-        (dict(method="random", variant="original_code"), ValueError, r"variant.*intended"),
+        (dict(criterion="neuron_mtc"), ValueError, r"method.*neuron_mct"),
+        (dict(criterion="greedy", variant="authors"), ValueError, r"variant.*original_code"),
+        (dict(criterion="random", variant="original_code"), ValueError, r"variant.*intended"),
         (dict(sparsity=-1), ValueError, r"sparsity.*\[0, 100\)"),
         (dict(sparsity=100), ValueError, r"sparsity.*\[0, 100\)"),
         (dict(sparsity=float("nan")), ValueError, r"sparsity"),
@@ -324,11 +324,11 @@ def _x(b=2):
         (dict(seed=1), TypeError, r"seed.*accepted options"),  # neuron_mct is not seeded
         (dict(batch_size=0), ValueError, r"batch_size"),
         (dict(batch_size=1.5), ValueError, r"batch_size"),
-        (dict(method="active_subnet", sparsity=50), ValueError, r"sparsity.*None"),
+        (dict(criterion="active_subnet", sparsity=50), ValueError, r"sparsity.*None"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
-    args = dict(model=nets.tiny_cnn(), x=_x(), method="neuron_mct", sparsity=50)
+    args = dict(model=nets.tiny_cnn(), x=_x(), criterion="neuron_mct", sparsity=50)
     args.update(kwargs)
     with pytest.raises(error, match=match):
         pw.extract_pathway(**args)
@@ -368,8 +368,8 @@ def test_model_not_a_module():
 def test_errors_leave_no_hooks():
     model = nets.tiny_cnn()
     before = State(model)
-    for kwargs in (dict(target=7), dict(sparsity=101), dict(method="nope"), dict(steps=0, method="neuron_intgrad")):
-        args = dict(model=model, x=_x(), method="neuron_mct", sparsity=50)
+    for kwargs in (dict(target=7), dict(sparsity=101), dict(criterion="nope"), dict(steps=0, criterion="neuron_intgrad")):
+        args = dict(model=model, x=_x(), criterion="neuron_mct", sparsity=50)
         args.update(kwargs)
         with pytest.raises((ValueError, TypeError)):
             pw.extract_pathway(**args)

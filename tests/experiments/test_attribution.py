@@ -47,11 +47,11 @@ def test_attribution_maps_equal_the_individual_calls(tiny, explicit_target):
     maps = attribution_maps(net, x, methods, sparsity=60, target=target)
     assert list(maps) == methods
     for m in _TINY_BASELINES:
-        torch.testing.assert_close(maps[m], saliency(net, x, m, tgt), msg=m)
+        torch.testing.assert_close(maps[m], saliency(net, x, m, target=tgt), msg=m)
     for c in ("neuron_mct", "neuron_intgrad"):
-        path = extract_pathway(net, x, c, 60, tgt)
-        torch.testing.assert_close(maps[c], pathway_grad(net, x, path, tgt), msg=c)
-        torch.testing.assert_close(maps["input_x_" + c], pathway_grad(net, x, path, tgt, times_input=True), msg=c)
+        path = extract_pathway(net, x, c, 60, target=tgt)
+        torch.testing.assert_close(maps[c], pathway_grad(net, x, path, target=tgt), msg=c)
+        torch.testing.assert_close(maps["input_x_" + c], pathway_grad(net, x, path, target=tgt, times_input=True), msg=c)
     for m, v in maps.items():
         assert v.shape == (3, 8, 8)
         peaks = v.abs().flatten(1).amax(1)
@@ -60,9 +60,9 @@ def test_attribution_maps_equal_the_individual_calls(tiny, explicit_target):
         if not m.startswith("guided"):
             np.testing.assert_allclose(peaks.numpy(), 1.0, rtol=1e-6, err_msg=m)
     # options are routed per method: IntGrad's steps do not reach NeuronMCT or the InputIntGrad baseline
-    path2 = extract_pathway(net, x, "neuron_intgrad", 60, tgt, steps=2)
+    path2 = extract_pathway(net, x, "neuron_intgrad", 60, target=tgt, steps=2)
     two = attribution_maps(net, x, ["neuron_intgrad"], sparsity=60, target=target, options={"neuron_intgrad": {"steps": 2}})["neuron_intgrad"]
-    torch.testing.assert_close(two, pathway_grad(net, x, path2, tgt))
+    torch.testing.assert_close(two, pathway_grad(net, x, path2, target=tgt))
     # the explicit target is honoured (maps differ from the prediction's)
     if explicit_target:
         default = attribution_maps(net, x, ["gradients", "neuron_mct"], sparsity=60)
@@ -78,7 +78,7 @@ def test_attribution_maps_target_defaults_to_unmasked_prediction(tiny):
     for m in methods:
         torch.testing.assert_close(default[m], explicit[m], msg=m)
     # literal: the gradient of the predicted logit through the NeuronMCT pathway's masks (own forward)
-    path = extract_pathway(net, x, "neuron_mct", 70, pred)
+    path = extract_pathway(net, x, "neuron_mct", 70, target=pred)
     masks = [m.float() for m in path.masks]
     ref = _literal_input_grad(lambda t: tiny.manual(net, t, masks), x, pred)
     torch.testing.assert_close(default["neuron_mct"].double(), tiny.reduce(ref), **ATOL)
@@ -124,11 +124,11 @@ def test_attribution_maps_options_per_method(tiny):
         net, x, ["neuron_mct", "neuron_intgrad", "input_intgrad"], sparsity=60,
         options={"neuron_intgrad": {"steps": 2}, "input_intgrad": {"steps": 7}},
     )
-    path2 = extract_pathway(net, x, "neuron_intgrad", 60, pred, steps=2)
-    torch.testing.assert_close(maps["neuron_intgrad"], pathway_grad(net, x, path2, pred))
-    torch.testing.assert_close(maps["neuron_mct"], pathway_grad(net, x, extract_pathway(net, x, "neuron_mct", 60, pred), pred))
-    torch.testing.assert_close(maps["input_intgrad"], saliency(net, x, "input_intgrad", pred, steps=7))
-    assert not torch.allclose(maps["input_intgrad"], saliency(net, x, "input_intgrad", pred))
+    path2 = extract_pathway(net, x, "neuron_intgrad", 60, target=pred, steps=2)
+    torch.testing.assert_close(maps["neuron_intgrad"], pathway_grad(net, x, path2, target=pred))
+    torch.testing.assert_close(maps["neuron_mct"], pathway_grad(net, x, extract_pathway(net, x, "neuron_mct", 60, target=pred), target=pred))
+    torch.testing.assert_close(maps["input_intgrad"], saliency(net, x, "input_intgrad", target=pred, steps=7))
+    assert not torch.allclose(maps["input_intgrad"], saliency(net, x, "input_intgrad", target=pred))
     with pytest.raises(ValueError, match="options"):
         attribution_maps(net, x, ["gradients"], options={"neuron_mct": {}})
 
@@ -161,10 +161,10 @@ def test_attribution_maps_resnet18_all_paper_methods_and_model_untouched(resnet1
         assert torch.equal(a, b)
     with torch.no_grad():
         pred = reference(x).argmax(1)
-    path = extract_pathway(reference, x, "neuron_mct", 75, pred)
-    expected = {m: saliency(reference, x, m, pred) for m in methods[:4]}
-    expected["neuron_mct"] = pathway_grad(reference, x, path, pred)
-    expected["input_x_neuron_mct"] = pathway_grad(reference, x, path, pred, times_input=True)
+    path = extract_pathway(reference, x, "neuron_mct", 75, target=pred)
+    expected = {m: saliency(reference, x, m, target=pred) for m in methods[:4]}
+    expected["neuron_mct"] = pathway_grad(reference, x, path, target=pred)
+    expected["input_x_neuron_mct"] = pathway_grad(reference, x, path, target=pred, times_input=True)
     for m in methods:
         assert maps[m].shape == (2, 32, 32)
         assert not maps[m].requires_grad
@@ -174,7 +174,7 @@ def test_attribution_maps_resnet18_all_paper_methods_and_model_untouched(resnet1
 def test_input_x_pathway_grad_literal(tiny):
     """input_x_<criterion>: (d logit / d x through the masked net) * x, max-abs over channels, / max |.|."""
     net, x, pred = _tiny_case(tiny, 32)
-    path = extract_pathway(net, x, "neuron_mct", 70, pred)
+    path = extract_pathway(net, x, "neuron_mct", 70, target=pred)
     assert float(path.sparsity.min()) > 50
     masks = [m.float() for m in path.masks]
     grad = _literal_input_grad(lambda t: tiny.manual(net, t, masks), x, pred)

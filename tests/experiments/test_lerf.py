@@ -36,7 +36,7 @@ def _literal_curve(model, x, maps, percent, order, fill_value, keys=None):
     position = {pixel: n for n, pixel in enumerate(keys if keys is not None else range(h * w))}
     ranked = sorted(range(h * w), key=lambda j: (-score[j] if order == "most" else score[j], position[j]))
     changed = x.clone()
-    for j in ranked[: removal_count(percent / 100, h * w)]:
+    for j in ranked[: removal_count(percent, h * w)]:
         changed[0, :, j // w, j % w] = fill_value
     with torch.no_grad():
         p, q = model(x).softmax(1), model(changed).softmax(1)
@@ -53,7 +53,7 @@ def test_curves_match_a_literal_evaluation(small_run):
     x, _ = SMALL.inputs.load_images()
     methods = [lerf.method_for(m, SMALL.pathway_sparsity, SMALL.seed) for m in SMALL.methods]
     all_maps = [
-        lerf.random_maps(list(range(len(x))), tuple(x.shape[2:]), SMALL.seed) if name == "random" else attribute(method, model, x)
+        lerf.random_maps(list(range(len(x))), tuple(x.shape[2:]), SMALL.seed) if name == "random" else attribute(model, x, method)
         for name, method in zip(SMALL.methods, methods)
     ]  # the run's batch: float sums depend on it
     pixels = x.shape[2] * x.shape[3]

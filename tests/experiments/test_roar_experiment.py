@@ -52,7 +52,7 @@ def _by_hand(seed: int):
     for part, x in (("train", data.x_train), ("test", data.x_test)):
         # the run's batches of 64: a map's float sums depend on its batch
         targets = base(x).argmax(1)
-        maps[part] = torch.cat([attribute(method, base, x[i : i + 64], targets[i : i + 64]) for i in range(0, len(x), 64)])
+        maps[part] = torch.cat([attribute(base, x[i : i + 64], method, target=targets[i : i + 64]) for i in range(0, len(x), 64)])
     return data, base, maps
 
 

@@ -35,7 +35,7 @@ def _maps_with(model, x, target, stages):
     with contextlib.ExitStack() as stack:
         for _, modules in stages:
             stack.enter_context(randomized(model, modules, SMALL.seed, SMALL.std))
-        return {m: saliency(model, x, m, target) for m in ("gradients", "guided_backprop")}
+        return {m: saliency(model, x, m, target=target) for m in ("gradients", "guided_backprop")}
 
 
 def test_cascade_is_cumulative_and_measured_only_where_asked(small_run):
