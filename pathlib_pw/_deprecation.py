@@ -21,13 +21,15 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from pathlib_pw.units import outside_stacklevel
+
 F = TypeVar("F", bound=Callable[..., Any])
 Converter = Callable[[Any], Any]
 
 
-def warn(message: str, stacklevel: int = 3) -> None:
-    """A FutureWarning about an old spelling (``stacklevel`` 3: the caller of the decorated function)."""
-    warnings.warn(f"{message} (the old spelling works for one release)", FutureWarning, stacklevel=stacklevel)
+def warn(message: str) -> None:
+    """A FutureWarning about an old spelling, pointed at the first caller outside this package."""
+    warnings.warn(f"{message} (the old spelling works for one release)", FutureWarning, stacklevel=outside_stacklevel())
 
 
 def percent_from_fraction(value: Any) -> Any:

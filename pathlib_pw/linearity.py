@@ -26,6 +26,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from pathlib_pw._deprecation import keyword_only_from
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.saliency import Target, explained_class
 from pathlib_pw.sites import (
@@ -259,14 +260,15 @@ def _states(a: torch.Tensor, relu6: bool) -> torch.Tensor:
     return states
 
 
+@keyword_only_from(5, "target")
 def first_order_error(
     model: nn.Module,
     x: torch.Tensor,
     directions: torch.Tensor,
     radii: Radii,
     path: Pathway | None = None,
-    target: Target = None,
     *,
+    target: Target = None,
     chunk_size: int = 16,
 ) -> dict[str, torch.Tensor]:
     """How far the masked network is from its first-order expansion at x, along each ray.
@@ -296,7 +298,7 @@ def first_order_error(
     if target is None and path is not None and "target" in path.info and len(path) == batch:
         target = path.info["target"]
     with evaluating(model):
-        tgt = explained_class(model, x, target)
+        tgt = explained_class(model, x, target=target)
         logit, grad = _logit_and_gradient(model, x, tgt, path)
         total = batch * n_radii * count
         moved = torch.empty(total, dtype=x.dtype, device=x.device)

@@ -52,7 +52,8 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
     return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
-def explained_class(model: nn.Module, x: torch.Tensor, target: Target = None, path: Pathway | None = None) -> torch.Tensor:
+@_deprecation.keyword_only_from(2, "target", "path")
+def explained_class(model: nn.Module, x: torch.Tensor, *, target: Target = None, path: Pathway | None = None) -> torch.Tensor:
     """The class explained per image: ``target`` validated, or the (masked) network's prediction."""
     with torch.no_grad(), evaluating(model):
         if path is None:

@@ -37,15 +37,12 @@ METHOD_IS_ATTRIBUTION = {
     "quantus_explain_func": "a registered attribution method's name or an attribution method",
 }
 # not yet renamed, owned by the lead (reported): criteria.spec(method) takes a criterion's name
-PENDING_METHOD = {"spec": "criteria.spec(method): a criterion's name, to become spec(criterion)"}
+PENDING_METHOD: dict[str, str] = {}
 # functions that follow the attribution-method protocol (model, x, target) -> maps, called positionally
 # by attribute(): their target stays positional, or user-registered methods would break
 ATTRIBUTION_PROTOCOL = {"sobel": "a registered attribution method (model, x, target) -> maps"}
 # not yet keyword-only, owned elsewhere (reported): linearity.first_order_error(..., path=None, target=None)
-PENDING_TARGET = {
-    "first_order_error": "linearity.py is not this change's file; target to become keyword-only",
-    "explained_class": "linearity.py:299 calls it with a positional target; keyword-only once that call passes target=",
-}
+PENDING_TARGET: dict[str, str] = {}
 # where ``criterion`` is a pathway criterion's name
 CRITERION_FUNCTIONS = ("extract_pathway", "extract_pathways", "pathway_grad_method")
 # pure measures and transforms: they take no model

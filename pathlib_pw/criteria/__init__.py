@@ -42,11 +42,12 @@ CRITERIA: dict[str, Callable[..., list[Pathway]]] = {name: spec.function for nam
 VARIANTS: dict[str, tuple[str, ...]] = {name: spec.variants for name, spec in SPECS.items()}
 
 
-def spec(method: str) -> CriterionSpec:
-    """The description of criterion ``method`` (one of ``SPECS``)."""
-    if method not in SPECS:
-        raise ValueError(f"method must be one of {sorted(SPECS)}, got {method!r}")
-    return SPECS[method]
+@_deprecation.renamed(method="criterion")
+def spec(criterion: str) -> CriterionSpec:
+    """The description of ``criterion`` (one of ``SPECS``)."""
+    if criterion not in SPECS:
+        raise ValueError(f"criterion must be one of {sorted(SPECS)}, got {criterion!r}")
+    return SPECS[criterion]
 
 
 def table() -> Any:
@@ -126,9 +127,9 @@ def extract_pathway(
     method = criterion
     description = spec(method)
     if description.needs_sparsity and sparsity is None:
-        raise ValueError(f"sparsity (percent of neurons removed, in [0, 100)) is required for method {method!r}")
+        raise ValueError(f"sparsity (percent of neurons removed, in [0, 100)) is required for criterion {method!r}")
     if not description.needs_sparsity and sparsity is not None:
-        raise ValueError(f"sparsity must be None for method {method!r} (it is derived from each image)")
+        raise ValueError(f"sparsity must be None for criterion {method!r} (it is derived from each image)")
     levels = None if sparsity is None else [sparsity]
     return extract_pathways(
         model,
@@ -176,22 +177,22 @@ def extract_pathways(
     method = criterion
     description = spec(method)
     if variant not in description.variants:
-        raise ValueError(f"variant for method {method!r} must be one of {list(description.variants)}, got {variant!r}")
+        raise ValueError(f"variant for criterion {method!r} must be one of {list(description.variants)}, got {variant!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     rectifier_modules(model)
     check_input(x)
     unknown = sorted(set(options) - set(description.options))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for method {method!r}; accepted options: {list(description.options)}")
+        raise TypeError(f"unknown option(s) {unknown} for criterion {method!r}; accepted options: {list(description.options)}")
     batch = x.shape[0]
     if not description.needs_sparsity:
         if sparsities is not None:
-            raise ValueError(f"sparsities must be None for method {method!r} (it is derived from each image)")
+            raise ValueError(f"sparsities must be None for criterion {method!r} (it is derived from each image)")
         percents = None
     else:
         if sparsities is None or isinstance(sparsities, (int, float, torch.Tensor)) or len(sparsities) == 0:
-            raise ValueError(f"sparsities must be a non-empty list of sparsities in percent for method {method!r}")
+            raise ValueError(f"sparsities must be a non-empty list of sparsities in percent for criterion {method!r}")
         percents = [as_percent(level, batch) for level in sparsities]
         asked = sorted(set(torch.cat(percents).tolist()))
         warn_if_share("sparsity" if len(percents) == 1 else "sparsities", asked[0] if len(asked) == 1 else asked)
