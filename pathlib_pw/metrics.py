@@ -22,7 +22,7 @@ def _check_same_sites(a: Pathway, b: Pathway) -> None:
 
 
 def jaccard(a: Pathway, b: Pathway, per_site: bool = False) -> torch.Tensor:
-    """|A n B| / |A u B| of the kept sets, per image (B,) or per image and site (B, n_sites).
+    """``|A n B| / |A u B|`` of the kept sets, per image (B,) or per image and site (B, n_sites).
 
     An empty union (both paths keep nothing) gives NaN: the overlap is undefined there.
     """
@@ -51,7 +51,7 @@ def chance_jaccard(
     site, shaped like the path's masks; None: every neuron). With available sets that leave out what a
     criterion removes for free (a contribution criterion's zero-score neurons), the null gets those
     for free too. Neuron n is then kept with probability pi(n) = kept / available in its site, and
-    E|A n B| = sum of pi_A(n) pi_B(n); the value is E|A n B| / (|A| + |B| - E|A n B|), the ratio of
+    ``E|A n B| = sum of pi_A(n) pi_B(n)``; the value is ``E|A n B| / (|A| + |B| - E|A n B|)``, the ratio of
     the expectations (within 1e-3 of the expected ratio for sites of a few hundred neurons). NaN where
     both paths keep nothing. Every kept neuron must be available.
     """
@@ -140,7 +140,7 @@ class PathResponse:
 
     @property
     def change(self) -> torch.Tensor:
-        """|p_path - p_orig| / p_orig: the paper's output change."""
+        """``|p_path - p_orig| / p_orig``: the paper's output change."""
         return (self.p_path - self.p_orig).abs() / self.p_orig
 
     @property
@@ -174,7 +174,7 @@ def path_response(
 def output_change(
     model: nn.Module, x: torch.Tensor, path: Pathway, *, target: int | Sequence[int] | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """|p_masked - p_orig| / p_orig of the target's softmax probability, per image (B,).
+    """``|p_masked - p_orig| / p_orig`` of the target's softmax probability, per image (B,).
 
     ``target`` defaults to the pathway's explained class, else the unmasked prediction.
     """
@@ -182,7 +182,7 @@ def output_change(
 
 
 def map_concentration(maps: torch.Tensor | np.ndarray, share: float = 0.05) -> np.ndarray:
-    """Share of each map's total |value| held by its top ``share`` of pixels, per map.
+    """Share of each map's total ``|value|`` held by its top ``share`` of pixels, per map.
 
     1 means all attribution sits in those pixels; ``share`` is the value of a uniform map. An
     all-zero map (a path that disconnects the input) has no attribution to distribute: NaN.

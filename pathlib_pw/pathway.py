@@ -91,7 +91,7 @@ class Pathway:
     @property
     def method(self) -> str:
         """Deprecated name of :attr:`criterion`."""
-        _deprecation.warn("Pathway.method is deprecated: read Pathway.criterion", stacklevel=3)
+        _deprecation.warn("Pathway.method is deprecated: read Pathway.criterion")
         return self.criterion
 
     @classmethod

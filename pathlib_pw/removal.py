@@ -542,7 +542,7 @@ def pixel_removal_curve(
     seed: Seed = None,
     noise: float | Sequence[float] = 0.01,
 ) -> torch.Tensor:
-    """|p(x') - p(x)| / p(x) of the target class's softmax probability per image and percent, (B, F) on the CPU.
+    """``|p(x') - p(x)| / p(x)`` of the target class's softmax probability per image and percent, (B, F) on the CPU.
 
     x' is :func:`remove_pixels` of ``x`` at each of the F ``percents`` (each in [0, 100]); Khakzar et
     al.'s LeRF curve is the default ``order="least"`` with percents 1..10, averaged over images.

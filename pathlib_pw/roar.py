@@ -12,7 +12,7 @@ KAR's stay high.
 Two known confounds (read the accuracies with them in mind): the removal mask's shape itself can carry
 the class (a model can learn from where the pixels are missing; Rong et al., ICML 2022, "ROAD"), and a
 blurry map removes compact blobs that the model can inpaint. The pixels removed are
-:func:`pathlib_pw.removal.removal_masks` (ranked by |map|, equal scores in a seeded random order), so
+:func:`pathlib_pw.removal.removal_masks` (ranked by ``|map|``, equal scores in a seeded random order), so
 the decisions are recorded and replayed like every threshold decision of the library.
 """
 
