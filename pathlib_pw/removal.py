@@ -45,7 +45,7 @@ from torch import nn
 
 from pathlib_pw import decisions
 from pathlib_pw._deprecation import keyword_only_from, percent_from_fraction, renamed
-from pathlib_pw.sites import as_model_input, check_input, evaluating, resolve_target
+from pathlib_pw.sites import as_model_input, check_input, check_logits, evaluating, resolve_target
 from pathlib_pw.units import warn_if_share
 
 Order = Literal["most", "least"]
@@ -586,7 +586,7 @@ def pixel_removal_curve(
     pairs = [(b, s, f) for b in range(batch) for s in range(orders) for f in range(n_levels) if source[b, s, f] == s]
     size = batch_size or max(1, len(pairs))
     with torch.no_grad(), evaluating(model):
-        logits = torch.cat([model(x[i : i + size].clone()) for i in range(0, batch, size)])
+        logits = torch.cat([check_logits(model(x[i : i + size].clone())) for i in range(0, batch, size)])
         tgt = resolve_target(target, logits)
         p0 = logits.softmax(1).gather(1, tgt.view(-1, 1)).squeeze(1)
         p = torch.full((batch, orders, n_levels), float("nan"), dtype=p0.dtype, device=device)

@@ -197,3 +197,20 @@ def test_input_takes_the_model_dtype():
     got = pw.extract_pathway(model, x64.float(), "neuron_mct", 50)
     want = pw.extract_pathway(model, x64.float().double(), "neuron_mct", 50)
     assert torch.equal(got.flat(), want.flat())
+
+
+def test_every_model_running_function_names_the_wrapping_for_a_tuple_output():
+    model, x = _Tuple(nets.tiny_cnn(), "tuple"), nets.images(1)
+    maps = torch.rand(1, 8, 8)
+    path = pw.extract_pathway(nets.tiny_cnn(), x, "neuron_mct", 50)
+    calls = {
+        "pathway_grad": lambda: pw.pathway_grad(model, x, path),
+        "saliency": lambda: pw.saliency(model, x, "gradients"),
+        "attribute": lambda: pw.attribute(model, x, "gradients"),
+        "output_change": lambda: pw.output_change(model, x, path),
+        "pixel_removal_curve": lambda: pw.pixel_removal_curve(model, x, maps, [10]),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=r"must return logits of shape \(B, classes\), got a tuple.*select_output") as raised:
+            call()
+        assert "Traceback" not in str(raised.value), name
