@@ -154,4 +154,18 @@ def tie_broken_pathway(
     removed per image, the lowest scores first and scores equal at the cut in the order of ``tie_keys``
     (see :func:`remove_lowest`). Where no score ties the cut, the masks of :func:`threshold_pathway`."""
     masks = remove_lowest(scores, percentile_count(scores, sparsity), tie_keys=tie_keys)
-    return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), **info)
+    tied, tie_removed = _tied_at_cut(scores, masks)
+    return Pathway.from_masks(
+        masks, sites, method, requested_sparsity=sparsity.float(), tied_share=tied, tie_removed_share=tie_removed, **info
+    )
+
+
+def _tied_at_cut(scores: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the share of all neurons whose score equals the highest removed score, and the share
+    removed from that tied block (the part the tie order chose). Both 0 when nothing is removed."""
+    flat, kept = pooled(scores), pooled(masks)
+    removed = ~kept
+    cut = torch.where(removed, flat, torch.full_like(flat, -torch.inf)).amax(1, keepdim=True)
+    tied = (flat == cut) & removed.any(1, keepdim=True)
+    n = flat.shape[1]
+    return (count_true(tied).double() / n).float().cpu(), (count_true(tied & removed).double() / n).float().cpu()

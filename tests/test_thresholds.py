@@ -262,3 +262,17 @@ def test_remove_lowest_with_tie_keys_is_recorded_and_replayed():
         remove_lowest(scores, count, tie_keys=other)
     assert not report.ok
     assert any("neurons changed" in c.problem for c in report.checks)
+
+
+def test_tie_broken_pathway_records_the_tied_block_it_cut():
+    """Hand example: 10 neurons, scores 0 0 0 0 1 1 1 1 2 3; 30 % -> floor(0.3 x 9) + 1 = 3 removed,
+    all from the block of four zeros: tied share 0.4, removed from it 0.3."""
+    from pathlib_pw.thresholds import tie_broken_pathway
+
+    scores = [torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0]])]
+    keys = torch.tensor([[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    path = tie_broken_pathway(scores, torch.tensor([30.0], dtype=torch.float64), ["s"], "x", keys)
+    assert path.masks[0].tolist() == [[True, False, False, False, True, True, True, True, True, True]]
+    assert path.info["tied_share"].tolist() == pytest.approx([0.4]) and path.info["tie_removed_share"].tolist() == pytest.approx([0.3])
+    whole = tie_broken_pathway(scores, torch.tensor([40.0], dtype=torch.float64), ["s"], "x", keys)  # 4 removed: the block
+    assert whole.info["tied_share"].tolist() == pytest.approx([0.4]) and whole.info["tie_removed_share"].tolist() == pytest.approx([0.4])

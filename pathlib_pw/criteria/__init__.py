@@ -105,9 +105,10 @@ def extract_pathway(
         progress: show a tqdm progress bar on stderr over the criterion's outer loop (Greedy's rounds,
             DGR's iterations with the retry pass in the postfix, NeuronIntGrad's sites), and one over
             the chunks when ``batch_size`` splits the images. Off by default; never changes the result.
-        allow_empty: return pathways that disconnect the output from the input (PathwayGrad all zero)
-            instead of raising :class:`~pathlib_pw.criteria.checks.EmptyPathwayError`. Without it,
-            each returned pathway costs one more forward and backward pass (the check).
+        allow_empty: return pathways that keep no neuron at all instead of raising
+            :class:`~pathlib_pw.criteria.checks.EmptyPathwayError`. Each returned pathway costs one
+            more forward and backward pass: the check whether it still connects the output to the
+            input (a warning and ``info["disconnected"]`` where it does not).
         options: criterion-specific keyword arguments (for example ``steps`` for ``neuron_intgrad``,
             ``rounds`` for ``greedy``, ``init`` and ``iterations`` for ``dgr``, ``seed``).
 
@@ -116,10 +117,11 @@ def extract_pathway(
         sparsity, and in ``info`` the requested sparsity, the explained ``target``, the
         ``skipped_activations`` (non-rectifier activations, no site) and criterion extras.
 
-    Warns (:class:`~pathlib_pw.criteria.checks.PathwayWarning`) when a pathway removes more than
-    requested (by more than one percentage point) and, once per model, when the model has
-    activations that are not rectifiers; a sparsity in (0, 1) warns "did you mean ... %?"
-    (:mod:`pathlib_pw.criteria.checks`).
+    Warns (:class:`~pathlib_pw.criteria.checks.PathwayWarning`, one warning per kind and call) when a
+    pathway removes more than requested (by more than one percentage point), disconnects the output
+    from the input, has its cut inside a block of tied scores (DGR), when DGR kept no prediction, and,
+    once per model, when the model has activations that are not rectifiers; a sparsity in (0, 1)
+    warns "did you mean ... %?" (:mod:`pathlib_pw.criteria.checks`).
 
     Old spellings, for one release with a FutureWarning: ``method=`` for ``criterion``, and ``target``
     and ``variant`` by position.

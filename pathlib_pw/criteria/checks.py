@@ -6,8 +6,13 @@
   one neuron) beyond the request warns with the numbers (:class:`PathwayWarning`).
 - A disconnected pathway: when the explained logit no longer depends on the input through the
   path (every site on the way cut, or only neurons with zero gradient kept), PathwayGrad is an
-  all-zero map and output changes are meaningless. That raises :class:`EmptyPathwayError`, naming
-  the sites that keep no neuron, unless ``allow_empty=True`` (then nothing is checked).
+  all-zero map: a warning names the sites that keep no neuron, and ``info["disconnected"]`` marks
+  the images. A pathway that keeps no neuron at all raises :class:`EmptyPathwayError` unless
+  ``allow_empty=True``.
+- A cut inside a block of tied scores (DGR's gates): ``info["tied_share"]`` and
+  ``info["tie_removed_share"]`` say how many neurons tie at the cut and how many of them the seeded
+  tie order removed; above 1 % of the neurons a warning says that part of the path depends on the seed.
+- A DGR run in which no iterate kept the prediction warns (``info["kept_prediction"]``).
 - Activations that are not rectifiers (GELU, SiLU, LeakyReLU, Hardswish, Sigmoid, ...) are no
   pathway site: a warning lists them once per model, and ``path.info["skipped_activations"]`` keeps the list.
 
@@ -50,7 +55,7 @@ class PathwayWarning(UserWarning):
 
 
 class EmptyPathwayError(ValueError):
-    """A pathway through which the explained logit no longer depends on the input."""
+    """A pathway that keeps no neuron at all."""
 
 
 @contextlib.contextmanager
@@ -104,49 +109,77 @@ def check_pathways(
     overshoot_reason: str,
 ) -> None:
     """Warn or raise as the module docstring says; ``requested`` holds one (B,) percent tensor per path
-    (None for a criterion that derives its sparsity). Adds ``info["skipped_activations"]`` to each path."""
+    (None for a criterion that derives its sparsity). Adds ``info["skipped_activations"]`` and, unless
+    in an experiment, ``info["disconnected"]`` to each path."""
     skipped = skipped_activations(model, x)
     for path in paths:
         path.info["skipped_activations"] = list(skipped)
     if in_experiment():
         return
+    notes: list[str] = []
     if skipped and _WARNED_SKIPPED.get(model) != tuple(skipped):
         _WARNED_SKIPPED[model] = tuple(skipped)
-        warnings.warn(
-            f"{len(skipped)} activation(s) of this model are not rectifiers and are not pathway sites, so "
-            f"the pathway does not select neurons there: {', '.join(skipped[:10])}{', ...' if len(skipped) > 10 else ''} "
-            "(also in path.info['skipped_activations'])",
-            PathwayWarning,
-            stacklevel=outside_stacklevel(),
+        shown = ", ".join(skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        notes.append(
+            f"{len(skipped)} activation(s) of this model are not rectifiers and are not pathway sites, so the "
+            f"pathway does not select neurons there: {shown} (also in path.info['skipped_activations'])"
         )
+    over, split, cut = [], [], []
     for j, path in enumerate(paths):
+        level = "" if len(paths) == 1 or requested is None else f" at {float(requested[j].max()):g} % requested"
+        empty = path.flat().sum(1) == 0
+        if bool(empty.any()) and not allow_empty:
+            raise EmptyPathwayError(
+                f"the {criterion} pathway{level} keeps no neuron at all on {_images(empty)} of {len(path)}; "
+                "use a lower sparsity, or pass allow_empty=True to get such pathways anyway"
+            )
         if requested is not None:
             wanted = requested[j].to(path.sparsity.device, torch.float64)
             excess = path.sparsity.double() - wanted
-            over = excess > OVERSHOOT_TOLERANCE + 100.0 / path.num_neurons
-            if bool(over.any()):
+            beyond = excess > OVERSHOOT_TOLERANCE + 100.0 / path.num_neurons
+            if bool(beyond.any()):
                 worst = int(excess.argmax())
-                warnings.warn(
-                    f"{criterion} removed more neurons than requested on {_images(over)} of {len(path)}: "
-                    f"{float(path.sparsity[worst]):.2f} % realized for {float(wanted[worst]):.2f} % requested "
-                    f"(image {worst}; tolerance {OVERSHOOT_TOLERANCE:g} point): {overshoot_reason}. "
-                    "path.sparsity holds the realized sparsity per image",
-                    PathwayWarning,
-                    stacklevel=outside_stacklevel(),
+                over.append(
+                    f"{float(path.sparsity[worst]):.2f} % realized for {float(wanted[worst]):.2f} % requested on "
+                    f"{_images(beyond)} of {len(path)} (the largest: image {worst})"
                 )
-        if allow_empty:
-            continue
-        cut = disconnected(model, x, path)
-        if bool(cut.any()):
-            empty_sites = [name for name, m in zip(path.sites, path.masks) if not bool(m[cut].flatten(1).any(1).all())]
-            sites = (
-                f"; sites that keep no neuron: {', '.join(empty_sites[:6])}{', ...' if len(empty_sites) > 6 else ''}"
-                if empty_sites
-                else ""
-            )
-            raise EmptyPathwayError(
-                f"the {criterion} pathway at {float(path.sparsity[cut].max()):.2f} % realized sparsity disconnects the "
-                f"output from the input on {_images(cut)} of {len(path)} (the explained logit's input gradient through "
-                f"the path is exactly 0, so PathwayGrad would be an all-zero map){sites}; use a lower sparsity, or "
-                "pass allow_empty=True to get such pathways anyway"
-            )
+        if "tied_share" in path.info:
+            tied, removed = path.info["tied_share"].double(), path.info["tie_removed_share"].double()
+            chose = (tied > 0.01) & (removed > 0) & (removed < tied)
+            if bool(chose.any()):
+                worst = int(torch.where(chose, tied, torch.zeros_like(tied)).argmax())
+                split.append(
+                    f"{100 * float(tied[worst]):.1f} % of the neurons tie at the cut{level} (image {worst}) and the "
+                    f"seeded tie order chose the {100 * float(removed[worst]):.1f} % removed from them"
+                )
+        gone = disconnected(model, x, path)
+        path.info["disconnected"] = gone
+        if bool(gone.any()):
+            sites = [name for name, m in zip(path.sites, path.masks) if not bool(m[gone].flatten(1).any(1).all())]
+            named = f" (sites that keep no neuron: {', '.join(sites[:6])}{', ...' if len(sites) > 6 else ''})" if sites else ""
+            cut.append(f"at {float(path.sparsity[gone].max()):.2f} % realized sparsity on {_images(gone)} of {len(path)}{named}")
+    if over:
+        notes.append(
+            f"{criterion} removed more neurons than requested (tolerance {OVERSHOOT_TOLERANCE:g} point): "
+            f"{'; '.join(over)}. Why: {overshoot_reason}. path.sparsity holds the realized sparsity per image"
+        )
+    if split:
+        notes.append(
+            f"{criterion}: {'; '.join(split)}. That part of the path depends on the seed, not on the scores "
+            "(info['tied_share'], info['tie_removed_share'])"
+        )
+    if cut:
+        notes.append(
+            f"the {criterion} pathway disconnects the output from the input {'; '.join(cut)}: the explained logit's "
+            "input gradient through it is exactly 0, so PathwayGrad is an all-zero map there (info['disconnected'])"
+        )
+    kept = paths[0].info.get("kept_prediction") if paths else None
+    if isinstance(kept, torch.Tensor) and not bool(kept.all()):
+        retries = paths[0].info.get("retries")
+        after = f" after {int(retries[~kept.cpu()].max())} retries" if isinstance(retries, torch.Tensor) else ""
+        notes.append(
+            f"{criterion}: no iterate kept the prediction on {_images(~kept)} of {len(kept)}{after}; the path there is "
+            "the lowest-loss iterate's (info['kept_prediction'])"
+        )
+    for note in notes:
+        warnings.warn(note, PathwayWarning, stacklevel=outside_stacklevel())

@@ -50,9 +50,9 @@ def test_dgr_tied_gates_no_longer_empty_the_path():
     maps = pw.pathway_grad(model, x, path)
     assert bool((maps.flatten(1).abs().amax(1) > 0).all()), "PathwayGrad through the path must not be all zero"
     # the old rule, still available, empties the path: it raises, or warns with the numbers when allowed
-    with pytest.raises(EmptyPathwayError, match=r"100\.00 % realized sparsity disconnects.*allow_empty=True"):
+    with pytest.raises(EmptyPathwayError, match=r"keeps no neuron at all.*allow_empty=True"):
         pw.extract_pathway(model, x, "dgr", 50, iterations=20, ties="all")
-    with pytest.warns(PathwayWarning, match=r"dgr removed more neurons than requested on images 0, 1, 2, 3 of 4: 100\.00 % realized for 50\.00 % requested"):
+    with pytest.warns(PathwayWarning, match=r"dgr removed more neurons than requested \(tolerance 1 point\): 100\.00 % realized for 50\.00 % requested on images 0, 1, 2, 3 of 4"):
         old = pw.extract_pathway(model, x, "dgr", 50, iterations=20, ties="all", allow_empty=True)
     assert torch.equal(old.sparsity, torch.full((4,), 100.0))
 
@@ -87,7 +87,7 @@ def test_overshoot_warns_with_the_numbers_and_only_beyond_the_tolerance():
     model, x = nets.tiny_cnn(), nets.images(2)
     dead = float(pw.metrics.base_sparsity(pw.record_activations(model, x)[1]).min())
     assert dead > 0.2
-    with pytest.warns(PathwayWarning, match=r"neuron_mct removed more neurons than requested on images 0, 1 of 2: .* % realized for 5\.00 % requested .*dead neurons all score exactly 0"):
+    with pytest.warns(PathwayWarning, match=r"neuron_mct removed more neurons than requested \(tolerance 1 point\): .* % realized for 5\.00 % requested on images 0, 1 of 2.*dead neurons all score exactly 0"):
         pw.extract_pathway(model, x, "neuron_mct", 5)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PathwayWarning)
@@ -95,16 +95,42 @@ def test_overshoot_warns_with_the_numbers_and_only_beyond_the_tolerance():
         assert bool((path.sparsity <= 5 + 1 + 100 / path.num_neurons).all())
 
 
-def test_disconnected_path_raises_naming_the_sites_and_allow_empty_returns_it():
+def test_disconnected_path_warns_naming_the_sites_and_keeps_the_other_levels():
     model, x = nets.tiny_cnn(), nets.images(2)
-    with pytest.raises(EmptyPathwayError, match=r"disconnects the output from the input on images 0, 1 of 2.*sites that keep no neuron: relu2, relu3"):
-        pw.extract_pathway(model, x, "dead_first_activation", 99)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PathwayWarning)
-        path = pw.extract_pathway(model, x, "dead_first_activation", 99, allow_empty=True)
-    assert float(pw.pathway_grad(model, x, path).abs().max()) == 0.0, "the check's claim: an all-zero map"
+    with pytest.warns(PathwayWarning, match=r"disconnects the output from the input at .* realized sparsity on images 0, 1 of 2 \(sites that keep no neuron: relu2, relu3\)"):
+        low, high = pw.extract_pathways(model, x, "dead_first_activation", [60, 99])
+    assert high.info["disconnected"].tolist() == [True, True] and low.info["disconnected"].tolist() == [False, False]
+    assert float(pw.pathway_grad(model, x, high).abs().max()) == 0.0, "the warning's claim: an all-zero map"
+    assert float(pw.pathway_grad(model, x, low).abs().max()) > 0.0
+
+
+def test_a_path_that_keeps_nothing_raises_unless_allowed():
+    model, x = _relu_gelu_cnn(), _images()
+    with pytest.raises(EmptyPathwayError, match=r"the dgr pathway keeps no neuron at all on images 0, 1, 2, 3 of 4.*allow_empty=True"):
+        pw.extract_pathway(model, x, "dgr", 50, iterations=20, ties="all")
     with pytest.raises(TypeError, match="allow_empty must be a bool"):
         pw.extract_pathway(model, x, "neuron_mct", 50, allow_empty="yes")
+
+
+def test_one_warning_per_kind_for_several_levels():
+    model, x = nets.tiny_cnn(), nets.images(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pw.extract_pathways(model, x, "neuron_mct", [1, 5, 10])
+    over = [w for w in caught if "removed more neurons than requested" in str(w.message)]
+    assert len(over) == 1 and str(over[0].message).count("% requested on") == 3
+
+
+def test_a_cut_inside_a_block_of_tied_gates_says_the_seed_chose():
+    """DGR's tie order is position-neutral, but it still picks which tied gates go: the share is
+    recorded and, above 1 % of the neurons, said."""
+    model, x = _relu_gelu_cnn(), _images(2)
+    with pytest.warns(PathwayWarning, match=r"dgr: .* % of the neurons tie at the cut \(image \d\) and the seeded tie order chose the .* % removed from them"):
+        path = pw.extract_pathway(model, x, "dgr", 50, iterations=20)
+    tied, removed = path.info["tied_share"], path.info["tie_removed_share"]
+    assert bool(((removed > 0) & (removed < tied)).all())
+    mct = pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "neuron_mct", 60)
+    assert "tied_share" not in mct.info  # the paper's rule removes tied blocks whole: nothing to choose
 
 
 def test_experiments_record_instead_of_warning_or_raising():
@@ -136,10 +162,11 @@ def test_skipped_activations_warn_once_and_are_listed_in_info():
         path = pw.extract_pathway(model, x, "neuron_mct", 60)
     assert path.info["skipped_activations"] == ["act (SiLU)", "/gelu", "/sigmoid"]
     assert path.sites == ["/relu"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PathwayWarning)  # once per model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         again = pw.extract_pathway(model, x, "neuron_mct", 60)
         plain = pw.extract_pathway(nets.tiny_cnn(), nets.images(1), "neuron_mct", 50)  # only rectifiers: silent
+    assert not [w for w in caught if "not rectifiers" in str(w.message)], "once per model"
     assert again.info["skipped_activations"] == path.info["skipped_activations"]
     assert plain.info["skipped_activations"] == []
 
