@@ -106,6 +106,8 @@ class Pathway:
             _deprecation.warn("Pathway.from_masks(method=...) is deprecated: pass criterion=...")
             criterion = info.pop("method")
         masks = [m.bool() for m in masks]
+        if not masks:
+            raise ValueError("masks must hold at least one site's mask (B, *site shape)")
         return cls(list(masks), list(sites), realized_sparsity(masks), criterion, dict(info))
 
     def __repr__(self) -> str:
@@ -202,7 +204,9 @@ class Pathway:
         except FileNotFoundError:
             raise
         except Exception as error:  # noqa: BLE001  (zipfile, zlib, numpy: every way a foreign file fails)
-            raise ValueError(f"{name!s} is not a Pathway file written by Pathway.save ({error})") from None
+            # numpy takes any file that is not an array or archive for a pickle: say what it is not
+            why = "not a .npz archive" if "pickle" in str(error) else str(error)
+            raise ValueError(f"{name!s} is not a Pathway file written by Pathway.save ({why})") from None
         try:
             header = json.loads(bytes(arrays["header"].astype(np.uint8)).decode("utf-8"))
             if header.get("format") != FORMAT:
@@ -268,12 +272,17 @@ class Pathway:
         first = paths[0]
         if any(p.sites != first.sites for p in paths):
             raise ValueError("pathways to concatenate must have the same sites")
+        criteria = sorted({p.criterion for p in paths})
+        if len(criteria) > 1:
+            raise ValueError(f"pathways to concatenate must come from one criterion, got {criteria}")
+        # per-image entries are concatenated, shared ones kept; an entry that is neither in every
+        # pathway (missing somewhere, per-image in one and shared in another, or shared but different) is left out
         info: dict[str, Any] = {}
         for key, value in first.info.items():
-            values = [p.info.get(key) for p in paths]
+            values = [p.info.get(key, _MISSING) for p in paths]
             if all(_is_batched(v, p.batch_size) for v, p in zip(values, paths)):
-                info[key] = torch.cat([v.to(value.device) for v in values if v is not None])
-            else:
+                info[key] = torch.cat([v.to(value.device) for v in values])
+            elif not any(isinstance(v, torch.Tensor) for v in values) and all(_same_value(v, value) for v in values):
                 info[key] = value
         return Pathway(
             [torch.cat([p.masks[s] for p in paths]) for s in range(len(first.sites))],
@@ -333,14 +342,20 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
 
 
 def _same_tensor(a: object, b: object) -> bool:
-    """Two tensors of the same shape and dtype kind with equal values (``torch.equal``, on the CPU)."""
+    """Two tensors of the same shape and dtype with equal values, NaN equal to NaN (on the CPU)."""
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         return False
-    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach().cpu(), b.detach().cpu())
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    a, b = a.detach().cpu(), b.detach().cpu()
+    if torch.equal(a, b):
+        return True
+    return a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
 def _same_value(a: object, b: object) -> bool:
-    """Equality of info values: tensors by :func:`_same_tensor`, containers item by item, others by ``==``."""
+    """Equality of info values: tensors by :func:`_same_tensor`, containers item by item (a tuple equals
+    the list :meth:`Pathway.load` makes of it), NaN equal to NaN, others by ``==``."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return _same_tensor(a, b)
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
@@ -348,11 +363,16 @@ def _same_value(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same_value(u, v) for u, v in zip(a, b))
+        return len(a) == len(b) and all(_same_value(u, v) for u, v in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
     try:
         return bool(a == b)
     except (TypeError, ValueError, RuntimeError):  # e.g. numpy arrays: elementwise ==
         return False
+
+
+_MISSING = object()
 
 
 def _is_batched(value: Any, batch: int) -> bool:

@@ -123,8 +123,11 @@ def saliency(
             ``np.arange(steps + 1) / steps`` (``steps + 1`` points, alpha = 0 included), the input
             times the mean gradient over them.
     """
-    if method not in SALIENCY_METHODS:
-        raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {method!r}")
+    if isinstance(model, str) and isinstance(x, nn.Module):
+        raise TypeError(f"saliency takes (model, x, method): call saliency(model, x, {model!r})")
+    if not isinstance(method, str) or method not in SALIENCY_METHODS:
+        shown = method if isinstance(method, str) else type(method).__name__
+        raise ValueError(f"method must be one of {list(SALIENCY_METHODS)}, got {shown!r}")
     if variant not in ("intended", "original_code"):
         raise ValueError(f"variant must be 'intended' or 'original_code', got {variant!r}")
     x = as_model_input(x, model).detach().requires_grad_(True)
@@ -186,25 +189,32 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, *, target: torch.Tensor) 
 def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
     modules = dict(model.named_modules())
     if layer is None:
-        for cls in type(model).__mro__:
-            if cls.__name__ in GRADCAM_LAYERS:
-                layer = GRADCAM_LAYERS[cls.__name__]
+        # the first module of a known architecture, the model itself or one it wraps (select_output, ...)
+        for name, module in modules.items():
+            known = next((GRADCAM_LAYERS[c.__name__] for c in type(module).__mro__ if c.__name__ in GRADCAM_LAYERS), None)
+            if known is not None:
+                layer = f"{name}.{known}" if name else known
                 break
         else:
-            example = _last_conv_block(modules) or "<submodule name>"
+            example = _last_conv_block(model) or "<submodule name>"
             raise ValueError(
                 f"layer must name the Grad-CAM layer of {type(model).__name__} (no default for this architecture; "
                 f"defaults exist for {sorted(GRADCAM_LAYERS)}): pass it, e.g. "
                 f'attribute(model, x, "gradcam", layer="{example}") or saliency(model, x, "gradcam", layer="{example}"), '
-                f'or register it once: register_attribution("gradcam@{example}", baseline_method("gradcam", layer="{example}"))'
+                f'or register it once: register_attribution("gradcam@{example}", '
+                f'pathlib_pw.attribution_methods.baseline_method("gradcam", layer="{example}"))'
             )
     if layer not in modules:
         raise ValueError(f"layer must be the name of a submodule of the model, got {layer!r}")
     return modules[layer]
 
 
-def _last_conv_block(modules: dict[str, nn.Module]) -> str | None:
-    """The name of the last top-level child that contains a Conv2d: a reasonable Grad-CAM layer to suggest."""
-    children = [name for name in modules if name and "." not in name]
-    with_conv = [name for name in children if any(isinstance(m, nn.Conv2d) for m in modules[name].modules())]
-    return with_conv[-1] if with_conv else None
+def _last_conv_block(model: nn.Module) -> str | None:
+    """The name of the last child that contains a Conv2d, below any chain of single-child wrappers: a
+    reasonable Grad-CAM layer to suggest."""
+    prefix, module = "", model
+    while len(children := list(module.named_children())) == 1:
+        name, module = children[0]
+        prefix += name + "."
+    with_conv = [name for name, child in module.named_children() if any(isinstance(m, nn.Conv2d) for m in child.modules())]
+    return prefix + with_conv[-1] if with_conv else None

@@ -304,10 +304,10 @@ def check_input(x: object, name: str = "x") -> torch.Tensor:
 
 def record_activations(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
     """One forward pass without gradients: ``(logits, per-site activations, site names)``."""
-    check_input(x)
+    x = as_model_input(x, model)
     with evaluating(model), torch.no_grad(), hooked(model) as trace:
         # a copy: a model may start with an in-place rectifier on its input
-        logits = model(x.to(model_device(model)).clone())
+        logits = model(x.clone())
         outputs = [o.detach() for o in trace.outputs]
         names = trace.sites
     return logits, outputs, names
@@ -356,7 +356,7 @@ def activations_and_gradients(
     ``.grad`` fields are left untouched.
     """
     with evaluating(model), hooked(model, edit) as trace:
-        inp = x.detach().to(model_device(model)).requires_grad_(True)
+        inp = as_model_input(x, model).detach().requires_grad_(True)
         logits = model(inp.clone())  # never an in-place op on the leaf or the caller's tensor
         tgt = resolve_target(target, logits)
         picked = logits.gather(1, tgt.view(-1, 1)).sum()

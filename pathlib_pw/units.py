@@ -7,6 +7,7 @@ certainly a share typed where percent is meant: ``sparsity=0.9`` removes 0.9 % o
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from types import FrameType
 
 __all__ = ["outside_stacklevel", "warn_if_share"]
 
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep  # with the separator: not pathlib_pw_demo.py
 
 
 def outside_stacklevel() -> int:

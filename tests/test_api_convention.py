@@ -320,3 +320,24 @@ def test_pathway_method_field_renamed():
     _same(_old(lambda: Pathway(masks, ["a"], torch.zeros(1), method="mct"), "criterion="), new)
     assert _old(lambda: new.method, "criterion") == "mct"
     _same(_old(lambda: Pathway.from_masks(masks, ["a"], method="mct"), "criterion="), Pathway.from_masks(masks, ["a"], "mct"))
+
+
+def test_warnings_point_at_the_callers_line_even_beside_the_package(tmp_path):
+    """outside_stacklevel stops at the first frame outside the package directory: a user's script named
+    like the package (pathlib_pw_demo.py next to it) is outside."""
+    import subprocess
+    import sys
+
+    import pathlib_pw
+
+    root = __import__("pathlib").Path(pathlib_pw.__file__).resolve().parent.parent
+    script = root / "pathlib_pw_demo_warning_check.py"
+    script.write_text(
+        "import warnings\nfrom pathlib_pw.units import warn_if_share\nwarnings.simplefilter('always')\n"
+        "warn_if_share('sparsity', 0.9)  # the user's line\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, check=True)
+    finally:
+        script.unlink()
+    assert "pathlib_pw_demo_warning_check.py:4: UserWarning: sparsity=0.9 is 0.9 %; did you mean 90 %?" in out.stderr

@@ -380,3 +380,24 @@ def test_unpickles_a_pathway_pickled_with_the_old_method_field():
     back = pickle.loads(pickle.dumps(old))
     assert back.criterion == "mct" and "method" not in back.__dict__
     assert back == Pathway.from_masks([torch.ones(1, 2, dtype=torch.bool)], ["a"], "mct")
+
+
+def test_review_edge_cases_of_equality_save_load_and_cat(tmp_path):
+    """NaN in info equals itself, a tuple survives save/load as an equal list, an empty mask list and
+    a text file get clear errors, and cat refuses mixed criteria and drops what is not per image in all."""
+    masks = [torch.tensor([[True, False], [False, True]])]
+    a = Pathway.from_masks(masks, ["s"], "x", score=torch.tensor([float("nan"), 1.0]), pair=(1, 2), worst=float("nan"))
+    assert a == a
+    a.save(tmp_path / "a.npz")
+    assert Pathway.load(tmp_path / "a.npz") == a
+    with pytest.raises(ValueError, match="at least one site"):
+        Pathway.from_masks([], [], "x")
+    (tmp_path / "t.npz").write_text("not a pathway")
+    with pytest.raises(ValueError, match=r"not a Pathway file written by Pathway.save \(not a .npz archive\)"):
+        Pathway.load(tmp_path / "t.npz")
+    other = Pathway.from_masks([masks[0][:1]], ["s"], "y")
+    with pytest.raises(ValueError, match=r"one criterion, got \['x', 'y'\]"):
+        Pathway.cat([a, other])
+    plain = Pathway.from_masks([masks[0][:1]], ["s"], "x", pair=(1, 2))
+    joined = Pathway.cat([a, plain])
+    assert len(joined) == 3 and "score" not in joined.info and joined.info["pair"] == (1, 2)

@@ -435,3 +435,35 @@ def test_pretrained_mobilenet_on_chelsea(mobilenet_pretrained, chelsea, tiny, to
     torch.testing.assert_close(got.double(), tiny.reduce(ref), rtol=1e-3, atol=1e-4)
     assert not torch.allclose(got, grad_map, atol=1e-2)
     assert tools.no_hooks(model)
+
+
+def test_gradcam_default_layer_and_suggestion_look_through_a_wrapper():
+    """select_output(resnet18, 0) keeps ResNet's default Grad-CAM layer (model.layer4); a wrapped custom
+    model gets a suggestion inside the wrapper, and the old argument order a short error."""
+    import torchvision
+
+    from pathlib_pw.models import select_output
+
+    class Pair(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            out = self.inner(x)
+            return out, out
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None, num_classes=4).eval()
+    x = torch.randn(1, 3, 64, 64)
+    wrapped = select_output(Pair(resnet), 0)
+    direct = saliency(resnet, x, "gradcam", target=1)
+    through = saliency(wrapped, x, "gradcam", target=1)
+    torch.testing.assert_close(through, direct)
+    custom = select_output(Pair(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3),
+                                                    torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                                    torch.nn.Linear(4, 2))), 0)
+    with pytest.raises(ValueError, match=r'layer="model.inner.2"'):
+        saliency(custom, x, "gradcam")
+    with pytest.raises(TypeError, match=r"saliency takes \(model, x, method\): call saliency\(model, x, 'gradcam'\)"):
+        saliency("gradcam", resnet, x)
