@@ -113,7 +113,7 @@ def fraction_of(percent: object, name: str = "percent") -> float:
     value (in (0, 1)) warns through :func:`pathlib_pw.units.warn_if_share`."""
     if isinstance(percent, bool) or not isinstance(percent, numbers.Real) or not 0 <= float(percent) <= 100:
         raise ValueError(f"{name} must be a number in [0, 100] (percent of the pixels), got {percent!r}")
-    warn_if_share(name, float(percent))
+    warn_if_share(name, float(percent), was_share=True)
     return float(percent) / 100
 
 
@@ -510,7 +510,7 @@ def _fractions_of(percents: object) -> list[float]:
     for p in percents:
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= float(p) <= 100:
             raise ValueError(f"percents must be numbers in [0, 100] (percent of the pixels), got {percents!r}")
-    warn_if_share("percents", [float(p) for p in percents])
+    warn_if_share("percents", [float(p) for p in percents], was_share=True)
     return [float(p) / 100 for p in percents]
 
 

@@ -29,7 +29,7 @@ def as_percent(sparsity: float | Sequence[float] | torch.Tensor, batch: int, nam
     if values.numel() != batch:
         raise ValueError(f"{name} must be a scalar or have one value per image ({batch}), got {values.numel()}")
     if torch.isnan(values).any() or (values < 0).any() or (values >= 100).any():
-        raise ValueError(f"{name} must be in [0, 100) percent (share of neurons removed), got {sparsity!r}")
+        raise ValueError(f"{name} must be in [0, 100) (percent of neurons removed), got {sparsity!r}")
     return values
 
 

@@ -32,8 +32,12 @@ def outside_stacklevel() -> int:
     return level
 
 
-def warn_if_share(name: str, values: float | Iterable[float]) -> None:
-    """Warn when the amounts removed in ``name`` look like shares (every nonzero value in (0, 1))."""
+def warn_if_share(name: str, values: float | Iterable[float], *, was_share: bool = False) -> None:
+    """Warn when the amounts removed in ``name`` look like shares (every nonzero value in (0, 1)).
+
+    ``was_share``: the argument took a share in earlier versions (the pixel-removal functions); the
+    warning is then a FutureWarning that says so, since an old positional call now means 100x less.
+    """
     listed = [float(values)] if isinstance(values, (int, float)) else [float(v) for v in values]
     nonzero = [v for v in listed if v != 0]
     if not nonzero or not all(0 < v < 1 for v in nonzero):
@@ -44,8 +48,9 @@ def warn_if_share(name: str, values: float | Iterable[float]) -> None:
         given = ", ".join(f"{v:g}" for v in listed)
         meant = ", ".join(f"{100 * v:g}" for v in listed)
         said = f"{name}=[{given}] are percent; did you mean [{meant}] %?"
+    history = f" {name} was a share in [0, 1] in earlier versions of pathlib_pw and is percent now." if was_share else ""
     warnings.warn(
-        f"{said} (amounts removed are in percent, 0-100)",
-        UserWarning,
+        f"{said} (amounts removed are in percent, 0-100){history}",
+        FutureWarning if was_share else UserWarning,
         stacklevel=outside_stacklevel(),
     )

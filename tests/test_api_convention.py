@@ -303,8 +303,11 @@ def test_both_spellings_at_once_is_an_error(model, x):
 
 def test_share_looking_amounts_warn(x):
     maps = torch.rand((2, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    with pytest.warns(UserWarning, match="did you mean 50 %"):
+    # a pixel amount was a share before: an old positional call now means 100x less, and says so
+    with pytest.warns(FutureWarning, match=r"did you mean 50 %\? .*percent was a share in \[0, 1\] in earlier versions"):
         removal.remove_pixels(x, maps, 0.5)
+    with pytest.warns(FutureWarning, match=r"percent=0.5 is 0.5 %; did you mean 50 %"):
+        removal.removal_masks(maps[:1], 0.5)
     with pytest.warns(UserWarning, match="did you mean"):
         removal.area_under_curve([0.01, 0.05, 0.1], torch.tensor([0.1, 0.2, 0.3]))
     with pytest.warns(UserWarning, match="did you mean 50 %"):

@@ -200,6 +200,7 @@ def test_tie_orders_are_averaged_and_reported():
 
 
 @pytest.mark.filterwarnings("ignore:percent=0:UserWarning")  # 0.5 % and 0.49 % are meant here
+@pytest.mark.filterwarnings("ignore:percent=.*did you mean:FutureWarning")  # sub-1 % amounts on purpose
 def test_removal_count_rounds_half_up():
     assert removal_count(10, 100) == 10
     assert removal_count(29, 100) == 29  # 0.29 * 100 = 28.999999999999996
