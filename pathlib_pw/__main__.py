@@ -27,7 +27,13 @@ PROG = "python -m pathlib_pw"
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; descriptions and epilogs keep their line breaks."""
+    """Defaults shown after each option's help (not for flags and options without a default, whose
+    help says what happens when they are not given); descriptions and epilogs keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or action.required:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _summary(module_file: str | None) -> str:
@@ -70,7 +76,9 @@ def experiment_list(profile: str = "book") -> str:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_Formatter)
+    # the commands are listed once, by argparse; the docstring's list is for readers of the source
+    first, *_, last = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(prog=PROG, description=f"{first}\n\n{last}", formatter_class=_Formatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,verify,explain}")
     names = sorted(experiments.EXPERIMENTS) + ["all"]
     listing = experiment_list()

@@ -19,6 +19,7 @@ import torch
 
 from pathlib_pw import imagenet, models, plotting
 from pathlib_pw.criteria import SPECS, extract_pathway
+from pathlib_pw.criteria.checks import EmptyPathwayError
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.saliency import GRADCAM_LAYERS, SALIENCY_METHODS, SaliencyMethod, pathway_grad, saliency
 
@@ -226,7 +227,8 @@ def draw(maps: dict[str, np.ndarray], info: dict[str, Any]) -> Any:
             f"p = {info['target_probability']:.2f}; predicted: {info['predicted_name']}, "
             f"p = {info['predicted_probability']:.2f}"
         )
-    figure.suptitle(f"{info['model']}: why '{info['class_name']}' (class {info['target']}, {why})", fontsize=13)
+    # above the column titles (two lines for PathwayGrad's): bbox_inches="tight" keeps it in the saved file
+    figure.suptitle(f"{info['model']}: why '{info['class_name']}' (class {info['target']}, {why})", fontsize=13, y=1.13)
     for text in figure.findobj(matplotlib.text.Text):
         if text.get_text() and float(text.get_fontsize()) < MIN_FONT_PT:
             text.set_fontsize(MIN_FONT_PT)
@@ -316,6 +318,8 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ExplainError as error:
         parser.error(f"{_FLAGS.get(error.argument, error.argument)} {error.detail}")
+    except EmptyPathwayError:
+        parser.error(f"--sparsity {args.sparsity:g}: the {args.criterion} pathway keeps no neuron at all; use a lower sparsity")
     for method, reason in info["skipped"].items():
         print(f"note: {method} skipped: {reason}", file=sys.stderr)
     try:

@@ -97,8 +97,20 @@ def test_cli_sparsity_as_a_share_runs_but_is_passed_on_as_percent(photo, tmp_pat
         return real(model, x, criterion, sparsity, **kwargs)
 
     monkeypatch.setattr(explain_module, "extract_pathway", spy)
-    assert main(["explain", str(photo), "--sparsity", "0.75", "--method", "gradients", "-o", str(tmp_path / "a.png")]) == 0
+    with pytest.warns(UserWarning, match=r"sparsity=0.75 is 0.75 %; did you mean 75 %\?"):
+        assert main(["explain", str(photo), "--sparsity", "0.75", "--method", "gradients", "-o", str(tmp_path / "a.png")]) == 0
     assert seen == [0.75]  # not rescaled here: the library warns that 0.75 is 0.75 %
+
+
+def test_cli_a_pathway_that_keeps_nothing_is_a_usage_error(photo, tmp_path, monkeypatch, capsys):
+    from pathlib_pw.criteria.checks import EmptyPathwayError
+
+    def empty(*args, **kwargs):
+        raise EmptyPathwayError("the neuron_mct pathway keeps no neuron at all")
+
+    monkeypatch.setattr(explain_module, "extract_pathway", empty)
+    message = _usage_error(capsys, ["explain", str(photo), "--sparsity", "99.9", "-o", str(tmp_path / "a.png")])
+    assert "--sparsity 99.9: the neuron_mct pathway keeps no neuron at all; use a lower sparsity" in message
 
 
 def _usage_error(capsys, argv):
