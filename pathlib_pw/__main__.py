@@ -70,7 +70,9 @@ def experiment_list(profile: str = "book") -> str:
     width = max(len(n) for n in names)
     lines = [f"experiments (cost: the cached {profile} run, on the 2 CPU cores of the book's machine unless it says cuda):"]
     for name in names:
-        lines.append(f"  {name:<{width}}  {_summary(experiments.EXPERIMENTS[name].__file__)} [{_cost(name, profile)}]")
+        lines.append(
+            f"  {name:<{width}}  {_summary(getattr(experiments.EXPERIMENTS[name], '__file__', None))} [{_cost(name, profile)}]"
+        )
     lines.append(f"  {'all':<{width}}  every experiment above")
     return "\n".join(lines)
 

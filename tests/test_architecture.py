@@ -49,7 +49,7 @@ def _modules() -> dict[str, set[str]]:
 
 
 LAYERS = [
-    {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units"},
+    {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units", "_deprecation"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference", "training"},
     {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"},

@@ -25,6 +25,7 @@ The run records which models it loaded and which folders it read: they must be e
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,7 @@ def paper_inputs(tmp_path_factory: pytest.TempPathFactory):
         # few IntGrad alphas (no configuration names them): NeuronIntGrad's through the options every
         # experiment pins, InputIntGrad's through saliency's default
         mp.setattr(inputs_module, "INTGRAD_OPTIONS", {**inputs_module.INTGRAD_OPTIONS, "steps": INTGRAD_STEPS})
-        mp.setitem(saliency.__kwdefaults__, "steps", INTGRAD_STEPS)
+        mp.setitem(inspect.unwrap(saliency).__kwdefaults__, "steps", INTGRAD_STEPS)  # under the deprecation wrapper
         yield types.SimpleNamespace(val=val, cifar=cifar, touched=touched)
 
 

@@ -305,7 +305,7 @@ def _x(b=2):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(criterion="neuron_mtc"), ValueError, r"method.*neuron_mct"),
+        (dict(criterion="neuron_mtc"), ValueError, r"criterion must be one of.*neuron_mct"),
         (dict(criterion="greedy", variant="authors"), ValueError, r"variant.*original_code"),
         (dict(criterion="random", variant="original_code"), ValueError, r"variant.*intended"),
         (dict(sparsity=-1), ValueError, r"sparsity.*\[0, 100\)"),

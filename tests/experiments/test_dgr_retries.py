@@ -16,7 +16,7 @@ def test_the_two_rules_differ_in_the_variant_only():
     by_label = {c.label: c for c in book.criteria}
     ours, theirs = by_label[dgr_retries.INTENDED], by_label[dgr_retries.ORIGINAL]
     assert (ours.method, ours.variant, theirs.variant) == ("dgr", "intended", "original_code")
-    assert dict(ours.options) == dict(theirs.options) == {"init": "r", "iterations": 300, "max_retries": 99}
+    assert dict(ours.options) == dict(theirs.options) == {"init": "r", "iterations": 300, "max_retries": 99, "ties": "all"}
     assert dgr_retries.AUTHORS_PASSES == 1 + dict(theirs.options)["max_retries"]  # the authors' 100 passes
     # the other criteria, the photos and the seeds are those of the paths experiment
     same = paths.config("book")
