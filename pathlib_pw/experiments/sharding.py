@@ -105,7 +105,45 @@ def chunks(n_images: int, size: int) -> list[tuple[int, int]]:
 
 
 def shard_directory(experiment: str, profile: str, config: Any) -> Path:
+    """Where the chunks of ``experiment`` under ``profile`` are kept until merged: keyed by the
+    configuration's hash, so a run after a configuration change never resumes from the old chunks."""
     return cache.results_root() / profile / SHARDS / f"{experiment}-{cache.config_hash(experiment, config)[:16]}"
+
+
+def _prepare_shards(experiment: str, config: Any, shards: Path, force: bool) -> None:
+    """The chunk folder of this configuration, empty under ``force``; chunk folders of the experiment's
+    other configurations are removed (they can never be resumed by this code), as is a folder whose
+    recorded configuration is not this one."""
+    stored = shards / "config.json"
+    wanted = cache.config_dict(config)
+    try:
+        if shards.exists() and not force:
+            try:
+                force = json.loads(stored.read_text(encoding="utf-8")) != wanted
+            except (OSError, ValueError):
+                force = True
+        if force:
+            shutil.rmtree(shards, ignore_errors=True)
+        for other in shards.parent.glob(f"{experiment}-*"):
+            if other != shards and other.is_dir() and len(other.name) == len(shards.name):
+                shutil.rmtree(other, ignore_errors=True)
+        shards.mkdir(parents=True, exist_ok=True)
+        if not stored.exists():
+            _write_atomic(
+                stored, lambda tmp: tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            )
+    except cache.CacheWriteError:
+        raise
+    except OSError as error:
+        raise cache.CacheWriteError(f"cannot write the chunks of {experiment} to {shards}: {error.strerror or error}") from error
+
+
+def needed_bytes(directory: Path) -> int:
+    """Free space to ask for before computing the results of ``directory``: four times an existing
+    cache's size (uncompressed chunks, then the new copy written beside the old one), else
+    :data:`pathlib_pw.cache.DEFAULT_NEEDED_BYTES`."""
+    size = sum(p.stat().st_size for p in directory.glob("*") if p.is_file()) if directory.is_dir() else 0
+    return 4 * size if size else cache.DEFAULT_NEEDED_BYTES
 
 
 def _shard_file(directory: Path, start: int, stop: int) -> Path:
@@ -118,6 +156,7 @@ def _write_atomic(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        cache.normal_permissions(Path(tmp))  # mkstemp's file is owner-only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -135,9 +174,17 @@ def _save_shard(path: Path, arrays: Mapping[str, np.ndarray], seconds: float) ->
 
 
 def _load_shard(path: Path) -> tuple[dict[str, np.ndarray], float]:
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files if k != _SECONDS}
-        return arrays, float(data[_SECONDS])
+    """A chunk's arrays and seconds; an unreadable chunk is removed and raises
+    :class:`pathlib_pw.cache.CorruptCache` (rerunning recomputes only its images)."""
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files if k != _SECONDS}
+            return arrays, float(data[_SECONDS])
+    except cache._READ_ERRORS as error:
+        path.unlink(missing_ok=True)
+        raise cache.CorruptCache(
+            f"{path}: unreadable chunk ({' '.join(str(error).split())}), removed: rerun the same command to recompute its images"
+        ) from error
 
 
 def merge(parts: Sequence[Mapping[str, np.ndarray]], per_image: set[str]) -> dict[str, np.ndarray]:
@@ -186,10 +233,8 @@ def run_sharded(
         return cache.load(directory)
     shards = shard_directory(experiment, profile, config)
     if procs.rank == 0:
-        if force:
-            shutil.rmtree(shards, ignore_errors=True)
-        shards.mkdir(parents=True, exist_ok=True)
-        (shards / "config.json").write_text(json.dumps(cache.config_dict(config), indent=2, sort_keys=True) + "\n")
+        cache.check_free_space(directory.parent, needed_bytes(directory))
+        _prepare_shards(experiment, config, shards, force)
     procs.barrier()
     todo = chunks(image_count(config), chunk_size(config))
     start_time = time.perf_counter()
@@ -250,10 +295,23 @@ def _merge_and_save(
     arrays = merge([a for a, _ in loaded], set(_parts(experiment).module.PER_IMAGE))
     log = decisions.DecisionLog.load(shards / _DECISIONS)
     seconds = sum(s for _, s in loaded)
-    _self_check_and_save(
-        experiment, profile, config, arrays, log, device, seconds, world_size=procs.world_size, chunk_images=chunk_size(config)
-    )
-    shutil.rmtree(shards)
+    try:
+        _self_check_and_save(
+            experiment,
+            profile,
+            config,
+            arrays,
+            log,
+            device,
+            seconds,
+            world_size=procs.world_size,
+            chunk_images=chunk_size(config),
+        )
+    except OSError as error:  # the chunks stay: a rerun merges them without computing them again
+        raise cache.CacheWriteError(
+            f"{error}; the finished chunks are kept in {shards}: rerun the same command to merge them"
+        ) from error
+    shutil.rmtree(shards, ignore_errors=True)
 
 
 def run_experiment(
@@ -274,12 +332,17 @@ def run_experiment(
     if shardable(experiment):
         return run_sharded(experiment, profile, device, force, progress, procs)
     if procs.rank == 0:
+        directory = cache.results_root() / profile / experiment
+        if force or not cache.is_current(directory, experiment, get_config(experiment, profile)):
+            cache.check_free_space(directory.parent, needed_bytes(directory))
         load_or_run(experiment, profile, device, force, progress)
     procs.barrier()
     return cache.load(cache.results_root() / profile / experiment)
 
 
 def _reuse_identical(experiment: str, profile: Profile) -> None:
+    """Copy the cache of another experiment with the same computation when its stored configuration
+    equals this one's and it is intact (every digest checks out, :func:`pathlib_pw.cache.check`)."""
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
     if cache.is_current(directory, experiment, config):
@@ -291,7 +354,7 @@ def _reuse_identical(experiment: str, profile: Profile) -> None:
         other_config = get_config(other, profile)
         if cache.config_dict(other_config) != cache.config_dict(config):
             continue
-        if cache.is_current(source, other, other_config):
+        if cache.is_current(source, other, other_config) and not cache.check(source, other, other_config):
             found = cache.load(source)
             meta = {k: v for k, v in found.meta.items() if k not in ("config_hash", "versions")}
             cache.save(directory, experiment, config, found.arrays, {**meta, "copied_from": other}, cache.load_decisions(source))

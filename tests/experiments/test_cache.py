@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 from pathlib import Path
 
@@ -40,18 +41,24 @@ def test_save_writes_config_and_arrays_and_replaces_atomically(tmp_path):
     assert sorted(p.name for p in directory.parent.iterdir()) == ["toy"]
 
 
-def test_save_failing_after_the_configuration_is_written_keeps_the_old_result(tmp_path, monkeypatch):
+def test_save_failing_at_its_last_write_keeps_the_old_result_and_names_the_folder(tmp_path, monkeypatch):
     directory = tmp_path / "toy"
     cache.save(directory, "toy", Toy(), {"x": np.arange(3.0)}, {})
+    real_write_text = Path.write_text
 
-    def fail(*args, **kwargs):
-        assert (Path(args[0]).parent / "config.json").exists()  # the configuration is already written
-        raise OSError("disk full")
+    def full_disk(self, *args, **kwargs):
+        if self.name == "config.json":  # written last, after the arrays
+            assert (self.parent / "arrays.npz").exists()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
 
-    monkeypatch.setattr(cache.np, "savez_compressed", fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(cache.CacheWriteError) as raised:
         cache.save(directory, "toy", Toy(scale=5.0), {"x": np.ones(2)}, {})
     monkeypatch.undo()
+    message = str(raised.value)
+    assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
+    assert "\n" not in message and str(directory) in message and "No space left on device" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
     assert np.array_equal(cache.load(directory)["x"], np.arange(3.0))
     assert cache.is_current(directory, "toy", Toy()) and not cache.is_current(directory, "toy", Toy(scale=5.0))
@@ -232,8 +239,12 @@ def test_every_committed_cache_is_of_the_current_configuration(tmp_path):
     header["config_hash"] = cache.config_hash("maps_vs_sparsity", header["config"])
     (copy / "config.json").write_text(json.dumps(header))
     assert _stale([copy]) == [f"book/maps_vs_sparsity: stored {header['config_hash']}, code {current}"]
-    # so is one without decision records, like the smoke caches committed before them
+    # a stored setting changed under the current hash is caught too
     header["config_hash"] = current
+    (copy / "config.json").write_text(json.dumps(header))
+    assert _stale([copy]) == [f"book/maps_vs_sparsity: stored {current}, code {current}"]
+    # so is one without decision records, like the smoke caches committed before them
+    header = json.loads((source / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps(header))
     (copy / cache.DECISIONS_FILE).unlink()
     assert _stale([copy]) == ["book/maps_vs_sparsity: no decisions.npz (verify cannot check it)"]
