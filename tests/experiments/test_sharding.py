@@ -8,6 +8,7 @@ interrupted-then-resumed run must equal exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -260,3 +261,186 @@ def test_paper_profiles_bound_neuron_intgrad_passes_and_book_hashes_stay():
     for name in ("paths", "dgr_retries", "sanity", "lerf", "qualitative"):
         assert experiments.get_config(name, "paper").inputs.alpha_chunk == PAPER_ALPHA_CHUNK, name
         assert "alpha_chunk" not in cache.config_dict(experiments.get_config(name, "book"))["inputs"], name
+
+
+# --- faults (issue 28) ---------------------------------------------------------------------------
+
+
+def _counting_run(monkeypatch, calls: list[int], interrupt_at: int | None = None):
+    """Count the chunks computed (their first image); raise KeyboardInterrupt at chunk ``interrupt_at``."""
+    real_run = experiments.run  # what sharding.run is when not patched
+
+    def counting(name, config, device="cpu", progress=True):
+        calls.append(config.inputs.offset)
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt("interrupted")
+        return real_run(name, config, device, progress)
+
+    monkeypatch.setattr(sharding, "run", counting)
+
+
+def test_a_failing_shard_write_leaves_no_partial_shard(results, monkeypatch):
+    real_savez = np.savez
+
+    def dies_halfway(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")  # what a kill in the middle of the write leaves
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sharding.np, "savez", dies_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    shards = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    assert list(shards.glob("images-*")) == [] and list(shards.glob(".*")) == []
+    monkeypatch.setattr(sharding.np, "savez", real_savez)
+    assert_same(sharding.run_sharded("tiny_paths", "smoke", progress=False).arrays, plain_run("tiny_paths"))
+
+
+def test_force_discards_leftover_chunks_of_an_interrupted_run(results, monkeypatch):
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    shards = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    (leftover,) = shards.glob("images-*")
+    arrays, seconds = sharding._load_shard(leftover)
+    sharding._save_shard(leftover, {k: np.zeros_like(v) for k, v in arrays.items()}, seconds)  # a wrong chunk
+    calls.clear()
+    _counting_run(monkeypatch, calls)
+    merged = sharding.run_sharded("tiny_paths", "smoke", force=True, progress=False)
+    assert calls[:3] == [0, 1, 2], "--force resumed from a leftover chunk"
+    assert_same(merged.arrays, plain_run("tiny_paths"))
+
+
+def test_a_resume_after_a_configuration_change_does_not_reuse_old_chunks(results, monkeypatch):
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    old = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    assert [p.name for p in old.glob("images-*")] == ["images-0000000-0000001.npz"]
+    module = experiments.EXPERIMENTS["tiny_paths"]
+    base = module.config
+
+    def changed(profile):
+        return dataclasses.replace(base(profile), sweep_sparsities=(90.0,))
+
+    monkeypatch.setattr(module, "config", changed)
+    config = experiments.get_config("tiny_paths", "smoke")
+    calls.clear()
+    _counting_run(monkeypatch, calls)
+    merged = sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    assert calls[:3] == [0, 1, 2], "a chunk of the old configuration was reused"
+    expected, _ = experiments.run("tiny_paths", config, progress=False)
+    assert_same(merged.arrays, expected)
+    assert not old.exists(), "the old configuration's chunks were left behind"
+
+
+def test_a_folder_of_chunks_recording_another_configuration_is_not_resumed(results, monkeypatch):
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    shards = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    (shards / "config.json").write_text(json.dumps({"something": "else"}))
+    calls.clear()
+    _counting_run(monkeypatch, calls)
+    sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    assert calls[:3] == [0, 1, 2]
+
+
+def test_a_failed_final_write_keeps_the_chunks_and_a_rerun_only_merges(results, monkeypatch):
+    real_save = cache.save
+
+    def full_disk(directory, *args, **kwargs):
+        raise cache.CacheWriteError(f"cannot write the results to {directory}: No space left on device")
+
+    monkeypatch.setattr(cache, "save", full_disk)
+    with pytest.raises(cache.CacheWriteError, match="chunks are kept in .*rerun the same command"):
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    shards = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    assert len(list(shards.glob("images-*"))) == 3
+    monkeypatch.setattr(cache, "save", real_save)
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls)
+    merged = sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    assert calls == [], "finished chunks were computed again"
+    assert_same(merged.arrays, plain_run("tiny_paths"))
+    assert not shards.exists()
+
+
+def test_too_little_free_space_stops_before_any_computation(results, monkeypatch):
+    import shutil as shutil_module
+
+    usage = shutil_module.disk_usage(results.parent)
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: usage._replace(free=50 * 2**20))
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls)
+    with pytest.raises(cache.CacheWriteError, match=r"not enough free space .* 50 MB free, about 200 MB needed") as raised:
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    assert str(results / "smoke") in str(raised.value) and calls == []
+    with pytest.raises(cache.CacheWriteError, match="not enough free space"):
+        sharding.run_experiment("tiny_paths", "smoke", progress=False)
+    assert calls == []
+
+
+def test_needed_bytes_scales_with_an_existing_cache(tmp_path):
+    assert sharding.needed_bytes(tmp_path / "none") == cache.DEFAULT_NEEDED_BYTES == 200 * 2**20
+    (tmp_path / "a").write_bytes(b"x" * 1000)
+    (tmp_path / "b").write_bytes(b"x" * 24)
+    assert sharding.needed_bytes(tmp_path) == 4 * 1024
+
+
+def test_an_unwritable_results_folder_is_one_line_naming_it(results, monkeypatch):
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(cache.CacheWriteError) as raised:
+        sharding.run_sharded("tiny_paths", "smoke", progress=False)
+    message = str(raised.value)
+    assert "\n" not in message and "Permission denied" in message and str(results / "smoke" / sharding.SHARDS) in message
+
+
+def test_shard_files_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "images-0000000-0000001.npz"
+        sharding._save_shard(path, {"x": np.arange(3)}, 1.0)
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_a_cache_that_fails_its_digests_is_not_copied(results, monkeypatch):
+    import types
+
+    twin = types.ModuleType("tiny_paths_twin")
+    twin.__dict__.update({k: v for k, v in vars(tiny_experiments.MODULES["tiny_paths"]).items() if not k.startswith("__")})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny_paths_twin", twin)
+    sharding.run_experiment("tiny_paths", "smoke", progress=False)
+    source = results / "smoke" / "tiny_paths"
+    with np.load(source / "arrays.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["realized"] = arrays["realized"] * 2  # the arrays changed after their digests were recorded
+    np.savez_compressed(source / "arrays.npz", **arrays)
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls)
+    twin_result = sharding.run_experiment("tiny_paths_twin", "smoke", progress=False)
+    assert "copied_from" not in twin_result.meta and calls[:3] == [0, 1, 2]
+    assert_same(twin_result.arrays, plain_run("tiny_paths"))
+
+
+def test_a_cache_of_another_configuration_is_not_copied(results, monkeypatch):
+    import types
+
+    twin = types.ModuleType("tiny_paths_twin")
+    twin.__dict__.update({k: v for k, v in vars(tiny_experiments.MODULES["tiny_paths"]).items() if not k.startswith("__")})
+    base = twin.config
+    twin.config = lambda profile: dataclasses.replace(base(profile), sweep_sparsities=(90.0,))
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny_paths_twin", twin)
+    sharding.run_experiment("tiny_paths", "smoke", progress=False)
+    calls: list[int] = []
+    _counting_run(monkeypatch, calls)
+    twin_result = sharding.run_experiment("tiny_paths_twin", "smoke", progress=False)
+    assert "copied_from" not in twin_result.meta and calls[:3] == [0, 1, 2]
+    assert twin_result.arrays["realized"].shape != cache.load(results / "smoke" / "tiny_paths").arrays["realized"].shape
