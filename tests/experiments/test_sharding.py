@@ -326,6 +326,7 @@ def test_a_resume_after_a_configuration_change_does_not_reuse_old_chunks(results
 
     monkeypatch.setattr(module, "config", changed)
     config = experiments.get_config("tiny_paths", "smoke")
+    assert sharding.shard_directory("tiny_paths", "smoke", config) != old  # keyed by the configuration
     calls.clear()
     _counting_run(monkeypatch, calls)
     merged = sharding.run_sharded("tiny_paths", "smoke", progress=False)
