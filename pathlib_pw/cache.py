@@ -374,11 +374,11 @@ def save(
     payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
     stored = config_dict(config)
     header = {
+        **meta,  # what describes these arrays is computed here: a loaded cache's meta cannot override it
         "experiment": experiment,
         "config": stored,
         "config_hash": config_hash(experiment, config),
         "versions": versions(),
-        **meta,
         "digests": digests(stored, payload),
     }
     text = json.dumps(header, indent=2, sort_keys=True) + "\n"  # unserializable metadata fails before any write

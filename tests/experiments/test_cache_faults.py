@@ -74,6 +74,14 @@ def test_saved_digests_are_those_of_the_definition(tmp_path):
     assert cache.array_digest(np.zeros((2, 3))) != cache.array_digest(np.zeros((3, 2)))
 
 
+def test_saving_with_a_loaded_caches_meta_records_the_new_hash_and_digests(tmp_path):
+    directory = _saved(tmp_path)
+    meta = cache.load(directory).meta  # holds the old configuration's hash and digests
+    cache.save(directory, "toy", Toy(scale=5.0), {"x": np.ones(2)}, meta, Log())
+    assert cache.load(directory).meta["config_hash"] == cache.config_hash("toy", Toy(scale=5.0))
+    assert cache.check(directory, "toy", Toy(scale=5.0)) == []
+
+
 def test_an_intact_cache_checks_clean(tmp_path):
     directory = _saved(tmp_path)
     assert cache.check(directory, "toy", Toy()) == []
