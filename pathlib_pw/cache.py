@@ -301,7 +301,7 @@ def normal_permissions(path: Path) -> None:
 
 def _leftovers(directory: Path) -> list[tuple[Path, str, int | None]]:
     """(path, "tmp" or "old", pid or None) of the hidden siblings a save of ``directory`` leaves."""
-    pattern = re.compile(rf"^\.{re.escape(directory.name)}\.(?:(tmp|old)-(\d+)(?:-.*)?|([^.]+))$")
+    pattern = re.compile(rf"^\.{re.escape(directory.name)}\.(?:(tmp|old)-(\d+)(?:-.*)?|[a-z0-9_]{{8}})$")
     try:
         siblings = list(directory.parent.iterdir())
     except OSError:
@@ -310,7 +310,7 @@ def _leftovers(directory: Path) -> list[tuple[Path, str, int | None]]:
     for path in siblings:
         match = pattern.match(path.name)
         if match and path.is_dir():
-            kind = match.group(1) or "tmp"  # a bare random suffix: mkdtemp's name before pids were added
+            kind = match.group(1) or "tmp"  # mkdtemp's 8 random characters: a save from before pids were added
             found.append((path, kind, int(match.group(2)) if match.group(2) else None))
     return found
 

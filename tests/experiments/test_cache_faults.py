@@ -283,6 +283,23 @@ def test_leftovers_of_a_running_save_are_left_alone(tmp_path):
     assert running.exists() and not dead.exists()
 
 
+def test_leftovers_of_a_killed_process_and_of_older_saves_are_recovered(tmp_path):
+    import subprocess
+    import sys
+
+    directory = _saved(tmp_path)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    shutil.move(directory, tmp_path / "book" / f".toy.old-{dead_pid}")  # moved aside by a killed save
+    newer = tmp_path / "newer"
+    cache.save(newer, "toy", Toy(scale=5.0), {"x": np.ones(2)}, {}, Log())
+    shutil.move(newer, tmp_path / "book" / ".toy.k3j_x9ab")  # its temporary folder, named as before pids
+    unrelated = tmp_path / "book" / ".toy.backup.d"
+    unrelated.mkdir()
+    assert cache.is_current(directory, "toy", Toy(scale=5.0))
+    assert sorted(p.name for p in directory.parent.iterdir()) == [".toy.backup.d", "toy"]
+
+
 @pytest.mark.parametrize("where", ["savez_compressed", "rename"])
 def test_ctrl_c_during_save_removes_the_temporary_folder(tmp_path, monkeypatch, where):
     directory = _saved(tmp_path)
