@@ -76,6 +76,7 @@ def test_sampled_kth_is_the_sorted_value_at_every_rank(samples, monkeypatch):
             "ties": torch.randint(0, 5, (n,), generator=g).double(),
             "many ties": torch.where(torch.rand(n, generator=g) < 0.7, 0.0, torch.rand(n, generator=g)),
             "nan": torch.rand(n, generator=g).index_fill(0, torch.tensor([1, n // 2]), float("nan")),
+            "constant": torch.full((n,), 0.5),
         }.items():
             flat = row.expand(n, n).contiguous()  # row b asks for rank b
             k = torch.arange(n)
@@ -84,6 +85,17 @@ def test_sampled_kth_is_the_sorted_value_at_every_rank(samples, monkeypatch):
             assert torch.allclose(got, ordered, equal_nan=True, rtol=0, atol=0), (name, n, (got != ordered).nonzero())
             rows += n
     assert sum(fallbacks) < rows / 2, (sum(fallbacks), rows)
+
+
+def test_sampled_kth_is_the_sorted_value_for_random_sizes_and_ranks():
+    g = torch.Generator().manual_seed(9)
+    for _ in range(40):
+        n = int(torch.randint(65, 700, (1,), generator=g))
+        flat = torch.randint(0, int(torch.randint(2, 50, (1,), generator=g)), (6, n), generator=g).double()
+        flat += torch.rand(6, n, generator=g).double() * (torch.rand(6, 1, generator=g) < 0.5)  # some rows tie, some not
+        k = torch.cat([torch.tensor([0, n - 1]), torch.randint(0, n, (4,), generator=g)])
+        want = flat.sort(1).values[torch.arange(6), k]
+        assert torch.equal(selection.sampled_kth(flat, k, samples=16), want), (n, k)
 
 
 def test_sampled_kth_and_kth_smallest_reject_a_rank_outside_the_row():
