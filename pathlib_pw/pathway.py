@@ -29,8 +29,10 @@ class Pathway:
     ``masks[s]`` has shape ``(B, *site_shape)`` and dtype bool, ``sites[s]`` is the site's name (see
     :mod:`pathlib_pw.sites`), ``sparsity`` is the realized share of removed neurons in percent,
     shape ``(B,)``, ``criterion`` the name of the criterion that found it. ``info`` carries
-    per-criterion extras (requested sparsity, thresholds, DGR convergence flags ...), each a tensor
-    with a leading batch dimension or a plain value.
+    per-criterion extras (requested sparsity, thresholds, DGR convergence flags ...): a tensor with
+    at least one dimension is per image and must have B rows (indexing and :meth:`cat` take its rows
+    along with the masks; any other first dimension raises ValueError naming the key); a value shared
+    by all images is a plain value (a number, string, list ...) or a 0-d tensor.
 
     ``==`` compares contents: the same sites and criterion, masks of the same shapes and values, equal
     realized sparsity and equal ``info`` (tensors by ``torch.equal``); it returns a bool and never
@@ -80,6 +82,8 @@ class Pathway:
             raise ValueError(f"masks has {len(self.masks)} entries but sites has {len(self.sites)}")
         if self.masks and any(m.dtype != torch.bool for m in self.masks):
             raise TypeError("masks must be boolean tensors")
+        if self.masks:
+            _check_info(self.info, self.batch_size)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, also a Pathway pickled before ``method`` was renamed ``criterion``."""
@@ -253,6 +257,7 @@ class Pathway:
     def __getitem__(self, index: int | slice | Sequence[int] | torch.Tensor) -> Pathway:
         if isinstance(index, int):
             index = [index]
+        _check_info(self.info, self.batch_size)  # info may have changed since construction
         return Pathway(
             [m[index] for m in self.masks],
             list(self.sites),
@@ -272,6 +277,8 @@ class Pathway:
         first = paths[0]
         if any(p.sites != first.sites for p in paths):
             raise ValueError("pathways to concatenate must have the same sites")
+        for p in paths:
+            _check_info(p.info, p.batch_size)  # info may have changed since construction
         criteria = sorted({p.criterion for p in paths})
         if len(criteria) > 1:
             raise ValueError(f"pathways to concatenate must come from one criterion, got {criteria}")
@@ -377,6 +384,17 @@ _MISSING = object()
 
 def _is_batched(value: Any, batch: int) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == batch
+
+
+def _check_info(info: dict[str, Any], batch: int) -> None:
+    """A ValueError naming the first tensor in ``info`` with a dimension but not ``batch`` rows: it
+    would be kept whole where the masks are indexed, for images it does not describe."""
+    for key, value in info.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] != batch:
+            raise ValueError(
+                f"info[{key!r}] has shape {tuple(value.shape)}, but a tensor in info is per image and must have "
+                f"{batch} rows (the batch size); pass a value shared by all images as a plain value or a 0-d tensor"
+            )
 
 
 def realized_sparsity(masks: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -382,9 +382,10 @@ def noisy_linear_imputation(
 
     Noise, per image, is a (C, H, W) float64 standard-normal field of which the removed pixels are used,
     so a pixel's noise does not depend on which other pixels are removed. ``seed``: None draws each
-    image's field from the global torch RNG, in batch order; a CPU ``torch.Generator`` likewise from
-    that generator; an int gives every image the field of a generator seeded with it; a sequence of B
-    ints gives image i the field of ``seeds[i]``. With ints, image i's result depends only on image i,
+    image's field from the global torch RNG, in batch order (also the unused field of an image with no
+    pixel removed, so that the later images' fields do not depend on it); a CPU ``torch.Generator``
+    likewise from that generator; an int gives every image the field of a generator seeded with it; a
+    sequence of B ints gives image i the field of ``seeds[i]``. With ints, image i's result depends only on image i,
     its mask and its seed, so computing images one at a time or batched gives identical results.
 
     Differences from the reference implementation (github.com/tleemann/road_evaluation,

@@ -52,8 +52,14 @@ def count_true(mask: torch.Tensor) -> torch.Tensor:
 
     On the CPU numpy counts: torch's boolean sum is much slower there (Performance page).
     """
+    return _count_true(mask, by_numpy=mask.device.type == "cpu")
+
+
+def _count_true(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
+    """:func:`count_true` with the device's choice made by the caller, so that the tests run the
+    GPU's branch (torch's sum) on the CPU too."""
     rows = mask.flatten(1)
-    if rows.device.type != "cpu":
+    if not by_numpy:
         return rows.sum(1)
     return torch.from_numpy(np.count_nonzero(rows.numpy(), axis=1).astype(np.int64))
 
@@ -70,6 +76,7 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
     :func:`sampled_kth` on the pooled scores.
     """
     k = k.to(torch.long).cpu()
+    _check_ranks(k, per_site[0].shape[0] if per_site else 0, sum(s[0].numel() for s in per_site))
     if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
         arrays = [s.detach().flatten(1).numpy() for s in per_site]
 
@@ -94,6 +101,7 @@ def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> to
     """
     batch, n = flat.shape
     k = k.to(torch.long).cpu()
+    _check_ranks(k, batch, n)
     if n <= 4 * samples:
         return kthvalue_rows(flat, k)
     device = flat.device
@@ -127,6 +135,15 @@ def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> to
     if missed:
         out[missed] = kthvalue_rows(flat[missed], k[missed])
     return out
+
+
+def _check_ranks(k: torch.Tensor, batch: int, n: int) -> None:
+    """A ValueError unless ``k`` holds one 0-based rank per image, each in 0 .. n - 1."""
+    if k.shape != (batch,):
+        raise ValueError(f"k must hold one rank per image ({batch}), got shape {tuple(k.shape)}")
+    if batch and (int(k.min()) < 0 or int(k.max()) >= n):
+        bad = int(k.min()) if int(k.min()) < 0 else int(k.max())
+        raise ValueError(f"k must be a 0-based rank from 0 to n - 1 = {n - 1} (n = {n} scores per image), got k = {bad}")
 
 
 def kthvalue_rows(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -318,3 +318,69 @@ def test_a_record_sketched_for_a_smaller_capacity_says_to_recompute():
     with decisions.replaying(log) as report, decisions.criterion(large):
         global_threshold(scores, torch.tensor([50.5], dtype=torch.float64))
     assert report.ok and report.changed == 100  # sketched for the larger capacity: decoded and restored
+
+
+# ---- the replay's bookkeeping on a 12-neuron example: two sites of 6 neurons, one image --------------
+
+TWELVE = [torch.arange(6, dtype=torch.float64).view(1, 6), torch.arange(6, 12, dtype=torch.float64).view(1, 6)]
+CUT = torch.tensor([5.5], dtype=torch.float64)  # between the last neuron of site 0 and the first of site 1
+
+
+def _twelve_masks(flipped: list[int]) -> list[torch.Tensor]:
+    """The mask that keeps neurons 6..11 (site 1), with the neurons ``flipped`` (pooled indices) inverted."""
+    flat = torch.arange(12) >= 6
+    flat[flipped] = ~flat[flipped]
+    return [flat[:6].view(1, 6).clone(), flat[6:].view(1, 6).clone()]
+
+
+def _replay_twelve(flipped: list[int], rounding: Rounding) -> tuple[list[torch.Tensor], decisions.ReplayReport]:
+    with decisions.recording() as log, decisions.criterion(rounding):
+        decisions.checkpoint(TWELVE, _twelve_masks([]), CUT)
+    with decisions.replaying(log) as report, decisions.criterion(rounding):
+        masks = decisions.checkpoint(TWELVE, _twelve_masks(flipped), CUT)
+    return masks, report
+
+
+@pytest.mark.parametrize("flipped", [[5], [6], [5, 6], [0], [11], [0, 5, 6, 11]])
+def test_replay_repairs_each_flip_in_its_own_site_at_the_site_boundary(flipped):
+    """Neuron 5 is the last of site 0, neuron 6 the first of site 1: each repair must land in the site
+    that holds the neuron, at its local index, so that the repaired mask equals the recorded one site by
+    site (a repair sent to the neighbouring site, or dropped, still passes the replay's own check)."""
+    loose = Rounding("threshold", capacity=0.5, band=100.0)  # 6 of 12 may change, anywhere
+    masks, report = _replay_twelve(flipped, loose)
+    assert report.ok, report.problems()
+    assert report.changed == len(flipped)
+    recorded = _twelve_masks([])
+    for site in range(2):
+        assert torch.equal(masks[site], recorded[site]), (site, masks[site].tolist(), recorded[site].tolist())
+
+
+def test_replay_allows_exactly_the_capacity_and_rejects_one_more():
+    """capacity 0.5 of 12 neurons: 6 may change (above the floor of 3). 6 changes replay, 7 do not.
+    (Neurons 4 and 5 share all three sketch cells, so no set here holds both: the sketch could not
+    tell them apart and the replay would fail for that reason instead.)"""
+    loose = Rounding("threshold", capacity=0.5, band=100.0)
+    masks, report = _replay_twelve([0, 1, 2, 3, 5, 6], loose)
+    assert report.ok, report.problems()
+    assert report.checks[0].allowed == 6 and report.checks[0].changed == 6
+    assert all(torch.equal(a, b) for a, b in zip(masks, _twelve_masks([])))
+    _, report = _replay_twelve([0, 1, 2, 3, 5, 6, 7], loose)
+    assert not report.ok
+    assert report.checks[0].problem == "7 neurons changed (at most 6 may, threshold)"
+
+
+@pytest.mark.parametrize(
+    ("capacity", "allowed"),
+    [(0.01, 3), (0.15, 3), (0.25, 3), (0.3, 4)],  # capacity x 12 = 0.12, 1.8, 3, 3.6: rounded up
+)
+def test_replay_allows_at_least_min_changes(capacity, allowed):
+    """The floor: a capacity worth fewer than 3 neurons (rounded up) (MIN_CHANGES: the digits CNN sees 2 flips on a
+    build without SIMD) still allows 3; a capacity worth more is not capped by the floor."""
+    assert decisions.MIN_CHANGES == 3
+    rounding = Rounding("threshold", capacity=capacity, band=100.0)
+    _, report = _replay_twelve(list(range(allowed)), rounding)
+    assert report.ok, report.problems()
+    assert report.checks[0].allowed == allowed
+    _, report = _replay_twelve(list(range(allowed + 1)), rounding)
+    assert not report.ok
+    assert report.checks[0].problem == f"{allowed + 1} neurons changed (at most {allowed} may, threshold)"

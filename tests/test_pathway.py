@@ -401,3 +401,34 @@ def test_review_edge_cases_of_equality_save_load_and_cat(tmp_path):
     plain = Pathway.from_masks([masks[0][:1]], ["s"], "x", pair=(1, 2))
     joined = Pathway.cat([a, plain])
     assert len(joined) == 3 and "score" not in joined.info and joined.info["pair"] == (1, 2)
+
+
+def test_info_tensors_must_have_one_row_per_image():
+    """A tensor in info with a dimension is per image: with any other first dimension than the batch
+    size it would be kept whole by path[i] and dropped or mis-joined by cat, so it is refused at
+    construction, naming the key; shared values are plain values or 0-d tensors."""
+    masks = _masks(3, seed=4)
+    message = r"info\['thr'\] has shape \(2,\), but a tensor in info is per image and must have 3 rows"
+    with pytest.raises(ValueError, match=message):
+        Pathway.from_masks(masks, ["a", "b", "c"], "mct", target=torch.arange(3), thr=torch.zeros(2))
+    with pytest.raises(ValueError, match=message):
+        Pathway(masks, ["a", "b", "c"], realized_sparsity(masks), "mct", {"thr": torch.zeros(2)})
+    with pytest.raises(ValueError, match=r"info\['grid'\] has shape \(4, 3\)"):
+        Pathway.from_masks(masks, ["a", "b", "c"], "mct", grid=torch.zeros(4, 3))
+    # shared values: a 0-d tensor, a list, a number; per image: (B,) and (B, ...) tensors
+    path = Pathway.from_masks(
+        masks, ["a", "b", "c"], "mct", level=torch.tensor(50.0), alphas=[0.1, 0.2], steps=7,
+        target=torch.arange(3), curve=torch.arange(6.0).view(3, 2),
+    )
+    one = path[1]
+    assert torch.equal(one.info["level"], torch.tensor(50.0)) and one.info["alphas"] == [0.1, 0.2] and one.info["steps"] == 7
+    assert one.info["target"].tolist() == [1] and one.info["curve"].tolist() == [[2.0, 3.0]]
+    assert Pathway.cat([path[2], path[0]]).info["curve"].tolist() == [[4.0, 5.0], [0.0, 1.0]]
+    # a value set after construction is checked where the images are taken apart, also when the
+    # part taken happens to have as many images as the value has rows
+    path.info["late"] = torch.zeros(2)
+    for index in (0, slice(0, 2), [2, 1]):
+        with pytest.raises(ValueError, match=r"info\['late'\] has shape \(2,\)"):
+            path[index]
+    with pytest.raises(ValueError, match=r"info\['late'\] has shape \(2,\)"):
+        Pathway.cat([path, path])

@@ -404,6 +404,105 @@ def test_road_seeds_reproducible_and_batch_independent():
         noisy_linear_imputation(x, removed, noise=-0.1)
 
 
+# ROAD's noise stream, pinned: image b's field is torch.randn((C, H, W), float64) from a CPU torch.Generator
+# seeded with its seed (or the caller's generator / the global RNG, one field per image in batch order,
+# also for an image with nothing removed). These are the first row of channel 0 and the last row of
+# channel 2 of the (3, 4, 4) field of seed 0 (torch 2.x's Mersenne Twister and float64 normal sampler):
+# a change of seeding, dtype, shape or draw order changes them, and with them every cached ROAD number.
+SEED0_FIELD_FIRST_ROW = [-2.310411800234176, -0.3732508612577643, -1.0608166785462863, 0.9995093547811761]
+SEED0_FIELD_LAST_ROW = [-0.30991497424174674, 0.24018023403782535, -1.3487610270963772, 0.2443990933828689]
+
+
+def _field(generator: torch.Generator | None, shape: tuple[int, ...] = (3, 4, 4)) -> torch.Tensor:
+    """The literal draw: one standard-normal float64 field."""
+    return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+def test_road_noise_field_of_a_seed_is_pinned():
+    """Every pixel removed: the imputed value is 0.0, so the result is noise x the field itself."""
+    x = torch.full((1, 3, 4, 4), 5.0, dtype=torch.float64)
+    everything = torch.ones(1, 4, 4, dtype=torch.bool)
+    got = noisy_linear_imputation(x, everything, noise=1.0, seed=0)[0]
+    assert got[0, 0].tolist() == SEED0_FIELD_FIRST_ROW
+    assert got[2, 3].tolist() == SEED0_FIELD_LAST_ROW
+    assert torch.equal(got, _field(torch.Generator().manual_seed(0)))
+    assert torch.equal(noisy_linear_imputation(x, everything, noise=1.0, seed=[0])[0], got)
+    # float32 images: the same float64 field, rounded once at the end
+    assert torch.equal(noisy_linear_imputation(x.float(), everything, noise=1.0, seed=0)[0], got.float())
+    # the ROAD fill of fill_pixels and remove_pixels (100 % removed) draws the same field
+    assert torch.equal(fill_pixels(x, everything, "road", seed=0, noise=1.0)[0], got)
+    assert torch.equal(remove_pixels(x, torch.rand(1, 4, 4, dtype=torch.float64), 100, fill="road", seed=0, noise=1.0)[0], got)
+    torch.testing.assert_close(noisy_linear_imputation(x, everything, noise=0.25, seed=0)[0], 0.25 * got, rtol=0, atol=1e-15)
+
+
+def test_road_noise_stream_draws_one_field_per_image_in_batch_order():
+    """A generator or the global RNG gives image b the b-th field drawn, also when an image before it
+    has no removed pixel (its field is drawn and unused); an int gives every image the same field;
+    ints one field each."""
+    x = _x(3, 3, 4, 4, seed=3)
+    removed = torch.zeros(3, 4, 4, dtype=torch.bool)
+    removed[0] = removed[2] = True  # image 1 keeps every pixel
+    noise = 0.5
+
+    def check(got: torch.Tensor, fields: list[torch.Tensor]) -> None:
+        assert torch.equal(got[1], x[1])
+        for b in (0, 2):
+            torch.testing.assert_close(got[b], noise * fields[b], rtol=0, atol=1e-15)
+
+    g = torch.Generator().manual_seed(5)
+    literal = [_field(g) for _ in range(3)]
+    check(noisy_linear_imputation(x, removed, noise=noise, seed=torch.Generator().manual_seed(5)), literal)
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(
+        fill_pixels(x, removed, "road", seed=g, noise=noise),
+        noisy_linear_imputation(x, removed, noise=noise, seed=torch.Generator().manual_seed(5)),
+    )
+    assert torch.equal(_field(g), _field(_after(5, 3)))  # the caller's generator moved on by exactly 3 fields
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(6)
+        got = noisy_linear_imputation(x, removed, noise=noise)
+        torch.manual_seed(6)
+        check(got, [_field(None) for _ in range(3)])
+    same = _field(torch.Generator().manual_seed(8))
+    check(noisy_linear_imputation(x, removed, noise=noise, seed=8), [same] * 3)
+    check(noisy_linear_imputation(x, removed, noise=noise, seed=[8, 9, 10]), [_field(torch.Generator().manual_seed(s)) for s in (8, 9, 10)])
+
+
+def _after(seed: int, fields: int) -> torch.Generator:
+    """A generator seeded with ``seed`` that has drawn ``fields`` (3, 4, 4) fields."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(fields):
+        _field(g)
+    return g
+
+
+def test_road_curve_draws_its_noise_image_major_from_the_generator():
+    """pixel_removal_curve with fill="road" and a generator: one field per evaluated removal, image by
+    image and percent by percent, whatever batch_size; against a literal loop over the same generator."""
+    model, x = tiny_cnn(), images(2)
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    percents, noise = [10.0, 50.0], 0.5
+    with torch.no_grad():
+        logits = model(x)
+        target = logits.argmax(1)
+        p0 = logits.softmax(1)[torch.arange(2), target]
+        g = torch.Generator().manual_seed(7)
+        want = torch.zeros(2, 2, dtype=torch.float64)
+        for b in range(2):
+            for f, percent in enumerate(percents):
+                removed = removal_masks(maps[b : b + 1], percent, order="least", ties="first")
+                changed = noisy_linear_imputation(x[b : b + 1], removed, noise=noise, seed=g)
+                p = model(changed).softmax(1)[0, target[b]]
+                want[b, f] = (p - p0[b]).abs() / p0[b]
+    for size in (None, 1, 3):
+        got = pixel_removal_curve(
+            model, x, maps, percents, fill="road", ties="first", seed=torch.Generator().manual_seed(7), noise=noise, batch_size=size
+        )
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+    other = pixel_removal_curve(model, x, maps, percents, fill="road", ties="first", seed=torch.Generator().manual_seed(8), noise=noise)
+    assert not torch.allclose(other, want, rtol=1e-6, atol=0)
+
+
 def test_road_everything_removed_and_nothing_removed():
     x = _x(1, 2, 4, 4)
     everything = torch.ones(1, 4, 4, dtype=torch.bool)

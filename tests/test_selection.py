@@ -59,6 +59,59 @@ def test_sampled_kth_is_the_order_statistic_on_every_branch(samples, monkeypatch
         assert fallbacks
 
 
+@pytest.mark.parametrize("samples", [4, 64, 256])
+def test_sampled_kth_is_the_sorted_value_at_every_rank(samples, monkeypatch):
+    """Every rank k = 0 .. n - 1 of rows of several sizes (just above the bracket's threshold of
+    4 x samples), with ties and NaN, against a literal sort: each k lands once just below, on and
+    just above the sampled bracket's ends, where an off-by-one in the bracket's counts shows. Most
+    rows must be answered by the bracket itself, not by the kthvalue fallback."""
+    fallbacks = []
+    kthvalue_rows = selection.kthvalue_rows
+    monkeypatch.setattr(selection, "kthvalue_rows", lambda flat, k: fallbacks.append(len(k)) or kthvalue_rows(flat, k))
+    g = torch.Generator().manual_seed(100 + samples)
+    rows = 0
+    for n in (4 * samples + 1, 4 * samples + 7, 6 * samples + 3):
+        for name, row in {
+            "continuous": torch.rand(n, generator=g),
+            "ties": torch.randint(0, 5, (n,), generator=g).double(),
+            "many ties": torch.where(torch.rand(n, generator=g) < 0.7, 0.0, torch.rand(n, generator=g)),
+            "nan": torch.rand(n, generator=g).index_fill(0, torch.tensor([1, n // 2]), float("nan")),
+            "constant": torch.full((n,), 0.5),
+        }.items():
+            flat = row.expand(n, n).contiguous()  # row b asks for rank b
+            k = torch.arange(n)
+            ordered = torch.tensor(sorted(row.tolist(), key=lambda v: (v != v, v)), dtype=row.dtype)  # NaN last
+            got = selection.sampled_kth(flat, k, samples=samples)
+            assert torch.allclose(got, ordered, equal_nan=True, rtol=0, atol=0), (name, n, (got != ordered).nonzero())
+            rows += n
+    assert sum(fallbacks) < rows / 2, (sum(fallbacks), rows)
+
+
+def test_sampled_kth_is_the_sorted_value_for_random_sizes_and_ranks():
+    g = torch.Generator().manual_seed(9)
+    for _ in range(40):
+        n = int(torch.randint(65, 700, (1,), generator=g))
+        flat = torch.randint(0, int(torch.randint(2, 50, (1,), generator=g)), (6, n), generator=g).double()
+        flat += torch.rand(6, n, generator=g).double() * (torch.rand(6, 1, generator=g) < 0.5)  # some rows tie, some not
+        k = torch.cat([torch.tensor([0, n - 1]), torch.randint(0, n, (4,), generator=g)])
+        want = flat.sort(1).values[torch.arange(6), k]
+        assert torch.equal(selection.sampled_kth(flat, k, samples=16), want), (n, k)
+
+
+def test_sampled_kth_and_kth_smallest_reject_a_rank_outside_the_row():
+    flat = torch.rand(2, 300)
+    for bad in (300, -1):
+        with pytest.raises(ValueError, match=rf"k must be a 0-based rank from 0 to n - 1 = 299 \(n = 300 scores per image\), got k = {bad}"):
+            selection.sampled_kth(flat, torch.tensor([0, bad]), samples=8)
+        with pytest.raises(ValueError, match=rf"got k = {bad}"):
+            kth_smallest([flat[:, :100], flat[:, 100:]], torch.tensor([bad, 5]))
+        with pytest.raises(ValueError, match=rf"got k = {bad}"):
+            kth_smallest([flat.to(torch.bfloat16)], torch.tensor([bad, 5]))  # the torch path
+    with pytest.raises(ValueError, match=r"one rank per image \(2\), got shape \(3,\)"):
+        selection.sampled_kth(flat, torch.tensor([0, 1, 2]))
+    assert torch.equal(selection.sampled_kth(flat, torch.tensor([299, 0]), samples=8), torch.stack([flat[0].max(), flat[1].min()]))
+
+
 def test_per_image_broadcasts_one_value_per_image():
 
     like = torch.zeros(3, 2, 4, 5)
@@ -75,6 +128,28 @@ def test_count_true_matches_a_plain_sum_per_image():
     assert torch.equal(count_true(mask), mask.flatten(1).long().sum(1))
     assert torch.equal(count_true(mask[:, 1:3]), mask[:, 1:3].flatten(1).long().sum(1))  # a non-contiguous view
     assert count_true(mask).dtype == torch.int64
+
+
+@pytest.mark.parametrize("by_numpy", [True, False])
+def test_count_true_on_each_branch_matches_a_plain_sum(by_numpy):
+    """Both branches on the CPU: numpy's (the CPU's) and torch's sum (the one a GPU takes)."""
+    g = torch.Generator().manual_seed(3)
+    mask = torch.rand(4, 3, 5, 7, generator=g) > 0.6
+    for m in (mask, mask[:, 1:], mask.transpose(1, 3), torch.zeros(2, 0, dtype=torch.bool)):
+        want = torch.tensor([int(row.sum()) for row in m.reshape(m.shape[0], -1)], dtype=torch.int64)
+        got = selection._count_true(m, by_numpy=by_numpy)
+        assert got.dtype == torch.int64 and got.shape == (m.shape[0],)
+        assert torch.equal(got, want)
+
+
+def test_count_true_takes_torchs_branch_off_the_cpu(monkeypatch):
+    branches = []
+    real = selection._count_true
+    monkeypatch.setattr(selection, "_count_true", lambda mask, by_numpy: branches.append(by_numpy) or real(mask, by_numpy))
+    meta = count_true(torch.zeros(3, 4, 5, dtype=torch.bool, device="meta"))  # numpy cannot read it
+    assert meta.shape == (3,) and meta.dtype == torch.int64 and meta.device.type == "meta"
+    count_true(torch.zeros(3, 4, dtype=torch.bool))
+    assert branches == [False, True]
 
 
 def test_map_images_keeps_order_on_threads():

@@ -556,3 +556,22 @@ def test_resolve_target_non_integer_is_type_error(bad):
     logits = torch.zeros(3, 4)
     with pytest.raises(TypeError, match="target"):
         resolve_target(bad, logits)
+
+
+@pytest.mark.parametrize("net", ["tiny_cnn", "tiny_resnet"])
+@pytest.mark.parametrize("input_requires_grad", [False, True])
+def test_recorded_activations_gradients_and_logits_are_detached(net, input_requires_grad):
+    """What the recorders return holds no autograd graph, whatever the caller's grad mode, input and
+    parameters (which require grad here): keeping one would keep the whole forward graph alive per
+    tensor and let a caller's backward reach into the model."""
+    model = getattr(nets, net)()
+    assert all(p.requires_grad for p in model.parameters())
+    x = nets.images(2).requires_grad_(input_requires_grad)
+    with torch.enable_grad():
+        logits, acts, _ = record_activations(model, x)
+        logits2, acts2, grads, _, _ = activations_and_gradients(model, x)
+    for name, t in [("logits", logits), ("logits2", logits2)] + [
+        (f"{kind}[{i}]", t) for kind, ts in (("acts", acts), ("acts2", acts2), ("grads", grads)) for i, t in enumerate(ts)
+    ]:
+        assert t.requires_grad is False and t.grad_fn is None, name
+    assert all(p.grad is None for p in model.parameters())

@@ -152,13 +152,22 @@ def test_intended_realized_sparsity_reaches_requested_and_stays_close(p):
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_intended_keeps_dead_neurons_last(net):
     """Neurons dead at the first site (score 0 in every round) are pruned only after the living
-    ones: at a sparsity below the living share they are all kept, unlike NeuronMCT which removes them first."""
+    ones: at a sparsity below the living share they are all kept, unlike NeuronMCT which removes them first.
+
+    Not sensitive to rounding (checked for issue 28 after one unexplained failure under load: 30 runs
+    each with 1, 2 and 4 threads gave identical masks): the dead activations are exactly 0 (a ReLU),
+    the smallest living one at the first site is about 3e-4 on resnet_reused_relu, and every round
+    keeps hundreds more living neurons than it must remove. The messages say which premise broke."""
     model = NETS[net]()
     x = nets.images(2)
     _, acts, _ = pw.record_activations(model, x)
     dead0 = acts[0] <= 0
     path = pw.extract_pathway(model, x, "greedy", 30, step=5)
-    assert bool(path.masks[0][dead0].all())
+    removed_dead = [int((dead0[b] & ~path.masks[0][b]).sum()) for b in range(2)]
+    assert removed_dead == [0, 0], (
+        f"greedy removed {removed_dead} dead first-site neurons per image of {dead0.flatten(1).sum(1).tolist()}; "
+        f"realized sparsity {path.sparsity.tolist()}; smallest living first-site activation {float(acts[0][~dead0].min()):.3g}"
+    )
     mct = pw.extract_pathway(model, x, "neuron_mct", 30)
     assert not bool(mct.masks[0][dead0].any())
 
