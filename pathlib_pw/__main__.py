@@ -147,6 +147,18 @@ def _check_common(args: argparse.Namespace, command: argparse.ArgumentParser) ->
             command.error(f"{flag} {value}: {what} (name an existing folder)")
 
 
+def _no_current_cache(problem: str) -> bool:
+    """A verify problem that means "there is nothing current to verify" (a usage error), not a cache
+    whose stored numbers or settings differ from what was computed (a failed verification)."""
+    return (
+        problem.startswith("no cache")
+        or "n_images" in problem
+        or "another configuration or library version" in problem
+        or problem.startswith("no digests")
+        or ": missing" in problem
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(argv)
@@ -162,12 +174,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[CIFAR10_ENV] = args.cifar10
     names = sorted(experiments.EXPERIMENTS) if "all" in args.experiment else list(dict.fromkeys(args.experiment))
     if args.command == "verify":
-        for name in names:  # every cache checked before any work
+        damaged: dict[str, str] = {}
+        for name in names:  # every cache checked before any work: missing ones are usage errors
             problem = experiments.verify_problem(name, args.profile, args.images)
+            if problem and all(map(_no_current_cache, problem.splitlines())):
+                command.error(problem.replace("\n", "; ").replace("n_images", "--images"))
             if problem:
-                command.error(problem.replace("n_images", "--images"))
+                damaged[name] = problem
         failed = False
         for name in names:
+            if name in damaged:  # a stored number or setting that is not what was computed: never a match
+                for line in damaged[name].splitlines():
+                    print(f"{name}/{args.profile}: DIFFERS from what was computed: {line}")
+                failed = True
+                continue
             result = experiments.verify(name, args.profile, args.images, args.device, progress=not args.quiet)
             print(result.text())
             failed = failed or not result.ok
@@ -188,12 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{name}/{args.profile}: computed in {results.meta.get('seconds')} s on {results.meta.get('device')} (not cached)"
             )
         return 0
-    with sharding.processes() as procs:
-        for name in names:
-            cached = not args.force and experiments.is_cached(name, args.profile)
-            results = sharding.run_experiment(name, args.profile, procs.device(args.device), args.force, not args.quiet, procs)
-            if procs.rank == 0:
-                print(f"{name}/{args.profile}: {describe_run(results.meta, cached)}")
+    try:
+        with sharding.processes() as procs:
+            for name in names:
+                cached = not args.force and experiments.is_cached(name, args.profile)
+                results = sharding.run_experiment(
+                    name, args.profile, procs.device(args.device), args.force, not args.quiet, procs
+                )
+                if procs.rank == 0:
+                    print(f"{name}/{args.profile}: {describe_run(results.meta, cached)}")
+    except (cache.CacheWriteError, cache.CorruptCache) as error:  # a folder that cannot be written or read back
+        print(f"{PROG} run: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

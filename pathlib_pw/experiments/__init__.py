@@ -182,28 +182,25 @@ def _verify_part(
 
 
 def _cache_problem(experiment: str, profile: Profile) -> str | None:
+    """Why the cache cannot be verified, one line per problem, or None. Every stored number is
+    checked against the digest recorded when it was computed (:func:`pathlib_pw.cache.check`) before
+    anything is recomputed: a changed value of any image or a changed stored setting fails here."""
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
     make = f"python -m pathlib_pw run {experiment} --profile {profile}"
     if not (directory / "config.json").exists():
         return f"no cache of {experiment}/{profile} in {directory}: create it with `{make}`"
-    if not cache.is_current(directory, experiment, config):
-        return (
-            f"the cache of {experiment}/{profile} in {directory} is of another configuration or library version: "
-            f"recompute it with `{make}`"
-        )
-    if not (directory / cache.DECISIONS_FILE).exists():
-        return (
-            f"the cache of {experiment}/{profile} in {directory} holds no recorded decisions (it predates them): "
-            f"recompute it with `{make} --force`"
-        )
-    return None
+    problems = cache.check(directory, experiment, config)
+    return "\n".join(problems) if problems else None
 
 
 def _images_problem(experiment: str, profile: Profile, n_images: int | None) -> str | None:
     if n_images is None:
         return None
-    header = json.loads((cache.results_root() / profile / experiment / "config.json").read_text())
+    try:
+        header = json.loads((cache.results_root() / profile / experiment / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"{cache.results_root() / profile / experiment / 'config.json'} cannot be read ({error})"
     recorded = int(header.get("verify_images", VERIFY_IMAGES))
     if not 1 <= n_images <= recorded:
         return f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}"
@@ -231,8 +228,9 @@ def verify(
     the records (:mod:`pathlib_pw.decisions`), then every array is compared by the rules of
     :mod:`pathlib_pw.experiments.verification`. Returns the :class:`Verification` (``.ok``,
     ``.status``, ``.text()``, ``.assert_ok()``); the cache must exist and match the current
-    configuration and library version, else AssertionError says how to make it (ValueError for an
-    ``n_images`` beyond the recorded images). ``progress`` shows tqdm bars on stderr (the
+    configuration and library version and every stored array and setting its recorded digest, else
+    AssertionError says what differs (the array and image, the setting) and how to remake it (ValueError
+    for an ``n_images`` beyond the recorded images). ``progress`` shows tqdm bars on stderr (the
     experiment's own over its images, then one over the arrays compared); it never changes the result.
     """
     problem = _cache_problem(experiment, profile)
