@@ -92,21 +92,8 @@ def test_is_current_checks_the_configuration(tmp_path):
     assert not cache.is_current(directory, "toy", Toy(scale=1.0))
 
 
-@pytest.fixture
-def smoke_root(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
-    return tmp_path
-
-
-def test_load_or_run_computes_once_then_reads_the_cache(smoke_root, monkeypatch):
-    calls = []
-    real_run = experiments.maps_vs_sparsity.run
-
-    def counting_run(config, device="cpu", progress=True):
-        calls.append(config)
-        return real_run(config, device=device, progress=progress)
-
-    monkeypatch.setattr(experiments.maps_vs_sparsity, "run", counting_run)
+def test_load_or_run_computes_once_then_reads_the_cache(smoke_root, maps_runs):
+    calls = maps_runs
     first = experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
     config = experiments.get_config("maps_vs_sparsity", "smoke")
     # the run, then the part that verify recomputes (its self-check), then nothing: read from the cache

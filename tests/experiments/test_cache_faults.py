@@ -189,26 +189,13 @@ def test_load_of_a_folder_without_results_says_how_to_make_them(tmp_path):
         cache.load(directory)
 
 
-@pytest.fixture
-def smoke_root(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
-    return tmp_path
-
-
-def test_run_recomputes_a_cache_with_a_truncated_decisions_file(smoke_root, monkeypatch):
+def test_run_recomputes_a_cache_with_a_truncated_decisions_file(smoke_root, maps_runs):
     experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
     directory = smoke_root / "smoke" / "maps_vs_sparsity"
     _truncate(directory / cache.DECISIONS_FILE)
-    calls = []
-    real_run = experiments.maps_vs_sparsity.run
-
-    def counting_run(config, device="cpu", progress=True):
-        calls.append(config)
-        return real_run(config, device=device, progress=progress)
-
-    monkeypatch.setattr(experiments.maps_vs_sparsity, "run", counting_run)
+    maps_runs.clear()
     experiments.load_or_run("maps_vs_sparsity", "smoke", progress=False)
-    assert calls, "a cache with a truncated decisions.npz was used as it was"
+    assert maps_runs, "a cache with a truncated decisions.npz was used as it was"
     assert cache.check(directory, "maps_vs_sparsity", experiments.get_config("maps_vs_sparsity", "smoke")) == []
 
 

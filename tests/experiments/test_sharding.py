@@ -295,12 +295,17 @@ def test_a_failing_shard_write_leaves_no_partial_shard(results, monkeypatch):
     assert_same(sharding.run_sharded("tiny_paths", "smoke", progress=False).arrays, plain_run("tiny_paths"))
 
 
-def test_force_discards_leftover_chunks_of_an_interrupted_run(results, monkeypatch):
+def _interrupted_after_one_chunk(monkeypatch) -> tuple[list[int], Path]:
+    """tiny_paths run in chunks and interrupted while computing the third: (the chunk starts computed, the shard folder)."""
     calls: list[int] = []
     _counting_run(monkeypatch, calls, interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
         sharding.run_sharded("tiny_paths", "smoke", progress=False)
-    shards = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    return calls, sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+
+
+def test_force_discards_leftover_chunks_of_an_interrupted_run(results, monkeypatch):
+    calls, shards = _interrupted_after_one_chunk(monkeypatch)
     (leftover,) = shards.glob("images-*")
     arrays, seconds = sharding._load_shard(leftover)
     sharding._save_shard(leftover, {k: np.zeros_like(v) for k, v in arrays.items()}, seconds)  # a wrong chunk
@@ -312,11 +317,7 @@ def test_force_discards_leftover_chunks_of_an_interrupted_run(results, monkeypat
 
 
 def test_a_resume_after_a_configuration_change_does_not_reuse_old_chunks(results, monkeypatch):
-    calls: list[int] = []
-    _counting_run(monkeypatch, calls, interrupt_at=2)
-    with pytest.raises(KeyboardInterrupt):
-        sharding.run_sharded("tiny_paths", "smoke", progress=False)
-    old = sharding.shard_directory("tiny_paths", "smoke", experiments.get_config("tiny_paths", "smoke"))
+    calls, old = _interrupted_after_one_chunk(monkeypatch)
     assert [p.name for p in old.glob("images-*")] == ["images-0000000-0000001.npz"]
     module = experiments.EXPERIMENTS["tiny_paths"]
     base = module.config

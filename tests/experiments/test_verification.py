@@ -61,12 +61,6 @@ def test_maps_may_move_in_a_small_share_of_pixels_by_a_bounded_amount():
     assert compare("maps", spread, cached, Tolerance(share=0.01, limit=1.0)).status == "DIFFERS"
 
 
-@pytest.fixture
-def smoke_root(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
-    return tmp_path
-
-
 # ---- sensitive: something else computed is caught ----
 
 def test_a_criterion_sparsity_shifted_by_one_percent_is_caught(smoke_root, monkeypatch):
