@@ -148,12 +148,19 @@ def tie_broken_pathway(
     sites: Sequence[str],
     method: str,
     tie_keys: torch.Tensor,
+    *,
+    whole_channels: bool = False,
     **info: Any,
 ) -> Pathway:
     """The paper's percentile rule with position-neutral ties: exactly :func:`percentile_count` neurons
     removed per image, the lowest scores first and scores equal at the cut in the order of ``tie_keys``
-    (see :func:`remove_lowest`). Where no score ties the cut, the masks of :func:`threshold_pathway`."""
+    (see :func:`remove_lowest`). Where no score ties the cut, the masks of :func:`threshold_pathway`.
+    ``whole_channels``: a channel the count cuts is removed whole (for per-channel scores, whose
+    neurons share one tie key), so up to one channel more than the count goes. ``info`` records the
+    tied block at the cut (``tied_share``) and the share removed from it (``tie_removed_share``)."""
     masks = remove_lowest(scores, percentile_count(scores, sparsity), tie_keys=tie_keys)
+    if whole_channels:
+        masks = [m & m.flatten(2).all(2).view(*m.shape[:2], *([1] * (m.dim() - 2))) if m.dim() > 2 else m for m in masks]
     tied, tie_removed = _tied_at_cut(scores, masks)
     return Pathway.from_masks(
         masks, sites, method, requested_sparsity=sparsity.float(), tied_share=tied, tie_removed_share=tie_removed, **info

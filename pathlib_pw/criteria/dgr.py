@@ -145,17 +145,12 @@ def dgr(
     if gates == "neuron":
         keys = tie_keys(seeds, sum(a[0].numel() for a in acts)).to(device)
         return [tie_broken_pathway(scores, level, names, "dgr", keys, ties="random", **info) for level in levels]
-    # one tie rank per channel, shared by its neurons, and a channel cut at the count removed whole
+    # one tie rank per channel, shared by its neurons; a channel cut at the count is removed whole
     ranks = tie_keys(seeds, sum(a.shape[1] for a in acts)).to(device)
     keys = torch.cat(
         [k.view(batch, -1, *([1] * (a.dim() - 2))).expand_as(a).flatten(1) for k, a in zip(_split(ranks, acts), acts)], 1
     )
-    paths = []
-    for level in levels:
-        path = tie_broken_pathway(scores, level, names, "dgr", keys, ties="random", **info)
-        masks = [m & m.flatten(2).all(2).view(*m.shape[:2], *([1] * (m.dim() - 2))) if m.dim() > 2 else m for m in path.masks]
-        paths.append(Pathway.from_masks(masks, names, "dgr", **path.info))
-    return paths
+    return [tie_broken_pathway(scores, level, names, "dgr", keys, whole_channels=True, ties="random", **info) for level in levels]
 
 
 def _split(ranks: torch.Tensor, acts: list[torch.Tensor]) -> list[torch.Tensor]:
