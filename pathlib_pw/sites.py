@@ -64,7 +64,8 @@ OTHER_ACTIVATION_FUNCTIONS: dict[Callable[..., Any], str] = {
 Edit = Callable[[int, torch.Tensor], torch.Tensor]
 
 # model -> (its submodules' ids, whether its forward pass made a functional rectifier call)
-_PROBED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], bool]] = weakref.WeakKeyDictionary()
+# and the functional non-rectifier activations it called outside activation modules (:func:`skipped_activations`)
+_PROBED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], bool, tuple[str, ...]]] = weakref.WeakKeyDictionary()
 
 
 def _torch_layer(module: nn.Module) -> bool:
@@ -156,7 +157,9 @@ class _FunctionalSites(TorchFunctionMode):
         self.model = model
         self.record = record
         self.editing = editing
-        self.stack: list[tuple[str, bool]] = []  # (qualified name, is a rectifier module) per running module
+        # (qualified name, is a rectifier module, is any activation module) per running module
+        self.stack: list[tuple[str, bool, bool]] = []
+        self.other: list[str] = []  # functional non-rectifier activations called outside activation modules
         self.seen = False  # a functional rectifier call in this forward pass
 
     def start(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -179,7 +182,7 @@ class _FunctionalSites(TorchFunctionMode):
 
         handles.append(self.model.register_forward_pre_hook(self.start, with_kwargs=True))
         for name, module in self.model.named_modules():
-            entry = (name, isinstance(module, RECTIFIER_TYPES))
+            entry = (name, isinstance(module, RECTIFIER_TYPES), isinstance(module, RECTIFIER_TYPES + OTHER_ACTIVATION_TYPES))
             handles.append(module.register_forward_pre_hook(lambda _m, _a, entry=entry: self.stack.append(entry)))
             handles.append(module.register_forward_hook(pop, always_call=True))
 
@@ -187,6 +190,8 @@ class _FunctionalSites(TorchFunctionMode):
         self, func: Callable[..., Any], types: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
+        if func in OTHER_ACTIVATION_FUNCTIONS and self.stack and not any(entry[2] for entry in self.stack):
+            self.other.append(f"{self.stack[-1][0]}/{OTHER_ACTIVATION_FUNCTIONS[func]}")
         if func not in RECTIFIER_FUNCTIONS or not self.stack or self.stack[-1][1]:
             return func(*args, **kwargs)
         self.seen = True
@@ -244,7 +249,7 @@ def hooked(
         assert functional is not None
         if probed is None:
             probed = functional.seen
-            _PROBED[model] = (_fingerprint(model), probed)
+            _PROBED[model] = (_fingerprint(model), probed, tuple(dict.fromkeys(functional.other)))
         if not trace.calls and not modules:
             raise _no_rectifier(model)
 
@@ -378,68 +383,26 @@ def as_model_input(x: object, model: nn.Module, name: str = "x") -> torch.Tensor
     return x.to(device=model_device(model), dtype=dtype)
 
 
-# model -> (its submodules' ids, the functional non-rectifier activations its forward pass called)
-_OTHER_CALLS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], tuple[str, ...]]] = weakref.WeakKeyDictionary()
-
-
-class _OtherActivationCalls(TorchFunctionMode):
-    """Records functional non-rectifier activations called outside any activation module."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.depth = 0  # how many activation modules are running
-        self.stack: list[str] = []
-        self.found: list[str] = []
-
-    def __torch_function__(
-        self, func: Callable[..., Any], types: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        if func in OTHER_ACTIVATION_FUNCTIONS and not self.depth:
-            self.found.append(f"{self.stack[-1] if self.stack else ''}/{OTHER_ACTIVATION_FUNCTIONS[func]}")
-        return func(*args, **(kwargs or {}))
-
-
 def skipped_activations(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
     """The activations of ``model`` that are not rectifiers and so are no pathway site, as names.
 
     Modules (``nn.GELU``, ``nn.SiLU``, ``nn.LeakyReLU``, ``nn.Hardswish``, ``nn.Sigmoid``, ...) by
     qualified name and type (``blocks.0.act (GELU)``); functional calls (``F.gelu``, ``torch.sigmoid``,
-    ...) made outside those modules as ``module/function``, found by one forward pass of ``x[:1]``
-    the first time a model that is not built only from ``torch.nn`` layers is asked about (kept per model).
+    ...) made outside those modules as ``module/function``, seen by the first forward pass of a model
+    that is not built only from ``torch.nn`` layers under :func:`hooked` (the pass that looks for
+    functional rectifiers; with ``x`` given and no such pass yet, one of ``x[:1]`` is run).
     """
     found = [
         f"{name} ({type(m).__name__})"
         for name, m in model.named_modules()
         if isinstance(m, OTHER_ACTIVATION_TYPES) and not isinstance(m, RECTIFIER_TYPES)
     ]
-    if x is None or all(map(_torch_layer, model.modules())):
-        return found
-    known = _OTHER_CALLS.get(model)
-    if known is None or known[0] != _fingerprint(model):
-        mode = _OtherActivationCalls()
-        handles: list[RemovableHandle] = []
-        activation = RECTIFIER_TYPES + OTHER_ACTIVATION_TYPES
-
-        def enter(module: nn.Module, name: str) -> None:
-            mode.stack.append(name)
-            mode.depth += isinstance(module, activation)
-
-        def leave(module: nn.Module, _args: object, _output: object) -> None:
-            mode.stack.pop()
-            mode.depth -= isinstance(module, activation)
-
-        try:
-            for name, module in model.named_modules():
-                handles.append(module.register_forward_pre_hook(lambda m, _a, name=name: enter(m, name)))
-                handles.append(module.register_forward_hook(leave, always_call=True))
-            with evaluating(model), torch.no_grad(), mode:
-                model(x[:1].to(model_device(model)).clone())
-        finally:
-            for handle in handles:
-                handle.remove()
-        known = (_fingerprint(model), tuple(dict.fromkeys(mode.found)))
-        _OTHER_CALLS[model] = known
-    return found + list(known[1])
+    if makes_functional_calls(model) is None and x is not None:
+        record_activations(model, x[:1])
+    probed = _PROBED.get(model)
+    if probed is not None and probed[0] == _fingerprint(model):
+        found += list(probed[2])
+    return found
 
 
 def check_logits(output: object, name: str = "model") -> torch.Tensor:
