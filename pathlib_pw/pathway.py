@@ -54,6 +54,7 @@ class Pathway:
 
     __hash__ = None  # type: ignore[assignment]  # mutable: equal pathways may change
 
+    @_deprecation.renamed(method="criterion")
     def __init__(
         self,
         masks: list[torch.Tensor],
@@ -61,15 +62,7 @@ class Pathway:
         sparsity: torch.Tensor,
         criterion: str = "",
         info: dict[str, Any] | None = None,
-        **old: Any,
     ) -> None:
-        if old:
-            if set(old) != {"method"}:
-                raise TypeError(f"Pathway() got unexpected keyword argument(s) {sorted(set(old) - {'method'})}")
-            if criterion:
-                raise TypeError("Pathway() got both method= (deprecated) and criterion=; pass only criterion=")
-            _deprecation.warn("Pathway(method=...) is deprecated: pass criterion=...")
-            criterion = old["method"]
         self.masks = masks
         self.sites = sites
         self.sparsity = sparsity
@@ -99,16 +92,12 @@ class Pathway:
         return self.criterion
 
     @classmethod
+    @_deprecation.renamed(method="criterion")
     def from_masks(cls, masks: Sequence[torch.Tensor], sites: Sequence[str], criterion: str = "", **info: Any) -> Pathway:
         """A Pathway of these masks (made boolean), its realized sparsity computed; ``info`` as keywords.
 
         ``method=`` is the deprecated spelling of ``criterion=`` (a FutureWarning).
         """
-        if "method" in info:
-            if criterion:
-                raise TypeError("from_masks() got both method= (deprecated) and criterion=; pass only criterion=")
-            _deprecation.warn("Pathway.from_masks(method=...) is deprecated: pass criterion=...")
-            criterion = info.pop("method")
         masks = [m.bool() for m in masks]
         if not masks:
             raise ValueError("masks must hold at least one site's mask (B, *site shape)")
