@@ -68,21 +68,12 @@ _FLAGS = {"image_path": "IMAGE", "model": "--model", "criterion": "--criterion",
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """The RGB pixels (H, W, 3 uint8) of the image file at ``path``; ExplainError naming the path when
-    it does not exist, is a folder, or is not an image PIL can read."""
-    from PIL import Image, UnidentifiedImageError
-
-    file = Path(path)
-    if not file.exists():
-        raise ExplainError("image_path", f"{str(file)!r} does not exist")
-    if file.is_dir():
-        raise ExplainError("image_path", f"{str(file)!r} is a folder, not an image file")
+    """The RGB pixels (H, W, 3 uint8) of the image file at ``path`` (:func:`pathlib_pw.imagenet.read_image`);
+    ExplainError naming the path when it does not exist, is a folder, or is not an image PIL can read."""
     try:
-        with Image.open(file) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ExplainError("image_path", f"{str(file)!r} cannot be read as an image ({reason})") from None
+        return imagenet.read_image(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise ExplainError("image_path", str(error)) from None
 
 
 def usable_models() -> tuple[str, ...]:

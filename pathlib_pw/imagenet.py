@@ -21,6 +21,7 @@ __all__ = [
     "imagenet_class_names",
     "normalize_pixels",
     "preprocess",
+    "read_image",
     "resize_crop",
 ]
 
@@ -99,19 +100,29 @@ def _decoded(image: Any) -> Any:
     """A path opened as an RGB array; anything else as given (``resize_crop`` checks it)."""
     if isinstance(image, bytes):
         raise TypeError("preprocess takes decoded RGB arrays or file paths, got bytes: decode them with PIL first")
-    if not isinstance(image, (str, os.PathLike)):
-        return image
+    return read_image(image) if isinstance(image, (str, os.PathLike)) else image
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """The RGB pixels (H, W, 3 uint8) of the image file at ``path`` (``PIL.Image.open(path).convert("RGB")``).
+
+    FileNotFoundError when ``path`` does not exist or is a folder, ValueError when PIL cannot read
+    it; each message names the path.
+    """
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
-    path = os.fspath(image)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"preprocess: no image file at {path!r}")
+    file = os.fspath(path)
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"{file!r} does not exist")
+    if os.path.isdir(file):
+        raise FileNotFoundError(f"{file!r} is a folder, not an image file")
     try:
-        with PILImage.open(path) as opened:
-            return np.asarray(opened.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"preprocess: cannot read {path!r} as an image ({error})") from None
+        with PILImage.open(file) as opened:
+            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{file!r} cannot be read as an image ({reason})") from None
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:

@@ -119,3 +119,19 @@ def test_resize_crop_explains_undecoded_input() -> None:
             imagenet.resize_crop(bad)
     with pytest.raises(TypeError, match="bytes"):
         imagenet.preprocess([b"\x89PNG"])
+
+
+def test_read_image_names_what_is_wrong_with_the_path(tmp_path) -> None:
+    from PIL import Image
+
+    array = (np.arange(4 * 5 * 3) % 256).astype(np.uint8).reshape(4, 5, 3)
+    Image.fromarray(array).save(tmp_path / "a.png")
+    got = imagenet.read_image(tmp_path / "a.png")
+    assert got.dtype == np.uint8 and np.array_equal(got, array)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        imagenet.read_image(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError, match="is a folder, not an image file"):
+        imagenet.read_image(tmp_path)
+    (tmp_path / "t.png").write_text("text")
+    with pytest.raises(ValueError, match=r"t\.png' cannot be read as an image"):
+        imagenet.read_image(tmp_path / "t.png")
