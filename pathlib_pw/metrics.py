@@ -124,7 +124,7 @@ def dead_share(model: nn.Module | Pathway, x: Any, path: Any = None, *, per_site
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(path, Pathway):
         raise TypeError(f"path must be a Pathway, got {type(path).__name__}")
-    _, activations, _ = record_activations(model, as_model_input(x, model))
+    _, activations, _ = record_activations(model, x)  # validated and moved to the model there
     return dead_share_of(path, activations, per_site=per_site)
 
 
