@@ -276,3 +276,16 @@ def test_tie_broken_pathway_records_the_tied_block_it_cut():
     assert path.info["tied_share"].tolist() == pytest.approx([0.4]) and path.info["tie_removed_share"].tolist() == pytest.approx([0.3])
     whole = tie_broken_pathway(scores, torch.tensor([40.0], dtype=torch.float64), ["s"], "x", keys)  # 4 removed: the block
     assert whole.info["tied_share"].tolist() == pytest.approx([0.4]) and whole.info["tie_removed_share"].tolist() == pytest.approx([0.4])
+
+
+def test_percentile_count_is_k_plus_one_of_the_paper_rule():
+    """Hand values for N = 10 neurons (two sites of 4 and 6): k = floor(p / 100 x 9), k + 1 removed;
+    and it equals the number global_threshold removes on distinct scores."""
+    from pathlib_pw.thresholds import percentile_count
+
+    scores = [torch.arange(4.0).view(1, 4), torch.arange(4.0, 10.0).view(1, 6)]
+    for p, want in ((0.0, 1), (30.0, 3), (50.0, 5), (99.9, 9)):
+        level = torch.tensor([p], dtype=torch.float64)
+        assert percentile_count(scores, level).tolist() == [want], p
+        masks, _ = global_threshold(scores, level, checkpoint=False)
+        assert sum(int((~m).sum()) for m in masks) == want, p
