@@ -99,8 +99,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     verify = sub.add_parser(
         "verify",
-        help="recompute part of a cached result and compare",
-        description="Recompute the first image(s) of cached results with this code and compare them with the cache.",
+        help="check a cached result's digests, recompute images of it and compare",
+        description=(
+            "Check every stored number of cached results against the digests recorded when they were computed, "
+            "then recompute images with this code and compare: image 0 and one drawn by a seed that changes daily "
+            "(the report names it), or --image K, or --all."
+        ),
         epilog=listing,
         formatter_class=_Formatter,
     )
@@ -108,9 +112,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "experiment", nargs="+", choices=names, metavar="EXPERIMENT", help="one or more experiments (below), or all"
     )
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book", help="which profile's cache")
-    verify.add_argument(
-        "--images", type=int, default=None, help="the first N images (when not given: all the cache records decisions for)"
-    )
+    verify.add_argument("--images", type=int, default=None, help="the first N images")
+    verify.add_argument("--image", type=int, action="append", default=None, metavar="K", help="image number K (repeat for more)")
+    verify.add_argument("--all", dest="all_images", action="store_true", help="every image the cache records decisions for")
+    verify.add_argument("--seed", type=int, default=None, help="the seed that draws the second image (default: the day)")
     verify.add_argument(
         "--device", default=None, help="recompute on this device, cpu, cuda or cuda:N (when not given: the cache's)"
     )
@@ -153,10 +158,20 @@ def _no_current_cache(problem: str) -> bool:
     return (
         problem.startswith("no cache")
         or "n_images" in problem
+        or problem.startswith(("images must", "all_images", "give at most one"))
         or "another configuration or library version" in problem
         or problem.startswith("no digests")
         or ": missing" in problem
     )
+
+
+def _as_flags(problem: str) -> str:
+    """A verify problem on one line, naming the command line's flags instead of verify's arguments."""
+    line = problem.replace("\n", "; ")
+    for argument, flag in (("n_images must", "--images must"), ("images must", "--image must"), ("all_images:", "--all:")):
+        if line.startswith(argument):
+            return flag + line[len(argument) :]
+    return line.replace("n_images", "--images")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,9 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "verify":
         damaged: dict[str, str] = {}
         for name in names:  # every cache checked before any work: missing ones are usage errors
-            problem = experiments.verify_problem(name, args.profile, args.images)
+            problem = experiments.verify_problem(name, args.profile, args.images, images=args.image, all_images=args.all_images)
             if problem and all(map(_no_current_cache, problem.splitlines())):
-                command.error(problem.replace("\n", "; ").replace("n_images", "--images"))
+                command.error(_as_flags(problem))
             if problem:
                 damaged[name] = problem
         failed = False
@@ -188,7 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{name}/{args.profile}: DIFFERS from what was computed: {line}")
                 failed = True
                 continue
-            result = experiments.verify(name, args.profile, args.images, args.device, progress=not args.quiet)
+            result = experiments.verify(
+                name,
+                args.profile,
+                args.images,
+                args.device,
+                progress=not args.quiet,
+                images=args.image,
+                seed=args.seed,
+                all_images=args.all_images,
+            )
             print(result.text())
             failed = failed or not result.ok
         return 1 if failed else 0

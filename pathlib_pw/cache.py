@@ -382,6 +382,21 @@ def save(
         "digests": digests(stored, payload),
     }
     text = json.dumps(header, indent=2, sort_keys=True) + "\n"  # unserializable metadata fails before any write
+
+    def write(tmp: Path) -> None:
+        np.savez_compressed(tmp / ARRAYS_FILE, **payload)
+        if decisions is not None:
+            decisions.save(tmp / DECISIONS_FILE)
+        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")  # last: a folder with a config.json is complete
+
+    _install(directory, write)
+    return load(directory)
+
+
+def _install(directory: Path, write: Any) -> None:
+    """``write(tmp)`` fills a temporary sibling of ``directory``, which then replaces it: the previous
+    result is moved aside, the new one renamed into place, the old one removed. Any failure, Ctrl-C
+    included, leaves the previous result in place and no temporary folder behind."""
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-{os.getpid()}-", dir=directory.parent))
@@ -390,10 +405,7 @@ def save(
     moved = None
     try:
         normal_permissions(tmp)
-        np.savez_compressed(tmp / ARRAYS_FILE, **payload)
-        if decisions is not None:
-            decisions.save(tmp / DECISIONS_FILE)
-        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")  # last: a folder with a config.json is complete
+        write(tmp)
         if directory.exists():
             moved = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             directory.rename(moved)
@@ -408,7 +420,23 @@ def save(
         raise
     if moved is not None:
         shutil.rmtree(moved, ignore_errors=True)
-    return load(directory)
+
+
+def add_records(directory: Path, decisions: Any, **meta: Any) -> None:
+    """Replace the recorded decisions of the cache in ``directory`` by ``decisions`` (a
+    :class:`pathlib_pw.decisions.DecisionLog` holding the old ones and more) and add ``meta`` to its
+    header, atomically; the arrays, configuration and digests stay byte for byte."""
+    recover(directory)
+    header = _read_header(directory / CONFIG_FILE)
+    header.update(meta)
+    text = json.dumps(header, indent=2, sort_keys=True) + "\n"
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(directory / ARRAYS_FILE, tmp / ARRAYS_FILE)
+        decisions.save(tmp / DECISIONS_FILE)
+        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+    _install(directory, write)
 
 
 def _read_header(path: Path, experiment: str | None = None) -> dict[str, Any]:

@@ -51,6 +51,7 @@ __all__ = [
     "replaying",
     "rows",
     "scope",
+    "widened",
 ]
 
 
@@ -353,7 +354,11 @@ class ReplayReport:
 
     def problems(self) -> list[str]:
         out = [f"{c.key}: {c.problem}" for c in self.checks if c.problem]
-        out += [f"{k}: no recorded decision (the cache holds records for other images or parts)" for k in self.missing]
+        out += [
+            f"{k}: no recorded decision (the cache holds records for other images or parts; an experiment numbers its "
+            f"images from config.inputs.offset in decisions.images)"
+            for k in self.missing
+        ]
         out += [f"{k}: recorded but not made by the recomputation" for k in self.unused]
         return out
 
@@ -378,6 +383,7 @@ _SESSION: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("path
 _SCOPE: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("pathlib_pw_scope", default=())
 _IMAGES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("pathlib_pw_images", default=None)
 _ROUNDING: contextvars.ContextVar[Rounding] = contextvars.ContextVar("pathlib_pw_rounding", default=EXACT)
+_WIDENED: contextvars.ContextVar[float] = contextvars.ContextVar("pathlib_pw_widened", default=1.0)
 
 
 @contextlib.contextmanager
@@ -413,6 +419,22 @@ def rows(index: slice) -> contextlib.AbstractContextManager[None]:
 def criterion(rounding: Rounding) -> contextlib.AbstractContextManager[None]:
     """The rounding class of the criterion whose decisions follow."""
     return _set(_ROUNDING, rounding)
+
+
+def widened(factor: float) -> contextlib.AbstractContextManager[None]:
+    """Every threshold criterion's capacity and band times ``factor`` inside the block, for records and
+    replays alike: a measurement of how far rounding really moves the decisions (the sketches then
+    decode ``factor`` times more changes), never a verification (scripts/measure_rounding.py)."""
+    if not (isinstance(factor, (int, float)) and factor >= 1):
+        raise ValueError(f"factor must be a number >= 1, got {factor!r}")
+    return _set(_WIDENED, float(factor))
+
+
+def _active_rounding() -> Rounding:
+    rounding, factor = _ROUNDING.get(), _WIDENED.get()
+    if rounding.kind != "threshold" or factor == 1.0:
+        return rounding
+    return dataclasses.replace(rounding, capacity=rounding.capacity * factor, band=rounding.band * factor)
 
 
 @contextlib.contextmanager
@@ -472,7 +494,7 @@ def checkpoint(
     if len(keys) != batch:
         raise ValueError(f"{len(keys)} image keys are named (decisions.images) but the decision is about {batch} images")
     prefix = "/".join(_SCOPE.get())
-    rounding = _ROUNDING.get()
+    rounding = _active_rounding()
     sizes = [m[0].numel() for m in masks]
     bounds = np.cumsum([0] + sizes)
     repaired: dict[int, torch.Tensor] = {}

@@ -17,7 +17,7 @@ def test_run_then_verify_smoke_profile(tmp_path, monkeypatch, capsys):
     assert header["config"]["inputs"]["images"] == ["chelsea", "coffee"] and header["profile"] == "smoke"
     assert main(["verify", "qualitative", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
-    assert "qualitative/smoke: matches exactly" in out and "threshold decisions replayed: 4" in out
+    assert "qualitative/smoke: matches exactly" in out and "threshold decisions replayed: 8" in out  # both images
     # --images computes a variation for the caller and never overwrites the profile's cache
     before = (tmp_path / "smoke" / "qualitative" / "arrays.npz").stat().st_mtime_ns
     assert main(["run", "qualitative", "--profile", "smoke", "--images", "1", "--force"]) == 0

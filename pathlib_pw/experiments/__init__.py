@@ -1,8 +1,9 @@
 """Experiments: one module per paper figure or table, following :mod:`.contract` (``config(profile)``,
 ``run``, ``PER_IMAGE`` and optional parts with defaults).
 
-Notebooks call :func:`load_or_run`; the tests call :func:`verify`, which recomputes the first images
-of a cached result with the committed code and compares, on any machine.
+Notebooks call :func:`load_or_run`; the tests call :func:`verify`, which recomputes images of a cached
+result with the committed code and compares, on any machine: the first image and one drawn by a
+rotating seed, or every image (``all_images``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import contextlib
 import dataclasses
 import datetime
 import json
-from collections.abc import Iterator, Mapping
+import random
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pathlib_pw import cache, decisions
 from pathlib_pw.experiments import (
@@ -36,7 +39,7 @@ from pathlib_pw.experiments import (
     sanity_efficientnet,
     sanity_own_class,
 )
-from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, parts
+from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, image_slice, parts, unit_count
 from pathlib_pw.experiments.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
@@ -99,7 +102,28 @@ def run(experiment: str, config: Any, device: str = "cpu", progress: bool = True
     return arrays, seconds
 
 
-VERIFY_IMAGES = 1  # images whose threshold decisions a cache records for `verify`
+VERIFY_IMAGES = 1  # images a cache records and checks when it cannot record every image (RECORD_EVERY_IMAGE)
+
+
+def recorded_images(meta: Mapping[str, Any]) -> list[int]:
+    """The image numbers whose threshold decisions a cache holds (its header's ``recorded_images``; a
+    cache from before per-image records: the first ``verify_images``)."""
+    if "recorded_images" in meta:
+        return sorted(int(i) for i in meta["recorded_images"])
+    return list(range(int(meta.get("verify_images", VERIFY_IMAGES))))
+
+
+def _image_log(log: decisions.DecisionLog, config: Any, image: int) -> decisions.DecisionLog:
+    """The records of image number ``image`` (all of them for an experiment with one part)."""
+    if unit_count(config) == 1:
+        return log
+    return decisions.DecisionLog({k: r for k, r in log.records.items() if k.split("|")[1] == str(image)})
+
+
+def default_seed() -> int:
+    """The seed that draws :func:`verify`'s second image when none is given: the day (UTC), so that
+    a daily test run recomputes every image over time; the report names it."""
+    return datetime.datetime.now(datetime.timezone.utc).date().toordinal()
 
 
 def is_cached(experiment: str, profile: Profile = "book") -> bool:
@@ -125,9 +149,24 @@ def load_or_run(
         arrays, seconds = run(experiment, config, device, progress)
         meta = {"device": device, "seconds": round(seconds, 1), "profile": profile}
         return cache.Results(experiment, cache.config_dict(config), meta, arrays)
-    with decisions.recording(only=_parts(experiment).recorded_images(config, VERIFY_IMAGES)) as log:
+    with decisions.recording(only=recorded_keys(experiment, config)) as log:
         arrays, seconds = run(experiment, config, device, progress)
     return _self_check_and_save(experiment, profile, config, arrays, log, device, seconds)
+
+
+def checked_images(experiment: str, config: Any) -> list[int]:
+    """The images whose decisions a new cache of ``experiment`` records and checks before it is saved:
+    every image, or the first for an experiment whose records would be too large (``RECORD_EVERY_IMAGE``)."""
+    every = _parts(experiment).record_every_image and unit_count(config) > 1
+    return list(range(unit_count(config))) if every else list(range(VERIFY_IMAGES))
+
+
+def recorded_keys(experiment: str, config: Any) -> Sequence[object] | None:
+    """The image keys whose decisions a run of ``experiment`` records (None: all of them)."""
+    part = _parts(experiment)
+    if part.record_every_image and unit_count(config) > 1:
+        return None
+    return part.recorded_images(config, VERIFY_IMAGES)
 
 
 def _self_check_and_save(
@@ -140,45 +179,118 @@ def _self_check_and_save(
     seconds: float,
     **meta: Any,
 ) -> cache.Results:
-    """Cache ``arrays`` once the part :func:`verify` recomputes, replayed under the recorded ``log``,
-    matches them; the decisions of that part are saved beside them. RuntimeError when it does not."""
-    check = _verify_part(experiment, profile, config, arrays, log, device, VERIFY_IMAGES, complete=False)
+    """Cache ``arrays`` once every image :func:`verify` can recompute (:func:`checked_images`), each
+    alone and replayed under the recorded ``log``, matches them; the decisions of those parts are saved
+    beside them. RuntimeError when one does not."""
+    recorded = checked_images(experiment, config)
+    checks = [_verify_image(experiment, profile, config, arrays, log, device, image, complete=False) for image in recorded]
+    check = Verification.joined(checks)
     if not check.ok:
         raise RuntimeError(f"not cached: the result does not verify against itself\n{check.text()}")
+    log = log.subset([c.key for c in check.replay.checks])
     header = {
         "device": device,
         "seconds": round(seconds, 1),
         "profile": profile,
         "machine": cache.machine(),
         "verify_images": VERIFY_IMAGES,
+        "recorded_images": recorded,
         "self_check": check.status,
         "date": datetime.date.today().isoformat(),  # when it was computed; outside the configuration hash
         **meta,
     }
     directory = cache.results_root() / profile / experiment
-    return cache.save(directory, experiment, config, arrays, header, log.subset([c.key for c in check.replay.checks]))
+    return cache.save(directory, experiment, config, arrays, header, log)
 
 
-def _verify_part(
+def _merged(a: decisions.DecisionLog, b: decisions.DecisionLog) -> decisions.DecisionLog:
+    return decisions.DecisionLog({**a.records, **b.records})
+
+
+def _record_image(
+    experiment: str, profile: str, config: Any, arrays: Mapping[str, np.ndarray], image: int, device: str
+) -> decisions.DecisionLog:
+    """The decisions of image number ``image``'s part (``image_part``), recorded while recomputing it
+    beside ``arrays`` on this machine; RuntimeError when it does not reproduce them (then the records
+    would describe another computation than the cached one)."""
+    part = _parts(experiment)
+    subset = part.image_part(config, image)
+    with decisions.recording(only=[str(image)]) as log:
+        fresh, _ = run(experiment, subset, device, progress=False)
+    expected = part.cached_part(image_slice(arrays, set(part.module.PER_IMAGE), image), subset)
+    checks = compare_all(fresh, expected, part.rules, {}, desc=f"{experiment} image {image}")
+    result = Verification(experiment, profile, checks, decisions.ReplayReport(), images=(image,))
+    if not result.ok:
+        raise RuntimeError(f"image {image} not recorded: its recomputation does not reproduce the result\n{result.text()}")
+    if not log.records:
+        raise RuntimeError(f"image {image} not recorded: its recomputation made no threshold decision about it")
+    return log
+
+
+def record_images(experiment: str, profile: Profile = "book", device: str | None = None, progress: bool = True) -> list[int]:
+    """Add the decision records of every image a cache lacks (a cache computed when only its first
+    image was recorded), so that :func:`verify` can recompute any image on any machine.
+
+    Each image's part is recomputed on this machine and must reproduce the cached arrays by the
+    experiment's rules (RuntimeError otherwise); its records are then added atomically, one image at a
+    time (an interrupted run keeps the images finished). The arrays and digests stay byte for byte.
+    Returns the images added."""
+    problem = _cache_problem(experiment, profile)
+    if problem is not None:
+        raise AssertionError(problem)
+    config = get_config(experiment, profile)
+    if not _parts(experiment).record_every_image or unit_count(config) == 1:
+        return []
+    directory = cache.results_root() / profile / experiment
+    cached = cache.load(directory)
+    on = device or cached.meta.get("device", "cpu")
+    recorded = recorded_images(cached.meta)
+    added = []
+    for image in tqdm(range(unit_count(config)), desc=f"{experiment} records", disable=not progress):
+        if image in recorded:
+            continue
+        with _threads(cached.meta.get("machine", {}).get("threads")):  # the cache's float sums
+            log = _record_image(experiment, profile, config, cached.arrays, image, on)
+        recorded = sorted({*recorded, image})
+        cache.add_records(directory, _merged(cache.load_decisions(directory), log), recorded_images=recorded)
+        added.append(image)
+    return added
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` (None: unchanged) inside the block, restored after."""
+    saved = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _verify_image(
     experiment: str,
     profile: str,
     config: Any,
     arrays: Mapping[str, np.ndarray],
     log: decisions.DecisionLog,
     device: str,
-    n_images: int,
+    image: int,
     complete: bool = True,
     progress: bool = False,
 ) -> Verification:
+    """Recompute image number ``image``'s part, replaying its recorded decisions, beside ``arrays``."""
     part = _parts(experiment)
-    subset = part.verify_subset(config, n_images)
-    with decisions.replaying(log, complete=complete) as report:
+    subset = part.image_part(config, image)
+    with decisions.replaying(_image_log(log, config, image), complete=complete) as report:
         fresh, _ = run(experiment, subset, device, progress=progress)
-    expected = part.cached_part(arrays, subset)
+    whole = arrays if unit_count(config) == 1 else image_slice(arrays, set(part.module.PER_IMAGE), image)
+    expected = part.cached_part(whole, subset)
     checks = compare_all(
         fresh, expected, part.rules, part.tolerances(expected, fresh, report), progress=progress, desc=f"{experiment} arrays"
     )
-    return Verification(experiment, profile, checks, report)
+    return Verification(experiment, profile, checks, report, images=(image,))
 
 
 def _cache_problem(experiment: str, profile: Profile) -> str | None:
@@ -194,24 +306,94 @@ def _cache_problem(experiment: str, profile: Profile) -> str | None:
     return "\n".join(problems) if problems else None
 
 
-def _images_problem(experiment: str, profile: Profile, n_images: int | None) -> str | None:
-    if n_images is None:
-        return None
-    try:
-        header = json.loads((cache.results_root() / profile / experiment / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return f"{cache.results_root() / profile / experiment / 'config.json'} cannot be read ({error})"
-    recorded = int(header.get("verify_images", VERIFY_IMAGES))
-    if not 1 <= n_images <= recorded:
-        return f"n_images must be between 1 and {recorded} (the images whose decisions the cache records), got {n_images}"
-    return None
+def _choose(
+    experiment: str,
+    profile: Profile,
+    n_images: int | None,
+    images: Sequence[int] | None,
+    seed: int | None,
+    all_images: bool,
+) -> tuple[list[int], str]:
+    """The images :func:`verify` recomputes and a sentence saying how they were chosen; ValueError
+    naming the argument for images the cache holds no records of."""
+    meta = json.loads((cache.results_root() / profile / experiment / cache.CONFIG_FILE).read_text(encoding="utf-8"))
+    config = get_config(experiment, profile)
+    units = unit_count(config)
+    recorded = recorded_images(meta) if units > 1 else [0]
+    every = _parts(experiment).record_every_image
+    absent = [i for i in range(units) if i not in recorded]
+    if sum(x is not None and x is not False for x in (n_images, images, all_images or None)) > 1:
+        raise ValueError("give at most one of n_images, images and all_images")
+    if n_images is not None:
+        if not isinstance(n_images, int) or not 1 <= n_images <= len(recorded) or recorded[:n_images] != list(range(n_images)):
+            raise ValueError(
+                f"n_images must be between 1 and {len(recorded)} (the images whose decisions the cache records), got {n_images}"
+            )
+        return list(range(n_images)), f"the first {n_images} image(s)"
+    if images is not None:
+        chosen = [int(i) for i in images]
+        wrong = [i for i in chosen if i not in recorded]
+        if not chosen or wrong:
+            raise ValueError(
+                f"images must name images whose decisions the cache records ({_ranges(recorded)} of {units}), got {list(images)}"
+            )
+        return chosen, f"image(s) {_ranges(chosen)} as asked"
+    if all_images:
+        if absent and every:
+            raise ValueError(
+                f"all_images: the cache records no decisions for image(s) {_ranges(absent)} of {units} (computed before "
+                f"every image was recorded): record them with `python scripts/record_images.py {experiment} --profile {profile}`"
+            )
+        note = f"all {len(recorded)} recorded image(s)"
+        if absent:
+            note += (
+                f"; image(s) {_ranges(absent)} are checked by their digests only: {experiment} records the decisions of its "
+                f"first image only (RECORD_EVERY_IMAGE)"
+            )
+        return recorded, note
+    if len(recorded) == 1:
+        note = (
+            "its one recorded image" if units == 1 or not absent else f"image 0, the only one with records ({units} in the cache)"
+        )
+        return [0], note
+    seed = default_seed() if seed is None else int(seed)
+    drawn = random.Random(seed).choice(recorded[1:])
+    return [0, drawn], (
+        f"image 0 and image {drawn}, drawn with seed {seed} from images {_ranges(recorded[1:])} "
+        f"(repeat: --seed {seed}; every image: --all)"
+    )
 
 
-def verify_problem(experiment: str, profile: Profile = "book", n_images: int | None = None) -> str | None:
+def _ranges(values: Sequence[int]) -> str:
+    """``0-3, 5, 7-8`` for [0, 1, 2, 3, 5, 7, 8]."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and int(out[-1].split("-")[-1]) == v - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)
+
+
+def verify_problem(
+    experiment: str,
+    profile: Profile = "book",
+    n_images: int | None = None,
+    *,
+    images: Sequence[int] | None = None,
+    all_images: bool = False,
+) -> str | None:
     """Why :func:`verify` cannot check ``experiment``/``profile`` (one line naming the folder looked in
     and the command that makes the cache, or the images it records), or None when it can. Reads the
     cache's header only, so a command line can check every cache before any work."""
-    return _cache_problem(experiment, profile) or _images_problem(experiment, profile, n_images)
+    problem = _cache_problem(experiment, profile)
+    if problem is not None:
+        return problem
+    try:
+        _choose(experiment, profile, n_images, images, None, all_images)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def verify(
@@ -220,42 +402,38 @@ def verify(
     n_images: int | None = None,
     device: str | None = None,
     progress: bool = False,
+    *,
+    images: Sequence[int] | None = None,
+    seed: int | None = None,
+    all_images: bool = False,
 ) -> Verification:
-    """Recompute part of a cached result and compare it with the cache, on any machine.
+    """Recompute images of a cached result and compare them with the cache, on any machine.
 
-    The part is the first ``n_images`` images (default: all the cache holds decision records for),
-    or what the experiment's ``verify_subset`` names. The threshold decisions are replayed against
-    the records (:mod:`pathlib_pw.decisions`), then every array is compared by the rules of
-    :mod:`pathlib_pw.experiments.verification`. Returns the :class:`Verification` (``.ok``,
-    ``.status``, ``.text()``, ``.assert_ok()``); the cache must exist and match the current
-    configuration and library version and every stored array and setting its recorded digest, else
-    AssertionError says what differs (the array and image, the setting) and how to remake it (ValueError
-    for an ``n_images`` beyond the recorded images). ``progress`` shows tqdm bars on stderr (the
-    experiment's own over its images, then one over the arrays compared); it never changes the result.
+    Every stored array and setting is first checked against the digest recorded when it was computed
+    (AssertionError naming the array and image, or the setting, and how to remake the cache). Then
+    images are recomputed, each alone: image 0 (its whole part) and one more drawn with ``seed``
+    (default :func:`default_seed`, the day; the report names it) among the images whose decisions the
+    cache records, or the ``images`` named, or the first ``n_images``, or with ``all_images`` every
+    recorded image (ValueError when the cache lacks records it should hold). Each image's threshold
+    decisions are replayed against its records (:mod:`pathlib_pw.decisions`), then every array is
+    compared by the rules of :mod:`pathlib_pw.experiments.verification`. Returns the
+    :class:`Verification` (``.ok``, ``.status``, ``.text()``, ``.assert_ok()``). ``progress`` shows
+    tqdm bars on stderr; it never changes the result.
     """
     problem = _cache_problem(experiment, profile)
     if problem is not None:
         raise AssertionError(problem)
-    problem = _images_problem(experiment, profile, n_images)
-    if problem is not None:
-        raise ValueError(problem)
+    chosen, note = _choose(experiment, profile, n_images, images, seed, all_images)
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
     log = cache.load_decisions(directory)
     cached = cache.load(directory)
-    recorded = int(cached.meta.get("verify_images", VERIFY_IMAGES))
-    n_images = recorded if n_images is None else n_images
-    return _verify_part(
-        experiment,
-        profile,
-        config,
-        cached.arrays,
-        log,
-        device or cached.meta.get("device", "cpu"),
-        n_images,
-        complete=n_images == recorded,
-        progress=progress,
-    )
+    on = device or cached.meta.get("device", "cpu")
+    each = [
+        _verify_image(experiment, profile, config, cached.arrays, log, on, image, complete=True, progress=progress)
+        for image in chosen
+    ]
+    return Verification.joined(each, note)
 
 
 __all__ = [
@@ -267,6 +445,8 @@ __all__ = [
     "load_or_run",
     "register",
     "run",
+    "record_images",
+    "recorded_images",
     "verify",
     "verify_problem",
 ]

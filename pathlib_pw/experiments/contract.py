@@ -7,8 +7,11 @@ progress) -> arrays`` and ``PER_IMAGE`` (the arrays whose first axis is the imag
 ``subset(config, n)`` (default: the first ``n`` images), ``verify_subset(config, n)`` (what ``verify``
 recomputes; default ``subset``), ``cached_part(arrays, part)`` (the slices of the full arrays that the
 part recomputes; default: the first images of the per-image arrays), ``recorded_images(config, n)``
-(the image keys whose threshold decisions a run records for ``verify``; default ``range(n)``), ``TOLERANCES`` and
-``tolerances(cached, fresh, replay)`` (:mod:`pathlib_pw.experiments.verification`).
+(the image keys whose threshold decisions a run records for ``verify``; default ``range(n)``),
+``image_part(config, image)`` (what ``verify`` recomputes of image number ``image``; default
+``verify_subset(config, 1)`` moved to that image), ``RECORD_EVERY_IMAGE`` (default True: a cache records
+the decisions of every image's part, so that ``verify`` can recompute any image on any machine),
+``TOLERANCES`` and ``tolerances(cached, fresh, replay)`` (:mod:`pathlib_pw.experiments.verification`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,18 @@ def image_count(config: Any) -> int:
     return count if inputs.first is None else min(count, inputs.first)
 
 
+def unit_count(config: Any) -> int:
+    """How many parts ``verify`` can recompute one by one: the images, or 1 for an experiment whose
+    result is not per image (ROAR's training runs)."""
+    return image_count(config) if hasattr(config, "inputs") else 1
+
+
+def image_slice(arrays: Mapping[str, np.ndarray], per_image: set[str], image: int) -> Arrays:
+    """The arrays of image number ``image`` alone: the per-image arrays' row ``image`` (kept as a batch
+    of one), the others whole."""
+    return {k: (v[image : image + 1] if k in per_image else v) for k, v in arrays.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class Parts:
     """An experiment module with its optional parts filled in by the defaults."""
@@ -63,6 +78,8 @@ class Parts:
     verify_subset: Callable[[Any, int], Any]
     cached_part: Callable[[Mapping[str, np.ndarray], Any], Arrays]
     recorded_images: Callable[[Any, int], Sequence[object]]
+    image_part: Callable[[Any, int], Any]
+    record_every_image: bool
     rules: Mapping[str, Tolerance]
     tolerances: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, np.ndarray]]
 
@@ -79,15 +96,25 @@ def parts(name: str, module: ModuleType) -> Parts:
         return {k: (v[:n] if k in per_image else v) for k, v in arrays.items()}
 
     subset = getattr(module, "subset", first_images)
+    verify_subset = getattr(module, "verify_subset", subset)
+
+    def image_part(config: Any, image: int) -> Any:
+        part = verify_subset(config, 1)
+        if unit_count(config) == 1:
+            return part
+        return dataclasses.replace(part, inputs=config.inputs.window(image, image + 1))
+
     return Parts(
         name=name,
         module=module,
         config=module.config,
         run=_recording(module.run),
         subset=subset,
-        verify_subset=getattr(module, "verify_subset", subset),
+        verify_subset=verify_subset,
         cached_part=getattr(module, "cached_part", cached_part),
         recorded_images=getattr(module, "recorded_images", lambda config, n: range(n)),
+        image_part=getattr(module, "image_part", image_part),
+        record_every_image=getattr(module, "RECORD_EVERY_IMAGE", True),
         rules=getattr(module, "TOLERANCES", {}),
         tolerances=getattr(module, "tolerances", lambda cached, fresh, replay: {}),
     )

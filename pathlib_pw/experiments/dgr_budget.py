@@ -17,7 +17,16 @@ from __future__ import annotations
 import dataclasses
 
 from pathlib_pw.experiments import paths
-from pathlib_pw.experiments.paths import PER_IMAGE, SHARD_BY_IMAGE, TOLERANCES, Config, Criterion, run, tolerances
+from pathlib_pw.experiments.paths import (
+    PER_IMAGE,
+    RECORD_EVERY_IMAGE,
+    SHARD_BY_IMAGE,
+    TOLERANCES,
+    Config,
+    Criterion,
+    run,
+    tolerances,
+)
 
 AUTHORS_ITERATIONS = 1000
 BOOK_ITERATIONS = 300
@@ -58,6 +67,7 @@ def config(profile: str) -> Config:
 
 
 __all__ = [
+    "RECORD_EVERY_IMAGE",
     "AUTHORS_ITERATIONS",
     "BOOK_IMAGES",
     "BOOK_ITERATIONS",

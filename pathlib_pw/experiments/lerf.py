@@ -109,6 +109,10 @@ def config(profile: Profile) -> Config:
 
 # every image is computed alone: the runner may split the images among processes (.sharding)
 SHARD_BY_IMAGE = True
+# Only the first image's decisions are recorded: every removal step of every map is a ranking decision
+# (about 4,000 per image, 3.3 MB of records per photo; 539 digits images in lerf_digits), so the other
+# images are checked by their digests and not recomputed on another machine.
+RECORD_EVERY_IMAGE = False
 PER_IMAGE = {"names", "curves", "tie_spread", "tie_share", "constant_maps", "predicted", "probability"}
 TOLERANCES = {
     "curves": Tolerance(

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib_pw.digits import digits_split
 from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.inputs import Inputs
-from pathlib_pw.experiments.lerf import PER_IMAGE, TOLERANCES, Config, run
+from pathlib_pw.experiments.lerf import PER_IMAGE, RECORD_EVERY_IMAGE, TOLERANCES, Config, run
 
-__all__ = ["PER_IMAGE", "TOLERANCES", "Config", "config", "run"]
+__all__ = ["PER_IMAGE", "RECORD_EVERY_IMAGE", "TOLERANCES", "Config", "config", "run"]
 
 TEST_IMAGES = 539  # the whole test split (30 % of 1,797)
 # The authors' rule for choosing a sparsity: where NeuronMCT's output change reaches about 15 %. On

@@ -56,7 +56,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
     maps = np.zeros(shape + tuple(x.shape[2:]), dtype=np.float32)
     realized, change = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
     for m, (label, method) in enumerate(config.methods):
-        with decisions.images(range(len(x))), decisions.scope(label):
+        first = config.inputs.offset  # images are numbered across windows (verify recomputes each alone)
+        with decisions.images(range(first, first + len(x))), decisions.scope(label):
             paths = extract_pathways(model, x, method, list(config.sparsities), **pinned_options(method, config.inputs))
         for j, path in enumerate(paths):
             maps[:, m, j] = pathway_grad(model, x, path).cpu().numpy()

@@ -246,6 +246,13 @@ def _batch(
 
 # ---- verification (pathlib_pw.experiments.verify) ----
 
+# Only the first image's decisions are recorded: Greedy's take 1.2 M sketch cells per image (99 rounds,
+# each allowed thousands of changes: criteria.spec.BURSTY), 23 MB for the first photo, and the other
+# criteria's records at the bounds measured on every photo (criteria.spec) about 4 MB per photo more.
+# The other images are checked by their digests, and recomputed on the machine that made the cache.
+RECORD_EVERY_IMAGE = False
+
+
 # Activations that round to exactly 0 on one machine and to a tiny positive value on another change
 # a neuron between dead and alive (2 of 6.1 M for MobileNetV2 between an AVX-512 and a plain build).
 DEAD_FLIPS = 4
@@ -281,9 +288,11 @@ def tolerances(cached: Mapping[str, np.ndarray], fresh: Mapping[str, np.ndarray]
     free_ordinal = levels.index(FREE_LEVEL) if FREE_LEVEL in levels else len(levels)
     free_kept = neurons * (1 - cached["free_share"].astype(np.float64)) if "free_share" in cached else kept[:, :, 0]
     changed_free = np.zeros_like(free_kept)
+    # the rows of the cached part are its images in order, from the first one the replay names
+    first = min((int(c.key.rsplit("|", 2)[1]) for c in report.checks), default=0)
     for check in report.chaotic().values():
         label, image, ordinal = check.key.rsplit("|", 2)
-        c, i, j = labels.index(label.split("/")[-1]), int(image), int(ordinal)
+        c, i, j = labels.index(label.split("/")[-1]), int(image) - first, int(ordinal)
         if i < kept.shape[0] and j < kept.shape[2]:
             changed[i, c, j] = (1 - (check.overlap_low or 0.0)) * 2 * kept[i, c, j]
         if i < kept.shape[0] and j == free_ordinal:

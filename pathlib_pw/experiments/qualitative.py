@@ -77,8 +77,9 @@ def _images(config: Config, model_name: str) -> tuple[torch.Tensor, list[str]]:
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
     x, names = config.inputs.load_images()
     counts = {model: len(images) for model, images in config.model_images}
-    if any(n != len(x) for n in counts.values()):
-        raise ValueError(f"model_images must name as many images per model as inputs ({len(x)}), got {counts}")
+    named = len(config.inputs.images) or config.inputs.n_images  # all of them, also when a window is run
+    if any(n != named for n in counts.values()):
+        raise ValueError(f"model_images must name as many images per model as inputs ({named}), got {counts}")
     setting_names = np.array([[""] * len(config.settings)] * len(x), dtype=object)
     shape = (len(x), len(config.settings))
     maps = np.zeros(shape + (len(config.methods),) + tuple(x.shape[2:]), dtype=np.float16)
@@ -104,7 +105,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             # each criterion scores once for all of this model's sparsities
             paths = {}
             for c in pathway_methods:
-                with decisions.images([i]), decisions.scope(f"{model_name}/{c}"):
+                with decisions.images([config.inputs.offset + i]), decisions.scope(f"{model_name}/{c}"):
                     paths[c] = extract_pathways(
                         model, xi, cast(Method, c), levels, target=target, **pinned_options(c, config.inputs)
                     )

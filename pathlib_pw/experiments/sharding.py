@@ -35,14 +35,13 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from pathlib_pw import cache, decisions
-from pathlib_pw.experiments import EXPERIMENTS, VERIFY_IMAGES, _parts, _self_check_and_save, get_config, load_or_run, run
+from pathlib_pw.experiments import EXPERIMENTS, _parts, _self_check_and_save, get_config, load_or_run, recorded_keys, run
 from pathlib_pw.experiments.contract import Profile, image_count
 
 CHUNK_IMAGES = 16  # images per chunk, rounded up to whole batches of the experiment
 CHUNK_ENV = "PATHLIB_PW_CHUNK_IMAGES"  # another chunk size: finer resuming and load balance, more files
 SHARDS = ".shards"
 _SECONDS = "__seconds__"
-_DECISIONS = "decisions-first-chunk.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +147,11 @@ def needed_bytes(directory: Path) -> int:
 
 def _shard_file(directory: Path, start: int, stop: int) -> Path:
     return directory / f"images-{start:07d}-{stop:07d}.npz"
+
+
+def _decisions_file(directory: Path, start: int, stop: int) -> Path:
+    """Where the recorded threshold decisions of a chunk go (written before its images)."""
+    return directory / f"decisions-{start:07d}-{stop:07d}.npz"
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -256,7 +260,6 @@ def _compute(
     device: str,
     progress: bool,
 ) -> None:
-    parts = _parts(experiment)
     total = image_count(config)
     bar = tqdm(
         total=total,
@@ -269,13 +272,14 @@ def _compute(
     with bar:
         for start, stop in mine:
             path = _shard_file(shards, start, stop)
-            if path.exists():
+            keys = recorded_keys(experiment, config)
+            if path.exists() and (_decisions_file(shards, start, stop).exists() or (keys is not None and start > 0)):
                 continue
             part = dataclasses.replace(config, inputs=config.inputs.window(start, stop))
-            if start == 0:  # the images `verify` recomputes: record their threshold decisions
-                with decisions.recording(only=parts.recorded_images(config, VERIFY_IMAGES)) as log:
+            if keys is None or start == 0:  # the images `verify` recomputes: record their threshold decisions
+                with decisions.recording(only=keys) as log:
                     arrays, seconds = run(experiment, part, device, progress=False)
-                _write_atomic(shards / _DECISIONS, log.save)
+                _write_atomic(_decisions_file(shards, start, stop), log.save)
             else:
                 arrays, seconds = run(experiment, part, device, progress=False)
             _save_shard(path, arrays, seconds)
@@ -293,7 +297,10 @@ def _merge_and_save(
 ) -> None:
     loaded = [_load_shard(_shard_file(shards, start, stop)) for start, stop in todo]
     arrays = merge([a for a, _ in loaded], set(_parts(experiment).module.PER_IMAGE))
-    log = decisions.DecisionLog.load(shards / _DECISIONS)
+    log = decisions.DecisionLog()
+    for start, stop in todo:
+        if _decisions_file(shards, start, stop).exists():
+            log.records.update(decisions.DecisionLog.load(_decisions_file(shards, start, stop)).records)
     seconds = sum(s for _, s in loaded)
     try:
         _self_check_and_save(

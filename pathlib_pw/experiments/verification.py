@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -44,11 +44,15 @@ class Tolerance:
 
 EXACT = Tolerance(reason="no rounding: must agree exactly")
 FLOATS = Tolerance(rtol=1e-4, atol=1e-6, reason="float sums in another order")
+# the share: a flipped ReLU moves the pixels of its receptive field, a larger share of a small map
+# (measured: up to 0.7 % of a 224 px map; 2.2 % of a 64 px one, the second photo computed alone instead
+# of in a batch of two); the limit: those pixels moved by up to 0.08 on the first photos, 0.34 on a
+# PathwayGrad map of another photo without SIMD (its masks restored)
 MAPS = Tolerance(
     rtol=1e-3,
     atol=1e-4,
-    share=0.02,
-    limit=0.25,
+    share=0.05,
+    limit=0.6,
     per_map=True,
     reason="gradient maps: a ReLU whose input rounds to the other side of 0 moves the pixels it sees",
 )
@@ -135,6 +139,28 @@ class Verification:
     profile: str
     arrays: list[ArrayCheck]
     replay: ReplayReport
+    images: tuple[int, ...] = ()  # the image numbers recomputed
+    note: str = ""  # how they were chosen
+
+    @classmethod
+    def joined(cls, each: Sequence[Verification], note: str = "") -> Verification:
+        """One verification of several images, each verified alone: their arrays (named with the image
+        when there are several) and their replayed decisions together."""
+        if not each:
+            raise ValueError("each must hold at least one verification")
+        several = len(each) > 1
+        arrays = [
+            dataclasses.replace(a, name=f"{a.name} (image {v.images[0]})") if several and v.images else a
+            for v in each
+            for a in v.arrays
+        ]
+        replay = ReplayReport(
+            checks=[c for v in each for c in v.replay.checks],
+            missing=[k for v in each for k in v.replay.missing],
+            unused=[k for v in each for k in v.replay.unused],
+        )
+        images = tuple(i for v in each for i in v.images)
+        return cls(each[0].experiment, each[0].profile, arrays, replay, images, note)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +179,8 @@ class Verification:
         """A report: the verdict, every array (largest difference, elements beyond exact / tolerance),
         the replayed decisions and every problem."""
         lines = [f"{self.experiment}/{self.profile}: {self.status}"]
+        if self.note:
+            lines.append(f"  recomputed: {self.note}")
         width = max((len(a.name) for a in self.arrays), default=0)
         for a in self.arrays:
             lines.append(

@@ -1,5 +1,6 @@
-"""The committed book results come from the committed code, on any machine: recompute the part each
-cache records decisions for, replay those decisions and compare (pathlib_pw.experiments.verify)."""
+"""The committed book results come from the committed code, on any machine: recompute the first image
+of each cache and one drawn by the day's seed (named in the report), replay their recorded decisions
+and compare (pathlib_pw.experiments.verify). Over the days every recorded image is recomputed."""
 
 from __future__ import annotations
 
@@ -14,4 +15,7 @@ def test_committed_book_results_match_the_code(experiment, monkeypatch):
     result = experiments.verify(experiment, "book")
     print(result.text())
     assert result.arrays and result.replay.checks, "nothing was compared"
+    recorded = experiments.recorded_images(cache.load(cache.results_root() / "book" / experiment).meta)
+    if len(recorded) > 1:
+        assert len(result.images) == 2 and "drawn with seed" in result.note
     result.assert_ok()

@@ -54,7 +54,8 @@ def _run(config: DigitConfig, device: str = "cpu", progress: bool = True) -> dic
     x, names = config.inputs.load_images()
     from pathlib_pw import decisions
 
-    with decisions.images(range(len(x))), decisions.scope("neuron_mct"):
+    first = config.inputs.offset  # images are numbered across windows (what verify recomputes alone)
+    with decisions.images(range(first, first + len(x))), decisions.scope("neuron_mct"):
         (path,) = extract_pathways(model, x, "neuron_mct", [config.sparsity])
     return {"names": np.array(names), "realized": path.sparsity.numpy(), "output_change": output_change(model, x, path).numpy()}
 
@@ -78,9 +79,11 @@ def test_a_new_source_model_and_experiment_plug_in(digits_experiment):
     assert "tiny_digit_net" in models.model_names()
     results = experiments.load_or_run("digits", "smoke", progress=False)
     assert results["realized"].shape == (3,) and np.all(results["realized"] >= 60)
-    result = experiments.verify("digits", "smoke")  # the first image alone: another batch split
+    result = experiments.verify("digits", "smoke", seed=0)  # each image alone: another batch split
     assert result.ok and result.status.startswith("matches"), result.text()
-    assert [c.key for c in result.replay.checks] == ["neuron_mct|0|0"]
+    drawn = result.images[1]
+    assert [c.key for c in result.replay.checks] == ["neuron_mct|0|0", f"neuron_mct|{drawn}|0"]
+    assert experiments.verify("digits", "smoke", all_images=True).images == (0, 1, 2)
     # the default subset is the first images of the same draw
     part = contract.first_images(DigitConfig(), 2)
     assert part.inputs.load_images()[1] == DigitConfig().inputs.load_images()[1][:2]

@@ -166,6 +166,9 @@ def test_chunked_run_equals_the_plain_run(results, name):
     assert header["world_size"] == 1 and header["chunk_images"] == 1 and header["self_check"]
     assert not (results / "smoke" / sharding.SHARDS).exists() or not any((results / "smoke" / sharding.SHARDS).iterdir())
     assert experiments.verify(name, "smoke").ok
+    # every chunk recorded its images' decisions (the tiny modules do not copy paths' RECORD_EVERY_IMAGE)
+    assert header["recorded_images"] == list(range(len(merged.arrays["names"])))
+    assert experiments.verify(name, "smoke", all_images=True).ok
 
 
 def test_an_interrupted_run_resumes_without_recomputing_finished_images(results, monkeypatch):
