@@ -384,3 +384,29 @@ def test_replay_allows_at_least_min_changes(capacity, allowed):
     _, report = _replay_twelve(list(range(allowed + 1)), rounding)
     assert not report.ok
     assert report.checks[0].problem == f"{allowed + 1} neurons changed (at most {allowed} may, threshold)"
+
+
+def test_widened_bounds_measure_what_the_real_bounds_refuse():
+    """decisions.widened (scripts/measure_rounding.py): the same shift that the criterion's bounds
+    refuse is decoded and counted under widened ones, with the sketch sized for them."""
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    tight = Rounding("threshold", capacity=1e-4, band=1.0)
+    shifted = torch.tensor([51.0, 50.0], dtype=torch.float64)  # 1 % of the neurons more removed
+
+    def replay(factor):
+        with decisions.widened(factor), decisions.criterion(tight):
+            with decisions.recording() as log:
+                global_threshold(scores, level)
+            with decisions.replaying(log) as report:
+                global_threshold(scores, shifted)
+        return log, report
+
+    narrow_log, narrow = replay(1)
+    wide_log, wide = replay(200)
+    assert not narrow.ok and wide.ok
+    assert wide.checks[0].changed == 7 and wide.checks[0].allowed == 14  # 1 % of 700; 200 x 1e-4 x 700
+    assert wide_log.records["|0|0"].sketch.cells > narrow_log.records["|0|0"].sketch.cells
+    with decisions.criterion(tight):
+        assert decisions._active_rounding() == tight  # restored after the block
+    with pytest.raises(ValueError, match="factor must be a number >= 1"):
+        decisions.widened(0.5)
