@@ -37,7 +37,7 @@ The same scores serve every level, so the paths of one image are nested.
 Rounding (:mod:`pathlib_pw.decisions`): the dead/alive split hangs on activations, and a ReLU whose
 input sits at zero may flip between machines; the neurons within rounding of zero are passed to the
 decision as ``near_zero``, so such a flip is admitted (and restored on replay) whatever the random
-rank of the flipped neuron. Both controls are ``SHARP``, like NeuronMCT.
+rank of the flipped neuron. Both controls are ``FORWARD``: their scores come from the forward pass alone.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.criteria.spec import SHARP, CriterionSpec
+from pathlib_pw.criteria.spec import FORWARD, CriterionSpec
 from pathlib_pw.metrics import base_sparsity
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.selection import add_all, map_images, per_image, split_like
@@ -156,13 +156,13 @@ SPEC_RANDOM = CriterionSpec(
     "dead neurons first, then living neurons uniformly at random, global threshold",
     options=("seed",),
     seeded=True,
-    rounding=SHARP,
+    rounding=FORWARD,
     overshoot=_OVERSHOOT,
 )
 SPEC_ACTIVATION = CriterionSpec(
     "dead_first_activation",
     dead_first_activation,
     "dead neurons first, then living neurons of lowest activation, global threshold",
-    rounding=SHARP,
+    rounding=FORWARD,
     overshoot=_OVERSHOOT,
 )

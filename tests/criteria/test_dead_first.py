@@ -15,7 +15,7 @@ import torch
 import pathlib_pw as pw
 from pathlib_pw import decisions
 from pathlib_pw.criteria import SPECS, dead_first
-from pathlib_pw.criteria.spec import SHARP
+from pathlib_pw.criteria.spec import FORWARD
 from tests import nets
 from tests import reference_impl as R
 from tests.criteria.test_extract_pathway import State, _prepare
@@ -302,7 +302,7 @@ def test_specs():
     assert SPECS["dead_first_activation"].options == () and not SPECS["dead_first_activation"].seeded
     for method in METHODS:
         assert SPECS[method].variants == ("intended",) and SPECS[method].needs_sparsity
-        assert SPECS[method].rounding_for({}) == SHARP
+        assert SPECS[method].rounding_for({}) == FORWARD
         assert method in pw.CRITERIA
 
 
@@ -334,7 +334,7 @@ def test_a_relu_flipped_by_rounding_replays_within_sharp(monkeypatch):
     """A dead neuron whose ReLU input sits at zero may come out tiny and positive on another machine:
     then it is living, and with a high random rank it is kept, far from the cut. It is passed as near
     zero, so the replay admits the change (2 neurons: it and the one at the shifted cut) and restores
-    the recorded path; without that (NEAR_ZERO = 0) the change lies outside SHARP's band."""
+    the recorded path; without that (NEAR_ZERO = 0) the change lies outside FORWARD's band."""
     model, x, p = nets.tiny_cnn(), nets.images(1), 55.0
     acts = _acts("cnn", 0)
     assert 100 * _dead(acts) / sum(a.numel() for a in acts) < p
