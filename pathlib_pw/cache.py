@@ -129,6 +129,14 @@ def versions() -> dict[str, str]:
     }
 
 
+# environment variables that limit torch, oneDNN and MKL to a lower instruction set than the CPU has,
+# by the name torch gives that set: a build without SIMD ("DEFAULT") or with AVX2 only, simulated
+INSTRUCTION_LIMITS: dict[str, dict[str, str]] = {
+    "AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "DEFAULT": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
+
+
 def machine() -> dict[str, Any]:
     """What can explain a float difference between two machines: CPU and its vector instructions,
     the kernels torch dispatches to, BLAS builds, threads, GPU."""

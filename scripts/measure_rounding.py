@@ -22,16 +22,11 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from pathlib_pw import decisions, experiments
+from pathlib_pw import cache, decisions, experiments
 from pathlib_pw.experiments import _parts, get_config, run
 from pathlib_pw.experiments.contract import unit_count
 
-OTHER_CPU = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "ONEDNN_MAX_CPU_ISA": "SSE41",
-    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-    "OMP_NUM_THREADS": "1",
-}
+OTHER_CPU = {**cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
 
 
 def _compute(experiment: str, profile: str, image: int, factor: float, log_path: Path, replay: bool) -> list[dict]:

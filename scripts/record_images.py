@@ -21,12 +21,6 @@ import time
 
 from pathlib_pw import cache, experiments
 
-# the environment that limits torch, oneDNN and MKL to an instruction set
-LIMITS = {
-    "AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-    "DEFAULT": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
-}
-
 
 def _limited(name: str, profile: str) -> dict[str, str] | None:
     """The environment that reproduces the cache's instruction set, when this process has another one."""
@@ -34,9 +28,9 @@ def _limited(name: str, profile: str) -> dict[str, str] | None:
 
     header = json.loads((cache.results_root() / profile / name / cache.CONFIG_FILE).read_text(encoding="utf-8"))
     wanted = str(header.get("machine", {}).get("torch_cpu_capability", "")).upper()
-    if wanted == torch.backends.cpu.get_cpu_capability().upper() or wanted not in LIMITS:
+    if wanted == torch.backends.cpu.get_cpu_capability().upper() or wanted not in cache.INSTRUCTION_LIMITS:
         return None
-    return LIMITS[wanted]
+    return cache.INSTRUCTION_LIMITS[wanted]
 
 
 def main(argv: list[str] | None = None) -> int:

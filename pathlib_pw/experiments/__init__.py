@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pathlib_pw import cache, decisions
+from pathlib_pw import cache, decisions, selection
 from pathlib_pw.experiments import (
     decoding,
     decoding_sweep,
@@ -249,24 +249,13 @@ def record_images(experiment: str, profile: Profile = "book", device: str | None
     for image in tqdm(range(unit_count(config)), desc=f"{experiment} records", disable=not progress):
         if image in recorded:
             continue
-        with _threads(cached.meta.get("machine", {}).get("threads")):  # the cache's float sums
+        threads = cached.meta.get("machine", {}).get("threads")
+        with selection.threads(int(threads)) if threads else contextlib.nullcontext():  # the cache's float sums
             log = _record_image(experiment, profile, config, cached.arrays, image, on)
         recorded = sorted({*recorded, image})
         cache.add_records(directory, _merged(cache.load_decisions(directory), log), recorded_images=recorded)
         added.append(image)
     return added
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` (None: unchanged) inside the block, restored after."""
-    saved = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _verify_image(

@@ -17,7 +17,7 @@ from pathlib_pw.experiments import _choose, _ranges, default_seed
 from pathlib_pw.experiments.inputs import Inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+OTHER_CPU = cache.INSTRUCTION_LIMITS["DEFAULT"]
 
 
 @pytest.fixture
