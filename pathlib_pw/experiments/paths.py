@@ -249,7 +249,7 @@ def _batch(
 # Only the first image's decisions are recorded: Greedy's take 1.2 M sketch cells per image (99 rounds,
 # each allowed thousands of changes: criteria.spec.BURSTY), 23 MB for the first photo, and the other
 # criteria's records at the bounds measured on every photo (criteria.spec) about 4 MB per photo more.
-# The other images are checked by their digests, and recomputed on the machine that made the cache.
+# The other images are checked by their digests only.
 RECORD_EVERY_IMAGE = False
 
 
