@@ -114,7 +114,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     verify.add_argument("--profile", choices=experiments.PROFILES, default="book", help="which profile's cache")
     verify.add_argument("--images", type=int, default=None, help="the first N images")
     verify.add_argument("--image", type=int, action="append", default=None, metavar="K", help="image number K (repeat for more)")
-    verify.add_argument("--all", dest="all_images", action="store_true", help="every image the cache records decisions for")
+    verify.add_argument(
+        "--all",
+        dest="all_images",
+        action="store_true",
+        help="every image (of an experiment that records every image's decisions: every recorded one)",
+    )
     verify.add_argument("--seed", type=int, default=None, help="the seed that draws the second image (default: the day)")
     verify.add_argument(
         "--device", default=None, help="recompute on this device, cpu, cuda or cuda:N (when not given: the cache's)"

@@ -108,12 +108,13 @@ def _check_fraction(fraction: object, name: str = "fraction") -> float:
     return float(fraction)
 
 
-def fraction_of(percent: object, name: str = "percent") -> float:
+def fraction_of(percent: object, name: str = "percent", was_share: bool = True) -> float:
     """``percent`` (a number in [0, 100]) as a fraction of the pixels, ``percent / 100``; a share-looking
-    value (in (0, 1)) warns through :func:`pathlib_pw.units.warn_if_share`."""
+    value (in (0, 1)) warns through :func:`pathlib_pw.units.warn_if_share` (``was_share``: the argument
+    took a share in earlier versions)."""
     if isinstance(percent, bool) or not isinstance(percent, numbers.Real) or not 0 <= float(percent) <= 100:
         raise ValueError(f"{name} must be a number in [0, 100] (percent of the pixels), got {percent!r}")
-    warn_if_share(name, float(percent), was_share=True)
+    warn_if_share(name, float(percent), was_share=was_share)
     return float(percent) / 100
 
 

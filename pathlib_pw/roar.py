@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathlib_pw.removal import Fill, Order, Ties, _removal_masks, _remove_pixels
+from pathlib_pw.removal import Fill, Order, Ties, _removal_masks, _remove_pixels, fraction_of
 from pathlib_pw.training import predict
-from pathlib_pw.units import warn_if_share
 
 __all__ = ["MODES", "Mode", "RetrainingData", "Retrained", "degrade", "mask_only", "retrain", "roar_auc"]
 
@@ -42,13 +41,6 @@ def _check_mode(mode: object) -> Order:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
     return MODES[str(mode)]
-
-
-def _check_percent(percent: object) -> float:
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
-        raise ValueError(f"percent must be a number in [0, 100], got {percent!r}")
-    warn_if_share("percent", float(percent))
-    return float(percent)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -90,7 +82,7 @@ def degrade(
     ROAD's noisy linear imputation with ``noise`` and ``seed``)."""
     order = _check_mode(mode)
     return _remove_pixels(
-        x, maps, _check_percent(percent) / 100, order, fill, ties=ties, tie_seed=tie_seed, seed=seed, noise=noise
+        x, maps, fraction_of(percent, was_share=False), order, fill, ties=ties, tie_seed=tie_seed, seed=seed, noise=noise
     )
 
 
@@ -111,7 +103,7 @@ def mask_only(
     how much of the class the mask itself gives away (the leak of ROAR and KAR's mean fill). ``fill``,
     ``seed`` and ``noise`` are accepted for :func:`degrade`'s signature and unused: the mask is the same."""
     order = _check_mode(mode)
-    removed = _removal_masks(maps, _check_percent(percent) / 100, order, ties=ties, tie_seed=tie_seed)
+    removed = _removal_masks(maps, fraction_of(percent, was_share=False), order, ties=ties, tie_seed=tie_seed)
     return (~removed).unsqueeze(1).expand(-1, x.shape[1], -1, -1).to(dtype=x.dtype, device=x.device).contiguous()
 
 

@@ -268,18 +268,27 @@ def _verify_image(
     image: int,
     complete: bool = True,
     progress: bool = False,
+    recorded: bool = True,
 ) -> Verification:
-    """Recompute image number ``image``'s part, replaying its recorded decisions, beside ``arrays``."""
+    """Recompute image number ``image``'s part, replaying its recorded decisions, beside ``arrays``;
+    an image without records (``recorded=False``) makes its decisions afresh, and the experiment's
+    ``unrecorded_tolerances`` are added to the allowances."""
     part = _parts(experiment)
     subset = part.image_part(config, image)
-    with decisions.replaying(_image_log(log, config, image), complete=complete) as report:
+    if recorded:
+        with decisions.replaying(_image_log(log, config, image), complete=complete) as report:
+            fresh, _ = run(experiment, subset, device, progress=progress)
+    else:
+        report = decisions.ReplayReport()
         fresh, _ = run(experiment, subset, device, progress=progress)
     whole = arrays if unit_count(config) == 1 else image_slice(arrays, set(part.module.PER_IMAGE), image)
     expected = part.cached_part(whole, subset)
-    checks = compare_all(
-        fresh, expected, part.rules, part.tolerances(expected, fresh, report), progress=progress, desc=f"{experiment} arrays"
-    )
-    return Verification(experiment, profile, checks, report, images=(image,))
+    allowances = dict(part.tolerances(expected, fresh, report))
+    if not recorded:
+        for name, extra in part.unrecorded_tolerances(expected, subset).items():
+            allowances[name] = extra if name not in allowances else allowances[name] + extra
+    checks = compare_all(fresh, expected, part.rules, allowances, progress=progress, desc=f"{experiment} arrays")
+    return Verification(experiment, profile, checks, report, images=(image,), free=() if recorded else (image,))
 
 
 def _cache_problem(experiment: str, profile: Profile) -> str | None:
@@ -304,53 +313,68 @@ def _choose(
     all_images: bool,
 ) -> tuple[list[int], str]:
     """The images :func:`verify` recomputes and a sentence saying how they were chosen; ValueError
-    naming the argument for images the cache holds no records of."""
+    naming the argument for images it cannot recompute. An experiment that records its first image's
+    decisions only (``RECORD_EVERY_IMAGE``) recomputes its other images with their decisions made
+    afresh, compared with the looser allowances measured for that (``unrecorded_tolerances``); the sentence
+    says which."""
     meta = json.loads((cache.results_root() / profile / experiment / cache.CONFIG_FILE).read_text(encoding="utf-8"))
     config = get_config(experiment, profile)
     units = unit_count(config)
     recorded = recorded_images(meta) if units > 1 else [0]
     every = _parts(experiment).record_every_image
     absent = [i for i in range(units) if i not in recorded]
-    if sum(x is not None and x is not False for x in (n_images, images, all_images or None)) > 1:
-        raise ValueError("give at most one of n_images, images and all_images")
+    selectable = recorded if every else list(range(units))
+    given = [
+        name
+        for name, value in (("n_images", n_images), ("images", images), ("all_images", all_images or None))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"give at most one of n_images, images and all_images, got {' and '.join(given)}")
     if n_images is not None:
-        if not isinstance(n_images, int) or not 1 <= n_images <= len(recorded) or recorded[:n_images] != list(range(n_images)):
-            raise ValueError(
-                f"n_images must be between 1 and {len(recorded)} (the images whose decisions the cache records), got {n_images}"
-            )
-        return list(range(n_images)), f"the first {n_images} image(s)"
-    if images is not None:
+        if (
+            not isinstance(n_images, int)
+            or not 1 <= n_images <= len(selectable)
+            or selectable[:n_images] != list(range(n_images))
+        ):
+            what = "the images whose decisions the cache records" if every else "the images in the cache"
+            raise ValueError(f"n_images must be between 1 and {len(selectable)} ({what}), got {n_images}")
+        chosen, note = list(range(n_images)), f"the first {n_images} image(s)"
+    elif images is not None:
         chosen = [int(i) for i in images]
-        wrong = [i for i in chosen if i not in recorded]
+        wrong = [i for i in chosen if i not in selectable]
         if not chosen or wrong:
-            raise ValueError(
-                f"images must name images whose decisions the cache records ({_ranges(recorded)} of {units}), got {list(images)}"
-            )
-        return chosen, f"image(s) {_ranges(chosen)} as asked"
-    if all_images:
+            what = "images whose decisions the cache records" if every else "images in the cache"
+            raise ValueError(f"images must name {what} ({_ranges(selectable)} of {units}), got {list(images)}")
+        note = f"image(s) {_ranges(chosen)} as asked"
+    elif all_images:
         if absent and every:
             raise ValueError(
                 f"all_images: the cache records no decisions for image(s) {_ranges(absent)} of {units} (computed before "
                 f"every image was recorded): record them with `python scripts/record_images.py {experiment} --profile {profile}`"
             )
-        note = f"all {len(recorded)} recorded image(s)"
-        if absent:
-            note += (
-                f"; image(s) {_ranges(absent)} are checked by their digests only: {experiment} records the decisions of its "
-                f"first image only (RECORD_EVERY_IMAGE)"
-            )
-        return recorded, note
-    if len(recorded) == 1:
+        chosen, note = selectable, f"all {len(selectable)} image(s)"
+    elif len(selectable) == 1:
+        chosen = [0]
         note = (
             "its one recorded image" if units == 1 or not absent else f"image 0, the only one with records ({units} in the cache)"
         )
-        return [0], note
-    seed = default_seed() if seed is None else int(seed)
-    drawn = random.Random(seed).choice(recorded[1:])
-    return [0, drawn], (
-        f"image 0 and image {drawn}, drawn with seed {seed} from images {_ranges(recorded[1:])} "
-        f"(repeat: --seed {seed}; every image: --all)"
-    )
+    else:
+        seed = default_seed() if seed is None else int(seed)
+        drawn = random.Random(seed).choice(selectable[1:])
+        chosen = [0, drawn]
+        note = (
+            f"image 0 and image {drawn}, drawn with seed {seed} from images {_ranges(selectable[1:])} "
+            f"(repeat: --seed {seed}; every image: --all)"
+        )
+    free = [i for i in chosen if i in absent]
+    if free:
+        note += (
+            f"; image(s) {_ranges(free)} without decision records ({experiment} records its first image's only: "
+            f"RECORD_EVERY_IMAGE), recomputed with fresh decisions and compared with the allowances measured for that "
+            f"(unrecorded_tolerances)"
+        )
+    return chosen, note
 
 
 def _ranges(values: Sequence[int]) -> str:
@@ -405,7 +429,9 @@ def verify(
     cache records, or the ``images`` named, or the first ``n_images``, or with ``all_images`` every
     recorded image (ValueError when the cache lacks records it should hold). Each image's threshold
     decisions are replayed against its records (:mod:`pathlib_pw.decisions`), then every array is
-    compared by the rules of :mod:`pathlib_pw.experiments.verification`. Returns the
+    compared by the rules of :mod:`pathlib_pw.experiments.verification`. An experiment that records
+    its first image only (``RECORD_EVERY_IMAGE``) draws among all its images: the others are recomputed
+    with their decisions made afresh and compared with its ``unrecorded_tolerances`` added. Returns the
     :class:`Verification` (``.ok``, ``.status``, ``.text()``, ``.assert_ok()``). ``progress`` shows
     tqdm bars on stderr; it never changes the result.
     """
@@ -418,8 +444,9 @@ def verify(
     log = cache.load_decisions(directory)
     cached = cache.load(directory)
     on = device or cached.meta.get("device", "cpu")
+    recorded = recorded_images(cached.meta) if unit_count(config) > 1 else [0]
     each = [
-        _verify_image(experiment, profile, config, cached.arrays, log, on, image, complete=True, progress=progress)
+        _verify_image(experiment, profile, config, cached.arrays, log, on, image, progress=progress, recorded=image in recorded)
         for image in chosen
     ]
     return Verification.joined(each, note)

@@ -10,7 +10,9 @@ part recomputes; default: the first images of the per-image arrays), ``recorded_
 (the image keys whose threshold decisions a run records for ``verify``; default ``range(n)``),
 ``image_part(config, image)`` (what ``verify`` recomputes of image number ``image``; default
 ``verify_subset(config, 1)`` moved to that image), ``RECORD_EVERY_IMAGE`` (default True: a cache records
-the decisions of every image's part, so that ``verify`` can recompute any image on any machine),
+the decisions of every image's part, so that ``verify`` can recompute any image on any machine; False:
+the first image's only, and then ``unrecorded_tolerances(cached, config)`` is required: the elementwise
+allowances, measured, that an image recomputed with its decisions made afresh adds to the rules),
 ``TOLERANCES`` and ``tolerances(cached, fresh, replay)`` (:mod:`pathlib_pw.experiments.verification`).
 """
 
@@ -81,6 +83,7 @@ class Parts:
     image_part: Callable[[Any, int], Any]
     record_every_image: bool
     rules: Mapping[str, Tolerance]
+    unrecorded_tolerances: Callable[[Mapping[str, np.ndarray], Any], Mapping[str, np.ndarray]]
     tolerances: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, np.ndarray]]
 
 
@@ -89,6 +92,12 @@ def parts(name: str, module: ModuleType) -> Parts:
     missing = [attr for attr in ("config", "run", "PER_IMAGE") if not hasattr(module, attr)]
     if missing:
         raise TypeError(f"experiment module {module.__name__} lacks {missing} (see pathlib_pw.experiments.contract)")
+    every = getattr(module, "RECORD_EVERY_IMAGE", True)
+    if not every and not hasattr(module, "unrecorded_tolerances"):
+        raise TypeError(
+            f"experiment module {module.__name__} records its first image only (RECORD_EVERY_IMAGE = False) but does "
+            f"not say how its other images compare when recomputed without records (unrecorded_tolerances)"
+        )
     per_image = set(module.PER_IMAGE)
 
     def cached_part(arrays: Mapping[str, np.ndarray], part: Any) -> Arrays:
@@ -114,8 +123,9 @@ def parts(name: str, module: ModuleType) -> Parts:
         cached_part=getattr(module, "cached_part", cached_part),
         recorded_images=getattr(module, "recorded_images", lambda config, n: range(n)),
         image_part=getattr(module, "image_part", image_part),
-        record_every_image=getattr(module, "RECORD_EVERY_IMAGE", True),
+        record_every_image=every,
         rules=getattr(module, "TOLERANCES", {}),
+        unrecorded_tolerances=getattr(module, "unrecorded_tolerances", lambda cached, config: {}),
         tolerances=getattr(module, "tolerances", lambda cached, fresh, replay: {}),
     )
 

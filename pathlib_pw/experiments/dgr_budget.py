@@ -26,6 +26,7 @@ from pathlib_pw.experiments.paths import (
     Criterion,
     run,
     tolerances,
+    unrecorded_tolerances,
 )
 
 AUTHORS_ITERATIONS = 1000
@@ -79,5 +80,6 @@ __all__ = [
     "config",
     "criteria",
     "run",
+    "unrecorded_tolerances",
     "tolerances",
 ]

@@ -20,7 +20,15 @@ import dataclasses
 import numpy as np
 
 from pathlib_pw.experiments import paths
-from pathlib_pw.experiments.paths import RECORD_EVERY_IMAGE, SHARD_BY_IMAGE, TOLERANCES, Config, Criterion, tolerances
+from pathlib_pw.experiments.paths import (
+    RECORD_EVERY_IMAGE,
+    SHARD_BY_IMAGE,
+    TOLERANCES,
+    Config,
+    Criterion,
+    tolerances,
+    unrecorded_tolerances,
+)
 
 # the cache predates the activity-aware nulls (paths.NULL_KEYS): this experiment records the paths
 # arrays without them (the overlaps of DGR(init=r) with their chance levels are in ``paths`` and
@@ -77,5 +85,6 @@ __all__ = [
     "config",
     "criteria",
     "run",
+    "unrecorded_tolerances",
     "tolerances",
 ]

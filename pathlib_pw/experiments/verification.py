@@ -141,6 +141,7 @@ class Verification:
     replay: ReplayReport
     images: tuple[int, ...] = ()  # the image numbers recomputed
     note: str = ""  # how they were chosen
+    free: tuple[int, ...] = ()  # the images recomputed without decision records (looser allowances)
 
     @classmethod
     def joined(cls, each: Sequence[Verification], note: str = "") -> Verification:
@@ -160,7 +161,8 @@ class Verification:
             unused=[k for v in each for k in v.replay.unused],
         )
         images = tuple(i for v in each for i in v.images)
-        return cls(each[0].experiment, each[0].profile, arrays, replay, images, note)
+        free = tuple(i for v in each for i in v.free)
+        return cls(each[0].experiment, each[0].profile, arrays, replay, images, note, free)
 
     @property
     def ok(self) -> bool:
@@ -173,7 +175,8 @@ class Verification:
         chaotic_equal = all(c.overlap == 1.0 for c in self.replay.chaotic().values())
         if self.replay.changed == 0 and all(a.differing == 0 for a in self.arrays) and chaotic_equal:
             return "matches exactly"
-        return f"matches within floating-point tolerance ({self.replay.changed} threshold neurons flipped)"
+        free = f"; image(s) {', '.join(map(str, self.free))} without records: within the looser allowances" if self.free else ""
+        return f"matches within floating-point tolerance ({self.replay.changed} threshold neurons flipped{free})"
 
     def text(self) -> str:
         """A report: the verdict, every array (largest difference, elements beyond exact / tolerance),

@@ -123,13 +123,7 @@ def _run_without_simd(config: Config, tmp_path) -> dict[str, np.ndarray]:
         "import pickle, sys, numpy as np; from pathlib_pw.experiments import decoding; "
         "config = pickle.load(open(sys.argv[1], 'rb')); np.savez(sys.argv[2], **decoding.run(config, progress=False))"
     )
-    env = {
-        **os.environ,
-        "ATEN_CPU_CAPABILITY": "default",
-        "ONEDNN_MAX_CPU_ISA": "SSE41",
-        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = {**os.environ, **cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "config.pkl"), str(tmp_path / "out.npz")],
         env=env,

@@ -224,8 +224,7 @@ def test_the_book_cache_verifies_without_simd():
     """Another CPU, simulated: torch, oneDNN and MKL told to use no vector instructions, another thread
     count. The pathway and pixel decisions replay, the degraded sets are identical and the retrained
     model's logits move within what retraining on holes does to rounding."""
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-           "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, **cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "2"}
     done = subprocess.run([sys.executable, "-m", "pathlib_pw", "verify", "roar"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -44,7 +44,7 @@ def test_verify_recomputes_image_0_and_a_drawn_image_it_names(qualitative_smoke)
     assert {a.name for a in result.arrays} >= {"maps (image 0)", "maps (image 1)"}
     assert {c.key.split("|")[1] for c in result.replay.checks} == {"0", "1"}
     every = experiments.verify("qualitative", "smoke", all_images=True)
-    assert every.ok and every.images == (0, 1) and "all 2 recorded" in every.note
+    assert every.ok and every.images == (0, 1) and "all 2 image(s)" in every.note
 
 
 def test_the_drawn_image_rotates_with_the_seed_and_covers_every_image(tmp_path, monkeypatch):
@@ -134,11 +134,82 @@ def test_verify_cli_names_its_choice_and_refuses_images_without_records(qualitat
     assert "--image must name images whose decisions the cache records (0-1 of 2), got [5]" in capsys.readouterr().err
 
 
-def test_an_experiment_recording_its_first_image_only_says_so(tmp_path, monkeypatch):
+@pytest.fixture
+def dgr_retries_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
     experiments.load_or_run("dgr_retries", "smoke", progress=False)
-    assert _header(tmp_path / "smoke" / "dgr_retries")["recorded_images"] == [0]
+    return tmp_path / "smoke" / "dgr_retries"
+
+
+def test_an_experiment_recording_its_first_image_only_recomputes_the_others_afresh(dgr_retries_smoke):
+    assert _header(dgr_retries_smoke)["recorded_images"] == [0]
     result = experiments.verify("dgr_retries", "smoke", all_images=True)
-    assert result.ok and result.images == (0,)
-    assert "image(s) 1 are checked by their digests only: dgr_retries records the decisions of its first image only" in result.note
-    assert "image 0, the only one with records (2 in the cache)" in experiments.verify("dgr_retries", "smoke").note
+    assert result.ok and result.images == (0, 1) and result.free == (1,), result.text()
+    assert "image(s) 1 without decision records (dgr_retries records its first image's only" in result.note
+    assert result.status == "matches exactly"  # this machine: decisions made afresh come out the same
+    assert {c.key.split("|")[1] for c in result.replay.checks} == {"0"}  # image 1 made its decisions afresh
+    drawn = experiments.verify("dgr_retries", "smoke", seed=1)
+    assert drawn.images == (0, 1) and "drawn with seed 1 from images 1" in drawn.note
+
+
+def test_an_unrecorded_image_draws_from_every_image(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path))
+    directory = tmp_path / "book" / "paths"
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({"recorded_images": [0]}))
+    assert {_choose("paths", "book", None, None, seed, False)[0][1] for seed in range(60)} == set(range(1, 9))
+    chosen, note = _choose("paths", "book", None, None, None, True)
+    assert chosen == list(range(9)) and "image(s) 1-8 without decision records" in note
+    with pytest.raises(ValueError, match=r"images must name images in the cache \(0-8 of 9\), got \[9\]"):
+        _choose("paths", "book", None, [9], None, False)
+
+
+def test_a_changed_computation_of_an_unrecorded_image_fails_there(dgr_retries_smoke, monkeypatch):
+    load = Inputs.load_images
+
+    def image_1_flipped(self):
+        x, names = load(self)
+        return (x.flip(-1) if self.offset == 1 else x), names
+
+    monkeypatch.setattr(Inputs, "load_images", image_1_flipped)
+    result = experiments.verify("dgr_retries", "smoke", all_images=True)
+    assert not result.ok
+    failed = {a.name for a in result.arrays if a.problem}
+    assert failed and all(name.endswith("(image 1)") for name in failed), failed
+
+
+def test_an_unrecorded_image_verifies_on_another_cpu(dgr_retries_smoke):
+    env = {**os.environ, **OTHER_CPU, "OMP_NUM_THREADS": "1", cache.RESULTS_ENV: str(dgr_retries_smoke.parent.parent)}
+    code = "from pathlib_pw import experiments; r = experiments.verify('dgr_retries', 'smoke', images=[1]); print(r.text()); assert r.ok"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_experiment_recording_its_first_image_only_must_say_how_the_others_compare():
+    import types
+
+    from pathlib_pw.experiments.contract import parts
+
+    module = types.ModuleType("first_only")
+    module.config, module.run, module.PER_IMAGE, module.RECORD_EVERY_IMAGE = (lambda p: None), (lambda c: {}), set(), False
+    with pytest.raises(TypeError, match="RECORD_EVERY_IMAGE = False.*unrecorded_tolerances"):
+        parts("first_only", module)
+
+
+def test_verify_takes_one_way_of_naming_images(qualitative_smoke):
+    with pytest.raises(ValueError, match="give at most one of n_images, images and all_images, got n_images and images"):
+        experiments.verify("qualitative", "smoke", 1, images=[0])
+    with pytest.raises(ValueError, match="got images and all_images"):
+        experiments.verify("qualitative", "smoke", images=[0], all_images=True)
+
+
+def test_the_status_names_the_images_recomputed_without_records():
+    from pathlib_pw.decisions import ReplayReport
+    from pathlib_pw.experiments.verification import FLOATS, ArrayCheck, Verification
+
+    within = Verification("x", "smoke", [ArrayCheck("a", 4, 1e-7, 1, 0, FLOATS)], ReplayReport(), images=(0, 3), free=(3,))
+    assert within.status == (
+        "matches within floating-point tolerance (0 threshold neurons flipped; image(s) 3 without records: within the "
+        "looser allowances)"
+    )
+    assert Verification.joined([within, within]).free == (3, 3)
