@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pathlib_pw import decisions
-from pathlib_pw.decisions import DecisionLog, Rounding
+from pathlib_pw.decisions import DecisionLog, Rounding, session, sketches
 from pathlib_pw.thresholds import global_threshold, remove_lowest
 from tests import nets
 
@@ -42,8 +42,8 @@ def test_sketch_difference_gives_up_beyond_its_capacity():
 
 def test_python_and_numpy_hash_agree():
     values = [0, 1, 12345, 2**31 + 7, 2**40]
-    expected = decisions._mix(np.array(values, dtype=np.uint64), 2).tolist()
-    assert [decisions._mix_int(v, 2) for v in values] == expected
+    expected = sketches._mix(np.array(values, dtype=np.uint64), 2).tolist()
+    assert [sketches._mix_int(v, 2) for v in values] == expected
 
 
 def test_minhash_overlap_estimate_is_unbiased_within_its_error():
@@ -407,6 +407,7 @@ def test_widened_bounds_measure_what_the_real_bounds_refuse():
     assert wide.checks[0].changed == 7 and wide.checks[0].allowed == 14  # 1 % of 700; 200 x 1e-4 x 700
     assert wide_log.records["|0|0"].sketch.cells > narrow_log.records["|0|0"].sketch.cells
     with decisions.criterion(tight):
-        assert decisions._active_rounding() == tight  # restored after the block
+        assert session._active_rounding() == tight  # restored after the block
     with pytest.raises(ValueError, match="factor must be a number >= 1"):
         decisions.widened(0.5)
+
