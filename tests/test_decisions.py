@@ -411,3 +411,30 @@ def test_widened_bounds_measure_what_the_real_bounds_refuse():
     with pytest.raises(ValueError, match="factor must be a number >= 1"):
         decisions.widened(0.5)
 
+
+def test_the_package_exports_the_names_of_the_module_it_was_split_from():
+    """pathlib_pw.decisions was one module until issue 29; its public names (``__all__`` then, listed
+    literally) and the helpers used by name elsewhere are all still reached through the package."""
+    before = {
+        "EXACT", "Check", "DecisionLog", "ReplayReport", "Rounding", "Sketch", "checkpoint", "criterion", "images",
+        "recording", "replaying", "rows", "scope", "widened",
+    }
+    assert set(decisions.__all__) == before and len(decisions.__all__) == len(before)
+    for name in before | {"MIN_CHANGES", "Record", "sketch", "difference", "minhash", "overlap_estimate"}:
+        assert not isinstance(getattr(decisions, name), type(decisions)), name  # the object, not a submodule
+    assert decisions.checkpoint.__module__ == "pathlib_pw.decisions.hook"
+    assert not hasattr(decisions, "replayed_keys") and not hasattr(decisions, "summary")  # nothing called them
+
+
+def test_the_threshold_functions_call_checkpoint_through_the_package(monkeypatch):
+    """Callers look ``decisions.checkpoint`` up at call time, so a replacement on the package is the one called."""
+    seen = []
+
+    def spy(scores, masks, cut, near_zero=None, scale=None):
+        seen.append(len(masks))
+        return masks
+
+    monkeypatch.setattr(decisions, "checkpoint", spy)
+    global_threshold(_scores(), torch.tensor([50.0, 50.0], dtype=torch.float64))
+    remove_lowest(_scores(), torch.tensor([100, 100]))
+    assert seen == [2, 2]

@@ -33,12 +33,10 @@ the attribute is looked up at call time).
 from __future__ import annotations
 
 from pathlib_pw.decisions.hook import checkpoint
-from pathlib_pw.decisions.hook import summary as summary
 from pathlib_pw.decisions.records import Check, DecisionLog, ReplayReport
 from pathlib_pw.decisions.records import Record as Record
 from pathlib_pw.decisions.session import EXACT, Rounding, criterion, images, recording, replaying, rows, scope, widened
 from pathlib_pw.decisions.session import MIN_CHANGES as MIN_CHANGES
-from pathlib_pw.decisions.session import replayed_keys as replayed_keys
 from pathlib_pw.decisions.sketches import Sketch
 from pathlib_pw.decisions.sketches import difference as difference
 from pathlib_pw.decisions.sketches import minhash as minhash

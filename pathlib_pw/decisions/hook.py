@@ -9,12 +9,12 @@ at call time.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from pathlib_pw.decisions.records import Check, Record, ReplayReport
+from pathlib_pw.decisions.records import Check, Record
 from pathlib_pw.decisions.session import _IMAGES, _SCOPE, _SESSION, MIN_CHANGES, Rounding, _active_rounding
 from pathlib_pw.decisions.sketches import _cells_for, difference, minhash, overlap_estimate, sketch
 
@@ -177,14 +177,3 @@ def _worst_band(
     if near_zero is not None:
         distance = np.where(_flat(near_zero, b)[flips], 0.0, distance)
     return float(distance.max())
-
-
-def summary(report: ReplayReport) -> Mapping[str, object]:
-    """Counts for a report line: decisions, neurons changed and restored, chaotic overlaps."""
-    chaotic = [c.overlap for c in report.checks if c.kind == "chaotic" and c.overlap is not None]
-    return {
-        "decisions": len(report.checks),
-        "changed": report.changed,
-        "worst_band": max((c.worst_band for c in report.checks), default=0.0),
-        "chaotic_min_overlap": min(chaotic) if chaotic else None,
-    }

@@ -130,7 +130,3 @@ def replaying(log: DecisionLog, complete: bool = True) -> Iterator[ReplayReport]
         yield session.report
     if complete:
         session.report.unused = [k for k in log.records if k not in session.used]
-
-
-def replayed_keys(report: ReplayReport) -> list[str]:
-    return [c.key for c in report.checks]
