@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pathlib_pw import decisions
-from pathlib_pw.decisions import DecisionLog, Rounding
+from pathlib_pw.decisions import DecisionLog, Rounding, session, sketches
 from pathlib_pw.thresholds import global_threshold, remove_lowest
 from tests import nets
 
@@ -42,8 +42,8 @@ def test_sketch_difference_gives_up_beyond_its_capacity():
 
 def test_python_and_numpy_hash_agree():
     values = [0, 1, 12345, 2**31 + 7, 2**40]
-    expected = decisions._mix(np.array(values, dtype=np.uint64), 2).tolist()
-    assert [decisions._mix_int(v, 2) for v in values] == expected
+    expected = sketches._mix(np.array(values, dtype=np.uint64), 2).tolist()
+    assert [sketches._mix_int(v, 2) for v in values] == expected
 
 
 def test_minhash_overlap_estimate_is_unbiased_within_its_error():
@@ -407,6 +407,34 @@ def test_widened_bounds_measure_what_the_real_bounds_refuse():
     assert wide.checks[0].changed == 7 and wide.checks[0].allowed == 14  # 1 % of 700; 200 x 1e-4 x 700
     assert wide_log.records["|0|0"].sketch.cells > narrow_log.records["|0|0"].sketch.cells
     with decisions.criterion(tight):
-        assert decisions._active_rounding() == tight  # restored after the block
+        assert session._active_rounding() == tight  # restored after the block
     with pytest.raises(ValueError, match="factor must be a number >= 1"):
         decisions.widened(0.5)
+
+
+def test_the_package_exports_the_names_of_the_module_it_was_split_from():
+    """pathlib_pw.decisions was one module until issue 29; its public names (``__all__`` then, listed
+    literally) and the helpers used by name elsewhere are all still reached through the package."""
+    before = {
+        "EXACT", "Check", "DecisionLog", "ReplayReport", "Rounding", "Sketch", "checkpoint", "criterion", "images",
+        "recording", "replaying", "rows", "scope", "widened",
+    }
+    assert set(decisions.__all__) == before and len(decisions.__all__) == len(before)
+    for name in before | {"MIN_CHANGES", "Record", "sketch", "difference", "minhash", "overlap_estimate"}:
+        assert not isinstance(getattr(decisions, name), type(decisions)), name  # the object, not a submodule
+    assert decisions.checkpoint.__module__ == "pathlib_pw.decisions.hook"
+    assert not hasattr(decisions, "replayed_keys") and not hasattr(decisions, "summary")  # nothing called them
+
+
+def test_the_threshold_functions_call_checkpoint_through_the_package(monkeypatch):
+    """Callers look ``decisions.checkpoint`` up at call time, so a replacement on the package is the one called."""
+    seen = []
+
+    def spy(scores, masks, cut, near_zero=None, scale=None):
+        seen.append(len(masks))
+        return masks
+
+    monkeypatch.setattr(decisions, "checkpoint", spy)
+    global_threshold(_scores(), torch.tensor([50.0, 50.0], dtype=torch.float64))
+    remove_lowest(_scores(), torch.tensor([100, 100]))
+    assert seen == [2, 2]
