@@ -36,10 +36,13 @@ def x():
 
 
 @pytest.fixture
-def registry(monkeypatch):
-    """The registry, restored after the test whatever it registered."""
-    monkeypatch.setattr(am, "ATTRIBUTION_METHODS", dict(am.ATTRIBUTION_METHODS))
-    return am.ATTRIBUTION_METHODS
+def registry():
+    """The registry, restored after the test whatever it registered (the same dict: the old module
+    re-exports the one of pathlib_pw.attribution.registry)."""
+    saved = dict(am.ATTRIBUTION_METHODS)
+    yield am.ATTRIBUTION_METHODS
+    am.ATTRIBUTION_METHODS.clear()
+    am.ATTRIBUTION_METHODS.update(saved)
 
 
 def test_stable_names_registered_at_import():
