@@ -1,8 +1,8 @@
 """pathlib_pw: critical pathways, PathwayGrad and their evaluation (Khakzar et al., CVPR 2021)."""
 
+from pathlib_pw import architectures  # noqa: F401  (registers the built-in architectures and their models)
 from pathlib_pw import saliency as _saliency_module  # noqa: F401  (loaded first: see below)
 from pathlib_pw._version import __version__
-from pathlib_pw.architectures import register_architecture
 from pathlib_pw.attribution.baselines import SALIENCY_METHODS, saliency
 from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.attribution.quantus import quantus_explain_func
@@ -50,7 +50,6 @@ __all__ = [
     "pathway_grad_method",
     "pixel_removal_curve",
     "quantus_explain_func",
-    "register_architecture",
     "register_attribution",
     "remove_pixels",
     "pathway_grad",

@@ -5,14 +5,20 @@ and from :mod:`pathlib_pw.architectures` (``GRADCAM_LAYERS``). Import them from 
 goes in the next release.
 """
 
+# the private names too (_input_gradient, _gradcam_layer, ...): other modules import them from here
 from pathlib_pw.architectures import GRADCAM_LAYERS
-from pathlib_pw.attribution.baselines import (
+from pathlib_pw.attribution.baselines import (  # noqa: F401
     SALIENCY_METHODS,
     SaliencyMethod,
+    _authors_intgrad,
+    _gradcam_layer,
+    _last_conv_block,
+    _PositiveGradient,
     guided_backprop,
     saliency,
 )
 from pathlib_pw.attribution.maps import Target, explained_class, normalize, reduce_channels
+from pathlib_pw.attribution.maps import input_gradient as _input_gradient  # noqa: F401
 from pathlib_pw.attribution.pathway_grad import pathway_grad
 
 __all__ = [

@@ -125,8 +125,8 @@ def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
                 f"layer must name the Grad-CAM layer of {type(model).__name__} (no default for this architecture; "
                 f"defaults exist for {sorted(GRADCAM_LAYERS)}): pass it, e.g. "
                 f'attribute(model, x, "gradcam", layer="{example}") or saliency(model, x, "gradcam", layer="{example}"), '
-                f'or register it once: register_attribution("gradcam@{example}", '
-                f'pathlib_pw.attribution.registry.baseline_method("gradcam", layer="{example}"))'
+                f'or make it the default of the architecture: pathlib_pw.architectures.register_architecture("{type(model).__name__}", '
+                f'gradcam_layer="{example}")'
             )
     if layer not in modules:
         raise ValueError(f"layer must be the name of a submodule of the model, got {layer!r}")
