@@ -4,9 +4,10 @@ scikit-learn ships the 1,797 8x8 grayscale digits (10 classes) in its wheel, so 
 :func:`digits_split` makes a fixed, seeded, stratified split standardized by the training set, so
 that 0 is the training mean (the LeRF/MoRF "mean fill" is ``fill=0``); :func:`train_digits_cnn`
 trains a :class:`DigitsCNN` from scratch in a few seconds on one CPU core (ROAR/KAR retrain it on
-images with pixels removed). Importing this module registers the model ``digits_cnn``
-(:func:`pathlib_pw.models.load_model`) and the image source ``digits_test``
-(:func:`pathlib_pw.data.load_images`).
+images with pixels removed). The model ``digits_cnn`` (:func:`pathlib_pw.models.load_model`) and the
+architecture's Grad-CAM layer and class names are registered in :mod:`pathlib_pw.architectures`, which
+imports this module only when the model is loaded; importing this module registers the image source
+``digits_test`` (:func:`pathlib_pw.data.load_images`).
 
 The split's indices come from numpy's legacy ``RandomState``, whose stream numpy keeps frozen: they
 are the same on any machine. Training is deterministic: it runs on one thread, so the same seed gives
@@ -25,8 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathlib_pw import data, models
-from pathlib_pw.saliency import GRADCAM_LAYERS
+from pathlib_pw import data
 from pathlib_pw.selection import threads
 from pathlib_pw.training import TrainingRecipe, accuracy, train_classifier
 
@@ -37,6 +37,7 @@ __all__ = [
     "accuracy",
     "digits_model",
     "digits_split",
+    "load_digits_cnn",
     "train_digits_cnn",
 ]
 
@@ -169,7 +170,9 @@ def digits_model(seed: int = 0) -> DigitsCNN:
     return copy.deepcopy(_trained(seed))
 
 
-def _load_digits_cnn(pretrained: bool, seed: int, device: str | torch.device) -> nn.Module:
+def load_digits_cnn(pretrained: bool, seed: int, device: str | torch.device) -> nn.Module:
+    """The loader of ``load_model("digits_cnn", pretrained, seed=, device=)``: :func:`digits_model` or,
+    untrained, ``DigitsCNN(seed)``, in eval mode on ``device``."""
     model = digits_model(seed) if pretrained else DigitsCNN(seed=seed)
     return model.to(device).eval()
 
@@ -190,10 +193,6 @@ def _digits_test(
     return x, [f"digits_test/{i:04d}" for i in index.tolist()]
 
 
-# A re-import makes new functions, which the registries refuse under a taken name: keep the first.
-if "digits_cnn" not in models.model_names():
-    models.register_model("digits_cnn", _load_digits_cnn)
+# A re-import makes a new function, which the registry refuses under a taken name: keep the first.
 if "digits_test" not in data.IMAGE_SOURCES:
     data.register_image_source("digits_test")(_digits_test)
-# Grad-CAM at the last conv block, as for the ImageNet models
-GRADCAM_LAYERS.setdefault("DigitsCNN", "relu3")

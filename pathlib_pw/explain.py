@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from pathlib_pw import imagenet, models, plotting
+from pathlib_pw.architectures import GRADCAM_LAYERS
+from pathlib_pw.attribution.baselines import SALIENCY_METHODS, SaliencyMethod, saliency
+from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.criteria import SPECS, extract_pathway
 from pathlib_pw.criteria.checks import EmptyPathwayError
 from pathlib_pw.criteria.spec import Method
-from pathlib_pw.saliency import GRADCAM_LAYERS, SALIENCY_METHODS, SaliencyMethod, pathway_grad, saliency
 
 __all__ = ["DEFAULT_METHODS", "ExplainError", "check_device", "explain", "read_image", "usable_models"]
 

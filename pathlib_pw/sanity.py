@@ -19,50 +19,24 @@ from skimage.feature import hog
 from skimage.metrics import structural_similarity
 from torch import nn
 
-Stage = tuple[str, tuple[str, ...]]
+from pathlib_pw.architectures import ARCHITECTURES, Stage
 
 SIMILARITY_METRICS = ("spearman_signed", "spearman_abs", "ssim", "hog_pearson")
 
 
-def _resnet_stages(model: nn.Module) -> list[Stage]:
-    layers = ("layer1", "layer2", "layer3", "layer4")
-    blocks = [f"{layer}.{i}" for layer in layers for i in range(len(getattr(model, layer)))]
-    bottlenecks: list[Stage] = [(f"bottleneck_{i}", (name,)) for i, name in reversed(list(enumerate(blocks)))]
-    return [("linear", ("fc",))] + bottlenecks + [("conv1", ("conv1", "bn1"))]
-
-
-def _mobilenet_v2_stages(model: nn.Module) -> list[Stage]:
-    features: nn.Sequential = model.features  # type: ignore[assignment]
-    last = len(features) - 1
-    blocks: list[Stage] = [(f"block_{i - 1}", (f"features.{i}",)) for i in range(last - 1, 0, -1)]
-    head: list[Stage] = [("classifier", ("classifier",)), ("last_conv", (f"features.{last}",))]
-    return head + blocks + [("stem", ("features.0",))]
-
-
-def _efficientnet_lite0_stages(model: nn.Module) -> list[Stage]:
-    blocks_module: nn.ModuleList = model.net._blocks  # type: ignore[union-attr,assignment]
-    count = len(blocks_module)
-    blocks = [(f"block_{i}", (f"net._blocks.{i}",)) for i in reversed(range(count))]
-    return (
-        [("classifier", ("net._fc",)), ("head", ("net._conv_head", "net._bn1"))]
-        + blocks
-        + [("stem", ("net._conv_stem", "net._bn0"))]
-    )
-
-
-_STAGES = {"ResNet": _resnet_stages, "MobileNetV2": _mobilenet_v2_stages, "EfficientNetLite0": _efficientnet_lite0_stages}
-
-
 def randomization_stages(model: nn.Module) -> list[Stage]:
-    """The top-down stages of a torchvision ResNet (the authors' 19 on ResNet50, without "original"),
-    MobileNetV2 (classifier, the last 1x1 conv, each inverted-residual block, the stem) or
-    EfficientNet-Lite0 (classifier, head conv, each MBConv block, stem)."""
+    """The top-down stages of ``model``'s architecture (:mod:`pathlib_pw.architectures`): a torchvision
+    ResNet (the authors' 19 on ResNet50, without "original"), MobileNetV2 (classifier, the last 1x1
+    conv, each inverted-residual block, the stem), EfficientNet-Lite0 (classifier, head conv, each
+    MBConv block, stem), or one added with ``register_architecture(..., stages=...)``."""
     for cls in type(model).__mro__:
-        if cls.__name__ in _STAGES:
-            return _STAGES[cls.__name__](model)
+        record = ARCHITECTURES.get(cls.__name__)
+        if record is not None and record.stages is not None:
+            return record.stages(model)
+    known = sorted(name for name, record in ARCHITECTURES.items() if record.stages is not None)
     raise ValueError(
         f"model: no default randomization stages for {type(model).__name__} (defaults exist for "
-        f"{sorted(_STAGES)}); pass stages as a list of (label, module names)"
+        f"{known}); pass stages as a list of (label, module names)"
     )
 
 

@@ -1,8 +1,10 @@
 """The package's shape: the public names only grow, and imports flow one way (no upward arrows).
 
-Layers, bottom to top: decisions, selection, sites -> pathway -> thresholds -> metrics, saliency,
-sanity, criteria -> experiments -> claims -> __main__. A module may import from its own layer's modules that
-sit below it and from lower layers only.
+Layers, bottom to top: decisions, selection, sites -> pathway -> thresholds, models -> architectures
+-> metrics, the attribution maps, sanity -> criteria -> the attribution registry -> experiments -> claims
+-> __main__. A module may import from its own layer's modules that sit below it and from lower layers only.
+The files of ``attribution/`` are nodes of their own (``attribution.maps``, ...): its maps sit below the
+criteria, its registry (which extracts pathways) above them, and its ``__init__`` imports neither.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ PUBLIC_BEFORE = {
 }
 
 
+# subpackages whose files are nodes of their own: ``pathlib_pw.attribution.maps`` -> ``attribution.maps``
+SPLIT = ("attribution",)
+
+
+def _node(parts: list[str] | tuple[str, ...]) -> str:
+    """The graph node of module ``pathlib_pw.<parts>``: its top-level module or subpackage, or the file of a SPLIT one."""
+    if parts[0] in SPLIT and len(parts) > 1 and (PACKAGE / parts[0] / parts[1]).with_suffix(".py").exists():
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
 def _imports(path: Path) -> set[str]:
     """The pathlib_pw modules ``path`` imports (``pathlib_pw.x.y`` -> ``x``; the package itself -> ``__init__``)."""
     found = set()
@@ -34,7 +47,7 @@ def _imports(path: Path) -> set[str]:
         for name in names:
             parts = name.split(".")
             if len(parts) > 1 and (PACKAGE / parts[1]).with_suffix(".py").exists() or (len(parts) > 1 and (PACKAGE / parts[1]).is_dir()):
-                found.add(parts[1])
+                found.add(_node(parts[1:]))
     return found
 
 
@@ -43,7 +56,7 @@ def _modules() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE).parts
-        name = rel[0].removesuffix(".py")
+        name = _node([rel[0].removesuffix(".py"), *(part.removesuffix(".py") for part in rel[1:2] if part != "__init__.py")])
         graph.setdefault(name, set()).update(_imports(path) - {name})
     return graph
 
@@ -52,9 +65,11 @@ LAYERS = [
     {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units", "_deprecation"},
     {"pathway", "imagenet", "cache", "downstream"},
     {"thresholds", "models", "data", "reference", "training"},
-    {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"},
+    {"architectures"},
+    {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"}
+    | {"attribution", "attribution.maps", "attribution.pathway_grad", "attribution.baselines", "attribution.controls"},
     {"criteria", "roar"},
-    {"attribution_methods", "quantus_adapter", "explain"},
+    {"attribution_methods", "quantus_adapter", "explain", "attribution.registry", "attribution.quantus"},
     {"experiments"},
     {"claims"},
     {"__main__", "__init__"},
@@ -84,4 +99,6 @@ def test_criteria_never_import_experiments_or_saliency_and_saliency_never_criter
     graph = _modules()
     assert not graph["criteria"] & {"experiments", "saliency"}
     assert not graph["saliency"] & {"criteria", "experiments"}
+    for maps in ("attribution", "attribution.maps", "attribution.pathway_grad", "attribution.baselines", "attribution.controls"):
+        assert not graph[maps] & {"criteria", "experiments", "attribution.registry"}, maps
     assert graph["decisions"] == set()

@@ -15,16 +15,22 @@ import torch
 import pathlib_pw
 from pathlib_pw import attribution_methods as am
 from pathlib_pw import quantus_adapter
+from pathlib_pw.attribution import quantus as attribution_quantus
 from pathlib_pw.quantus_adapter import quantus_explain_func
 from tests import nets
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)
 
 
 def test_module_does_not_import_quantus():
-    tree = ast.parse(Path(quantus_adapter.__file__).read_text())
-    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert not [m for m in imported if m.split(".")[0] == "quantus"]
+    for module in (quantus_adapter, attribution_quantus):  # the old home re-exports the new one
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in imported if m.split(".")[0] == "quantus"], module.__name__
+
+
+def test_old_home_is_the_new_one():
+    assert quantus_explain_func is attribution_quantus.quantus_explain_func is pathlib_pw.quantus_explain_func
 
 
 def test_adapter_returns_what_attribute_returns():

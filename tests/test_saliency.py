@@ -467,3 +467,28 @@ def test_gradcam_default_layer_and_suggestion_look_through_a_wrapper():
         saliency(custom, x, "gradcam")
     with pytest.raises(TypeError, match=r"saliency takes \(model, x, method\): call saliency\(model, x, 'gradcam'\)"):
         saliency("gradcam", resnet, x)
+
+
+def test_old_homes_re_export_the_new_ones():
+    """pathlib_pw.saliency, .attribution_methods and .quantus_adapter keep their names for one release,
+    as the very objects of pathlib_pw.attribution (so that registering or patching one is the other)."""
+    import importlib
+
+    from pathlib_pw.architectures import GRADCAM_LAYERS
+    from pathlib_pw.attribution import baselines, controls, maps, quantus, registry
+    from pathlib_pw.attribution import pathway_grad as pathway_grad_module
+
+    new_homes = (baselines, controls, maps, quantus, registry, pathway_grad_module)
+    for old in ("pathlib_pw.saliency", "pathlib_pw.attribution_methods", "pathlib_pw.quantus_adapter"):
+        module = importlib.import_module(old)
+        assert module.__doc__ and "next release" in module.__doc__
+        for name in module.__all__:
+            value = getattr(module, name)
+            if name == "GRADCAM_LAYERS":
+                assert value is GRADCAM_LAYERS
+                continue
+            assert any(getattr(home, name, None) is value for home in new_homes), f"{old}.{name}"
+    from pathlib_pw.saliency import _input_gradient  # another module's helper imports it from here
+
+    assert _input_gradient is maps.input_gradient
+    assert registry.ATTRIBUTION_METHODS is importlib.import_module("pathlib_pw.attribution_methods").ATTRIBUTION_METHODS
