@@ -1,4 +1,4 @@
-"""CIFAR-10 from a folder the user names (the paper's ROAR data; PAPER.md section 5): the standard
+"""CIFAR-10 from a folder the user names (the paper's ROAR data; book/methods.md: the paper's experiments): the standard
 "python version" batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``), never downloaded.
 
 The batches are pickles, and ``pickle.load`` on a file someone points at runs whatever code it holds.
@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
-from pathlib_pw.saliency import GRADCAM_LAYERS
 
 CIFAR10_ENV = "PATHLIB_PW_CIFAR10"
 N_CLASSES = 10
@@ -168,6 +166,3 @@ class ResNet8(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
-
-
-GRADCAM_LAYERS.setdefault("ResNet8", "layer3")

@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from pathlib_pw._deprecation import keyword_only_from
+from pathlib_pw.attribution.maps import Target, explained_class
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.saliency import Target, explained_class
 from pathlib_pw.sites import (
     check_input,
     evaluating,

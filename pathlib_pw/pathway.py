@@ -1,4 +1,4 @@
-"""A pathway: one boolean keep-mask per rectifier site, per image (PAPER.md section 2)."""
+"""A pathway: one boolean keep-mask per rectifier site, per image (book/methods.md: neurons, paths and sparsity)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The book's figure style: one theme, one colour per method, and the few figure builders the
-notebooks call (BOOK_STYLE.md, "Figures")."""
+notebooks call (the book's figure conventions: column width, legible text, one palette)."""
 
 from __future__ import annotations
 

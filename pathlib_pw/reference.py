@@ -16,7 +16,7 @@ REFERENCE_PACKAGE = "pathlib_pw"
 REFERENCE_FOLDER = "reference_data"
 TABLES = ("path_overlap_vgg16_sparsity90", "sanity_checks_resnet50", "roar", "lerf")
 
-# The poster's overlap figure swaps the labels Greedy and Random (PAPER.md section 5), and the
+# The poster's overlap figure swaps the labels Greedy and Random (book/methods.md: the paper's experiments), and the
 # authors' plotting script (plots.py) also swaps NeuronIntGrad and NeuronMCT in the overlap matrix and
 # in the dead-share bars (issue 16: differences up to 0.25 percentage points).
 SWAPPED_OVERLAP_LABELS = {"Greedy": "Random", "Random": "Greedy", "NeuronIntGrad": "NeuronMCT", "NeuronMCT": "NeuronIntGrad"}

@@ -1,4 +1,4 @@
-"""Pixel removal for the LeRF/MoRF, ROAD and ROAR evaluations (PAPER.md section 5).
+"""Pixel removal for the LeRF/MoRF, ROAD and ROAR evaluations (book/methods.md: the paper's experiments).
 
 Khakzar et al. (CVPR 2021) evaluate a map by removing the 1..10 % least relevant pixels of each image
 (LeRF; MoRF: the most relevant), filling them with the dataset mean, without retraining, and report

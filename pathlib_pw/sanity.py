@@ -1,4 +1,4 @@
-"""Model randomization sanity checks (Adebayo et al., NeurIPS 2018) as Khakzar et al. ran them (PAPER.md section 5).
+"""Model randomization sanity checks (Adebayo et al., NeurIPS 2018) as Khakzar et al. ran them (book/methods.md: the paper's experiments).
 
 A *stage* is a label and the submodules it re-initializes. Cascading randomization re-initializes the
 stages from the top of the network down, cumulatively; independent randomization one stage alone.

@@ -1,6 +1,6 @@
 """Activation sites: every rectifier call, in forward order, however it is written.
 
-A *neuron* (PAPER.md section 2) is one element of one rectifier output at one call. Rectifiers are
+A *neuron* (book/methods.md: neurons, paths and sparsity) is one element of one rectifier output at one call. Rectifiers are
 ``nn.ReLU``/``nn.ReLU6`` modules and the functional calls ``torch.relu``, ``torch.relu_``, ``F.relu``,
 ``F.relu_``, ``F.relu6`` (in place or not), ``Tensor.relu`` and ``Tensor.relu_`` (torchvision's
 Inception v3 and many research models have no rectifier module at all). A module or function called

@@ -1,4 +1,4 @@
-"""The paper's threshold rules: scores in, keep-masks out (PAPER.md section 2).
+"""The paper's threshold rules: scores in, keep-masks out (book/methods.md: neurons, paths and sparsity).
 
 Every decision goes through :func:`pathlib_pw.decisions.checkpoint`, so that an experiment can record
 it and a recomputation on another machine can replay it.

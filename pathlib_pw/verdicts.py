@@ -18,7 +18,7 @@ Verdict = Literal[
     "inconclusive at this sample size",
     "not testable here",
 ]
-# the one vocabulary of the book (BOOK_STYLE.md, "Verdicts"); "does not hold on our model" is what
+# the one vocabulary of the book (book/intro.ipynb, how a verdict reads); "does not hold on our model" is what
 # the book called "does not transfer" before
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 

@@ -1,4 +1,4 @@
-"""The baseline attribution maps of the paper's comparisons (PAPER.md section 4), backed by Captum:
+"""The baseline attribution maps of the paper's comparisons (book/methods.md: PathwayGrad and the baselines), backed by Captum:
 Gradients, InputMCT (gradient x input), InputIntGrad, Guided Backprop and Grad-CAM.
 
 Reduced and normalized like PathwayGrad (:mod:`pathlib_pw.attribution.maps`): (B, H, W) in [-1, 1].

@@ -9,7 +9,7 @@ Every evaluation of the book takes its methods by name from here.
 
 Registered at import (:data:`ATTRIBUTION_METHODS`):
 
-- the baselines of :func:`pathlib_pw.attribution.baselines.saliency` (PAPER.md section 4):
+- the baselines of :func:`pathlib_pw.attribution.baselines.saliency` (book/methods.md: PathwayGrad and the baselines):
   ``"gradients"``, ``"guided_backprop"``, ``"gradcam"``, ``"input_mct"``, ``"input_intgrad"``;
 - PathwayGrad (Khakzar et al., CVPR 2021, section 4; :mod:`pathlib_pw.attribution.pathway_grad`)
   through the NeuronMCT and NeuronIntGrad pathways at :data:`DEFAULT_PATHWAY_SPARSITY`:
@@ -43,7 +43,7 @@ from pathlib_pw.criteria.spec import Method, Variant
 from pathlib_pw.sites import as_model_input
 from pathlib_pw.thresholds import as_percent
 
-# The paper's ResNet50 setting in the qualitative comparison (PAPER.md section 5); ResNet50 is also
+# The paper's ResNet50 setting in the qualitative comparison (book/methods.md: the paper's experiments); ResNet50 is also
 # its ImageNet LeRF model, whose pathway sparsity the authors' artefacts do not record. VGG16 used 90
 # (where its output change reaches about 15 %), the sanity checks 70: register others with the factory.
 DEFAULT_PATHWAY_SPARSITY = 75.0
@@ -209,7 +209,7 @@ def baseline_method(method: SaliencyMethod, **options: Any) -> AttributionMethod
     def baseline(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return saliency(model, x, method, target=target, **options).float()
 
-    baseline.__doc__ = f"saliency(model, x, {method!r}, target=target, **{options!r}) as float32 (PAPER.md section 4)."
+    baseline.__doc__ = f"saliency(model, x, {method!r}, target=target, **{options!r}) as float32 (book/methods.md: PathwayGrad and the baselines)."
     setattr(baseline, BASELINE_ATTRIBUTE, (method, dict(options)))  # attribute(..., **options) rebuilds it
     return baseline
 
@@ -286,7 +286,7 @@ def _register_defaults() -> None:
     accumulated = pathway_grad_method("neuron_intgrad", DEFAULT_PATHWAY_SPARSITY, "original_code")
     accumulated.__doc__ = (
         "PathwayGrad through NeuronIntGrad with the authors' accumulated alphas 0, 0.1, 0.3, ..., 5.5 "
-        "(variant='original_code', PAPER.md section 3): our candidate for the paper's undefined "
+        "(variant='original_code', book/methods.md: pathway criteria): our candidate for the paper's undefined "
         "'NeuronIntGrad*' of its ROAR and LeRF tables. On a model that calls one rectifier module several "
         "times (ResNet) the variant also keeps the code's module/call mix-up: only the first n_modules "
         "call sites are scored and masked."

@@ -14,18 +14,11 @@ import torch
 from torch import nn
 
 from pathlib_pw import decisions
+from pathlib_pw.attribution.baselines import SALIENCY_METHODS, SaliencyMethod, saliency
+from pathlib_pw.attribution.maps import Target, explained_class, normalize, reduce_channels
+from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.criteria.spec import Method
-from pathlib_pw.saliency import (
-    SALIENCY_METHODS,
-    SaliencyMethod,
-    Target,
-    explained_class,
-    normalize,
-    pathway_grad,
-    reduce_channels,
-    saliency,
-)
 from pathlib_pw.sites import check_input, model_device
 
 INPUT_TIMES = "input_x_"

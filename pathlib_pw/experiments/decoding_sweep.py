@@ -1,4 +1,4 @@
-"""Pathway decoding measured where the paper's claim lives (PAPER.md section 5, "Pathway decoding";
+"""Pathway decoding measured where the paper's claim lives (book/methods.md, the paper's experiments: "Pathway decoding";
 issue 25): contribution paths decode to sparse, object-shaped, class-relevant images, the pruners'
 paths to dense or noisy ones.
 
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pathlib_pw import decoding as dec
+from pathlib_pw.attribution.baselines import saliency
 from pathlib_pw.experiments.contract import first_images
 from pathlib_pw.experiments.decoding import (
     ACTIVE,
@@ -48,7 +49,6 @@ from pathlib_pw.experiments.paths import OPERATING_POINT, Criterion, paper_crite
 from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.metrics import map_concentration
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.saliency import saliency
 
 # The object each photo's predicted class names, drawn by hand on the 224 px network input (the
 # photo resized and centre-cropped by pathlib_pw.imagenet.preprocess): (left, top, right, bottom) in

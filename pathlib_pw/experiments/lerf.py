@@ -1,4 +1,4 @@
-"""LeRF and MoRF (PAPER.md section 5): remove the 1..10 % least (LeRF) or most (MoRF) relevant pixels of
+"""LeRF and MoRF (book/methods.md: the paper's experiments): remove the 1..10 % least (LeRF) or most (MoRF) relevant pixels of
 each image by a map, without retraining, and measure the absolute fractional change of the explained
 class's softmax probability. A good map changes the output little under LeRF and much under MoRF.
 
@@ -22,15 +22,9 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
-from pathlib_pw.attribution_methods import (
-    ACCUMULATED,
-    PATHWAY_GRAD,
-    AttributionMethod,
-    attribute,
-    attribution_method,
-    pathway_grad_method,
-    random_ranking,
-)
+from pathlib_pw.attribution.controls import random_ranking
+from pathlib_pw.attribution.maps import AttributionMethod
+from pathlib_pw.attribution.registry import ACCUMULATED, PATHWAY_GRAD, attribute, attribution_method, pathway_grad_method
 from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import Tolerance

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from pathlib_pw.attribution_methods import ACCUMULATED, PATHWAY_GRAD
+from pathlib_pw.attribution.registry import ACCUMULATED, PATHWAY_GRAD
 from pathlib_pw.criteria import CRITERIA
 from pathlib_pw.experiments.attribution import PAPER_METHODS
 from pathlib_pw.reference import authors_table
@@ -43,7 +43,7 @@ LABELS = {
     "random": "random (control)",
     "sobel": "Sobel edges (control)",
 }
-# The authors' ImageNet NeuronIntGrad row repeats their Birdsnap row value for value (PAPER.md, known slips)
+# The authors' ImageNet NeuronIntGrad row repeats their Birdsnap row value for value (book/methods.md, known slips)
 COPY_SLIP = ("imagenet", "NeuronIntGrad")
 DEFAULT_REMOVAL = "mean/float32/random"  # the authors' fill, our float maps, ties at random
 

@@ -1,4 +1,4 @@
-"""Are contribution pathways locally linear around the input? (PAPER.md section 1, the claim behind
+"""Are contribution pathways locally linear around the input? (book/methods.md, the claims, the claim behind
 PathwayGrad; the paper's theorem and radius are not available to us, so the claim is measured.)
 
 For every photo, the full network and, at each sparsity, the paths of the contribution criteria and

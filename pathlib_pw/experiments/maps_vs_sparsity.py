@@ -1,4 +1,4 @@
-"""PathwayGrad maps of one photo at increasing sparsity (PAPER.md section 5, "PathwayGrad vs sparsity").
+"""PathwayGrad maps of one photo at increasing sparsity (book/methods.md, the paper's experiments: "PathwayGrad vs sparsity").
 
 Sparsity 0 is the full network, whose PathwayGrad is the plain input gradient.
 """
@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from pathlib_pw import decisions
+from pathlib_pw.attribution.baselines import saliency
+from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.criteria import extract_pathways
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.verification import MAPS, PROBABILITIES
 from pathlib_pw.metrics import output_change
-from pathlib_pw.saliency import pathway_grad, saliency
 
 
 @dataclasses.dataclass(frozen=True)

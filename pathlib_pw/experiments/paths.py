@@ -1,7 +1,7 @@
 """Pathway analysis: overlap (Jaccard), dead-neuron share, and output change vs sparsity.
 
 Paper: path overlap and dead neurons (VGG16, 1000 val images, sparsity 80/90/99, six criteria) and
-the sparsity sweep that chose 90 % (PAPER.md section 5). Every criterion is scored once per image
+the sparsity sweep that chose 90 % (book/methods.md: the paper's experiments). Every criterion is scored once per image
 and thresholded at all sparsities (:func:`pathlib_pw.extract_pathways`).
 """
 
@@ -60,7 +60,7 @@ def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retr
 
 
 # The authors compare paths at 90 % because there VGG16's NeuronMCT path changes the output by about
-# 15 % (PAPER.md section 5). On MobileNetV2 every path changes it by 85 % or more at 90 %; the book
+# 15 % (book/methods.md: the paper's experiments). On MobileNetV2 every path changes it by 85 % or more at 90 %; the book
 # also reads the paths at 50 %, where NeuronMCT's output change is near 15 % (the sparsity sweep
 # chapter gives that point as a range, paths_tables.operating_range).
 OPERATING_POINT = 50.0

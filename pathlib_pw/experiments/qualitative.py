@@ -1,4 +1,4 @@
-"""The seven maps side by side (PAPER.md section 5, "Qualitative comparison").
+"""The seven maps side by side (book/methods.md, the paper's experiments: "Qualitative comparison").
 
 Gradients, Guided Backprop, Grad-CAM, InputMCT, InputIntGrad and PathwayGrad through the NeuronMCT
 and NeuronIntGrad pathways, for the same images and the same explained class (the prediction).
@@ -14,13 +14,13 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
+from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.cache import added_field
 from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
 from pathlib_pw.experiments.inputs import ALL_PHOTOS, PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.verification import HALF_MAPS
-from pathlib_pw.saliency import pathway_grad
 
 
 @dataclasses.dataclass(frozen=True)

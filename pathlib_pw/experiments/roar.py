@@ -1,4 +1,4 @@
-"""ROAR and KAR with retraining (PAPER.md section 5; :mod:`pathlib_pw.roar`), every method x removed
+"""ROAR and KAR with retraining (book/methods.md: the paper's experiments; :mod:`pathlib_pw.roar`), every method x removed
 share x seed, in both modes, with the random and Sobel controls.
 
 Embedded default (``book``): scikit-learn's digits and the small ReLU CNN of :mod:`pathlib_pw.digits`.
@@ -37,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pathlib_pw import cifar10, decisions
-from pathlib_pw.attribution_methods import ACCUMULATED, PATHWAY_GRAD, attribute
+from pathlib_pw.attribution.registry import ACCUMULATED, PATHWAY_GRAD, attribute
 from pathlib_pw.digits import digits_split, train_digits_cnn
 from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.lerf import METHODS, method_for
@@ -51,7 +51,7 @@ __all__ = ["CHECK_ARRAYS", "PER_IMAGE", "TOLERANCES", "Config", "config", "run",
 
 Dataset = Literal["digits", "cifar10"]
 DATASETS: tuple[Dataset, ...] = ("digits", "cifar10")
-# the authors' recipe (PAPER.md section 5)
+# the authors' recipe (book/methods.md: the paper's experiments)
 CIFAR10_RECIPE = TrainingRecipe(epochs=50, batch_size=256, lr=1e-3, weight_decay=1e-4, schedule="step", step_epochs=10, gamma=0.5)
 WORKERS_ENV = "PATHLIB_PW_WORKERS"
 CHECK_ARRAYS = ("base_accuracy", "base_logits", "check_accuracy", "check_data", "check_logits")

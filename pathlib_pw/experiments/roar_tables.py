@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from pathlib_pw.attribution_methods import PATHWAY_GRAD
+from pathlib_pw.attribution.registry import PATHWAY_GRAD
 from pathlib_pw.experiments.lerf_tables import GRADIENT_BASELINES, authors_wide, label
 from pathlib_pw.roar import roar_auc
 from pathlib_pw.statistics import t_interval

@@ -1,4 +1,4 @@
-"""Model randomization sanity checks (PAPER.md section 5, "Sanity checks"; Adebayo et al. 2018).
+"""Model randomization sanity checks (book/methods.md, the paper's experiments: "Sanity checks"; Adebayo et al. 2018).
 
 Cascading: the stages are re-initialized from the top down, cumulatively, and after each one every
 method's map is compared with the trained model's map. ``explained_class="trained"`` (our default)
@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pathlib_pw import decisions
+from pathlib_pw.attribution.baselines import SALIENCY_METHODS
 from pathlib_pw.cache import added_field
 from pathlib_pw.experiments.attribution import (
     MAP_TIMES,
@@ -30,7 +31,6 @@ from pathlib_pw.experiments.contract import first_images, image_count
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.paths import OPERATING_POINT  # the sparsity sweep's, beside the authors' 70 %
 from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
-from pathlib_pw.saliency import SALIENCY_METHODS
 from pathlib_pw.sanity import (
     SIMILARITY_METRICS,
     randomization_stages,
