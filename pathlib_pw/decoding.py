@@ -38,6 +38,13 @@ bilinear upsampling to the input size, Adam with lr 0.05 (:data:`DECODING`). Luc
 (FFT, decorrelated colours, the standard transforms; :data:`LUCENT_DEFAULT`) serve the
 visualizations of single neurons on the unmasked network.
 
+**Measuring a decoding.** :func:`penultimate` (the full network's features of an image, to compare a
+decoding with the photo: :func:`cosine_matrix`; decodings with each other: also :func:`ssim_matrix`),
+:func:`input_gradient_sum` (does the path still connect input and output?), and which neuron of a
+path scores highest (:func:`top_neuron`, from the scores the criterion thresholded:
+``extract_pathways(..., return_scores=True)``, or for Greedy :func:`greedy_scores`), the neuron the
+authors rendered with lucent's defaults.
+
 **Determinism.** On the CPU two renders with the same seed are bit-identical. On a GPU cuDNN is
 made deterministic, but the backward pass of the bilinear upsampling accumulates with atomic adds,
 so repeated GPU renders may differ in the last bits and then drift (the optimization is chaotic over
@@ -57,8 +64,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway
-from pathlib_pw.sites import evaluating, model_device
+from pathlib_pw.pathway import Pathway, masking
+from pathlib_pw.saliency import _input_gradient
+from pathlib_pw.sites import activations_and_gradients, evaluating, model_device
 
 __all__ = [
     "DECODING",
@@ -67,14 +75,20 @@ __all__ = [
     "Parameterization",
     "channel",
     "check_size",
+    "cosine_matrix",
+    "greedy_scores",
     "hook_count",
+    "input_gradient_sum",
     "logit",
     "lucent_modules",
     "model_input",
     "no_leaked_hooks",
     "outputs",
+    "penultimate",
     "render",
     "rendering",
+    "ssim_matrix",
+    "top_neuron",
 ]
 
 
@@ -394,3 +408,92 @@ def outputs(model: nn.Module, x: torch.Tensor, pathway: Pathway | None = None) -
     """Logits of ``model`` on ``x`` (restricted to ``pathway`` when given), without gradients."""
     with torch.no_grad(), evaluating(model), pathway.applied(model) if pathway is not None else contextlib.nullcontext():
         return model(x.to(model_device(model))).detach()
+
+
+# ---- measuring decodings and paths ------------------------------------------------------------------
+
+
+def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The full network's input to its last linear layer (its penultimate features), (N, D): what
+    the network makes of an image, beside its logits."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError("the model has no nn.Linear layer")
+    seen: list[torch.Tensor] = []
+    handle = last[-1].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(1)))
+    try:
+        outputs(model, x)
+    finally:
+        handle.remove()
+    return seen[-1]
+
+
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Cosine similarity of every row of ``a`` (N, D) to every row of ``b`` (M, D), in float64: (N, M)."""
+    a, b = a.double(), b.double()
+    return (torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T).cpu().numpy()
+
+
+def ssim_matrix(images: np.ndarray) -> np.ndarray:
+    """SSIM (scikit-image, colour images in [0, 1]) between every two of ``images`` (N, H, W, 3): (N, N),
+    ones on the diagonal."""
+    from skimage.metrics import structural_similarity
+
+    n = len(images)
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = out[j, i] = structural_similarity(images[i], images[j], channel_axis=2, data_range=1.0)
+    return out
+
+
+def input_gradient_sum(model: nn.Module, x: torch.Tensor, path: Pathway | None, *, target: int) -> float:
+    """sum |d logit[target] / d x| over the one image ``x`` (1, C, H, W), through ``model`` restricted
+    to ``path`` (None: the full network): 0 when the path no longer connects input and output."""
+    with evaluating(model), path.applied(model) if path is not None else contextlib.nullcontext():
+        grad = _input_gradient(model, x, target)
+    return float(grad.abs().sum())
+
+
+def greedy_scores(model: nn.Module, x: torch.Tensor, path: Pathway) -> list[torch.Tensor]:
+    """Greedy's own score of the neurons of its final path, per site: |a x d logit / d a| through the
+    masked network (the score its next round would rank by), for ``path.info["target"]`` (default
+    the prediction). Greedy's threshold decisions rank every neuron whose score is 0 above all
+    others, so the scores they were made on say nothing about importance: these do."""
+    _, acts, grads, _, _ = activations_and_gradients(model, x, path.info.get("target"), masking(path.masks, path.sites))
+    return [(a * g).abs() for a, g in zip(acts, grads)]
+
+
+def top_neuron(path: Pathway, scores: list[torch.Tensor]) -> dict[str, Any]:
+    """The highest-scored kept neuron of the last convolutional site of ``path`` (image 0).
+
+    ``scores``: one (B, ...) tensor per site, as the path's masks (the scores its criterion
+    thresholded, or :func:`greedy_scores`). Returns its ``site`` name, flat ``index`` within the site,
+    ``channel`` (-1 when no kept neuron of that site scores above 0), ``share`` of the path's total
+    score (kept neurons of all sites, float64) and ``channel_share``, its channel's share.
+    """
+    if len(scores) != len(path.masks):
+        raise ValueError(f"scores must hold one tensor per site of the path ({len(path.masks)}), got {len(scores)}")
+    conv = [s for s, m in enumerate(path.masks) if m.dim() == 4]
+    if not conv:
+        raise ValueError("the pathway has no convolutional site (masks of shape (B, C, H, W))")
+    site = conv[-1]
+    kept = [m[0].to(s.device) for m, s in zip(path.masks, scores)]
+    values = [
+        torch.where(k, s[0].to(torch.float64), torch.zeros((), dtype=torch.float64, device=s.device))
+        for k, s in zip(kept, scores)
+    ]
+    total = float(sum(float(v.sum()) for v in values))
+    last = values[site].flatten()
+    index = int(last.argmax())
+    best = float(last[index])
+    plane = int(np.prod(path.masks[site].shape[2:]))
+    return {
+        "site": path.sites[site],
+        "index": index,
+        "channel": index // plane if best > 0 else -1,
+        "share": best / total if total > 0 else float("nan"),
+        "channel_share": float(values[site].view(values[site].shape[0], -1)[index // plane].sum()) / total
+        if total > 0
+        else float("nan"),
+    }

@@ -9,10 +9,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pathlib_pw import Pathway
 from pathlib_pw import decoding as dec
 from pathlib_pw.sites import record_activations
+from tests import nets
+from tests import reference_impl as R
 
 SMALL = dec.Parameterization(size=6)  # upsampled to the tiny net's 8 px
 
@@ -247,3 +250,89 @@ def test_importing_lucent_prints_no_warning():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+# ---- measuring decodings and paths ------------------------------------------------------------------
+
+
+def _tiny_path(model: torch.nn.Module, x: torch.Tensor, keep: float = 0.6, seed: int = 0) -> Pathway:
+    _, acts, names = record_activations(model, x)
+    g = torch.Generator().manual_seed(seed)
+    masks = [torch.rand(a.shape, generator=g) < keep for a in acts]
+    return Pathway.from_masks(masks, names, "test", target=torch.tensor([1]))
+
+
+def test_penultimate_is_the_input_of_the_last_linear_layer():
+    model, x = nets.tiny_cnn(), nets.images(2, seed=1)
+    h = F.relu(model.conv2(F.relu(model.conv1(x))))
+    literal = F.relu(model.fc1(torch.flatten(F.adaptive_avg_pool2d(h, 2), 1)))
+    torch.testing.assert_close(dec.penultimate(model, x), literal)
+    assert dec.hook_count(model) == 0
+    with pytest.raises(ValueError, match="no nn.Linear layer"):
+        dec.penultimate(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU()), x)
+
+
+def test_cosine_matrix_by_hand():
+    a, b = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 2.0], [3.0, 0.0]])
+    np.testing.assert_allclose(dec.cosine_matrix(a, b), [[0.0, 1.0], [2**-0.5, 2**-0.5]], rtol=1e-15)
+
+
+def test_ssim_matrix_is_the_pairwise_ssim():
+    from skimage.metrics import structural_similarity
+
+    images = np.random.default_rng(0).random((3, 16, 16, 3)).astype(np.float32)
+    out = dec.ssim_matrix(images)
+    assert np.array_equal(np.diag(out), np.ones(3)) and np.array_equal(out, out.T)
+    assert out[0, 2] == structural_similarity(images[0], images[2], channel_axis=2, data_range=1.0)
+
+
+def test_input_gradient_sum_is_the_literal_gradient_through_the_path():
+    model, x = nets.tiny_cnn(), nets.images(1, seed=2)
+    path = _tiny_path(model, x)
+    masks = R.batch_masks(path, 0)
+
+    def literal(masked: bool) -> float:
+        m = [k.to(x.dtype) if masked else torch.ones_like(k, dtype=x.dtype) for k in masks]
+        inp = x.clone().requires_grad_(True)
+        h = F.relu(model.conv2(F.relu(model.conv1(inp)) * m[0])) * m[1]
+        logits = model.fc2(F.relu(model.fc1(torch.flatten(F.adaptive_avg_pool2d(h, 2), 1))) * m[2])
+        (grad,) = torch.autograd.grad(logits[0, 3], inp)
+        return float(grad.abs().sum())
+
+    assert dec.input_gradient_sum(model, x, path, target=3) == pytest.approx(literal(True), rel=1e-12)
+    assert dec.input_gradient_sum(model, x, None, target=3) == pytest.approx(literal(False), rel=1e-12)
+    cut = Pathway.from_masks(path.masks[:-1] + [torch.zeros_like(path.masks[-1])], path.sites)
+    assert dec.input_gradient_sum(model, x, cut, target=3) == 0.0
+    assert dec.hook_count(model) == 0
+
+
+def test_greedy_scores_are_activation_times_gradient_through_the_masked_network():
+    model, x = nets.tiny_cnn(), nets.images(1, seed=3)
+    path = _tiny_path(model, x, seed=1)
+    want, _ = R.mct_scores(model, x, target=1, masks=R.batch_masks(path, 0))
+    got = dec.greedy_scores(model, x, path)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g[0], w, rtol=1e-12, atol=1e-14)
+
+
+def test_top_neuron_is_the_highest_kept_score_of_the_last_conv_site():
+    sites = ["conv1", "conv2", "fc"]
+    scores = [torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2), torch.full((1, 4), 1.0)]
+    scores[0][0, 1, 0, 0] = 50.0  # the largest overall, but not in the last conv site
+    scores[1][0, 2, 1, 0] = 9.0  # removed from the path: not counted
+    scores[1][0, 1, 0, 1] = 6.0
+    scores[1][0, 1, 1, 1] = 1.0  # the same channel: counted in its channel's share
+    masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
+    masks[1][0, 2, 1, 0] = False
+    top = dec.top_neuron(Pathway.from_masks(masks, sites), scores)
+    total = 50.0 + 6.0 + 1.0 + 4.0
+    assert top["site"] == "conv2" and top["index"] == 1 * 4 + 1 and top["channel"] == 1
+    assert top["share"] == pytest.approx(6.0 / total) and top["channel_share"] == pytest.approx(7.0 / total)
+    # a path in which nothing in the last conv site scores: no top neuron
+    top = dec.top_neuron(Pathway.from_masks(masks, sites), [s * 0 for s in scores])
+    assert top["channel"] == -1 and np.isnan(top["share"])
+    with pytest.raises(ValueError, match=r"one tensor per site of the path \(3\), got 2"):
+        dec.top_neuron(Pathway.from_masks(masks, sites), scores[:2])
+    with pytest.raises(ValueError, match="no convolutional site"):
+        dec.top_neuron(Pathway.from_masks(masks[2:], sites[2:]), scores[2:])

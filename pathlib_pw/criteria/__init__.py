@@ -10,13 +10,13 @@ chunks, and dispatches.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
 
 from pathlib_pw import _deprecation, decisions
-from pathlib_pw.criteria import _progress, active, dead_first, dgr, greedy, intgrad, mct, random
+from pathlib_pw.criteria import _progress, _scores, active, dead_first, dgr, greedy, intgrad, mct, random
 from pathlib_pw.criteria.checks import check_pathways
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import CriterionSpec, Method, Variant
@@ -69,6 +69,40 @@ def table() -> Any:
     ).set_index("criterion")
 
 
+@overload
+def extract_pathway(
+    model: nn.Module,
+    x: torch.Tensor,
+    criterion: Method,
+    sparsity: float | Sequence[float] | torch.Tensor | None = None,
+    *,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    variant: Variant = "intended",
+    batch_size: int | None = None,
+    progress: bool = False,
+    allow_empty: bool = False,
+    return_scores: Literal[False] = False,
+    **options: Any,
+) -> Pathway: ...
+
+
+@overload
+def extract_pathway(
+    model: nn.Module,
+    x: torch.Tensor,
+    criterion: Method,
+    sparsity: float | Sequence[float] | torch.Tensor | None = None,
+    *,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    variant: Variant = "intended",
+    batch_size: int | None = None,
+    progress: bool = False,
+    allow_empty: bool = False,
+    return_scores: Literal[True],
+    **options: Any,
+) -> tuple[Pathway, list[torch.Tensor]]: ...
+
+
 @_deprecation.keyword_only_from(4, "target", "variant")
 @_deprecation.renamed(method="criterion")
 def extract_pathway(
@@ -82,8 +116,9 @@ def extract_pathway(
     batch_size: int | None = None,
     progress: bool = False,
     allow_empty: bool = False,
+    return_scores: bool = False,
     **options: Any,
-) -> Pathway:
+) -> Pathway | tuple[Pathway, list[torch.Tensor]]:
     """Find the critical pathway of each image in ``x`` with ``criterion``.
 
     Args:
@@ -109,13 +144,22 @@ def extract_pathway(
             :class:`~pathlib_pw.criteria.checks.EmptyPathwayError`. Each returned pathway costs one
             more forward and backward pass: the check whether it still connects the output to the
             input (a warning and ``info["disconnected"]`` where it does not).
+        return_scores: also return the per-neuron scores the criterion thresholded, one (B, ...)
+            tensor per site (detached, on the model's device), for the criteria that threshold one
+            set of scores (``SPECS[name].scores``): NeuronMCT's |a x d logit / d a| and
+            NeuronIntGrad's integrated contributions (neuron attributions, like Captum's layer
+            methods), DGR's trained gates, the active subnet's and the dead-first controls' scores.
+            NeuronIntGrad's ``original_code`` variant scores only the first ``info["scored_sites"]``
+            sites: that many tensors. Greedy (new scores every round) and Random (no scores) raise
+            ValueError.
         options: criterion-specific keyword arguments (for example ``steps`` for ``neuron_intgrad``,
             ``rounds`` for ``greedy``, ``init`` and ``iterations`` for ``dgr``, ``seed``).
 
     Returns:
         A :class:`~pathlib_pw.pathway.Pathway` with one mask per site and image, the realized
         sparsity, and in ``info`` the requested sparsity, the explained ``target``, the
-        ``skipped_activations`` (non-rectifier activations, no site) and criterion extras.
+        ``skipped_activations`` (non-rectifier activations, no site) and criterion extras. With
+        ``return_scores=True``: ``(pathway, scores)``.
 
     Warns (:class:`~pathlib_pw.criteria.checks.PathwayWarning`, one warning per kind and call) when a
     pathway removes more than requested (by more than one percentage point), disconnects the output
@@ -133,18 +177,42 @@ def extract_pathway(
     if not description.needs_sparsity and sparsity is not None:
         raise ValueError(f"sparsity must be None for criterion {method!r} (it is derived from each image)")
     levels = None if sparsity is None else [sparsity]
-    return extract_pathways(
-        model,
-        x,
-        method,
-        levels,
-        target=target,
-        variant=variant,
-        batch_size=batch_size,
-        progress=progress,
-        allow_empty=allow_empty,
-        **options,
-    )[0]
+    paths, scores = _extract(model, x, method, levels, target, variant, batch_size, progress, allow_empty, return_scores, options)
+    return (paths[0], scores) if return_scores else paths[0]
+
+
+@overload
+def extract_pathways(
+    model: nn.Module,
+    x: torch.Tensor,
+    criterion: Method,
+    sparsities: Sequence[float | Sequence[float] | torch.Tensor] | None,
+    *,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    variant: Variant = "intended",
+    batch_size: int | None = None,
+    progress: bool = False,
+    allow_empty: bool = False,
+    return_scores: Literal[False] = False,
+    **options: Any,
+) -> list[Pathway]: ...
+
+
+@overload
+def extract_pathways(
+    model: nn.Module,
+    x: torch.Tensor,
+    criterion: Method,
+    sparsities: Sequence[float | Sequence[float] | torch.Tensor] | None,
+    *,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    variant: Variant = "intended",
+    batch_size: int | None = None,
+    progress: bool = False,
+    allow_empty: bool = False,
+    return_scores: Literal[True],
+    **options: Any,
+) -> tuple[list[Pathway], list[torch.Tensor]]: ...
 
 
 @_deprecation.keyword_only_from(4, "target", "variant")
@@ -160,8 +228,9 @@ def extract_pathways(
     batch_size: int | None = None,
     progress: bool = False,
     allow_empty: bool = False,
+    return_scores: bool = False,
     **options: Any,
-) -> list[Pathway]:
+) -> list[Pathway] | tuple[list[Pathway], list[torch.Tensor]]:
     """:func:`extract_pathway` at several sparsities, scoring each image once.
 
     Scores (NeuronMCT, NeuronIntGrad), gates (DGR) and the authors' Greedy loop do not depend on the
@@ -172,11 +241,33 @@ def extract_pathways(
         sparsities: a list of sparsities, each a scalar or one per image (see ``sparsity`` of
             :func:`extract_pathway`); None for ``active_subnet``.
         progress: show tqdm progress bars on stderr (see :func:`extract_pathway`); default off.
+        return_scores: also return the scores every path was thresholded from (one set: the
+            criterion scores once), as ``(paths, scores)``; see :func:`extract_pathway`.
         model, x, criterion, target, variant, batch_size, options: as for :func:`extract_pathway`
             (``target`` and ``variant`` keyword-only; ``method=`` is the deprecated spelling of
             ``criterion``).
     """
-    method = criterion
+    paths, scores = _extract(
+        model, x, criterion, sparsities, target, variant, batch_size, progress, allow_empty, return_scores, options
+    )
+    return (paths, scores) if return_scores else paths
+
+
+def _extract(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: Method,
+    sparsities: Sequence[float | Sequence[float] | torch.Tensor] | None,
+    target: int | Sequence[int] | torch.Tensor | None,
+    variant: Variant,
+    batch_size: int | None,
+    progress: bool,
+    allow_empty: bool,
+    return_scores: bool,
+    options: dict[str, Any],
+) -> tuple[list[Pathway], list[torch.Tensor]]:
+    """:func:`extract_pathways`: the paths, and the scores they were thresholded from when
+    ``return_scores`` (else an empty list)."""
     description = spec(method)
     if variant not in description.variants:
         raise ValueError(f"variant for criterion {method!r} must be one of {list(description.variants)}, got {variant!r}")
@@ -203,6 +294,13 @@ def extract_pathways(
     _progress.check(progress)
     if not isinstance(allow_empty, bool):
         raise TypeError(f"allow_empty must be a bool, got {allow_empty!r}")
+    if not isinstance(return_scores, bool):
+        raise TypeError(f"return_scores must be a bool, got {return_scores!r}")
+    if return_scores and not description.scores:
+        scored = [name for name, s in SPECS.items() if s.scores]
+        raise ValueError(
+            f"return_scores=True needs a criterion that thresholds one set of scores, one of {scored}; got {method!r}"
+        )
     if description.seeded:
         options["seed"] = per_image_seeds(options.get("seed", 0), batch)
     if target is not None and not (isinstance(target, int) and not isinstance(target, bool)):
@@ -217,13 +315,18 @@ def extract_pathways(
     step = batch if batch_size is None else batch_size
     starts = range(0, batch, step)
     parts = []
+    handed: list[list[list[torch.Tensor]]] = []
     with (
         _progress.showing(progress),
         _progress.bar(len(starts), f"{method} chunks of {step} images", "chunk", show=len(starts) > 1) as chunks,
     ):
         for start in starts:
             chunk = slice(start, start + step)
-            with decisions.criterion(description.rounding_for(options)), decisions.rows(chunk):
+            with (
+                decisions.criterion(description.rounding_for(options)),
+                decisions.rows(chunk),
+                _scores.collecting(return_scores) as chunk_scores,
+            ):
                 parts.append(
                     description.function(
                         model,
@@ -234,10 +337,20 @@ def extract_pathways(
                         **{k: (v[chunk] if k == "seed" else v) for k, v in options.items()},
                     )
                 )
+            handed.append(chunk_scores)
             chunks.update()
     paths = [parts[0][j] if len(parts) == 1 else Pathway.cat([part[j] for part in parts]) for j in range(len(parts[0]))]
     check_pathways(model, x, paths, percents, method, allow_empty=allow_empty, overshoot_reason=description.overshoot)
-    return paths
+    return paths, _joined(handed, method) if return_scores else []
+
+
+def _joined(handed: list[list[list[torch.Tensor]]], method: str) -> list[torch.Tensor]:
+    """One set of per-site scores from each chunk's single hand-back, the chunks concatenated."""
+    if any(len(chunk) != 1 for chunk in handed):
+        raise RuntimeError(f"criterion {method!r} handed back {[len(c) for c in handed]} sets of scores per chunk, not 1")
+    if len(handed) == 1:
+        return handed[0][0]
+    return [torch.cat([chunk[0][s] for chunk in handed]) for s in range(len(handed[0][0]))]
 
 
 __all__ = [

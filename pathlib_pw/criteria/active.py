@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pathlib_pw.criteria._scores import hand_back
 from pathlib_pw.criteria.mct import neuron_mct_scores
 from pathlib_pw.criteria.spec import SHARP, CriterionSpec
 from pathlib_pw.metrics import base_sparsity
@@ -23,6 +24,7 @@ def active_subnet(
     scores, names, tgt, acts = neuron_mct_scores(model, x, target)
     base = base_sparsity(acts)
     percent = (torch.floor(100.0 * base) + 1.0).clamp(max=99.0)
+    hand_back(scores)
     return [threshold_pathway(scores, percent, names, "active_subnet", base_sparsity_share=base.float(), target=tgt.cpu())]
 
 
@@ -32,4 +34,5 @@ SPEC = CriterionSpec(
     "NeuronMCT just past each image's share of dead neurons",
     needs_sparsity=False,
     rounding=SHARP,
+    scores=True,
 )

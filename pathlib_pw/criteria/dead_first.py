@@ -47,6 +47,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pathlib_pw.criteria._scores import hand_back
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import FORWARD, CriterionSpec
 from pathlib_pw.metrics import base_sparsity
@@ -106,6 +107,7 @@ def _dead_first(
     target: torch.Tensor,
 ) -> list[Pathway]:
     scores = dead_first_scores(activations, living)
+    hand_back(scores)
     zero = near_zero(activations)
     base = base_sparsity(activations).float()
     return [
@@ -158,6 +160,7 @@ SPEC_RANDOM = CriterionSpec(
     seeded=True,
     rounding=FORWARD,
     overshoot=_OVERSHOOT,
+    scores=True,
 )
 SPEC_ACTIVATION = CriterionSpec(
     "dead_first_activation",
@@ -165,4 +168,5 @@ SPEC_ACTIVATION = CriterionSpec(
     "dead neurons first, then living neurons of lowest activation, global threshold",
     rounding=FORWARD,
     overshoot=_OVERSHOOT,
+    scores=True,
 )

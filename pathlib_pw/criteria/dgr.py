@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pathlib_pw.criteria._progress import bar
+from pathlib_pw.criteria._scores import hand_back
 from pathlib_pw.criteria.seeds import per_image_seeds, tie_keys
 from pathlib_pw.criteria.spec import CHAOTIC, SHARP, CriterionSpec
 from pathlib_pw.decisions import Rounding
@@ -131,6 +132,7 @@ def dgr(
             best.update(failed, again)
             state.update(failed.to(device), now)
     scores = [g.expand(-1, *a.shape[1:]) for g, a in zip(best.gates, acts)]
+    hand_back(scores)
     info: dict[str, Any] = dict(
         target=tgt.cpu(),
         kept_prediction=best.kept.cpu(),
@@ -282,4 +284,5 @@ SPEC = CriterionSpec(
     variants=("intended", "original_code"),
     overshoot="with ties='all' or variant 'original_code' the paper's gate <= cut rule removes every gate tied at "
     "the cut (gates of neurons that do not reach the logit move together, and many end clamped at 0)",
+    scores=True,
 )

@@ -19,6 +19,7 @@ import torch
 from torch import fx, nn
 
 from pathlib_pw.criteria._progress import bar
+from pathlib_pw.criteria._scores import hand_back
 from pathlib_pw.criteria.spec import INTEGRATED, CriterionSpec
 from pathlib_pw.downstream import Split, split_for
 from pathlib_pw.pathway import Pathway
@@ -99,6 +100,7 @@ def neuron_intgrad(
                     grads.append(_mean_gradient_full(model, x, tgt, alphas, chunks, {s}, s))
                     sites_bar.update()
             scores = [(a * g).abs() for a, g in zip(acts, grads)]
+    hand_back(scores[:scored])
     paths = []
     for level in levels:
         masks, cut = global_threshold(scores[:scored], level)
@@ -279,4 +281,5 @@ SPEC = CriterionSpec(
     options=("steps", "alpha_chunk", "recompute"),
     variants=("intended", "original_code"),
     rounding=INTEGRATED,
+    scores=True,
 )

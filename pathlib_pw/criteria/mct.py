@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pathlib_pw.criteria._scores import hand_back
 from pathlib_pw.criteria.spec import SHARP, CriterionSpec
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import activations_and_gradients
@@ -14,7 +15,8 @@ from pathlib_pw.thresholds import threshold_pathway
 def neuron_mct_scores(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None = None
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor, list[torch.Tensor]]:
-    """Per-site scores |a * g| with ``(scores, site names, target, activations)``."""
+    """Per-site scores |a * g| with ``(scores, site names, target, activations)``: NeuronMCT as a
+    neuron attribution (the scores :func:`neuron_mct` thresholds)."""
     _, acts, grads, names, tgt = activations_and_gradients(model, x, target)
     return [torch.mul(a, g).abs_() for a, g in zip(acts, grads)], names, tgt, acts
 
@@ -28,9 +30,14 @@ def neuron_mct(
     tensor per level; returns one Pathway per level, all from one forward and backward pass.
     """
     scores, names, tgt, _ = neuron_mct_scores(model, x, target)
+    hand_back(scores)
     return [threshold_pathway(scores, p, names, "neuron_mct", target=tgt.cpu()) for p in levels]
 
 
 SPEC = CriterionSpec(
-    "neuron_mct", neuron_mct, "first-order Taylor contribution |a x d logit / d a|, global threshold", rounding=SHARP
+    "neuron_mct",
+    neuron_mct,
+    "first-order Taylor contribution |a x d logit / d a|, global threshold",
+    rounding=SHARP,
+    scores=True,
 )

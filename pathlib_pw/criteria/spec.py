@@ -63,7 +63,8 @@ class CriterionSpec:
     (B,) tensor of sparsities in percent per requested level (None when ``needs_sparsity`` is False),
     and one Pathway per level comes back. ``rounding`` is a :class:`~pathlib_pw.decisions.Rounding`,
     or a function of the call's options that returns one. ``overshoot`` says why the criterion may
-    remove more neurons than requested (:mod:`pathlib_pw.criteria.checks`).
+    remove more neurons than requested (:mod:`pathlib_pw.criteria.checks`). ``scores``: the paths
+    come from one set of per-neuron scores, which ``extract_pathways(return_scores=True)`` hands back.
     """
 
     name: str
@@ -78,6 +79,9 @@ class CriterionSpec:
     overshoot: str = (
         "the paper's score <= cut rule removes every neuron whose score ties the cut (dead neurons all score exactly 0)"
     )
+    # whether every path comes from one set of per-neuron scores, which the function hands back
+    # (pathlib_pw.criteria._scores.hand_back) for extract_pathways(return_scores=True)
+    scores: bool = False
 
     def __post_init__(self) -> None:
         parameters = list(inspect.signature(self.function).parameters)

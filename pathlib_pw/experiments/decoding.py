@@ -23,9 +23,8 @@ images do not (the optimization is chaotic), and are not compared.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,14 @@ from pathlib_pw import decoding as dec
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.data import list_imagenet_val, register_image_source
+from pathlib_pw.decoding import cosine_matrix, greedy_scores, input_gradient_sum, penultimate, ssim_matrix, top_neuron
 from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.paths import Criterion, paper_criteria
 from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import preprocess
-from pathlib_pw.pathway import Pathway, masking
-from pathlib_pw.sites import activations_and_gradients, evaluating, record_activations
+from pathlib_pw.metrics import map_concentration
+from pathlib_pw.pathway import Pathway
+from pathlib_pw.sites import record_activations
 
 ORIGINAL = "Original network"
 ACTIVE = "Active subnet"
@@ -222,25 +223,6 @@ def cached_part(cached: Mapping[str, np.ndarray], part: Config) -> dict[str, np.
 # ---- paths and their scores ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _decision_scores() -> Iterator[list[list[torch.Tensor]]]:
-    """The scores each threshold decision inside the block was made on: every criterion hands its
-    scores to :func:`pathlib_pw.decisions.checkpoint` (called through the module), which is wrapped
-    for the block and put back after; the decisions themselves are unchanged."""
-    seen: list[list[torch.Tensor]] = []
-    original = decisions.checkpoint
-
-    def spy(scores: Any, masks: Any, cut: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(list(scores))
-        return original(scores, masks, cut, *args, **kwargs)
-
-    decisions.checkpoint = spy
-    try:
-        yield seen
-    finally:
-        decisions.checkpoint = original
-
-
 def decoding_paths(
     model: nn.Module, x: torch.Tensor, config: Any, labels: tuple[str, ...], image: int = 0
 ) -> dict[str, list[Pathway | None]]:
@@ -253,8 +235,8 @@ def _paths(
     model: nn.Module, x: torch.Tensor, config: Any, labels: tuple[str, ...], want_scores: set[str], image: int = 0
 ) -> tuple[dict[str, list[Pathway | None]], dict[str, list[torch.Tensor]]]:
     """Each path at each sparsity (None: the original network), and the criterion's scores of those
-    in ``want_scores`` (see :func:`top_neuron`): the scores the criterion thresholded, Greedy's
-    :func:`greedy_scores`."""
+    in ``want_scores`` (see :func:`~pathlib_pw.decoding.top_neuron`): the scores the criterion
+    thresholded (``return_scores``), Greedy's :func:`~pathlib_pw.decoding.greedy_scores`."""
     levels = list(config.sparsities)
     out: dict[str, list[Pathway | None]] = {}
     scores: dict[str, list[torch.Tensor]] = {}
@@ -267,109 +249,19 @@ def _paths(
         if spec(criterion.method).seeded:
             options["seed"] = per_image_seeds(config.path_seed, len(x), image)
         capture = label in want_scores and criterion.method != GREEDY
-        with (
-            decisions.images([image]),
-            decisions.scope(label),
-            _decision_scores() if capture else contextlib.nullcontext([]) as seen,
-        ):
-            if spec(criterion.method).needs_sparsity:
-                found = extract_pathways(model, x, criterion.method, levels, variant=criterion.variant, **options)
-            else:
-                found = [extract_pathways(model, x, criterion.method, None, variant=criterion.variant, **options)[0]] * len(
-                    levels
+        asked = levels if spec(criterion.method).needs_sparsity else None
+        with decisions.images([image]), decisions.scope(label):
+            if capture:
+                found, scores[label] = extract_pathways(
+                    model, x, criterion.method, asked, variant=criterion.variant, return_scores=True, **options
                 )
-        out[label] = list(found)
-        if label in want_scores:
-            scores[label] = seen[0] if capture else greedy_scores(model, x, found[0])
+            else:
+                found = extract_pathways(model, x, criterion.method, asked, variant=criterion.variant, **options)
+        # a criterion that takes no sparsity (the active subnet) has one path for every sparsity
+        out[label] = list(found) if asked is not None else [found[0]] * len(levels)
+        if label in want_scores and not capture:
+            scores[label] = greedy_scores(model, x, found[0])
     return out, scores
-
-
-def greedy_scores(model: nn.Module, x: torch.Tensor, path: Pathway) -> list[torch.Tensor]:
-    """Greedy's own score of the neurons of its final path: |a x d logit / d a| through the masked
-    network (the score its next round would rank by). Its threshold decisions rank every neuron
-    whose score is 0 above all others, so those ranks say nothing about importance."""
-    _, acts, grads, _, _ = activations_and_gradients(model, x, path.info.get("target"), masking(path.masks, path.sites))
-    return [(a * g).abs() for a, g in zip(acts, grads)]
-
-
-def top_neuron(path: Pathway, scores: list[torch.Tensor]) -> dict[str, Any]:
-    """The highest-scored kept neuron of the last convolutional site of ``path`` (image 0): its site,
-    flat index, channel, and its share of the path's total score (kept neurons of all sites)."""
-    conv = [s for s, m in enumerate(path.masks) if m.dim() == 4]
-    if not conv:
-        raise ValueError("the pathway has no convolutional site (masks of shape (B, C, H, W))")
-    site = conv[-1]
-    kept = [m[0].to(s.device) for m, s in zip(path.masks, scores)]
-    values = [
-        torch.where(k, s[0].to(torch.float64), torch.zeros((), dtype=torch.float64, device=s.device))
-        for k, s in zip(kept, scores)
-    ]
-    total = float(sum(float(v.sum()) for v in values))
-    last = values[site].flatten()
-    index = int(last.argmax())
-    best = float(last[index])
-    plane = int(np.prod(path.masks[site].shape[2:]))
-    return {
-        "site": path.sites[site],
-        "index": index,
-        "channel": index // plane if best > 0 else -1,
-        "share": best / total if total > 0 else float("nan"),
-        "channel_share": float(values[site].view(values[site].shape[0], -1)[index // plane].sum()) / total
-        if total > 0
-        else float("nan"),
-    }
-
-
-# ---- measurements -----------------------------------------------------------------------------------
-
-
-def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The full network's input to its last linear layer (its penultimate features), (N, D)."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not last:
-        raise ValueError("the model has no nn.Linear layer")
-    seen: list[torch.Tensor] = []
-    handle = last[-1].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(1)))
-    try:
-        dec.outputs(model, x)
-    finally:
-        handle.remove()
-    return seen[-1]
-
-
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    a, b = a.double(), b.double()
-    return (torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T).cpu().numpy()
-
-
-def _ssim_matrix(images: np.ndarray) -> np.ndarray:
-    from skimage.metrics import structural_similarity
-
-    n = len(images)
-    out = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            out[i, j] = out[j, i] = structural_similarity(images[i], images[j], channel_axis=2, data_range=1.0)
-    return out
-
-
-def _concentration(images: np.ndarray, share: float = 0.05) -> np.ndarray:
-    """Share of the total change |image - 0.5| (summed over colours) held by the top ``share`` of pixels
-    (0.05 for a uniform change, 1 when it all sits in those pixels; the start is grey noise near 0.5)."""
-    change = np.abs(images.astype(np.float64) - 0.5).sum(-1).reshape(len(images), -1)
-    k = max(1, int(round(share * change.shape[1])))
-    top = np.sort(change, axis=1)[:, -k:].sum(1)
-    total = change.sum(1)
-    return np.where(total > 0, top / np.where(total > 0, total, 1), np.nan)
-
-
-def _input_gradient(model: nn.Module, x: torch.Tensor, path: Pathway | None, target: int) -> float:
-    """sum |d logit / d x| through the path at the photo: 0 when the path no longer connects input and output."""
-    inp = x.detach().clone().requires_grad_(True)
-    with evaluating(model), path.applied(model) if path is not None else contextlib.nullcontext():
-        out = model(inp.clone())
-        (grad,) = torch.autograd.grad(out[0, target], inp)
-    return float(grad.abs().sum())
 
 
 # ---- the run ----------------------------------------------------------------------------------------
@@ -488,10 +380,12 @@ def _measure(
         logit_full[j] = full[:, target].cpu().numpy().reshape(n_paths, n_seeds)
         prob_full[j] = full.softmax(1)[:, target].cpu().numpy().reshape(n_paths, n_seeds)
         top1_full[j] = full.argmax(1).cpu().numpy().reshape(n_paths, n_seeds)
-        photo_cosine[j] = _cosine(features, photo_features)[:, 0].reshape(n_paths, n_seeds)
-        cosine[j] = _cosine(features, features)
-        ssim[j] = _ssim_matrix(flat)
-    concentration = _concentration(images.reshape(-1, side, side, 3)).reshape(shape)
+        photo_cosine[j] = cosine_matrix(features, photo_features)[:, 0].reshape(n_paths, n_seeds)
+        cosine[j] = cosine_matrix(features, features)
+        ssim[j] = ssim_matrix(flat)
+    # the share of the image's change |image - 0.5| (colours summed) held by its top 5 % of pixels:
+    # 0.05 for a uniform change, 1 when it all sits in those pixels (the start is grey noise near 0.5)
+    concentration = map_concentration(np.abs(images.astype(np.float64) - 0.5).sum(-1), 0.05)
     change = np.abs(images.astype(np.float64) - 0.5).mean(axis=(-3, -2, -1))
 
     path_shape = (levels, n_paths)
@@ -505,7 +399,7 @@ def _measure(
             photo_prob_own[j, p] = float(out.softmax(1)[0, target])
             realized[j, p] = 0.0 if path is None else float(path.sparsity[0])
             last_kept[j, p] = 1.0 if path is None else float(path.kept_per_site()[0, -1])
-            gradient[j, p] = _input_gradient(model, x, path, target)
+            gradient[j, p] = input_gradient_sum(model, x, path, target=target)
     return {
         "logit_own": logit_own.astype(np.float32),
         "logit_full": logit_full.astype(np.float32),
@@ -569,6 +463,7 @@ __all__ = [
     "decoding_criteria",
     "decoding_paths",
     "greedy_scores",
+    "penultimate",
     "run",
     "top_neuron",
     "verify_subset",

@@ -154,32 +154,64 @@ def test_the_check_tolerance_passes_rounding_and_fails_code_changes(tmp_path):
         assert result["check_image"].largest > 10 * decoding.CHECK_IMAGE.atol
 
 
-def test_decision_scores_are_the_criterions_scores():
+def _library_state() -> dict[str, dict[str, object]]:
+    """Every attribute of the library modules a criterion call goes through, by identity."""
+    from pathlib_pw import criteria, decisions, sites, thresholds
+
+    return {m.__name__: dict(vars(m)) for m in (decisions, thresholds, criteria, sites)}
+
+
+def _changed(before: dict[str, dict[str, object]], now: dict[str, dict[str, object]]) -> list[str]:
+    return [
+        f"{module}.{name}"
+        for module in before
+        for name in before[module].keys() | now[module].keys()
+        if before[module].get(name, _library_state) is not now[module].get(name, _library_state)
+    ]
+
+
+def test_the_top_neuron_scores_are_the_criterions_and_no_library_attribute_is_replaced():
+    """The scores come back from the criterion (return_scores): nothing of pathlib_pw.decisions (the
+    checkpoint every threshold decision calls) or the modules around it is swapped, before, during
+    the criterion's own forward passes, or after."""
     model = load_model("mobilenet_v2")
     x, _ = load_photos(["chelsea"], size=64)
-    with decoding._decision_scores() as seen:
-        extract_pathway(model, x, "neuron_mct", 90.0)
+    before = _library_state()
+    during: list[list[str]] = []
+    handle = model.register_forward_hook(lambda *_: during.append(_changed(before, _library_state())))
+    try:
+        found, scores = decoding._paths(model, x, SMALL, ("NeuronMCT", "Greedy (original code)"), set(SMALL.top_paths))
+    finally:
+        handle.remove()
+    assert during and all(c == [] for c in during), during
+    assert _changed(before, _library_state()) == []
     expected, _, _, _ = neuron_mct_scores(model, x)
-    assert len(seen) == 1 and all(torch.equal(a, b) for a, b in zip(seen[0], expected))
-    from pathlib_pw import decisions
+    assert len(scores["NeuronMCT"]) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(scores["NeuronMCT"], expected))
+    greedy = found["Greedy (original code)"][0]
+    assert all(torch.equal(a, b) for a, b in zip(scores["Greedy (original code)"], dec.greedy_scores(model, x, greedy)))
 
-    assert decisions.checkpoint.__name__ == "checkpoint"  # put back
+
+def test_the_experiment_module_assigns_no_attribute_of_another_module():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(decoding))
+    assigned = [
+        ast.unparse(target)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        for t in ast.walk(target)
+        if isinstance(t, ast.Attribute)
+    ]
+    assert assigned == []
 
 
-def test_top_neuron_is_the_highest_kept_score_of_the_last_conv_site():
-    sites = ["conv1", "conv2", "fc"]
-    scores = [torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2), torch.full((1, 4), 1.0)]
-    scores[0][0, 1, 0, 0] = 50.0  # the largest overall, but not in the last conv site
-    scores[1][0, 2, 1, 0] = 9.0  # removed from the path: not counted
-    scores[1][0, 1, 0, 1] = 6.0
-    masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
-    masks[1][0, 2, 1, 0] = False
-    top = decoding.top_neuron(Pathway.from_masks(masks, sites), scores)
-    assert top["site"] == "conv2" and top["index"] == 1 * 4 + 1 and top["channel"] == 1
-    assert top["share"] == pytest.approx(6.0 / (50.0 + 6.0 + 4.0))
-    # a path in which nothing in the last conv site scores: no top neuron
-    top = decoding.top_neuron(Pathway.from_masks(masks, sites), [s * 0 for s in scores])
-    assert top["channel"] == -1
+def test_the_analysis_helpers_are_the_librarys():
+    # moved to pathlib_pw.decoding (tests/test_decoding.py); still importable from the experiment
+    for name in ("greedy_scores", "top_neuron", "penultimate"):
+        assert getattr(decoding, name) is getattr(dec, name), name
 
 
 def test_greedy_scores_are_zero_through_a_cut_path():
@@ -187,8 +219,8 @@ def test_greedy_scores_are_zero_through_a_cut_path():
     x, _ = load_photos(["chelsea"], size=64)
     path = extract_pathway(model, x, "neuron_mct", 50.0)
     cut = Pathway.from_masks(path.masks[:-1] + [torch.zeros_like(path.masks[-1])], path.sites, target=path.info["target"])
-    assert all(float(s.sum()) == 0 for s in decoding.greedy_scores(model, x, cut))
-    assert float(sum(s.sum() for s in decoding.greedy_scores(model, x, path))) > 0
+    assert all(float(s.sum()) == 0 for s in dec.greedy_scores(model, x, cut))
+    assert float(sum(s.sum() for s in dec.greedy_scores(model, x, path))) > 0
 
 
 def test_named_imagenet_val_images(tmp_path, monkeypatch):
