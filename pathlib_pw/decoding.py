@@ -1,7 +1,7 @@
 """Pathway decoding: feature visualization through a network restricted to a pathway, with torch-lucent.
 
 The paper asks what a critical pathway encodes by maximizing the explained logit with the network
-restricted to the path (PAPER.md section 5, "Pathway decoding"); the authors used Lucent. Here:
+restricted to the path (book/methods.md, the paper's experiments: "Pathway decoding"); the authors used Lucent. Here:
 
 - :func:`render` runs lucent's own ``render_vis`` (its parameterizations, transforms, objectives and
   optimization loop) inside :func:`rendering`, with the pathway applied
@@ -64,8 +64,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pathlib_pw.attribution.maps import input_gradient
 from pathlib_pw.pathway import Pathway, masking
-from pathlib_pw.saliency import _input_gradient
 from pathlib_pw.sites import activations_and_gradients, evaluating, model_device
 
 __all__ = [
@@ -451,7 +451,7 @@ def input_gradient_sum(model: nn.Module, x: torch.Tensor, path: Pathway | None, 
     """sum |d logit[target] / d x| over the one image ``x`` (1, C, H, W), through ``model`` restricted
     to ``path`` (None: the full network): 0 when the path no longer connects input and output."""
     with evaluating(model), path.applied(model) if path is not None else contextlib.nullcontext():
-        grad = _input_gradient(model, x, target)
+        grad = input_gradient(model, x, target)
     return float(grad.abs().sum())
 
 

@@ -1,4 +1,4 @@
-"""Path metrics (PAPER.md sections 2 and 5): overlap, base sparsity and dead-neuron share, output change."""
+"""Path metrics (book/methods.md: neurons, paths and sparsity; the paper's experiments): overlap, base sparsity and dead-neuron share, output change."""
 
 from __future__ import annotations
 

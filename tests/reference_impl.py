@@ -1,4 +1,4 @@
-"""Slow, literal, batch-1 reference implementations of the pathway criteria (PAPER.md sections 2-3).
+"""Slow, literal, batch-1 reference implementations of the pathway criteria (book/methods.md: neurons, paths and sparsity; pathway criteria).
 
 Written from the specification only: nothing from ``pathlib_pw`` is imported. Every function takes
 ONE image ``x1`` of shape (1, C, H, W), hooks the rectifier modules itself (one site per call, in
@@ -79,7 +79,7 @@ def predicted(model: nn.Module, x1: torch.Tensor) -> int:
 
 
 def percentile_masks(scores: Sequence[torch.Tensor], p: float) -> tuple[list[torch.Tensor], float]:
-    """PAPER.md section 2: pool all sites' scores, thr = numpy p-th percentile, remove score <= thr."""
+    """book/methods.md: neurons, paths and sparsity: pool all sites' scores, thr = numpy p-th percentile, remove score <= thr."""
     arrays = [s.detach().double().cpu().numpy() for s in scores]
     flat = np.concatenate([a.ravel() for a in arrays])
     thr = float(np.percentile(flat, p))
@@ -190,7 +190,7 @@ def intgrad_masks(model, x1, p, target=None, alphas=None):
 
 
 def intgrad_original_scores(model, x1, target=None, steps: int = 10) -> tuple[list[torch.Tensor], int]:
-    """The authors' code (PAPER.md section 3): loop k over rectifier MODULES (registration order); a
+    """The authors' code (book/methods.md: pathway criteria): loop k over rectifier MODULES (registration order); a
     hook on module k scales every call of it by the accumulated alpha; the gradient and activation
     are read at CALL site k. Returns one score tensor per module (for the first n_modules sites).
     For a net with functional rectifiers a "module" is a site name without ``#k``, in call order."""
@@ -268,7 +268,7 @@ def dgr_reference(
     seed: int = 0,
     ties: str = "random",
 ) -> dict:
-    """DGR for one image, literally (PAPER.md section 3). Where no iterate keeps the prediction the
+    """DGR for one image, literally (book/methods.md: pathway criteria). Where no iterate keeps the prediction the
     lowest-loss iterate is used (the authors' code crashes there) and ``kept_prediction`` is False.
     ``ties="all"``: the paper's ``gate <= percentile`` rule; ``"random"``: :func:`tie_broken_masks`."""
     with torch.no_grad():

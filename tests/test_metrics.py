@@ -1,4 +1,4 @@
-"""pathlib_pw.metrics: Jaccard overlap, dead-neuron share, output change (PAPER.md sections 2 and 5)."""
+"""pathlib_pw.metrics: Jaccard overlap, dead-neuron share, output change (book/methods.md: neurons, paths and sparsity; the paper's experiments)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pathlib_pw.pathway: the Pathway container and masking (PAPER.md section 2)."""
+"""pathlib_pw.pathway: the Pathway container and masking (book/methods.md: neurons, paths and sparsity)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pathlib_pw.saliency: PathwayGrad and the baselines (PAPER.md section 4), against literal references."""
+"""pathlib_pw.saliency: PathwayGrad and the baselines (book/methods.md: PathwayGrad and the baselines), against literal references."""
 
 from __future__ import annotations
 

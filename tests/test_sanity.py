@@ -1,5 +1,5 @@
 """pathlib_pw.sanity: model-randomization stages, the randomization context and the similarity metrics
-(PAPER.md section 5, "Sanity checks"), against literal references written from the definitions."""
+(book/methods.md, the paper's experiments: "Sanity checks"), against literal references written from the definitions."""
 
 from __future__ import annotations
 

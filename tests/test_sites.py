@@ -1,4 +1,4 @@
-"""pathlib_pw.sites: rectifier call sites, hooks, modes, activations and gradients (PAPER.md section 2)."""
+"""pathlib_pw.sites: rectifier call sites, hooks, modes, activations and gradients (book/methods.md: neurons, paths and sparsity)."""
 
 from __future__ import annotations
 

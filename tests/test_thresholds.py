@@ -1,4 +1,4 @@
-"""pathlib_pw.thresholds: the global percentile threshold and the exact-count removal (PAPER.md section 2),
+"""pathlib_pw.thresholds: the global percentile threshold and the exact-count removal (book/methods.md: neurons, paths and sparsity),
 against numpy's percentile and literal hand cases."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Critical-pathway criteria (PAPER.md section 3), one file per criterion, one entry point.
+"""Critical-pathway criteria (book/methods.md: pathway criteria), one file per criterion, one entry point.
 
 Every criterion is a function ``(model, x, levels, target, variant, **options) -> list[Pathway]``
 that is batched over images, described by the ``SPEC`` at the end of its file

@@ -1,4 +1,4 @@
-"""The active subnetwork: NeuronMCT just past the base sparsity of each image (PAPER.md section 3)."""
+"""The active subnetwork: NeuronMCT just past the base sparsity of each image (book/methods.md: pathway criteria)."""
 
 from __future__ import annotations
 

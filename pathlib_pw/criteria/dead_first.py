@@ -3,7 +3,7 @@
 NeuronMCT's scores are 0 for every dead neuron (activation <= 0 after the rectifier) and its
 ``score <= cut`` rule removes all of them at any sparsity: they come for free. The per-site Random
 control (:mod:`pathlib_pw.criteria.random`) removes living neurons instead. These two controls get
-the dead neurons for free too, and are thresholded like NeuronMCT (PAPER.md section 2's global rule):
+the dead neurons for free too, and are thresholded like NeuronMCT (the global rule of book/methods.md: neurons, paths and sparsity):
 
 - ``dead_first_random``: dead neurons first, then living neurons uniformly at random, over the whole
   network (global, not per site);

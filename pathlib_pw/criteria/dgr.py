@@ -1,4 +1,4 @@
-"""DGR, Distillation Guided Routing (Wang et al., CVPR 2018) as re-implemented by Khakzar et al. (PAPER.md section 3).
+"""DGR, Distillation Guided Routing (Wang et al., CVPR 2018) as re-implemented by Khakzar et al. (book/methods.md: pathway criteria).
 
 A learnable gate multiplies every rectifier output; the gates are trained so that the gated network
 reproduces the original softmax with an L1 penalty on the gates. All images are optimized at once:

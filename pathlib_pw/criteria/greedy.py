@@ -1,4 +1,4 @@
-"""Greedy Taylor pruning, the paper's "pathological" pruner (PAPER.md section 3).
+"""Greedy Taylor pruning, the paper's "pathological" pruner (book/methods.md: pathway criteria).
 
 Neurons whose Taylor score |a * g| is zero (dead at this input) are given the largest score, so the
 pruner keeps them: a path full of dead neurons still keeps the output, which is the paper's point

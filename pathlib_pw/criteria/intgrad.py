@@ -1,4 +1,4 @@
-"""NeuronIntGrad: integrated gradients of the target logit w.r.t. each site's activation (PAPER.md section 3).
+"""NeuronIntGrad: integrated gradients of the target logit w.r.t. each site's activation (book/methods.md: pathway criteria).
 
 For each site separately the activation is scaled by alpha, the rest of the network recomputed from
 the scaled activation, and d logit / d(scaled activation) averaged over the alphas; the score is

@@ -1,4 +1,4 @@
-"""NeuronMCT: first-order Taylor contribution |a * d logit / d a| of every neuron (PAPER.md section 3)."""
+"""NeuronMCT: first-order Taylor contribution |a * d logit / d a| of every neuron (book/methods.md: pathway criteria)."""
 
 from __future__ import annotations
 

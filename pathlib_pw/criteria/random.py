@@ -1,4 +1,4 @@
-"""Random pathway: per site, remove floor(p/100 * size) uniformly chosen neurons (PAPER.md section 3)."""
+"""Random pathway: per site, remove floor(p/100 * size) uniformly chosen neurons (book/methods.md: pathway criteria)."""
 
 from __future__ import annotations
 

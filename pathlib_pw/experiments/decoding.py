@@ -1,4 +1,4 @@
-"""Pathway decoding (PAPER.md section 5, "Pathway decoding"): what a path encodes, by maximizing the
+"""Pathway decoding (book/methods.md, the paper's experiments: "Pathway decoding"): what a path encodes, by maximizing the
 explained logit through the network restricted to the path, with torch-lucent (:mod:`pathlib_pw.decoding`).
 
 For one image and each path (the original network, the active subnet, NeuronIntGrad, NeuronMCT,

@@ -279,9 +279,11 @@ def _one_image(
         "logit_own": own[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
         "prob_own": own.softmax(1)[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
         "prob_full": full.softmax(1)[:, target].cpu().numpy().reshape(shape)[None].astype(np.float32),
-        "photo_cosine": _cosine(penultimate(model, xi), photo_features).reshape(shape)[None].astype(np.float32),
+        "photo_cosine": dec.cosine_matrix(penultimate(model, xi), photo_features[:1])[:, 0]
+        .reshape(shape)[None]
+        .astype(np.float32),
         "grey_prob_full": np.array([float(dec.outputs(model, grey).softmax(1)[0, target])], dtype=np.float32),
-        "grey_cosine": _cosine(penultimate(model, grey), photo_features).reshape(1).astype(np.float32),
+        "grey_cosine": dec.cosine_matrix(penultimate(model, grey), photo_features[:1])[:, 0].reshape(1).astype(np.float32),
         "photo_prob_path": path_p[None].astype(np.float32),
         "output_change": (100.0 * np.abs(path_p - photo_p) / photo_p)[None].astype(np.float32),
         "realized": realized[None].astype(np.float32),
@@ -296,12 +298,6 @@ def _same(a: Pathway | None, b: Pathway | None) -> bool:
     if a is None or b is None:
         return a is b
     return a is b or all(torch.equal(u, v) for u, v in zip(a.masks, b.masks))
-
-
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Cosine of each row of ``a`` to the first row of ``b``."""
-    a, b = a.double(), b.double()
-    return (F.normalize(a, dim=1) @ F.normalize(b, dim=1)[0]).cpu().numpy()
 
 
 def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Active subnet (PAPER.md section 3, helpers): NeuronMCT with p = int(100 * base sparsity) + 1, base
+"""Active subnet (book/methods.md: pathway criteria, helpers): NeuronMCT with p = int(100 * base sparsity) + 1, base
 sparsity = share of neurons <= 0 in the unpruned net."""
 
 from __future__ import annotations

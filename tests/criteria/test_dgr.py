@@ -1,4 +1,4 @@
-"""DGR (PAPER.md section 3): a gate per neuron multiplies each rectifier output; loss = soft CE
+"""DGR (book/methods.md: pathway criteria): a gate per neuron multiplies each rectifier output; loss = soft CE
 sum_c -p_orig log(p_gated + 1e-20) + lambda * sum |gates|; SGD (lr, momentum), gates clamped to
 [0, clamp_max] after each step; keep the lowest-loss iterate whose top-1 equals the original; path =
 gates above the global p-th percentile. init "r": Uniform(0,1) start, lambda / 10 and retry when no

@@ -272,7 +272,7 @@ def test_exception_in_every_criterion_with_first_call():
 
 def test_in_place_rectifier_on_the_input():
     """A model whose first module is an in-place ReLU applied to the input: every criterion must work
-    and must not overwrite the caller's x (PAPER.md section 2: in-place ReLUs must not break hooks)."""
+    and must not overwrite the caller's x (book/methods.md: neurons, paths and sparsity: in-place ReLUs must not break hooks)."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.ReLU(inplace=True), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)

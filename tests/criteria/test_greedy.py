@@ -1,4 +1,4 @@
-"""Greedy pruning, the paper's "pathological" pruner (PAPER.md section 3).
+"""Greedy pruning, the paper's "pathological" pruner (book/methods.md: pathway criteria).
 
 ``original_code``: start with all ones, Taylor scores |a*g|; each round i replaces scores <= 0 by the
 maximum, thresholds at the (i*step)-th percentile, sets mask 0 where score <= thr and back to 1 where

@@ -1,4 +1,4 @@
-"""NeuronIntGrad (PAPER.md section 3).
+"""NeuronIntGrad (book/methods.md: pathway criteria).
 
 Intended: for each site separately, scale its activation by alpha in {0, 0.1, ..., 1} with the rest
 of the network recomputed, average d logit / d(scaled activation), times the activation, abs, global

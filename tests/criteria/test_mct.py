@@ -1,4 +1,4 @@
-"""NeuronMCT (PAPER.md section 3): score |a * d logit / d a|, pooled over all sites, global numpy
+"""NeuronMCT (book/methods.md: pathway criteria): score |a * d logit / d a|, pooled over all sites, global numpy
 percentile, every neuron with score <= thr removed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Random pruning (PAPER.md section 3): per site (not global), remove floor(p/100 * size) uniformly
+"""Random pruning (book/methods.md: pathway criteria): per site (not global), remove floor(p/100 * size) uniformly
 chosen neurons."""
 
 from __future__ import annotations
