@@ -10,6 +10,7 @@ one). A second test requires the section on every entry point defined in the mod
 
 from __future__ import annotations
 
+import ast
 import doctest
 import inspect
 import re
@@ -111,3 +112,42 @@ def test_the_examples_check_finds_a_missing_section():
     assert EXAMPLES.search("Summary.\n\n    Examples\n    --------\n    Needs data:\n\n    >>> f(1)  # doctest: +SKIP\n")
     assert not EXAMPLES.search("Summary.\n\n    Examples\n    --------\n    f(1) is 2.\n")
     assert not EXAMPLES.search("Summary.\n\n    Examples\n    --------\n    f(1) is 2.\n\n    Notes\n    -----\n    >>> f(1)\n")
+
+
+# the experiment configurations whose fields the API reference shows; decoding.py's Config is its
+# owner's to document, and then joins
+CONFIG_MODULES = sorted(
+    p for p in (PACKAGE / "experiments").glob("*.py") if p.name not in ("__init__.py", "decoding.py")
+)
+CONFIG_CLASSES = ("Config", "Inputs", "Criterion")
+
+
+def _undocumented_fields(source: str) -> list[str]:
+    """``Class.field`` for every annotated field of a configuration class not followed by a string
+    literal (the attribute docstring that autodoc shows)."""
+    missing = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ClassDef) and node.name in CONFIG_CLASSES):
+            continue
+        body = node.body
+        for i, statement in enumerate(body):
+            if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
+                continue
+            after = body[i + 1] if i + 1 < len(body) else None
+            documented = (
+                isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+            )
+            if not documented:
+                missing.append(f"{node.name}.{statement.target.id}")
+    return missing
+
+
+@pytest.mark.parametrize("module", CONFIG_MODULES, ids=lambda p: p.name)
+def test_every_configuration_field_has_a_docstring(module):
+    missing = _undocumented_fields(module.read_text())
+    assert not missing, f"{module.name}: no docstring (a string literal on the next line) for {missing}"
+
+
+def test_the_field_check_finds_an_undocumented_field():
+    source = 'class Config:\n    a: int = 1\n    """Documented."""\n    b: int = 2  # a comment is not shown\n    c: int = 3\n'
+    assert _undocumented_fields(source) == ["Config.b", "Config.c"]
