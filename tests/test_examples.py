@@ -122,9 +122,21 @@ CONFIG_MODULES = sorted(
 CONFIG_CLASSES = ("Config", "Inputs", "Criterion")
 
 
+# Sphinx's napoleon reads the first line of an attribute docstring as "type: description" when it has
+# a colon outside ``code`` and :roles:`...` (its _partition_field_on_colon): "The model: ..." would
+# render as a type "The model"
+CODE_OR_ROLE = re.compile(r"(``.+?``|:\w+(?::\w+)?:`.+?`|`.+?`)")
+BARE_COLON = re.compile(r"(?<!:):(?!:)")
+
+
+def _reads_as_a_type(first_line: str) -> bool:
+    return any(i % 2 == 0 and BARE_COLON.search(part) for i, part in enumerate(CODE_OR_ROLE.split(first_line)))
+
+
 def _undocumented_fields(source: str) -> list[str]:
     """``Class.field`` for every annotated field of a configuration class not followed by a string
-    literal (the attribute docstring that autodoc shows)."""
+    literal (the attribute docstring that autodoc shows), or followed by one whose first line napoleon
+    would take for a type (``Class.field (first line)``)."""
     missing = []
     for node in ast.walk(ast.parse(source)):
         if not (isinstance(node, ast.ClassDef) and node.name in CONFIG_CLASSES):
@@ -139,15 +151,19 @@ def _undocumented_fields(source: str) -> list[str]:
             )
             if not documented:
                 missing.append(f"{node.name}.{statement.target.id}")
+            elif _reads_as_a_type(after.value.value.strip().splitlines()[0]):
+                missing.append(f"{node.name}.{statement.target.id} (first line: a bare colon)")
     return missing
 
 
 @pytest.mark.parametrize("module", CONFIG_MODULES, ids=lambda p: p.name)
 def test_every_configuration_field_has_a_docstring(module):
     missing = _undocumented_fields(module.read_text())
-    assert not missing, f"{module.name}: no docstring (a string literal on the next line) for {missing}"
+    assert not missing, f"{module.name}: no docstring (a string literal on the next line, no bare colon in its first line) for {missing}"
 
 
 def test_the_field_check_finds_an_undocumented_field():
     source = 'class Config:\n    a: int = 1\n    """Documented."""\n    b: int = 2  # a comment is not shown\n    c: int = 3\n'
     assert _undocumented_fields(source) == ["Config.b", "Config.c"]
+    source = 'class Inputs:\n    a: int = 1\n    """Seeds: one per image."""\n    b: int = 2\n    """Seeds (``x: y``,\n    none: 0)."""\n'
+    assert _undocumented_fields(source) == ["Inputs.a (first line: a bare colon)"]

@@ -81,15 +81,16 @@ class Config:
     """
 
     inputs: Inputs = Inputs(images=("coffee", "grace_hopper"))
-    """The photos, each with a hand-drawn object box in :data:`OBJECT_BOXES` (the paper profile: the same
-    two on VGG16)."""
+    """The photos, each with a hand-drawn object box in :data:`OBJECT_BOXES`
+    (the paper profile: the same two on VGG16)."""
     sparsities: tuple[float, ...] = (OPERATING_POINT, 70.0, 85.0, 90.0, 98.0)
     """Percent of the neurons removed (0-100), from the operating point (50 %) to the authors' 98 %."""
     paths: tuple[str, ...] = PATHS
-    """The decoded paths: labels of ``criteria``, or ``ORIGINAL`` (the full network)."""
+    """The decoded paths, labels of ``criteria`` or ``ORIGINAL`` (the full network)."""
     criteria: tuple[Criterion, ...] = sweep_criteria()
-    """The criteria the paths come from (:func:`sweep_criteria`; the book profile: DGR with 300
-    iterations and at most 2 init=r retries, the paper profile the authors' 1000 and 100)."""
+    """The criteria the paths come from
+    (:func:`sweep_criteria`; the book profile: DGR with 300 iterations and at most 2 init=r retries, the paper profile the
+    authors' 1000 and 100)."""
     seed: int = 0
     """Of the renders (every render starts from the same seeded noise)."""
     path_seed: int = 0
@@ -101,11 +102,11 @@ class Config:
     lr: float = 0.05
     """Adam's learning rate (the authors')."""
     check_path: str = "NeuronMCT"
-    """The path ``verify`` recomputes: a non-chaotic criterion among ``paths``."""
+    """The path that ``verify`` recomputes, a non-chaotic criterion among ``paths``."""
     check_steps: int = 8
     """The first steps of the check path's render that ``verify`` recomputes (at most ``steps``)."""
     check_only: bool = False
-    """What ``verify`` recomputes: the check path and its first steps."""
+    """Recompute only the check path and its first steps (what ``verify`` does)."""
 
     def __post_init__(self) -> None:
         check_paths(self)

@@ -54,10 +54,11 @@ class Config:
     """
 
     inputs: Inputs = Inputs()
-    """The model and images (the paper profile: 1,000 ImageNet validation images on VGG16)."""
+    """The model and images
+    (the paper profile: 1,000 ImageNet validation images on VGG16)."""
     criteria: tuple[Criterion, ...] = linearity_criteria()
-    """The paths held fixed: the contribution criteria and the size-matched controls
-    (:func:`linearity_criteria`; DGR with 300 iterations and at most 2 retries)."""
+    """The paths held fixed, the contribution criteria and the size-matched controls (:func:`linearity_criteria`; DGR with 300
+    iterations and at most 2 retries)."""
     sparsities: tuple[float, ...] = (OPERATING_POINT, 70.0, 90.0)
     """Percent of the neurons removed (0-100, each in (0, 100)), one path per criterion each; the first
     is the operating point, 50 %."""
@@ -71,7 +72,7 @@ class Config:
     checked: tuple[str, ...] = ("NeuronMCT", "Random (dead first)")
     """The criteria (labels among ``criteria``) that ``verify`` recomputes."""
     check_only: bool = False
-    """What ``verify`` recomputes: ``checked`` at the first sparsity."""
+    """Measure only ``checked`` at the first sparsity (what ``verify`` recomputes)."""
 
     def __post_init__(self) -> None:
         labels = [c.label for c in self.criteria]

@@ -29,9 +29,10 @@ class Config:
     """
 
     inputs: Inputs = Inputs(images=("chelsea",))
-    """The photo (the paper profile: the authors' ImageNet validation image ``AUTHORS_IMAGE`` on VGG16)."""
+    """The photo
+    (the paper profile: the authors' ImageNet validation image ``AUTHORS_IMAGE`` on VGG16)."""
     methods: tuple[tuple[str, Method], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
-    """(label, pathway criterion) pairs: one row of PathwayGrad maps each."""
+    """The pathways, (label, pathway criterion) pairs, one row of PathwayGrad maps each."""
     sparsities: tuple[float, ...] = (70.0, 80.0, 85.0, 90.0, 95.0, 98.0)
     """Percent of the neurons removed (0-100), one map each; the plain input gradient is stored beside
     them (the paper profile: the authors' ``AUTHORS_SPARSITIES``, 0 to 99 %)."""

@@ -81,18 +81,22 @@ class Config:
     """
 
     inputs: Inputs = Inputs()
-    """The model and images (the paper profile: 1,000 ImageNet validation images on VGG16)."""
+    """The model and images
+    (the paper profile: 1,000 ImageNet validation images on VGG16)."""
     overlap_sparsities: tuple[float, ...] = (80.0, 90.0, 99.0)
     """Percent of the neurons removed (0-100) at which the paths' overlaps are compared (the authors'
     80, 90, 99; the book profile adds the operating point, 50 %)."""
     sweep_sparsities: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0)
-    """Percent of the neurons removed (0-100) of the sparsity sweep: output change and dead share per
-    path (the book profile adds 45, 55, 65 and 75 around the operating point)."""
+    """Percent of the neurons removed
+    (0-100) of the sparsity sweep: output change and dead share per path (the book profile adds 45, 55, 65 and 75 around the
+    operating point)."""
     criteria: tuple[Criterion, ...] = paper_criteria()
-    """The compared criteria (:func:`paper_criteria`; the book profile: DGR with 300 iterations and at
-    most 2 init=r retries, the paper profile adds the authors' DGR(init=r) code)."""
+    """The compared criteria
+    (:func:`paper_criteria`; the book profile: DGR with 300 iterations and at most 2 init=r retries, the paper profile adds
+    the authors' DGR(init=r) code)."""
     batch_size: int = 1
-    """Images per pass (the paper profile: 16)."""
+    """Images per pass
+    (the paper profile: 16)."""
     seed: int = 0
     """Of the random draws (Random, DGR init=r), one per image."""
 

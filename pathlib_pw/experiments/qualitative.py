@@ -38,14 +38,15 @@ class Config:
     NeuronMCT's output change reaches the authors' 15 % on MobileNetV2 (sparsity_sweep chapter); 90 % is
     the authors' VGG16 setting (the paper profile: VGG16 at 90 %, ResNet50 at 75 %)."""
     methods: tuple[str, ...] = tuple(PAPER_METHODS)
-    """The maps drawn, by their labels in ``attribution.PAPER_METHODS`` (default: all seven)."""
+    """The maps drawn, by their labels in ``attribution.PAPER_METHODS``
+    (default: all seven)."""
     model_images: tuple[tuple[str, tuple[str, ...]], ...] = added_field(())
-    """Per model, its own images (as many as ``inputs`` names): (model, images) pairs; empty: every
-    model explains ``inputs``' images. The authors used fixed ImageNet validation indices, a different
-    nine for VGG16 and ResNet50 (``AUTHORS_IMAGES``, the paper profile)."""
+    """Per model, its own images
+    (as many as ``inputs`` names): (model, images) pairs; empty: every model explains ``inputs``' images. The authors used
+    fixed ImageNet validation indices, a different nine for VGG16 and ResNet50 (``AUTHORS_IMAGES``, the paper profile)."""
     input_intgrad_variant: str = added_field("intended")
-    """InputIntGrad's alphas: ``"intended"`` 50 right-Riemann points, ``"original_code"`` the authors'
-    51 from 0 (the paper profile)."""
+    """Which alphas InputIntGrad takes, ``"intended"`` 50 right-Riemann points or ``"original_code"`` the authors' 51 from 0 (the
+    paper profile)."""
 
 
 # The authors' fixed validation indices, per model (their QualitativeAnalysis_pyfile.py at commit
