@@ -73,16 +73,31 @@ def register_architecture(
 ) -> Architecture:
     """Record what the package knows about architecture ``name`` (a class or its ``__name__``); returns the record.
 
-    Args:
-        gradcam_layer: the submodule Grad-CAM explains by default (e.g. the last conv block).
-        stages: the sanity checks' randomization stages, top of the network first: a list of
-            (label, module names) pairs, or a function ``model -> stages`` for architectures whose depth varies.
-        class_names: the output classes' names in index order, or a function returning them (read on demand).
-        models: model names -> loaders ``(pretrained, seed, device) -> model`` registered with
-            :func:`pathlib_pw.models.register_model`.
-        replace: replace an existing record of another content (its models stay registered).
+    ``gradcam_layer`` is the submodule Grad-CAM explains by default (e.g. the last conv block).
+    ``stages`` are the sanity checks' randomization stages, top of the network first: a list of
+    (label, module names) pairs, or a function ``model -> stages`` for architectures whose depth
+    varies. ``class_names`` are the output classes' names in index order, or a function returning them
+    (read on demand). ``models`` maps model names to loaders ``(pretrained, seed, device) -> model``,
+    registered with :func:`pathlib_pw.models.register_model`. ``replace=True`` replaces an existing
+    record of another content (its models stay registered).
 
     Registering an equal record again is a no-op (a notebook cell re-run).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> import pathlib_pw as pw
+    >>> from pathlib_pw.architectures import register_architecture
+    >>> from pathlib_pw.sanity import randomization_stages
+    >>> class MyNet(nn.Sequential):
+    ...     def __init__(self):
+    ...         super().__init__(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    >>> _ = register_architecture(MyNet, gradcam_layer="1", stages=[("classifier", ["4"]), ("conv", ["0"])])
+    >>> pw.saliency(MyNet().eval(), torch.rand(1, 3, 8, 8), "gradcam").shape  # Grad-CAM at module "1"
+    torch.Size([1, 8, 8])
+    >>> randomization_stages(MyNet())  # what the sanity checks randomize, top first
+    [('classifier', ('4',)), ('conv', ('0',))]
     """
     if isinstance(name, type):
         name = name.__name__

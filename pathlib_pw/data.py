@@ -225,7 +225,25 @@ def load_photos(
     names: Sequence[str] | str | None = None, size: int = 224, *, shipped: bool = True
 ) -> tuple[torch.Tensor, list[str]]:
     """Normalized (B,3,size,size) batch of bundled photos (all, in registry order, if ``names`` is None),
-    from :func:`photo_pixels` (``shipped``: the recorded pixels where they exist)."""
+    and their names.
+
+    The pixels come from :func:`photo_pixels` (``shipped``: the recorded pixels where they exist, so
+    that every machine feeds the cached experiments the same input), normalized with ImageNet's mean
+    and standard deviation.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> x.shape, names
+    (torch.Size([2, 3, 224, 224]), ['chelsea', 'coffee'])
+    >>> x, names = pw.load_photos(size=64)  # every bundled photo
+    >>> x.shape
+    torch.Size([9, 3, 64, 64])
+    >>> names  # doctest: +NORMALIZE_WHITESPACE
+    ['chelsea', 'coffee', 'astronaut', 'rocket', 'motorcycle_left', 'motorcycle_right', 'china',
+     'flower', 'grace_hopper']
+    """
     if names is None:
         names = list(PHOTOS)
     elif isinstance(names, str):
@@ -333,6 +351,15 @@ def load_imagenet_val(
     ``root`` defaults to the environment variable PATHLIB_PW_IMAGENET_VAL. Returns the batch and the
     image paths relative to ``root``, in sorted order; ``first`` keeps only the first of them (the
     same images as in the full draw).
+
+    Examples
+    --------
+    The validation images are not shipped (the folder of 50,000 images, one subfolder per class):
+
+    >>> import pathlib_pw as pw
+    >>> x, paths = pw.load_imagenet_val("/data/imagenet/val", 16, seed=0)  # doctest: +SKIP
+    >>> x.shape  # doctest: +SKIP
+    torch.Size([16, 3, 224, 224])
     """
     batches, names = [], []
     for x, nm in iter_imagenet_val(root, n, seed=seed, size=size, batch_size=256, first=first):

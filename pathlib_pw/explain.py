@@ -133,23 +133,20 @@ def explain(
 ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
     """PathwayGrad of the image file at ``image_path`` beside baseline maps, as a figure.
 
-    Args:
-        image_path: any image file PIL reads (converted to RGB, resized and centre-cropped to 224 px).
-        model: a built-in ImageNet model whose weights are installed (:func:`usable_models`).
-        criterion: the pathway criterion (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ...).
-        sparsity: percent of neurons removed (0-100); a value in (0, 1) runs but warns.
-        methods: baselines drawn beside PathwayGrad (``gradients``, ``input_mct``, ``input_intgrad``,
-            ``guided_backprop``, ``gradcam``); ``gradcam`` is skipped, with a note in ``info``, for a
-            model without a known Grad-CAM layer.
-        target: the class explained, an index or an ImageNet class name; default the prediction.
-        device: where the model runs.
+    ``image_path`` is any image file PIL reads (converted to RGB, resized and centre-cropped to
+    224 px); ``model`` a built-in ImageNet model whose weights are installed (:func:`usable_models`);
+    ``criterion`` the pathway criterion (``neuron_mct``, ``neuron_intgrad``, ``greedy``, ...) and
+    ``sparsity`` the percent of neurons removed (0-100; a value in (0, 1) runs but warns). ``methods``
+    are the baselines drawn beside PathwayGrad (``gradients``, ``input_mct``, ``input_intgrad``,
+    ``guided_backprop``, ``gradcam``); ``gradcam`` is skipped, with a note in ``info``, for a model
+    without a known Grad-CAM layer. ``target`` is the class explained, an index or an ImageNet class
+    name (default the prediction); ``device`` where the model runs.
 
-    Returns:
-        ``(figure, maps, info)``: the matplotlib figure; the (224, 224) maps in [-1, 1] keyed by
-        ``"pathway_grad"`` and each baseline's name; ``info`` with the explained ``target`` and its
-        ``class_name``, the ``predicted`` class, its ``class_name`` and probability, the pathway's
-        ``realized_sparsity``, the ``image`` as the model sees it (H, W, 3 in [0, 1]) and the
-        ``skipped`` methods with the reason.
+    Returns ``(figure, maps, info)``: the matplotlib figure; the (224, 224) maps in [-1, 1] keyed by
+    ``"pathway_grad"`` and each baseline's name; ``info`` with the explained ``target`` and its
+    ``class_name``, the ``predicted`` class, its ``class_name`` and probability, the pathway's
+    ``realized_sparsity``, the ``image`` as the model sees it (H, W, 3 in [0, 1]) and the ``skipped``
+    methods with the reason.
     """
     unknown = [m for m in methods if m not in SALIENCY_METHODS]
     if unknown:

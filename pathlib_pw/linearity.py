@@ -145,6 +145,22 @@ def linear_region_radius(
     overwrites its input. A model whose rectifiers are functional calls (``F.relu``) has no such
     hook: ValueError (use :func:`state_flip_share` on sampled radii instead). ``path`` holds one image
     (broadcast) or B; its masks are applied as :meth:`Pathway.applied` applies them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> from pathlib_pw.linearity import in_dtype, random_directions
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 50)
+    >>> directions = random_directions(tuple(x.shape[1:]), 3)  # float64, each of L2 norm 1
+    >>> with in_dtype(model, torch.float64):  # exact crossings: float64 model and input
+    ...     radius = pw.linear_region_radius(model, x.double(), directions, path)
+    >>> radius.shape, radius.dtype  # (images, directions)
+    (torch.Size([1, 3]), torch.float64)
+    >>> bool((radius > 0).all())
+    True
     """
     x = _check_x(model, x)
     d = _unit_directions(directions, x)
@@ -211,6 +227,24 @@ def state_flip_share(
     functional rectifier sites too, where :func:`linear_region_radius` does not. The share is the
     number of flipped kept neurons over the number of kept neurons of that image; a path that keeps
     no neuron gives 0, not NaN. Khakzar et al., CVPR 2021 (local linearity of pathways).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> from pathlib_pw.linearity import in_dtype, random_directions
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 50)
+    >>> directions = random_directions(tuple(x.shape[1:]), 3)  # float64, each of L2 norm 1
+    >>> with in_dtype(model, torch.float64):
+    ...     flips = pw.state_flip_share(model, x.double(), directions, [1e-6, 1.0, 10.0], path)
+    >>> flips.shape  # (images, radii, directions)
+    torch.Size([1, 3, 3])
+    >>> flips[0, 0].tolist()  # well inside the linear region, no kept neuron changes state
+    [0.0, 0.0, 0.0]
+    >>> bool((flips[0, 2] > 0).all())
+    True
     """
     x = _check_x(model, x)
     d = _unit_directions(directions, x)
@@ -288,6 +322,22 @@ def first_order_error(
     class (``path.info["target"]``, a path with one entry per image) and else to the unmasked
     network's prediction. Everything is computed in x's dtype (pass float64 with a float64 model,
     see :func:`in_dtype`), the R * K points in chunks of ``chunk_size`` rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> from pathlib_pw.linearity import in_dtype, random_directions
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 50)
+    >>> directions = random_directions(tuple(x.shape[1:]), 3)  # float64, each of L2 norm 1
+    >>> with in_dtype(model, torch.float64):
+    ...     out = pw.first_order_error(model, x.double(), directions, [0.1, 1.0, 10.0], path)
+    >>> sorted(out)
+    ['change', 'error', 'gradient_cosine', 'gradient_norm', 'logit', 'relative']
+    >>> out["relative"].shape  # (images, radii, directions)
+    torch.Size([1, 3, 3])
     """
     x = _check_x(model, x)
     d = _unit_directions(directions, x)

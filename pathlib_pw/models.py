@@ -284,6 +284,17 @@ def load_model(name: str, pretrained: bool = True, *, seed: int = 0, device: str
     (FileNotFoundError saying what to put where when absent); ``pretrained=False`` keeps the random
     init. The init is seeded by ``seed`` either way, and the global RNG is left untouched. A model
     added with :func:`register_model` comes from its loader.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")  # the ImageNet weights that come with the installation
+    >>> model.training
+    False
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> model(x).argmax(1).tolist()  # ImageNet classes 285, "Egyptian cat", and 967, "espresso"
+    [285, 967]
+    >>> untrained = pw.load_model("resnet18", pretrained=False, seed=1)  # no weights needed
     """
     if name in _LOADERS:
         return _LOADERS[name](pretrained, seed, device).eval()

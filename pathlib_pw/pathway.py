@@ -44,6 +44,29 @@ class Pathway:
 
     ``method`` is the former name of ``criterion``: ``Pathway(..., method=...)`` and ``path.method``
     still work for one release, with a FutureWarning.
+
+    Examples
+    --------
+    >>> import io
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 50)  # 50 % of the neurons removed, per image
+    >>> path  # doctest: +ELLIPSIS
+    Pathway(criterion='neuron_mct', images=2, sites=35, neurons=6,105,792 per image, requested sparsity 50 %, ...)
+    >>> path.sites[:2], path.masks[0].shape, path.masks[0].dtype
+    (['features.0.2', 'features.1.conv.0.2'], torch.Size([2, 32, 112, 112]), torch.bool)
+    >>> with path.applied(model):  # the masked network; the hooks are removed on exit
+    ...     masked_logits = model(x)
+    >>> file = io.BytesIO()  # or a file name: portable .npz, no pickle
+    >>> path.save(file)
+    >>> _ = file.seek(0)
+    >>> pw.Pathway.load(file) == path
+    True
+    >>> hand = pw.Pathway.from_masks([torch.tensor([[1, 0, 0, 1]])], ["relu"], "by hand")
+    >>> hand.sparsity
+    tensor([50.])
     """
 
     masks: list[torch.Tensor]

@@ -463,6 +463,22 @@ def remove_pixels(
     Khakzar et al.'s LeRF is ``order="least"`` with the default mean fill; MoRF and ROAR use
     ``order="most"``. The pixels are :func:`removal_masks` (ranking, ties and count in the module
     docstring); filling is :func:`fill_pixels`. Returns a new tensor; ``x`` is never modified.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> x = torch.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    >>> maps = torch.tensor([[[0.1, 0.4], [0.3, 0.2]]])
+    >>> pw.remove_pixels(x, maps, 25)  # the most relevant 25 %: one pixel, filled with the mean (0)
+    tensor([[[[1., 0.],
+              [3., 4.]]]])
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> maps = pw.saliency(model, x, "gradients")
+    >>> lerf = pw.remove_pixels(x, maps, 10, order="least")  # LeRF's input at 10 %
+    >>> round((lerf != x).any(1).float().mean().item(), 3)  # share of the pixels changed
+    0.1
     """
     return _remove_pixels(
         x,
@@ -559,6 +575,20 @@ def pixel_removal_curve(
     generator or the global RNG. The removal masks are decided first, tie order by tie order and
     percent by percent (one :func:`removal_masks` decision each). ``x`` is moved to the model's
     device and dtype.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> maps = pw.attribute(model, x, "pathway_grad/neuron_mct")
+    >>> percents = [1, 2, 5, 10]
+    >>> lerf = pw.pixel_removal_curve(model, x, maps, percents)  # the least relevant pixels first
+    >>> morf = pw.pixel_removal_curve(model, x, maps, percents, order="most")
+    >>> lerf.shape  # (images, percents): the change of each image's target probability
+    torch.Size([2, 4])
+    >>> bool((lerf >= 0).all())
+    True
     """
     x = as_model_input(x, model).detach()
     maps = _check_maps(maps, x)
@@ -613,6 +643,15 @@ def area_under_curve(percents: Sequence[float] | np.ndarray | torch.Tensor, valu
     ``percents`` (F,) are the curve's x values, percent of the pixels removed, >= 0 and strictly
     increasing (x values all below 1 look like shares and warn); ``values`` (..., F) the curve(s),
     y(0) taken as 0. Returns (...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> pw.area_under_curve([1, 2, 5, 10], torch.tensor([0.0, 0.1, 0.1, 0.4]))  # 0 + 0.05 + 0.3 + 1.25
+    tensor(1.6000)
+    >>> pw.area_under_curve([1, 2, 5, 10], torch.rand(3, 4)).shape  # one area per curve
+    torch.Size([3])
     """
     y = (
         torch.from_numpy(np.array(values)) if isinstance(values, np.ndarray) else torch.as_tensor(values)

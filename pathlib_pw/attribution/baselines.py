@@ -35,17 +35,29 @@ def saliency(
     layer: str | None = None,
     variant: Literal["intended", "original_code"] = "intended",
 ) -> torch.Tensor:
-    """A baseline attribution map, reduced and normalized like PathwayGrad.
+    """A baseline attribution map (B, H, W), reduced and normalized like PathwayGrad.
 
-    Args:
-        method: ``"gradients"`` (plain input gradient = PathwayGrad at sparsity 0), ``"input_mct"``
-            (gradient x input), ``"input_intgrad"`` (integrated gradients from the all-zero normalized
-            input, ``steps`` right-Riemann steps: alphas 1/steps .. 1), ``"guided_backprop"`` (at every ReLU/ReLU6 site)
-            or ``"gradcam"`` (at ``layer``, default the last conv block, upsampled bilinearly).
-        target: class explained per image; default the prediction.
-        variant: ``"original_code"`` changes only ``"input_intgrad"``: the authors' alphas
-            ``np.arange(steps + 1) / steps`` (``steps + 1`` points, alpha = 0 included), the input
-            times the mean gradient over them.
+    ``method`` is one of :data:`SALIENCY_METHODS`: ``"gradients"`` (the plain input gradient =
+    PathwayGrad at sparsity 0), ``"input_mct"`` (gradient x input), ``"input_intgrad"`` (integrated
+    gradients from the all-zero normalized input, ``steps`` right-Riemann steps: alphas 1/steps .. 1),
+    ``"guided_backprop"`` (at every ReLU/ReLU6 site) or ``"gradcam"`` (at ``layer``, default the last
+    conv block, upsampled bilinearly). ``target`` is the class explained per image, default the
+    prediction. ``variant="original_code"`` changes only ``"input_intgrad"``: the authors' alphas
+    ``np.arange(steps + 1) / steps`` (``steps + 1`` points, alpha = 0 included), the input times the
+    mean gradient over them.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> cam = pw.saliency(model, x, "gradcam")
+    >>> cam.shape
+    torch.Size([2, 224, 224])
+    >>> bool(cam.abs().max() <= 1)
+    True
+    >>> tabby = pw.saliency(model, x, "gradients", target=281)  # ImageNet class 281, "tabby"
+    >>> authors = pw.saliency(model, x, "input_intgrad", steps=10, variant="original_code")
     """
     if isinstance(model, str) and isinstance(x, nn.Module):
         raise TypeError(f"saliency takes (model, x, method): call saliency(model, x, {model!r})")

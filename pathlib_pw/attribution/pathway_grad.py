@@ -25,6 +25,18 @@ def pathway_grad(
     it, before the channel reduction: what the authors' sanity-check script computed as "InputMCT"
     from the NeuronIntGrad path). ``target`` defaults to the pathway's explained class
     (``path.info["target"]``), else the unmasked network's prediction.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 50)  # 50 % of the neurons removed
+    >>> maps = pw.pathway_grad(model, x, path)
+    >>> maps.shape
+    torch.Size([2, 224, 224])
+    >>> bool(maps.abs().max() <= 1)
+    True
     """
     x = as_model_input(x, model)
     if not isinstance(path, Pathway):

@@ -36,6 +36,22 @@ def quantus_explain_func(method: str | AttributionMethod) -> ExplainFunc:
     that device, where Quantus also runs the model on the perturbed images. ``method`` keywords
     (``quantus.evaluate`` passes its key) are ignored; other keywords are refused: bind a method's
     options with its factory (e.g. ``pathway_grad_method(..., steps=20)``) instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> explain = pw.quantus_explain_func("pathway_grad/neuron_mct")
+    >>> a = explain(model, x.numpy(), np.array([285]))  # as Quantus calls it
+    >>> a.shape, a.dtype
+    ((1, 1, 224, 224), dtype('float32'))
+    >>> import quantus  # the optional extra
+    >>> quantus.Sparseness(disable_warnings=True)(
+    ...     model=model, x_batch=x.numpy(), y_batch=np.array([285]), explain_func=explain, device="cpu"
+    ... )  # doctest: +ELLIPSIS
+    [...]
     """
     if isinstance(method, str):
         attribution_method(method)

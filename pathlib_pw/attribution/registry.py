@@ -64,6 +64,21 @@ def register_attribution(name: str, fn: AttributionMethod, *, replace: bool = Fa
     re-run: the same object, or an equal function (same module, qualified name, code, defaults and
     closure values, as a re-created lambda or ``pathway_grad_method(...)`` with the same arguments).
     A different callable under a taken name still needs ``replace=True``.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> def brightness(model, x, target):  # a toy method: each pixel's absolute value, any class
+    ...     return x.abs().sum(1)
+    >>> _ = pw.register_attribution("brightness", brightness)
+    >>> _ = pw.register_attribution("pathway_grad/neuron_mct@90", pw.pathway_grad_method("neuron_mct", 90))
+    >>> _ = pw.register_attribution("pathway_grad/neuron_mct@90", pw.pathway_grad_method("neuron_mct", 90))
+    >>> model = pw.load_model("mobilenet_v2")  # (the same method again: a re-run cell is a no-op)
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> pw.attribute(model, x, "brightness").shape
+    torch.Size([1, 224, 224])
+    >>> "pathway_grad/neuron_mct@90" in pw.ATTRIBUTION_METHODS
+    True
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty str, got {name!r}")
@@ -114,7 +129,21 @@ def _same_function(a: Any, b: Any) -> bool:
 
 
 def attribution_method(name: str) -> AttributionMethod:
-    """The attribution method registered under ``name``."""
+    """The attribution method registered under ``name``: a callable ``(model, x, target) -> maps (B, H, W)``.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> method = pw.attribution_method("pathway_grad/neuron_mct")  # NeuronMCT's pathway at 75 %
+    >>> pw.attribute(model, x, method).shape
+    torch.Size([1, 224, 224])
+    >>> pw.attribution_method("gradient")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: name must be one of the registered attribution methods [...], got 'gradient'
+    """
     if name not in ATTRIBUTION_METHODS:
         raise ValueError(f"name must be one of the registered attribution methods {sorted(ATTRIBUTION_METHODS)}, got {name!r}")
     return ATTRIBUTION_METHODS[name]
@@ -167,6 +196,18 @@ def attribute(
     Grad-CAM layer), ``steps`` and ``variant`` for ``"input_intgrad"``; other methods take none (bind
     their options with their factory, e.g. ``pathway_grad_method``). The old order
     ``attribute(method, model, x)`` still works for one release, with a FutureWarning.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> grads = pw.attribute(model, x, "gradients")
+    >>> grads.shape, grads.dtype
+    (torch.Size([2, 224, 224]), torch.float32)
+    >>> maps = pw.attribute(model, x, "pathway_grad/neuron_mct", target=[285, 967])  # a class per image
+    >>> cam = pw.attribute(model, x, "gradcam", layer="features.18")  # a baseline's option
+    >>> own = pw.attribute(model, x, lambda model, x, target: x.abs().sum(1))  # any callable
     """
     fn = attribution_method(method) if isinstance(method, str) else method
     if not callable(fn):
@@ -228,22 +269,33 @@ def pathway_grad_method(
     Khakzar et al., CVPR 2021, section 4: :func:`~pathlib_pw.criteria.extract_pathway` for the images
     and their explained classes, then :func:`~pathlib_pw.attribution.pathway_grad.pathway_grad` through that pathway.
 
-    Args:
-        criterion: any criterion of ``criteria.SPECS`` (``neuron_mct``, ``neuron_intgrad``, ``greedy``,
-            ``random``, ``dgr``, ``active_subnet``, ``dead_first_random``, ``dead_first_activation``).
-        sparsity: percent of neurons removed, in [0, 100); ``None`` for ``active_subnet``, which derives
-            it from each image.
-        variant: ``"intended"`` or, where the criterion has it, ``"original_code"``.
-        times_input: multiply the gradient by the input before the channel reduction (what the authors'
-            sanity-check script called InputMCT).
-        batch_size: extract the pathways in chunks of this many images (bounds memory).
-        options: the criterion's options (``criteria.SPECS[criterion].options``, e.g. ``steps`` for
-            ``neuron_intgrad``). Seeded criteria (``random``, ``dgr``, ``dead_first_random``) take
-            ``seed``, an int (default 0); image ``i`` of a batch draws with ``seed * 1_000_003 + i``, so
-            their pathways depend on the image's position in the batch.
+    ``criterion`` is any criterion of ``criteria.SPECS`` (``neuron_mct``, ``neuron_intgrad``,
+    ``greedy``, ``random``, ``dgr``, ``active_subnet``, ``dead_first_random``,
+    ``dead_first_activation``); ``sparsity`` the percent of neurons removed, in [0, 100), or ``None``
+    for ``active_subnet``, which derives it from each image; ``variant`` ``"intended"`` or, where the
+    criterion has it, ``"original_code"``. ``times_input=True`` multiplies the gradient by the input
+    before the channel reduction (what the authors' sanity-check script called InputMCT).
+    ``batch_size`` extracts the pathways in chunks of this many images (bounds memory).
+
+    ``options`` are the criterion's options (``criteria.SPECS[criterion].options``, e.g. ``steps`` for
+    ``neuron_intgrad``). Seeded criteria (``random``, ``dgr``, ``dead_first_random``) take ``seed``, an
+    int (default 0); image ``i`` of a batch draws with ``seed * 1_000_003 + i``, so their pathways
+    depend on the image's position in the batch.
 
     Pathways are thresholded per image, but float sums over a batch can round differently from those
     of a single image, so a neuron at the threshold may flip with the batch composition (rarely).
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea", "coffee"])
+    >>> at_90 = pw.pathway_grad_method("neuron_mct", 90)  # NeuronMCT's pathway, 90 % removed
+    >>> maps = pw.attribute(model, x, at_90)
+    >>> maps.shape
+    torch.Size([2, 224, 224])
+    >>> active = pw.pathway_grad_method("active_subnet", None)  # the sparsity comes from each image
+    >>> quick = pw.pathway_grad_method("neuron_intgrad", 50, steps=4)  # a criterion's option
     """
     if criterion not in SPECS:
         raise ValueError(f"criterion must be one of {sorted(SPECS)}, got {criterion!r}")

@@ -74,18 +74,39 @@ def sweep_criteria(dgr_iterations: int = 300, dgr_retries: int = 2, greedy_round
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The decoding sweep's configuration: the decoded paths at each sparsity, and the renders' settings.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs(images=("coffee", "grace_hopper"))
+    """The photos, each with a hand-drawn object box in :data:`OBJECT_BOXES`
+    (the paper profile: the same two on VGG16)."""
     sparsities: tuple[float, ...] = (OPERATING_POINT, 70.0, 85.0, 90.0, 98.0)
+    """Percent of the neurons removed (0-100), from the operating point (50 %) to the authors' 98 %."""
     paths: tuple[str, ...] = PATHS
+    """The decoded paths, labels of ``criteria`` or ``ORIGINAL`` (the full network)."""
     criteria: tuple[Criterion, ...] = sweep_criteria()
-    seed: int = 0  # of the renders
-    path_seed: int = 0  # of the random draws of the paths (Random, DGR init=r), one per image
+    """The criteria the paths come from
+    (:func:`sweep_criteria`; the book profile: DGR with 300 iterations and at most 2 init=r retries, the paper profile the
+    authors' 1000 and 100)."""
+    seed: int = 0
+    """Of the renders (every render starts from the same seeded noise)."""
+    path_seed: int = 0
+    """Of the random draws of the paths (Random, DGR init=r), one per image."""
     param_size: int = 128
+    """Side in pixels of the optimized image (upsampled to the model's input size; the authors' 128)."""
     steps: int = 512
+    """Adam steps per render (the authors' 512)."""
     lr: float = 0.05
+    """Adam's learning rate (the authors')."""
     check_path: str = "NeuronMCT"
+    """The path that ``verify`` recomputes, a non-chaotic criterion among ``paths``."""
     check_steps: int = 8
-    check_only: bool = False  # what ``verify`` recomputes: the check path and its first steps
+    """The first steps of the check path's render that ``verify`` recomputes (at most ``steps``)."""
+    check_only: bool = False
+    """Recompute only the check path and its first steps (what ``verify`` does)."""
 
     def __post_init__(self) -> None:
         check_paths(self)

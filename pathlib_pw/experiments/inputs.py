@@ -45,14 +45,31 @@ class Inputs:
     seeds and recorded decisions of a chunk are those of the same images in a whole run."""
 
     model: str = "mobilenet_v2"
+    """The model's name, as :func:`pathlib_pw.models.load_model` knows it (the smoke and book profiles
+    use MobileNetV2, the paper profiles the authors' VGG16 or ResNet50, the digits experiments
+    ``digits_cnn``)."""
     source: str = "photos"
+    """The registered image source
+    (:data:`pathlib_pw.data.IMAGE_SOURCES`): ``"photos"`` (the bundled photos, offline), ``"imagenet_val"`` (the local
+    ImageNet validation folder, the paper profiles), ``"digits_test"``, or one an experiment registers."""
     images: tuple[str, ...] = ALL_PHOTOS
+    """The images by name, for a source of named images
+    (default: every bundled photo); empty for a source that draws ``n_images``."""
     n_images: int = 0
+    """How many images to draw with ``seed``, for a source that draws (0 for a source of named images)."""
     size: int = 224
+    """Side of the square input in pixels (the smoke profiles use 64, the digits 8)."""
     seed: int = 0
+    """Seed of the draw of ``n_images`` images."""
     first: int | None = None
+    """Keep only the first ``first`` images
+    (None: all): what ``verify`` recomputes."""
     offset: int = added_field(0)
-    alpha_chunk: int | None = added_field(None)  # NeuronIntGrad's alphas per pass (None: all at once)
+    """Images of the full list skipped before ``first`` applies, for a chunk of a sharded run (:meth:`window`)."""
+    alpha_chunk: int | None = added_field(None)
+    """NeuronIntGrad's alphas per pass
+    (None: all at once; the paper profiles pin ``PAPER_ALPHA_CHUNK``, 8, so that a batch of 16 VGG16 images fits a GPU and the
+    sums stay the same on every machine)."""
 
     def load_images(self) -> tuple[torch.Tensor, list[str]]:
         return load_images(self.source, self.images, self.n_images, self.size, self.seed, self.first, offset=self.offset)

@@ -64,18 +64,43 @@ IMAGENET_ROAD_NOISE: tuple[float, ...] = tuple(0.01 / s for s in IMAGENET_STD)
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The LeRF/MoRF configuration: every method's removal curves, per order and removal rule.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs()
+    """The model and images
+    (the paper profile: 2,000 ImageNet validation images on ResNet50; :mod:`.lerf_digits`: the digits test split on the digits
+    CNN)."""
     methods: tuple[str, ...] = METHODS
-    # the book's MobileNetV2 sparsity of the qualitative chapter (NeuronMCT's output change reaches
-    # the authors' 15 % there); the authors' ResNet50 setting is 75
+    """The attribution methods by registered name
+    (:func:`method_for`): ``pathway_grad/<criterion>`` is PathwayGrad at ``pathway_sparsity`` (``...@90``: at 90 %),
+    ``random`` the random control (:func:`random_maps`); the book profile adds ``pathway_grad/neuron_mct@90``."""
     pathway_sparsity: float = 50.0
+    """PathwayGrad's pathway sparsity in percent of the neurons removed
+    (0-100): the book's MobileNetV2 sparsity of the qualitative chapter (NeuronMCT's output change reaches the authors' 15 %
+    there); the authors' ResNet50 setting (the paper profile) is 75, the digits CNN's 95."""
     percents: tuple[int, ...] = tuple(range(1, 11))
+    """Percent of the pixels removed
+    (0-100, strictly increasing): one point of each curve per value."""
     orders: tuple[Order, ...] = ("least", "most")
+    """Which pixels go first, ``"least"`` relevant (LeRF) or ``"most"`` relevant (MoRF)."""
     removals: tuple[tuple[str, str, str], ...] = REMOVALS
+    """The removal rules, (fill, map precision, ties) triples, one curve each. Fill ``"mean"`` (the authors') or ``"road"``
+    (ROAD's imputation); precision ``"float32"`` (ours) or ``"uint8"`` (the authors' stored maps,
+    :func:`pathlib_pw.removal.quantize_maps`); ties ``"random"`` (the mean over ``tie_seeds`` tie orders), ``"first"`` (the
+    authors' index rule) or ``"last"`` (``REMOVALS``)."""
     road_noise: tuple[float, ...] = IMAGENET_ROAD_NOISE
-    seed: int = 0  # ROAD's noise for image i uses seed + i; the random control's map, see random_maps
-    batch: int = 1  # images per pass (`verify` recomputes the first image alone: another batch split)
-    tie_seeds: int = TIE_SEEDS  # random tie orders per curve
+    """ROAD's noise per channel in standardized units (0.01 on [0, 1] pixels)."""
+    seed: int = 0
+    """ROAD's noise for image i uses ``seed + i``; the random control's map, see :func:`random_maps`."""
+    batch: int = 1
+    """Images per pass
+    (``verify`` recomputes the first image alone: another batch split; the digits use 64)."""
+    tie_seeds: int = TIE_SEEDS
+    """Random tie orders per curve (an int >= 1)."""
 
     def __post_init__(self) -> None:
         if not self.percents or any(not 0 < p <= 100 for p in self.percents) or list(self.percents) != sorted(set(self.percents)):

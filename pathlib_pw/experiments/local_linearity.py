@@ -47,14 +47,32 @@ def linearity_criteria(dgr_iterations: int = 300, dgr_retries: int = 2) -> tuple
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The local linearity configuration: the paths held fixed, their sparsities, and the moves of the input.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs()
+    """The model and images
+    (the paper profile: 1,000 ImageNet validation images on VGG16)."""
     criteria: tuple[Criterion, ...] = linearity_criteria()
+    """The paths held fixed, the contribution criteria and the size-matched controls (:func:`linearity_criteria`; DGR with 300
+    iterations and at most 2 retries)."""
     sparsities: tuple[float, ...] = (OPERATING_POINT, 70.0, 90.0)
+    """Percent of the neurons removed (0-100, each in (0, 100)), one path per criterion each; the first
+    is the operating point, 50 %."""
     grey_levels: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
+    """The radii of the moves, as the root mean square change per pixel value in 8-bit grey levels (1 = one
+    quantization step on average; positive); :meth:`radii` turns them into L2 norms."""
     directions: int = 6
-    seed: int = 0  # of the directions (the same for every photo and path) and of the paths' random draws
-    checked: tuple[str, ...] = ("NeuronMCT", "Random (dead first)")  # the criteria ``verify`` recomputes
-    check_only: bool = False  # what ``verify`` recomputes: ``checked`` at the first sparsity
+    """Random directions per image (>= 1)."""
+    seed: int = 0
+    """Of the directions (the same for every photo and path) and of the paths' random draws."""
+    checked: tuple[str, ...] = ("NeuronMCT", "Random (dead first)")
+    """The criteria (labels among ``criteria``) that ``verify`` recomputes."""
+    check_only: bool = False
+    """Measure only ``checked`` at the first sparsity (what ``verify`` recomputes)."""
 
     def __post_init__(self) -> None:
         labels = [c.label for c in self.criteria]

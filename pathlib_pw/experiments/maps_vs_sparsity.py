@@ -22,9 +22,20 @@ from pathlib_pw.metrics import output_change
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The maps-vs-sparsity configuration: PathwayGrad of each criterion at each sparsity, for one photo.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs(images=("chelsea",))
+    """The photo
+    (the paper profile: the authors' ImageNet validation image ``AUTHORS_IMAGE`` on VGG16)."""
     methods: tuple[tuple[str, Method], ...] = (("NeuronMCT", "neuron_mct"), ("NeuronIntGrad", "neuron_intgrad"))
+    """The pathways, (label, pathway criterion) pairs, one row of PathwayGrad maps each."""
     sparsities: tuple[float, ...] = (70.0, 80.0, 85.0, 90.0, 95.0, 98.0)
+    """Percent of the neurons removed (0-100), one map each; the plain input gradient is stored beside
+    them (the paper profile: the authors' ``AUTHORS_SPARSITIES``, 0 to 99 %)."""
 
 
 AUTHORS_IMAGE = "16305"  # the ImageNet validation index of the authors' maps-vs-sparsity figure

@@ -27,10 +27,16 @@ from pathlib_pw.sites import record_activations
 
 @dataclasses.dataclass(frozen=True)
 class Criterion:
+    """One pathway criterion of an experiment, as it is configured: a label, the criterion and its options."""
+
     label: str
+    """The name tables and figures show (e.g. ``"DGR(init=r)"``)."""
     method: Method
+    """The pathway criterion's name, a key of :data:`pathlib_pw.CRITERIA`."""
     variant: Variant = "intended"
+    """``"intended"`` (the method as described) or ``"original_code"`` (the authors' code), :data:`pathlib_pw.VARIANTS`."""
     options: tuple[tuple[str, Any], ...] = ()
+    """Further keyword arguments of :func:`pathlib_pw.extract_pathway`, as (name, value) pairs."""
 
 
 def paper_criteria(dgr_iterations: int = 1000, greedy_rounds: int = 99, dgr_retries: int = 100) -> tuple[Criterion, ...]:
@@ -68,12 +74,31 @@ OPERATING_POINT = 50.0
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The paths experiment's configuration: the criteria compared, at the overlap and sweep sparsities.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs()
+    """The model and images
+    (the paper profile: 1,000 ImageNet validation images on VGG16)."""
     overlap_sparsities: tuple[float, ...] = (80.0, 90.0, 99.0)
+    """Percent of the neurons removed (0-100) at which the paths' overlaps are compared (the authors'
+    80, 90, 99; the book profile adds the operating point, 50 %)."""
     sweep_sparsities: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 98.0, 99.0)
+    """Percent of the neurons removed
+    (0-100) of the sparsity sweep: output change and dead share per path (the book profile adds 45, 55, 65 and 75 around the
+    operating point)."""
     criteria: tuple[Criterion, ...] = paper_criteria()
+    """The compared criteria
+    (:func:`paper_criteria`; the book profile: DGR with 300 iterations and at most 2 init=r retries, the paper profile adds
+    the authors' DGR(init=r) code)."""
     batch_size: int = 1
-    seed: int = 0  # of the random draws (Random, DGR init=r), one per image
+    """Images per pass
+    (the paper profile: 16)."""
+    seed: int = 0
+    """Of the random draws (Random, DGR init=r), one per image."""
 
 
 def config(profile: str) -> Config:

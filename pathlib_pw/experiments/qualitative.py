@@ -25,17 +25,28 @@ from pathlib_pw.experiments.verification import HALF_MAPS
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    # the images; the models are the settings' (inputs.model is the first setting's)
+    """The qualitative comparison's configuration: the maps of ``methods`` for each (model, sparsity) setting.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs()
-    # (model, pathway sparsity) pairs; the book's 50 % is where NeuronMCT's output change reaches
-    # the authors' 15 % on MobileNetV2 (sparsity_sweep chapter), 90 % is the authors' VGG16 setting
+    """The images; the models are the settings' (``inputs.model`` is the first setting's)."""
     settings: tuple[tuple[str, float], ...] = (("mobilenet_v2", 50.0), ("mobilenet_v2", 90.0))
+    """(model, pathway sparsity in percent) pairs, one column of maps each. The book's 50 % is where
+    NeuronMCT's output change reaches the authors' 15 % on MobileNetV2 (sparsity_sweep chapter); 90 % is
+    the authors' VGG16 setting (the paper profile: VGG16 at 90 %, ResNet50 at 75 %)."""
     methods: tuple[str, ...] = tuple(PAPER_METHODS)
-    # per model, its own images (as many as inputs names): (model, images) pairs; the authors used
-    # fixed ImageNet validation indices, a different nine for VGG16 and ResNet50
+    """The maps drawn, by their labels in ``attribution.PAPER_METHODS``
+    (default: all seven)."""
     model_images: tuple[tuple[str, tuple[str, ...]], ...] = added_field(())
-    # InputIntGrad's alphas: "intended" 50 right-Riemann points, "original_code" the authors' 51 from 0
+    """Per model, its own images
+    (as many as ``inputs`` names): (model, images) pairs; empty: every model explains ``inputs``' images. The authors used
+    fixed ImageNet validation indices, a different nine for VGG16 and ResNet50 (``AUTHORS_IMAGES``, the paper profile)."""
     input_intgrad_variant: str = added_field("intended")
+    """Which alphas InputIntGrad takes, ``"intended"`` 50 right-Riemann points or ``"original_code"`` the authors' 51 from 0 (the
+    paper profile)."""
 
 
 # The authors' fixed validation indices, per model (their QualitativeAnalysis_pyfile.py at commit

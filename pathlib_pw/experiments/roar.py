@@ -64,24 +64,56 @@ CIFAR10_TRAIN_STD = (0.2470, 0.2435, 0.2616)
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The ROAR/KAR configuration: every method x mode x fill x percent x seed, each a retraining.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     dataset: Dataset = "digits"
-    data_folder: str | None = None  # cifar10: the python batches (None: $PATHLIB_PW_CIFAR10)
-    train_size: int = 0  # the first images of each part only (0: all); toy runs of the paper path
+    """``"digits"`` (scikit-learn's digits and the small ReLU CNN, the embedded default) or ``"cifar10"``
+    (the paper profile: the authors' ResNet-8 recipe, on a GPU)."""
+    data_folder: str | None = None
+    """The folder of CIFAR-10's python batches
+    (None: ``$PATHLIB_PW_CIFAR10``)."""
+    train_size: int = 0
+    """The first images of the training part only
+    (0: all); toy runs of the paper path."""
     test_size: int = 0
+    """The first images of the test part only
+    (0: all)."""
     methods: tuple[str, ...] = METHODS
-    # digits: where NeuronMCT's output change reaches the authors' 15 % (lerf_digits.PATHWAY_SPARSITY)
+    """The attribution methods by registered name, as in :class:`.lerf.Config` (``random`` here draws an
+    independent uniform map per image)."""
     pathway_sparsity: float = 95.0
+    """PathwayGrad's pathway sparsity in percent of the neurons removed
+    (0-100). Digits: where NeuronMCT's output change reaches the authors' 15 % (``lerf_digits.PATHWAY_SPARSITY``); the paper
+    profile: 90."""
     percents: tuple[int, ...] = (10, 30, 50, 70, 90)
+    """Percent of the pixels removed (0-100), one retraining each."""
     modes: tuple[str, ...] = ("roar", "kar")
-    fills: tuple[str, ...] = FILLS  # "mean": the dataset mean (0); "road": ROAD's noisy linear imputation
-    # each seed is one explained model: split, base model, tie order and retraining (module docstring)
+    """``"roar"`` removes the most relevant pixels, ``"kar"`` the least relevant (:data:`pathlib_pw.roar.MODES`)."""
+    fills: tuple[str, ...] = FILLS
+    """How removed pixels are filled, ``"mean"`` the dataset mean (0), the authors' fill and the check run's (required),
+    ``"road"`` ROAD's noisy linear imputation."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    seed: int = 0  # the random control's draws
+    """The seeds, each one explained model (split, base model, tie order and retraining, see the module docstring; the paper
+    profile: three)."""
+    seed: int = 0
+    """The random control's draws."""
     recipe: TrainingRecipe = TrainingRecipe()
-    batch: int = 64  # images per attribution pass
-    check: tuple[str, str, int, int] = (PATHWAY_GRAD + "neuron_mct", "roar", 50, 0)  # method, mode, percent, seed (mean fill)
-    check_only: bool = False  # only the check run (what `verify` recomputes)
-    examples: int = 4  # degraded test images kept for the figures
+    """How every model is trained and retrained
+    (the paper profile: the authors' ``CIFAR10_RECIPE``)."""
+    batch: int = 64
+    """Images per attribution pass
+    (the paper profile: 256)."""
+    check: tuple[str, str, int, int] = (PATHWAY_GRAD + "neuron_mct", "roar", 50, 0)
+    """The run that ``verify`` recomputes, (method, mode, percent, seed) with the mean fill; it must be one of the configured
+    runs."""
+    check_only: bool = False
+    """Only the check run (what ``verify`` recomputes)."""
+    examples: int = 4
+    """Degraded test images kept for the figures."""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:

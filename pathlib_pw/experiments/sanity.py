@@ -63,29 +63,55 @@ def at_label(label: str, sparsity: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The sanity checks' configuration: the cascading and independent randomizations and the compared maps.
+
+    The fields enter the cache's configuration hash (:func:`pathlib_pw.cache.config_hash`; one made
+    with ``added_field`` only away from its default): changing a default invalidates the cached results.
+    """
+
     inputs: Inputs = Inputs(images=("chelsea", "coffee", "rocket", "flower"))
+    """The model and images
+    (the book profile: all nine photos; the paper profile: 1,000 ImageNet validation images on ResNet50)."""
     methods: tuple[str, ...] = BOOK_METHODS
+    """The compared maps by label
+    (``METHODS``): the paper's seven and the authors' script's InputMCT."""
     sparsity: float = 70.0
+    """The PathwayGrad methods' pathway sparsity in percent of the neurons removed (0-100; the authors' 70)."""
     std: float = 0.1
-    seed: int = 0  # of the re-initialized weights
-    depth: int | None = None  # stop the cascade after the first `depth` measured stages (None: all)
-    # stages after which the maps are measured (None: every stage); the cascade still randomizes each one
+    """Standard deviation of the normal draw that re-initializes a stage's parameters
+    (:func:`pathlib_pw.sanity.randomized`)."""
+    seed: int = 0
+    """Of the re-initialized weights."""
+    depth: int | None = None
+    """Stop the cascade after the first ``depth`` measured stages
+    (None: all; ``verify`` recomputes one)."""
     measure_at: tuple[str, ...] | None = None
+    """Stages after which the maps are measured
+    (None: every stage); the cascade still randomizes each one (the book profile: ``MEASURE_AT``, six stages)."""
     independent: tuple[str, ...] = ("classifier", "last_conv", "block_13", "block_6", "block_0", "stem")
+    """Stages randomized one at a time, the rest trained
+    (an extension the authors did not run; empty: none)."""
     example_stages: tuple[str, ...] = ("original", "classifier", "last_conv", "block_13", "block_6", "stem")
+    """Stages whose maps are kept for the figures
+    (``"original"``: the trained model)."""
     example_images: int = 2
-    # "trained": explain the trained model's prediction at every stage; "randomized": the randomized
-    # model's own prediction at each stage (the authors' script)
+    """The first images of the whole run whose maps are kept for the figures."""
     explained_class: str = added_field("trained")
-    # InputIntGrad's alphas: "intended" 50 right-Riemann points, "original_code" the authors' 51 from 0
+    """Which class is explained, ``"trained"`` the trained model's prediction at every stage, ``"randomized"`` the randomized
+    model's own prediction at each stage (the authors' script; the paper profile)."""
     input_intgrad_variant: str = added_field("intended")
-    hog_cell: int = added_field(8)  # HOG cell size in pixels (scikit-image's default 8; the authors' 16)
-    # further sparsities of the PathwayGrad methods (same paths' scores, other thresholds): their columns
-    # are labelled by :func:`at_label`
+    """Which alphas InputIntGrad takes, ``"intended"`` 50 right-Riemann points or ``"original_code"`` the authors' 51 from 0 (the
+    paper profile)."""
+    hog_cell: int = added_field(8)
+    """HOG cell size in pixels (scikit-image's default 8; the authors' 16, the paper profile)."""
     also_at: tuple[float, ...] = added_field(())
-    # keep every photo's trained maps (all columns): the chance level of each method's similarity, what
-    # the maps of two unrelated photos score (``sanity_tables.chance_levels``)
+    """Further sparsities in percent of the PathwayGrad methods
+    (same paths' scores, other thresholds): their columns are labelled by :func:`at_label` (the book profile adds the
+    operating point, 50 %)."""
     keep_trained_maps: bool = added_field(False)
+    """Keep every photo's trained maps
+    (all columns): the chance level of each method's similarity, what the maps of two unrelated photos score
+    (``sanity_tables.chance_levels``)."""
 
     def columns(self) -> list[tuple[str, str, int]]:
         """(column label, method, index of the sparsity: 0 is ``sparsity``, k is ``also_at[k - 1]``)."""
