@@ -39,12 +39,12 @@ from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.data import list_imagenet_val, register_image_source
 from pathlib_pw.decoding import cosine_matrix, greedy_scores, input_gradient_sum, penultimate, ssim_matrix, top_neuron
-from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.paths import Criterion, paper_criteria
-from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import preprocess
 from pathlib_pw.metrics import map_concentration
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.runner.verification import Tolerance
 from pathlib_pw.sites import record_activations
 
 ORIGINAL = "Original network"
