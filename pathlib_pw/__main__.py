@@ -19,9 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
 from pathlib_pw.cifar10 import CIFAR10_ENV
 from pathlib_pw.data import IMAGENET_VAL_ENV
+from pathlib_pw.runner import cache, contract
 
 PROG = "python -m pathlib_pw"
 
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.images is not None:  # a variation for a look, computed here and never cached
         for name in names:
-            part = experiments.contract.parts(name, experiments.EXPERIMENTS[name])
+            part = contract.parts(name, experiments.EXPERIMENTS[name])
             overrides = vars(part.subset(experiments.get_config(name, args.profile), args.images))
             results = experiments.load_or_run(name, args.profile, args.device, args.force, not args.quiet, **overrides)
             print(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pathlib_pw.verdicts import VERDICTS, Evaluation, Verdict
 
 if TYPE_CHECKING:
-    from pathlib_pw.experiments.contract import Profile
+    from pathlib_pw.runner.contract import Profile
 
 __all__ = [
     "CLAIMS",
@@ -74,7 +74,8 @@ class Claim:
 def _load(experiment: str, profile: Profile) -> Any:
     """The cached results of ``experiment``; the ``book`` profile's caches are committed, so a stale
     one is an error here rather than an hour of recomputation."""
-    from pathlib_pw import cache, experiments
+    from pathlib_pw import experiments
+    from pathlib_pw.runner import cache
 
     if profile == "book":
         directory = cache.results_root() / profile / experiment
@@ -862,7 +863,7 @@ def chapter_claims(chapter: str) -> list[Claim]:
 
 def evaluate(key: str, profile: Profile = "book") -> Evaluation:
     """Decide the claim named ``key`` on ``profile``'s cached results."""
-    from pathlib_pw.experiments.contract import PROFILES
+    from pathlib_pw.runner.contract import PROFILES
 
     found = claim(key)
     if profile not in PROFILES:

@@ -22,9 +22,10 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from pathlib_pw import cache, decisions, experiments
+from pathlib_pw import decisions, experiments
 from pathlib_pw.experiments import _parts, get_config, run
-from pathlib_pw.experiments.contract import unit_count
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.contract import unit_count
 
 OTHER_CPU = {**cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
 

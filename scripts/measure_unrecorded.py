@@ -21,10 +21,11 @@ from collections import defaultdict
 
 import numpy as np
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
 from pathlib_pw.experiments import _parts, get_config, image_slice, run
-from pathlib_pw.experiments.contract import unit_count
-from pathlib_pw.experiments.verification import EXACT, FLOATS
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.contract import unit_count
+from pathlib_pw.runner.verification import EXACT, FLOATS
 
 OTHER_CPU = {**cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
 

@@ -16,7 +16,8 @@ import json
 import os
 import sys
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
+from pathlib_pw.runner import cache
 
 
 def main(profile: str = "book") -> int:

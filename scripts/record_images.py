@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
+from pathlib_pw.runner import cache
 
 
 def _limited(name: str, profile: str) -> dict[str, str] | None:

@@ -248,7 +248,8 @@ def literal_input_grad(forward, x: torch.Tensor, target) -> torch.Tensor:
 def book_results(monkeypatch):
     """Load a committed book cache by experiment name (the repository's, whatever the environment
     says); skip when it is not current (tests/experiments/test_book_cache.py fails then)."""
-    from pathlib_pw import cache, experiments
+    from pathlib_pw import experiments
+    from pathlib_pw.runner import cache
 
     monkeypatch.delenv(cache.RESULTS_ENV, raising=False)
 

@@ -25,7 +25,7 @@ PUBLIC_BEFORE = {
 
 
 # subpackages whose files are nodes of their own: ``pathlib_pw.attribution.maps`` -> ``attribution.maps``
-SPLIT = ("attribution",)
+SPLIT = ("attribution", "runner")
 
 
 def _node(parts: list[str] | tuple[str, ...]) -> str:
@@ -62,14 +62,15 @@ def _modules() -> dict[str, set[str]]:
 
 
 LAYERS = [
-    {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units", "_deprecation"},
-    {"pathway", "imagenet", "cache", "downstream"},
+    {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units", "_deprecation", "runner"},
+    {"pathway", "imagenet", "cache", "downstream", "runner.cache", "runner.verification"},
     {"thresholds", "models", "data", "reference", "training"},
-    {"architectures"},
+    {"architectures", "runner.inputs"},
     {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"}
     | {"attribution", "attribution.maps", "attribution.pathway_grad", "attribution.baselines", "attribution.controls"},
     {"criteria", "roar"},
-    {"attribution_methods", "quantus_adapter", "explain", "attribution.registry", "attribution.quantus"},
+    {"attribution_methods", "quantus_adapter", "explain", "attribution.registry", "attribution.quantus"}
+    | {"runner.contract"},
     {"experiments"},
     {"claims"},
     {"__main__", "__init__"},
@@ -93,6 +94,31 @@ def test_imports_flow_downwards_only():
     graph = _modules()
     upward = [(m, d) for m, deps in graph.items() for d in deps if _layer(d) > _layer(m)]
     assert upward == []
+
+
+def test_no_import_cycle():
+    """The module graph is acyclic: no module reaches itself through the modules it imports."""
+    graph = _modules()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join(path[path.index(dep):] + [dep]) if dep in path else dep}")
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_runner_never_imports_the_experiments():
+    graph = _modules()
+    for node in ("runner", "runner.cache", "runner.verification", "runner.inputs", "runner.contract"):
+        assert "experiments" not in graph[node], node
 
 
 def test_criteria_never_import_experiments_or_saliency_and_saliency_never_criteria():

@@ -160,7 +160,8 @@ def test_the_table_escapes_pipes_in_cells(monkeypatch):
 
 
 def test_a_stale_book_cache_is_an_error_not_a_recomputation(monkeypatch):
-    from pathlib_pw import cache, experiments
+    from pathlib_pw import experiments
+    from pathlib_pw.runner import cache
 
     monkeypatch.setattr(cache, "is_current", lambda *args: False)
     monkeypatch.setattr(experiments, "load_or_run", lambda *args, **kwargs: pytest.fail("recomputed"))

@@ -114,11 +114,10 @@ def test_the_examples_check_finds_a_missing_section():
     assert not EXAMPLES.search("Summary.\n\n    Examples\n    --------\n    f(1) is 2.\n\n    Notes\n    -----\n    >>> f(1)\n")
 
 
-# the experiment configurations whose fields the API reference shows; decoding.py's Config is its
-# owner's to document, and then joins
-CONFIG_MODULES = sorted(
-    p for p in (PACKAGE / "experiments").glob("*.py") if p.name not in ("__init__.py", "decoding.py")
-)
+# the experiment configurations whose fields the API reference shows, and the inputs they share
+CONFIG_MODULES = sorted(p for p in (PACKAGE / "experiments").glob("*.py") if p.name != "__init__.py") + [
+    PACKAGE / "runner" / "inputs.py"
+]
 CONFIG_CLASSES = ("Config", "Inputs", "Criterion")
 
 

@@ -13,11 +13,11 @@ import torch
 from scipy.stats import pearsonr
 from skimage.feature import hog
 
-from pathlib_pw import cache
 from pathlib_pw.criteria import extract_pathway
 from pathlib_pw.experiments import get_config, sanity
 from pathlib_pw.experiments.attribution import MAP_TIMES, attribution_maps
-from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.inputs import Inputs
 from pathlib_pw.saliency import pathway_grad, saliency
 from pathlib_pw.sanity import randomization_stages, randomized, similarity
 from tests.nets import images, tiny_cnn

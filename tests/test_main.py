@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pathlib_pw import cache
 from pathlib_pw.__main__ import main
+from pathlib_pw.runner import cache
 
 
 def test_run_then_verify_smoke_profile(tmp_path, monkeypatch, capsys):

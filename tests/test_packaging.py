@@ -20,7 +20,8 @@ import pytest
 import tomllib
 
 import pathlib_pw
-from pathlib_pw import _version, cache, data, reference
+from pathlib_pw import _version, data, reference
+from pathlib_pw.runner import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pathlib_pw"
@@ -153,7 +154,7 @@ def test_results_root_in_this_checkout_is_its_data_results(elsewhere):
 
 def test_results_root_in_a_checkout(tmp_path, monkeypatch, elsewhere):
     root = _fake_tree(tmp_path, '[project]\nname = "pathlib_pw"\ndynamic = ["version"]\n', results=True)
-    monkeypatch.setattr(cache, "__file__", str(root / "pathlib_pw" / "cache.py"))
+    monkeypatch.setattr(cache, "__file__", str(root / "pathlib_pw" / "runner" / "cache.py"))
     assert cache.checkout_root() == root
     assert cache.results_root() == root / "data" / "results"
     monkeypatch.setenv(cache.RESULTS_ENV, str(tmp_path / "mine"))  # the env var still wins
@@ -171,7 +172,7 @@ def test_results_root_in_a_checkout(tmp_path, monkeypatch, elsewhere):
 )
 def test_results_root_outside_a_checkout_is_under_the_working_directory(tmp_path, monkeypatch, elsewhere, pyproject, results):
     root = _fake_tree(tmp_path, pyproject, results)
-    monkeypatch.setattr(cache, "__file__", str(root / "pathlib_pw" / "cache.py"))
+    monkeypatch.setattr(cache, "__file__", str(root / "pathlib_pw" / "runner" / "cache.py"))
     assert cache.checkout_root() is None
     assert cache.results_root() == elsewhere / "data" / "results"
 
@@ -182,7 +183,8 @@ _IN_THE_WHEEL = r"""
 import importlib.metadata, json, os, sys
 import torch, torchvision
 import pathlib_pw
-from pathlib_pw import cache, data, reference
+from pathlib_pw import data, reference
+from pathlib_pw.runner import cache
 
 tables = {name: len(reference.authors_table(name)) for name in reference.TABLES}
 overlap, dead = reference.authors_overlap()

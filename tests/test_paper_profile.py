@@ -38,9 +38,9 @@ from PIL import Image
 
 from pathlib_pw import cifar10, data, experiments, models
 from pathlib_pw.experiments import decoding as decoding_experiment
-from pathlib_pw.experiments import inputs as inputs_module
 from pathlib_pw.experiments import requirements
 from pathlib_pw.experiments.paths import Criterion
+from pathlib_pw.runner import inputs as inputs_module
 from pathlib_pw.saliency import saliency
 from tests.cifar_folder import write_cifar10_folder
 

@@ -1,5 +1,21 @@
-"""Experiments: one module per paper figure or table, following :mod:`.contract` (``config(profile)``,
-``run``, ``PER_IMAGE`` and optional parts with defaults).
+"""Experiments: one module per paper figure or table, following :mod:`pathlib_pw.runner.contract`
+(``config(profile)``, ``run``, ``PER_IMAGE`` and optional parts with defaults), and the tables the
+notebooks show beside them (``*_tables``). The machinery they run on (contract, inputs, cache,
+verification rules, requirements) is :mod:`pathlib_pw.runner`.
+
+======================  ==================================================  ====================
+notebook (book/)        experiments (cached under data/results/PROFILE/)    tables module
+======================  ==================================================  ====================
+path_overlap            paths, dgr_budget                                   paths_tables
+dead_neurons            paths, dgr_budget, dgr_retries                      paths_tables
+sparsity_sweep          paths, dgr_budget, maps_vs_sparsity                 paths_tables
+qualitative             qualitative, paths                                  paths_tables
+sanity_checks           sanity, sanity_own_class, sanity_efficientnet       sanity_tables
+decoding                decoding, decoding_sweep                            decoding_tables
+lerf                    lerf, lerf_digits                                   lerf_tables
+roar                    roar, roar_mask, lerf_digits                        roar_tables, lerf_tables
+local_linearity         local_linearity                                     linearity_tables
+======================  ==================================================  ====================
 
 Notebooks call :func:`load_or_run`; the tests call :func:`verify`, which recomputes images of a cached
 result with the committed code and compares, on any machine: the first image and one drawn by a
@@ -21,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pathlib_pw import cache, decisions, selection
+from pathlib_pw import decisions, selection
 from pathlib_pw.experiments import (
     decoding,
     decoding_sweep,
@@ -39,8 +55,9 @@ from pathlib_pw.experiments import (
     sanity_efficientnet,
     sanity_own_class,
 )
-from pathlib_pw.experiments.contract import PROFILES, Parts, Profile, image_slice, parts, unit_count
-from pathlib_pw.experiments.verification import Verification, compare_all
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.contract import PROFILES, Parts, Profile, image_slice, parts, unit_count
+from pathlib_pw.runner.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
@@ -293,7 +310,7 @@ def _verify_image(
 
 def _cache_problem(experiment: str, profile: Profile) -> str | None:
     """Why the cache cannot be verified, one line per problem, or None. Every stored number is
-    checked against the digest recorded when it was computed (:func:`pathlib_pw.cache.check`) before
+    checked against the digest recorded when it was computed (:func:`pathlib_pw.runner.cache.check`) before
     anything is recomputed: a changed value of any image or a changed stored setting fails here."""
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
@@ -429,7 +446,7 @@ def verify(
     cache records, or the ``images`` named, or the first ``n_images``, or with ``all_images`` every
     recorded image (ValueError when the cache lacks records it should hold). Each image's threshold
     decisions are replayed against its records (:mod:`pathlib_pw.decisions`), then every array is
-    compared by the rules of :mod:`pathlib_pw.experiments.verification`. An experiment that records
+    compared by the rules of :mod:`pathlib_pw.runner.verification`. An experiment that records
     its first image only (``RECORD_EVERY_IMAGE``) draws among all its images: the others are recomputed
     with their decisions made afresh and compared with its ``unrecorded_tolerances`` added. Returns the
     :class:`Verification` (``.ok``, ``.status``, ``.text()``, ``.assert_ok()``). ``progress`` shows

@@ -39,12 +39,12 @@ from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.data import list_imagenet_val, register_image_source
 from pathlib_pw.decoding import cosine_matrix, greedy_scores, input_gradient_sum, penultimate, ssim_matrix, top_neuron
-from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.paths import Criterion, paper_criteria
-from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import preprocess
 from pathlib_pw.metrics import map_concentration
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.runner.verification import Tolerance
 from pathlib_pw.sites import record_activations
 
 ORIGINAL = "Original network"
@@ -71,24 +71,41 @@ def decoding_criteria(dgr_iterations: int = 1000, dgr_retries: int = 100, greedy
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One image; ``paths`` (labels of ``criteria``, or ``ORIGINAL``) at each of ``sparsities`` (the
-    first is the main one: top neurons, the verification), ``seeds`` renders each."""
+    first is the main one: top neurons, the verification), ``seeds`` renders each. Every field enters
+    the cache's configuration hash."""
 
     inputs: Inputs = Inputs(images=("chelsea",))
+    """The image whose paths are decoded (chelsea at 64 px in smoke, the authors' VGG16 validation image in paper)."""
     sparsities: tuple[float, ...] = (90.0, 98.0)
+    """Path sparsities in percent (0-100); the first is the main one (98 only in the paper profile)."""
     paths: tuple[str, ...] = BOOK_PATHS
+    """The paths rendered, in the figure's order, as criterion labels or ``ORIGINAL`` (the whole network)."""
     criteria: tuple[Criterion, ...] = decoding_criteria(dgr_iterations=300, dgr_retries=2)
+    """The criteria the path labels name (in book, DGR with 300 iterations and at most 2 init=r retries)."""
     seeds: tuple[int, ...] = (0, 1, 2)
+    """Render seeds per path; must include 0, the render the verification recomputes."""
     param_size: int = 128
+    """Side in pixels of lucent's image parameterization (the rendered image)."""
     steps: int = 512
+    """Adam steps per render."""
     lr: float = 0.05
+    """Adam's learning rate."""
     top_paths: tuple[str, ...] = TOP_PATHS
-    top_layer: str = "features"  # lucent's name of the layer whose channel is rendered (the authors': VGG16's features)
+    """The paths whose top neuron is found and rendered (criteria among ``paths``)."""
+    top_layer: str = "features"
+    """Lucent's name of the layer whose channel is rendered (the authors rendered VGG16's features)."""
     top_steps: int = 512
-    top_inputs: Inputs | None = None  # the image the top neurons are scored on (None: ``inputs``)
-    path_seed: int = 0  # of the random draws of the paths (DGR init=r)
+    """Adam steps per top-neuron render."""
+    top_inputs: Inputs | None = None
+    """The image the top neurons are scored on (None means ``inputs``)."""
+    path_seed: int = 0
+    """Seed of the random draws of the paths (DGR init=r)."""
     check_path: str = "NeuronMCT"
+    """The path whose render ``verify`` recomputes (never a chaotic criterion, whose masks are not restored)."""
     check_steps: int = 8
-    check_only: bool = False  # what ``verify`` recomputes: the check path and its first steps
+    """Steps of the check render that ``verify`` recomputes."""
+    check_only: bool = False
+    """Whether this run is what ``verify`` recomputes, the check path and its first steps only."""
 
     def __post_init__(self) -> None:
         check_paths(self)

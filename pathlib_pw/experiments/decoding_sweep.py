@@ -34,7 +34,6 @@ from tqdm import tqdm
 
 from pathlib_pw import decoding as dec
 from pathlib_pw.attribution.baselines import saliency
-from pathlib_pw.experiments.contract import first_images
 from pathlib_pw.experiments.decoding import (
     ACTIVE,
     CHECK_IMAGE,
@@ -44,11 +43,12 @@ from pathlib_pw.experiments.decoding import (
     penultimate,
     render_logit,
 )
-from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs
 from pathlib_pw.experiments.paths import OPERATING_POINT, Criterion, paper_criteria
-from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.metrics import map_concentration
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.runner.contract import first_images
+from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, Inputs
+from pathlib_pw.runner.verification import Tolerance
 
 # The object each photo's predicted class names, drawn by hand on the 224 px network input (the
 # photo resized and centre-cropped by pathlib_pw.imagenet.preprocess): (left, top, right, bottom) in

@@ -25,11 +25,11 @@ from pathlib_pw import decisions
 from pathlib_pw.attribution.controls import random_ranking
 from pathlib_pw.attribution.maps import AttributionMethod
 from pathlib_pw.attribution.registry import ACCUMULATED, PATHWAY_GRAD, attribute, attribution_method, pathway_grad_method
-from pathlib_pw.experiments.contract import Profile
-from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
-from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.imagenet import IMAGENET_STD
 from pathlib_pw.removal import TIE_SEEDS, TIES, Order, area_under_curve, pixel_removal_curve, quantize_maps, tie_share
+from pathlib_pw.runner.contract import Profile
+from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.runner.verification import Tolerance
 from pathlib_pw.sites import evaluating
 
 METHODS: tuple[str, ...] = (

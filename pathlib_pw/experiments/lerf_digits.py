@@ -11,9 +11,9 @@ import numpy as np
 
 from pathlib_pw.digits import digits_split
 from pathlib_pw.experiments import lerf
-from pathlib_pw.experiments.contract import Profile
-from pathlib_pw.experiments.inputs import Inputs
 from pathlib_pw.experiments.lerf import PER_IMAGE, RECORD_EVERY_IMAGE, TOLERANCES, Config, run
+from pathlib_pw.runner.contract import Profile
+from pathlib_pw.runner.inputs import Inputs
 
 __all__ = ["PER_IMAGE", "RECORD_EVERY_IMAGE", "TOLERANCES", "Config", "config", "run", "unrecorded_tolerances"]
 

@@ -24,14 +24,14 @@ from tqdm import tqdm
 from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
-from pathlib_pw.experiments.contract import first_images
-from pathlib_pw.experiments.inputs import Inputs, pinned_options
 from pathlib_pw.experiments.paths import OPERATING_POINT, Criterion, paper_criteria
-from pathlib_pw.experiments.verification import PROBABILITIES, Tolerance
 from pathlib_pw.imagenet import PixelInput
 from pathlib_pw.linearity import first_order_error, in_dtype, linear_region_radius, random_directions, state_flip_share
 from pathlib_pw.metrics import path_response
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.runner.contract import first_images
+from pathlib_pw.runner.inputs import Inputs, pinned_options
+from pathlib_pw.runner.verification import PROBABILITIES, Tolerance
 
 FULL = "Full network"
 CONTRIBUTION = ("NeuronMCT", "NeuronIntGrad")

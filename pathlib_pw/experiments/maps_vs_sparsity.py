@@ -15,9 +15,9 @@ from pathlib_pw.attribution.baselines import saliency
 from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.criteria import extract_pathways
 from pathlib_pw.criteria.spec import Method
-from pathlib_pw.experiments.inputs import Inputs, pinned_options
-from pathlib_pw.experiments.verification import MAPS, PROBABILITIES
 from pathlib_pw.metrics import output_change
+from pathlib_pw.runner.inputs import Inputs, pinned_options
+from pathlib_pw.runner.verification import MAPS, PROBABILITIES
 
 
 @dataclasses.dataclass(frozen=True)

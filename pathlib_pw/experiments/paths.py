@@ -19,9 +19,9 @@ from pathlib_pw import decisions
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import BURSTY, Method, Variant
-from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
-from pathlib_pw.experiments.verification import PROBABILITIES
 from pathlib_pw.metrics import base_sparsity, chance_jaccard, dead_share_of, jaccard, path_response
+from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.runner.verification import PROBABILITIES
 from pathlib_pw.sites import record_activations
 
 

@@ -15,12 +15,12 @@ from tqdm import tqdm
 
 from pathlib_pw import decisions
 from pathlib_pw.attribution.pathway_grad import pathway_grad
-from pathlib_pw.cache import added_field
 from pathlib_pw.criteria import CRITERIA, extract_pathways
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.experiments.attribution import PAPER_METHODS, attribution_maps
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, PAPER_ALPHA_CHUNK, Inputs, pinned_options
-from pathlib_pw.experiments.verification import HALF_MAPS
+from pathlib_pw.runner.cache import added_field
+from pathlib_pw.runner.inputs import ALL_PHOTOS, PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.runner.verification import HALF_MAPS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ recursively through its dataclasses, tuples and mappings:
   (``Inputs.model``, but also ``qualitative``'s ``(model, sparsity)`` settings), needs that model's
   ImageNet weights (:func:`pathlib_pw.models.weights_file`); models added with
   :func:`~pathlib_pw.models.register_model` bring their own weights and need nothing here;
-- every :class:`~pathlib_pw.experiments.inputs.Inputs` whose image source reads the local ImageNet
+- every :class:`~pathlib_pw.runner.inputs.Inputs` whose image source reads the local ImageNet
   validation folder (:data:`pathlib_pw.data.IMAGENET_VAL_SOURCES`) needs that folder;
 - every configuration with ``dataset == "cifar10"`` needs the CIFAR-10 python batches (in its
   ``data_folder``, else the folder of ``PATHLIB_PW_CIFAR10``).
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from pathlib_pw import cifar10, data, models
-from pathlib_pw.experiments.contract import PROFILES, Profile
-from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw.runner.contract import PROFILES, Profile
+from pathlib_pw.runner.inputs import Inputs
 
 __all__ = ["EXTRA_NEEDS", "Requirement", "check", "missing", "needed", "needs_of"]
 

@@ -39,11 +39,11 @@ from tqdm import tqdm
 from pathlib_pw import cifar10, decisions
 from pathlib_pw.attribution.registry import ACCUMULATED, PATHWAY_GRAD, attribute
 from pathlib_pw.digits import digits_split, train_digits_cnn
-from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.lerf import METHODS, method_for
-from pathlib_pw.experiments.verification import Tolerance
 from pathlib_pw.removal import tie_share
 from pathlib_pw.roar import MODES, RetrainingData, degrade, mask_only
+from pathlib_pw.runner.contract import Profile
+from pathlib_pw.runner.verification import Tolerance
 from pathlib_pw.selection import threads
 from pathlib_pw.training import TrainingRecipe, predict, train_classifier
 

@@ -10,7 +10,6 @@ import dataclasses
 
 import numpy as np
 
-from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.roar import (
     CHECK_ARRAYS,
     PER_IMAGE,
@@ -24,6 +23,7 @@ from pathlib_pw.experiments.roar import (
     verify_subset,
 )
 from pathlib_pw.experiments.roar import config as roar_config
+from pathlib_pw.runner.contract import Profile
 
 __all__ = [
     "CHECK_ARRAYS",

@@ -20,17 +20,17 @@ from tqdm import tqdm
 
 from pathlib_pw import decisions
 from pathlib_pw.attribution.baselines import SALIENCY_METHODS
-from pathlib_pw.cache import added_field
 from pathlib_pw.experiments.attribution import (
     MAP_TIMES,
     PAPER_METHODS,
     attribution_maps_at,
     pathway_criteria,
 )
-from pathlib_pw.experiments.contract import first_images, image_count
-from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.experiments.paths import OPERATING_POINT  # the sparsity sweep's, beside the authors' 70 %
-from pathlib_pw.experiments.verification import HALF_MAPS, SIMILARITIES
+from pathlib_pw.runner.cache import added_field
+from pathlib_pw.runner.contract import first_images, image_count
+from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, Inputs, pinned_options
+from pathlib_pw.runner.verification import HALF_MAPS, SIMILARITIES
 from pathlib_pw.sanity import (
     SIMILARITY_METRICS,
     randomization_stages,

@@ -5,8 +5,6 @@ randomized on the way down)."""
 
 from __future__ import annotations
 
-from pathlib_pw.experiments.contract import Profile
-from pathlib_pw.experiments.inputs import Inputs
 from pathlib_pw.experiments.sanity import (
     PER_IMAGE,
     SHARD_BY_IMAGE,
@@ -16,6 +14,8 @@ from pathlib_pw.experiments.sanity import (
     run,
     verify_subset,
 )
+from pathlib_pw.runner.contract import Profile
+from pathlib_pw.runner.inputs import Inputs
 
 __all__ = ["SHARD_BY_IMAGE", "PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 
 from pathlib_pw.experiments.attribution import PAPER_METHODS
-from pathlib_pw.experiments.contract import Profile
 from pathlib_pw.experiments.sanity import (
     AUTHORS_INPUT_MCT,
     AUTHORS_INPUT_MCT_EXACT,
@@ -28,6 +27,7 @@ from pathlib_pw.experiments.sanity import (
     verify_subset,
 )
 from pathlib_pw.experiments.sanity import config as sanity_config
+from pathlib_pw.runner.contract import Profile
 
 __all__ = ["SHARD_BY_IMAGE", "MEASURE_AT", "PER_IMAGE", "TOLERANCES", "Config", "cached_part", "config", "run", "verify_subset"]
 

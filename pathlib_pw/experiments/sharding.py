@@ -8,7 +8,7 @@ the shards. Running the same command again after an interruption skips the finis
 the number of processes.
 
 A chunk is a whole number of the experiment's batches and its images keep their numbers in the whole
-run (:meth:`~pathlib_pw.experiments.inputs.Inputs.window`), so per-image seeds, recorded threshold
+run (:meth:`~pathlib_pw.runner.inputs.Inputs.window`), so per-image seeds, recorded threshold
 decisions and batches are those of a single-process run: the merge equals it (tested). The processes
 synchronize through ``torch.distributed`` with the gloo backend, which also serves processes that
 compute on GPUs: they exchange nothing but barriers.
@@ -34,9 +34,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pathlib_pw import cache, decisions
+from pathlib_pw import decisions
 from pathlib_pw.experiments import EXPERIMENTS, _parts, _self_check_and_save, get_config, load_or_run, recorded_keys, run
-from pathlib_pw.experiments.contract import Profile, image_count
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.contract import Profile, image_count
 
 CHUNK_IMAGES = 16  # images per chunk, rounded up to whole batches of the experiment
 CHUNK_ENV = "PATHLIB_PW_CHUNK_IMAGES"  # another chunk size: finer resuming and load balance, more files
@@ -140,7 +141,7 @@ def _prepare_shards(experiment: str, config: Any, shards: Path, force: bool) -> 
 def needed_bytes(directory: Path) -> int:
     """Free space to ask for before computing the results of ``directory``: four times an existing
     cache's size (uncompressed chunks, then the new copy written beside the old one), else
-    :data:`pathlib_pw.cache.DEFAULT_NEEDED_BYTES`."""
+    :data:`pathlib_pw.runner.cache.DEFAULT_NEEDED_BYTES`."""
     size = sum(p.stat().st_size for p in directory.glob("*") if p.is_file()) if directory.is_dir() else 0
     return 4 * size if size else cache.DEFAULT_NEEDED_BYTES
 
@@ -179,7 +180,7 @@ def _save_shard(path: Path, arrays: Mapping[str, np.ndarray], seconds: float) ->
 
 def _load_shard(path: Path) -> tuple[dict[str, np.ndarray], float]:
     """A chunk's arrays and seconds; an unreadable chunk is removed and raises
-    :class:`pathlib_pw.cache.CorruptCache` (rerunning recomputes only its images)."""
+    :class:`pathlib_pw.runner.cache.CorruptCache` (rerunning recomputes only its images)."""
     try:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files if k != _SECONDS}
@@ -349,7 +350,7 @@ def run_experiment(
 
 def _reuse_identical(experiment: str, profile: Profile) -> None:
     """Copy the cache of another experiment with the same computation when its stored configuration
-    equals this one's and it is intact (every digest checks out, :func:`pathlib_pw.cache.check`)."""
+    equals this one's and it is intact (every digest checks out, :func:`pathlib_pw.runner.cache.check`)."""
     config = get_config(experiment, profile)
     directory = cache.results_root() / profile / experiment
     if cache.is_current(directory, experiment, config):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
+from pathlib_pw.runner import cache
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from pathlib_pw import cache, experiments
-from pathlib_pw.experiments.contract import unit_count
+from pathlib_pw import experiments
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.contract import unit_count
 
 
 @pytest.mark.parametrize("experiment", sorted(experiments.EXPERIMENTS))

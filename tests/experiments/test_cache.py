@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pathlib_pw import cache, experiments
-from pathlib_pw.experiments.contract import first_images
+from pathlib_pw import experiments
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.contract import first_images
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
+from pathlib_pw.runner import cache
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from pathlib_pw import cache, data, experiments, extract_pathways, models, output_change
-from pathlib_pw.experiments import contract
-from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw import data, experiments, extract_pathways, models, output_change
+from pathlib_pw.runner import cache, contract
+from pathlib_pw.runner.inputs import Inputs
 
 
 def _digit_images(images: tuple[str, ...], n_images: int, size: int, seed: int, first: int | None):

@@ -14,14 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from pathlib_pw import Pathway, cache, experiments, extract_pathway, load_model, load_photos
+from pathlib_pw import Pathway, experiments, extract_pathway, load_model, load_photos
 from pathlib_pw import decoding as dec
 from pathlib_pw.criteria.mct import neuron_mct_scores
 from pathlib_pw.data import IMAGENET_VAL_ENV, load_images
 from pathlib_pw.experiments import decoding
 from pathlib_pw.experiments.decoding import ACTIVE, ORIGINAL, Config, decoding_criteria
-from pathlib_pw.experiments.inputs import Inputs
-from pathlib_pw.experiments.verification import compare_all
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.inputs import Inputs
+from pathlib_pw.runner.verification import compare_all
 
 SMALL = Config(
     inputs=Inputs(images=("chelsea",), size=64),

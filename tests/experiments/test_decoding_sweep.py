@@ -13,8 +13,8 @@ from pathlib_pw import decoding as dec
 from pathlib_pw.experiments import decoding_sweep as sweep
 from pathlib_pw.experiments import decoding_tables as tables
 from pathlib_pw.experiments.decoding import ORIGINAL
-from pathlib_pw.experiments.inputs import Inputs
 from pathlib_pw.metrics import map_concentration
+from pathlib_pw.runner.inputs import Inputs
 
 SMALL = sweep.Config(
     inputs=Inputs(images=("coffee", "grace_hopper"), size=64),
@@ -159,8 +159,9 @@ def test_the_cached_check_image_rejects_a_changed_learning_rate():
     """The other direction of the book cache's check (its rounding direction is the cache check in
     test_book_cache, on whatever machine runs it): the check path rendered with a learning rate 1 %
     larger is beyond the check image's tolerance."""
-    from pathlib_pw import cache, decisions, experiments
-    from pathlib_pw.experiments.verification import compare
+    from pathlib_pw import decisions, experiments
+    from pathlib_pw.runner import cache
+    from pathlib_pw.runner.verification import compare
 
     book = experiments.get_config("decoding_sweep", "book")
     directory = cache.results_root() / "book" / "decoding_sweep"

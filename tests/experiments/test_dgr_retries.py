@@ -69,7 +69,7 @@ def test_the_retry_table_reads_the_cache(book_results):
 def test_it_records_the_paths_arrays_without_the_nulls():
     """Its cache predates the activity-aware nulls: the run leaves out exactly paths.NULL_KEYS and
     computes every other array as the paths run does (the free level is not computed either)."""
-    from pathlib_pw.experiments.inputs import Inputs
+    from pathlib_pw.runner.inputs import Inputs
 
     smoke = paths.config("smoke")
     config = dataclasses.replace(

@@ -11,8 +11,8 @@ import torch
 from pathlib_pw import decisions
 from pathlib_pw.attribution_methods import attribute
 from pathlib_pw.experiments import lerf, lerf_digits, lerf_tables
-from pathlib_pw.experiments.contract import first_images
 from pathlib_pw.removal import quantize_maps, removal_count
+from pathlib_pw.runner.contract import first_images
 from tests.reference_impl import tie_keys_literal
 
 SMALL = dataclasses.replace(

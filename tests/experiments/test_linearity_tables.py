@@ -97,7 +97,7 @@ def test_the_cache_checks_tolerance_admits_float64_rounding_and_catches_a_one_pe
     rules must admit more than that, and catch the same measures at radii 1 % larger."""
     from pathlib_pw import experiments
     from pathlib_pw.experiments import local_linearity
-    from pathlib_pw.experiments.verification import compare_all
+    from pathlib_pw.runner.verification import compare_all
 
     cached = experiments.load_or_run("local_linearity", "book", progress=False)
     arrays = {k: cached[k][:1] for k in ("relative_error", "relative_error_full", "radius_full", "gradient_cosine_full")}

@@ -14,12 +14,13 @@ import pytest
 import torch
 from scipy import stats
 
-from pathlib_pw import cache, experiments, roar
+from pathlib_pw import experiments, roar
 from pathlib_pw.attribution_methods import attribute
 from pathlib_pw.experiments import roar as roar_experiment
 from pathlib_pw.experiments import roar_tables
 from pathlib_pw.experiments.lerf import method_for
-from pathlib_pw.experiments.verification import compare_all
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.verification import compare_all
 from pathlib_pw.training import TrainingRecipe, predict
 from tests.cifar_folder import write_cifar10_folder
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)

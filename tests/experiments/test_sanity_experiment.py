@@ -11,8 +11,8 @@ import torch
 
 from pathlib_pw import load_model, load_photos
 from pathlib_pw.experiments import sanity
-from pathlib_pw.experiments.contract import first_images
-from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw.runner.contract import first_images
+from pathlib_pw.runner.inputs import Inputs
 from pathlib_pw.saliency import saliency
 from pathlib_pw.sanity import SIMILARITY_METRICS, randomization_stages, randomized, similarity
 

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw import cache, experiments, models
+from pathlib_pw import experiments, models
 from pathlib_pw.data import load_images
 from pathlib_pw.experiments import sharding
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs
-from pathlib_pw.experiments.verification import compare_all
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.inputs import ALL_PHOTOS, Inputs
+from pathlib_pw.runner.verification import compare_all
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_experiments  # noqa: E402
@@ -256,7 +257,7 @@ def test_an_identical_computation_is_copied_not_recomputed(results, monkeypatch)
 
 
 def test_paper_profiles_bound_neuron_intgrad_passes_and_book_hashes_stay():
-    from pathlib_pw.experiments.inputs import PAPER_ALPHA_CHUNK, pinned_options
+    from pathlib_pw.runner.inputs import PAPER_ALPHA_CHUNK, pinned_options
 
     assert pinned_options("neuron_intgrad") == {"alpha_chunk": None}
     assert pinned_options("neuron_mct", Inputs(alpha_chunk=4)) == {}

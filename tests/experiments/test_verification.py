@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from pathlib_pw import cache, experiments, selection
+from pathlib_pw import experiments, selection
 from pathlib_pw.experiments import maps_vs_sparsity
-from pathlib_pw.experiments.verification import EXACT, FLOATS, MAPS, Tolerance, compare
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.verification import EXACT, FLOATS, MAPS, Tolerance, compare
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pathlib_pw import cache, experiments
+from pathlib_pw import experiments
 from pathlib_pw.__main__ import main
+from pathlib_pw.runner import cache
 
 
 @pytest.fixture

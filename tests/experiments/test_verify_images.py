@@ -11,10 +11,11 @@ import sys
 
 import pytest
 
-from pathlib_pw import cache, decisions, experiments
+from pathlib_pw import decisions, experiments
 from pathlib_pw.__main__ import main
 from pathlib_pw.experiments import _choose, _ranges, default_seed
-from pathlib_pw.experiments.inputs import Inputs
+from pathlib_pw.runner import cache
+from pathlib_pw.runner.inputs import Inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OTHER_CPU = cache.INSTRUCTION_LIMITS["DEFAULT"]
@@ -188,7 +189,7 @@ def test_an_unrecorded_image_verifies_on_another_cpu(dgr_retries_smoke):
 def test_an_experiment_recording_its_first_image_only_must_say_how_the_others_compare():
     import types
 
-    from pathlib_pw.experiments.contract import parts
+    from pathlib_pw.runner.contract import parts
 
     module = types.ModuleType("first_only")
     module.config, module.run, module.PER_IMAGE, module.RECORD_EVERY_IMAGE = (lambda p: None), (lambda c: {}), set(), False
@@ -205,7 +206,7 @@ def test_verify_takes_one_way_of_naming_images(qualitative_smoke):
 
 def test_the_status_names_the_images_recomputed_without_records():
     from pathlib_pw.decisions import ReplayReport
-    from pathlib_pw.experiments.verification import FLOATS, ArrayCheck, Verification
+    from pathlib_pw.runner.verification import FLOATS, ArrayCheck, Verification
 
     within = Verification("x", "smoke", [ArrayCheck("a", 4, 1e-7, 1, 0, FLOATS)], ReplayReport(), images=(0, 3), free=(3,))
     assert within.status == (

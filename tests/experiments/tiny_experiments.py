@@ -11,7 +11,7 @@ import types
 
 from pathlib_pw import experiments, models
 from pathlib_pw.experiments import paths, sanity
-from pathlib_pw.experiments.inputs import ALL_PHOTOS, Inputs
+from pathlib_pw.runner.inputs import ALL_PHOTOS, Inputs
 
 RANDOM_INIT = {"vgg16_random_init": "vgg16", "resnet50_random_init": "resnet50"}
 INPUTS = Inputs(images=ALL_PHOTOS[:3], size=32)
