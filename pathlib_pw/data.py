@@ -4,6 +4,7 @@ and scikit-learn's bundled digits."""
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ __all__ = [
     "IMAGENET_VAL_ENV",
     "IMAGENET_VAL_SOURCES",
     "IMAGE_SOURCES",
+    "LAZY_SOURCES",
     "IMAGE_SUFFIXES",
     "PHOTOS",
     "PHOTO_PIXELS_FILE",
@@ -35,6 +37,7 @@ __all__ = [
     "load_photos",
     "photo_pixels",
     "pixel_disagreement",
+    "image_source",
     "register_image_source",
 ]
 
@@ -372,6 +375,19 @@ ImageSource = Callable[..., tuple[torch.Tensor, list[str]]]
 IMAGE_SOURCES: dict[str, ImageSource] = {}
 # the sources that read the local ImageNet validation folder (:mod:`pathlib_pw.experiments.requirements`)
 IMAGENET_VAL_SOURCES: set[str] = set()
+# built-in sources defined in modules that ``import pathlib_pw`` does not load (a model trained on the
+# fly, an experiment's own source): imported on first use, so no source depends on import order
+LAZY_SOURCES: dict[str, str] = {"digits_test": "pathlib_pw.digits", "imagenet_val_named": "pathlib_pw.experiments.decoding"}
+
+
+def image_source(name: str) -> ImageSource:
+    """The registered image source ``name``, importing its module first for a built-in lazy one
+    (``LAZY_SOURCES``); ValueError naming the known sources otherwise."""
+    if name not in IMAGE_SOURCES and name in LAZY_SOURCES:
+        importlib.import_module(LAZY_SOURCES[name])
+    if name not in IMAGE_SOURCES:
+        raise ValueError(f"source must be one of {sorted(set(IMAGE_SOURCES) | set(LAZY_SOURCES))}, got {name!r}")
+    return IMAGE_SOURCES[name]
 
 
 def register_image_source(name: str, *, imagenet_val: bool = False) -> Callable[[ImageSource], ImageSource]:
@@ -406,11 +422,9 @@ def load_images(
 ) -> tuple[torch.Tensor, list[str]]:
     """Normalized images and their names from the registered image ``source`` (``IMAGE_SOURCES``):
     of the source's list, ``offset`` skipped, then the first ``first`` (all when None)."""
-    if source not in IMAGE_SOURCES:
-        raise ValueError(f"source must be one of {sorted(IMAGE_SOURCES)}, got {source!r}")
+    load = image_source(source)
     if not isinstance(offset, int) or offset < 0:
         raise ValueError(f"offset must be an int >= 0, got {offset!r}")
-    load = IMAGE_SOURCES[source]
     kwargs = {"images": tuple(images), "n_images": n_images, "size": size, "seed": seed}
     if offset == 0:
         return load(**kwargs, first=first)

@@ -63,12 +63,12 @@ def _modules() -> dict[str, set[str]]:
 
 LAYERS = [
     {"decisions", "selection", "sites", "_version", "verdicts", "statistics", "units", "_deprecation", "runner"},
-    {"pathway", "imagenet", "cache", "downstream", "runner.cache", "runner.verification"},
+    {"pathway", "imagenet", "cache", "runner.cache", "runner.verification"},
     {"thresholds", "models", "data", "reference", "training"},
     {"architectures", "runner.inputs"},
     {"metrics", "saliency", "sanity", "plotting", "removal", "digits", "cifar10", "decoding", "linearity"}
     | {"attribution", "attribution.maps", "attribution.pathway_grad", "attribution.baselines", "attribution.controls"},
-    {"criteria", "roar"},
+    {"criteria", "roar", "downstream"},
     {"attribution_methods", "quantus_adapter", "explain", "attribution.registry", "attribution.quantus"}
     | {"runner.contract"},
     {"experiments"},

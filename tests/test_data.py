@@ -157,3 +157,26 @@ def test_imagenet_val_source_takes_explicit_indices_and_names(tmp_path: Path, mo
         data.load_images("imagenet_val", ("9",), size=32)
     with pytest.raises(ValueError, match="neither a validation index"):
         data.load_images("imagenet_val", ("nope.JPEG",), size=32)
+
+
+def test_built_in_sources_need_no_import_first():
+    """``digits_test`` and ``imagenet_val_named`` live in modules ``import pathlib_pw`` does not load:
+    a fresh process reaches them by name (issue 29: no registry depends on import order)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pathlib_pw\n"
+        "from pathlib_pw.data import load_images\n"
+        "assert 'pathlib_pw.digits' not in sys.modules\n"
+        "x, names = load_images('digits_test', n_images=3, size=8)\n"
+        "assert tuple(x.shape) == (3, 1, 8, 8) and len(names) == 3, (x.shape, names)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+def test_an_unknown_source_names_the_lazy_ones_too():
+    with pytest.raises(ValueError, match=r"source must be one of \[.*'digits_test'.*'imagenet_val_named'.*\], got 'nope'"):
+        data.load_images("nope")

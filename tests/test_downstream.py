@@ -1,4 +1,4 @@
-"""pathlib_pw.downstream: the fx split finds the run-time sites (modules and functional calls) under the
+"""pathlib_pw.criteria.downstream: the fx split finds the run-time sites (modules and functional calls) under the
 run-time names, and the part after each site, fed the site's activation, reproduces the model."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from pathlib_pw.downstream import Split, split_for
+from pathlib_pw.criteria.downstream import Split, split_for
 from pathlib_pw.sites import record_activations
 from tests import nets
 from tests.nets import single_thread  # noqa: F401  (autouse fixture)

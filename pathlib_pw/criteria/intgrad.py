@@ -5,7 +5,7 @@ the scaled activation, and d logit / d(scaled activation) averaged over the alph
 |activation x average gradient|, then the global threshold.
 
 Two implementations of the intended method give the same numbers: ``recompute="downstream"`` reruns
-only the part of a ``torch.fx`` trace after each site (:mod:`pathlib_pw.downstream`; all alphas of all
+only the part of a ``torch.fx`` trace after each site (:mod:`pathlib_pw.criteria.downstream`; all alphas of all
 images in one batch), ``recompute="full"`` reruns the whole network with a scaling hook (any model).
 Both handle functional rectifier sites (``F.relu``, ``torch.relu_``, ...) as well as rectifier modules.
 """
@@ -20,8 +20,8 @@ from torch import fx, nn
 
 from pathlib_pw.criteria._progress import bar
 from pathlib_pw.criteria._scores import hand_back
+from pathlib_pw.criteria.downstream import Split, split_for
 from pathlib_pw.criteria.spec import INTEGRATED, CriterionSpec
-from pathlib_pw.downstream import Split, split_for
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import evaluating, hooked, record_activations, resolve_target
 from pathlib_pw.thresholds import global_threshold
