@@ -88,6 +88,13 @@ def preprocess(images: Image | Sequence[Image], size: int = 224) -> torch.Tensor
     An image may also be a file path (str or PathLike): it is opened with PIL and converted to RGB
     (``PIL.Image.open(path).convert("RGB")``); a missing file raises FileNotFoundError and a file PIL
     cannot read raises ValueError, both naming the path.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> import pathlib_pw as pw
+    >>> pw.preprocess(Image.new("RGB", (300, 200))).shape  # resized, center-cropped, normalized
+    torch.Size([1, 3, 224, 224])
     """
     if isinstance(images, (np.ndarray, str, os.PathLike)) or not isinstance(images, Sequence):
         images = [images]

@@ -25,6 +25,16 @@ def jaccard(a: Pathway, b: Pathway, per_site: bool = False) -> torch.Tensor:
     """``|A n B| / |A u B|`` of the kept sets, per image (B,) or per image and site (B, n_sites).
 
     An empty union (both paths keep nothing) gives NaN: the overlap is undefined there.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> mct = pw.extract_pathway(model, x, "neuron_mct", 90)
+    >>> rnd = pw.extract_pathway(model, x, "random", 90, seed=0)
+    >>> pw.jaccard(mct, mct).tolist(), round(float(pw.jaccard(mct, rnd)[0]), 2)
+    ([1.0], 0.05)
     """
     _check_same_sites(a, b)
     if per_site:
@@ -93,6 +103,17 @@ def dead_share_of(path: Pathway, activations: Sequence[torch.Tensor], *, per_sit
     The pure measure behind :func:`dead_share`, for callers that hold the activations already:
     ``activations`` are the rectifier outputs of the unpruned network (``record_activations``).
     NaN where the path keeps nothing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "random", 90, seed=0)
+    >>> logits, activations, sites = pw.record_activations(model, x)
+    >>> torch.equal(pw.dead_share_of(path, activations), pw.dead_share(model, x, path))
+    True
     """
     if not isinstance(path, Pathway):
         raise TypeError(f"path must be a Pathway, got {type(path).__name__}")
@@ -112,6 +133,15 @@ def dead_share(model: nn.Module | Pathway, x: Any, path: Any = None, *, per_site
     Runs the model once (:func:`~pathlib_pw.sites.record_activations`); with the activations at hand
     use :func:`dead_share_of`. The old form ``dead_share(path, activations)`` still works for one
     release, with a FutureWarning.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 90)
+    >>> pw.dead_share(model, x, path).tolist()  # NeuronMCT scores a dead neuron 0: it goes first
+    [0.0]
     """
     if isinstance(model, Pathway):
         if path is not None:  # the old third positional argument was per_site
@@ -177,6 +207,16 @@ def output_change(
     """``|p_masked - p_orig| / p_orig`` of the target's softmax probability, per image (B,).
 
     ``target`` defaults to the pathway's explained class, else the unmasked prediction.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 90)
+    >>> change = pw.output_change(model, x, path)  # the predicted class's probability, relative
+    >>> change.shape, round(float(change[0]), 2)
+    (torch.Size([1]), 0.98)
     """
     return path_response(model, x, path, target=target).change
 

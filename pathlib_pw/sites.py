@@ -308,7 +308,17 @@ def check_input(x: object, name: str = "x") -> torch.Tensor:
 
 
 def record_activations(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
-    """One forward pass without gradients: ``(logits, per-site activations, site names)``."""
+    """One forward pass without gradients: ``(logits, per-site activations, site names)``.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> logits, activations, sites = pw.record_activations(model, x)
+    >>> logits.shape, len(activations) == len(sites) == 35, sites[0]
+    (torch.Size([1, 1000]), True, 'features.0.2')
+    """
     x = as_model_input(x, model)
     with evaluating(model), torch.no_grad(), hooked(model) as trace:
         # a copy: a model may start with an in-place rectifier on its input

@@ -23,10 +23,13 @@ from pathlib_pw import architectures
 from pathlib_pw.attribution import registry
 
 PACKAGE = Path(pathlib_pw.__file__).resolve().parent
-# the modules whose public entry points must carry an Examples section; the other modules' entry
-# points (criteria, metrics, imagenet, sites) get theirs from their owners, and then join this list
+# the modules whose public entry points must carry an Examples section
 WITH_EXAMPLES = (
     "architectures.py",
+    "criteria/__init__.py",
+    "imagenet.py",
+    "metrics.py",
+    "sites.py",
     "attribution/baselines.py",
     "attribution/pathway_grad.py",
     "attribution/quantus.py",

@@ -169,6 +169,18 @@ def extract_pathway(
 
     Old spellings, for one release with a FutureWarning: ``method=`` for ``criterion``, and ``target``
     and ``variant`` by position.
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> path = pw.extract_pathway(model, x, "neuron_mct", 90)  # 90 % of the neurons removed
+    >>> round(float(path.sparsity[0]), 1)
+    90.0
+    >>> path, scores = pw.extract_pathway(model, x, "neuron_mct", 90, return_scores=True)
+    >>> len(scores) == len(path.sites), scores[0].shape == path.masks[0].shape
+    (True, True)
     """
     method = criterion
     description = spec(method)
@@ -246,6 +258,15 @@ def extract_pathways(
         model, x, criterion, target, variant, batch_size, options: as for :func:`extract_pathway`
             (``target`` and ``variant`` keyword-only; ``method=`` is the deprecated spelling of
             ``criterion``).
+
+    Examples
+    --------
+    >>> import pathlib_pw as pw
+    >>> model = pw.load_model("mobilenet_v2")
+    >>> x, names = pw.load_photos(["chelsea"])
+    >>> paths = pw.extract_pathways(model, x, "random", [50, 90], seed=0)
+    >>> [round(float(p.sparsity[0]), 1) for p in paths]
+    [50.0, 90.0]
     """
     paths, scores = _extract(
         model, x, criterion, sparsities, target, variant, batch_size, progress, allow_empty, return_scores, options
