@@ -305,23 +305,14 @@ def unrecorded_tolerances(cached: Mapping[str, np.ndarray], config: Config) -> d
     Greedy's where either criterion of an element is a Greedy (rounding class ``BURSTY``)."""
     bursty = np.array([spec(c.method).rounding_for(dict(c.options)) == BURSTY for c in config.criteria])
     pair = bursty[:, None] | bursty[None, :]
-    # the criterion axes of each array (B, crit, ...) or (B, overlap, crit, crit, ...)
-    by_criterion = {
-        "realized",
-        "output_change",
-        "signed_change",
-        "class_kept",
-        "dead_share",
-        "dead_share_site",
-        "kept_site",
-        "free_share",
-    }
+    # the criterion axes of each array: (B, overlap, crit, crit, ...) for the overlaps, else (B, crit, ...)
+    pairwise = {"jaccard", "jaccard_chance", "jaccard_site", "jaccard_chance_site"}
     out = {}
     for name, (plain, greedy) in UNRECORDED.items():
         if name not in cached:
             continue
         shape = np.shape(cached[name])
-        if name in by_criterion:
+        if name not in pairwise:
             where = bursty.reshape((1, -1) + (1,) * (len(shape) - 2))
         else:
             where = pair.reshape((1, 1) + pair.shape + (1,) * (len(shape) - 4))

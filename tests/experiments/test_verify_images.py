@@ -214,3 +214,31 @@ def test_the_status_names_the_images_recomputed_without_records():
         "looser allowances)"
     )
     assert Verification.joined([within, within]).free == (3, 3)
+
+
+def test_unrecorded_allowances_are_greedys_and_pathwaygrads_where_they_drift():
+    """Greedy's path and PathwayGrad's maps drift when decided afresh (measured): their elements get
+    the wide allowance, every other criterion or method the tight one."""
+    import numpy as np
+
+    from pathlib_pw.experiments import lerf, paths
+
+    config = experiments.get_config("paths", "book")
+    labels = [c.label for c in config.criteria]
+    n = len(labels)
+    cached = {"output_change": np.zeros((1, n, 3)), "jaccard": np.zeros((1, 2, n, n)), "kept_site": np.zeros((1, n, 2, 5))}
+    allowed = paths.unrecorded_tolerances(cached, config)
+    greedy, mct = labels.index("Greedy"), labels.index("NeuronMCT")
+    assert allowed["output_change"][0, greedy].tolist() == [paths.UNRECORDED["output_change"][1]] * 3
+    assert allowed["output_change"][0, mct].tolist() == [paths.UNRECORDED["output_change"][0]] * 3
+    assert allowed["jaccard"][0, 1, mct, greedy] == allowed["jaccard"][0, 1, greedy, mct] == paths.UNRECORDED["jaccard"][1]
+    assert allowed["jaccard"][0, 1, mct, mct] == paths.UNRECORDED["jaccard"][0]
+    assert allowed["kept_site"].shape == (1, n, 2, 5) and allowed["kept_site"][0, greedy].min() == paths.UNRECORDED["kept_site"][1]
+
+    lconfig = experiments.get_config("lerf", "book")
+    m = len(lconfig.methods)
+    lcached = {"curves": np.zeros((1, m, 2, 6, 10)), "tie_spread": np.zeros((1, m, 2, 6)), "tie_share": np.zeros((1, m, 2, 6))}
+    lallowed = lerf.unrecorded_tolerances(lcached, lconfig)
+    for i, method in enumerate(lconfig.methods):
+        own = method.startswith("pathway_grad/")
+        assert lallowed["curves"][0, i].max() == lerf.UNRECORDED["curves"][1 if own else 0], method
