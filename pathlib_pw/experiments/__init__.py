@@ -41,13 +41,13 @@ from pathlib_pw import decisions, selection
 from pathlib_pw.experiments import (
     decoding,
     decoding_sweep,
-    dgr_budget,
-    dgr_retries,
     lerf,
     lerf_digits,
     local_linearity,
     maps_vs_sparsity,
     paths,
+    paths_dgr_budget,
+    paths_dgr_retries,
     qualitative,
     roar,
     roar_mask,
@@ -61,8 +61,9 @@ from pathlib_pw.runner.verification import Verification, compare_all
 
 EXPERIMENTS: dict[str, ModuleType] = {
     "paths": paths,
-    "dgr_retries": dgr_retries,
-    "dgr_budget": dgr_budget,
+    # the paths variants' experiment names predate their files' prefix: they key the caches and the commands
+    "dgr_retries": paths_dgr_retries,
+    "dgr_budget": paths_dgr_budget,
     "maps_vs_sparsity": maps_vs_sparsity,
     "qualitative": qualitative,
     "sanity": sanity,

@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pathlib_pw.experiments import dgr_retries, paths, paths_tables
+from pathlib_pw.experiments import paths, paths_tables
+from pathlib_pw.experiments import paths_dgr_retries as dgr_retries
 
 
 def test_the_two_rules_differ_in_the_variant_only():
