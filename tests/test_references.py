@@ -95,3 +95,24 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
     page.write_text("see `pathlib_pw.pathway.global_threshold` and PAPER.md section 2, or `pathlib_pw.thresholds.global_threshold`")
     assert [d for d in DOTTED.findall(_text(page)) if not _resolves(d)] == ["pathlib_pw.pathway.global_threshold"]
     assert [f for f in FILE.findall(_text(page)) if not _file_exists(f, page)] == ["PAPER.md"]
+
+
+def test_every_bibliography_entry_is_cited_and_has_an_address():
+    """Each entry of references.bib is cited by some page ({cite}`key`) and says where to read it (the
+    book's own entry excepted: it has no public address yet)."""
+    bib = (ROOT / "references.bib").read_text(encoding="utf-8")
+    entries = dict(re.findall(r"@\w+\{([\w-]+),(.*?)\n\}", bib, flags=re.S))
+    pages = "\n".join(_text(p) for p in [*sorted((ROOT / "book").glob("*.ipynb")), *sorted((ROOT / "book").glob("*.md"))])
+    cited = set(re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", pages))
+    cited = {key.strip() for group in cited for key in group.split(",")}
+    assert sorted(set(entries) - cited) == [], "bibliography entries no page cites"
+    assert sorted(cited - set(entries)) == [], "citations without an entry"
+    assert [k for k, body in entries.items() if "url" not in body and k != "pathlib_pw"] == []
+
+
+def test_every_chapter_links_the_paper_in_its_claim_line():
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        if path.stem == "intro":
+            continue
+        claim = next(line for line in _text(path).splitlines() if line.startswith("**Claim**"))
+        assert "https://arxiv.org/abs/2103.16886" in claim and "{cite}`khakzar2021neural`" in claim, path.name
