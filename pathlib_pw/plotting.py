@@ -100,11 +100,20 @@ def set_theme() -> None:
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.titlesize": 10})
 
 
-def heatmap(frame: pd.DataFrame, ax: plt.Axes, title: str, fmt: str = ".1f", vmax: float | None = None) -> plt.Axes:
+def heatmap(
+    frame: pd.DataFrame,
+    ax: plt.Axes,
+    title: str,
+    fmt: str = ".1f",
+    vmax: float | None = None,
+    blank_diagonal: bool = True,
+) -> plt.Axes:
     """An annotated matrix; the diagonal (a method with itself, always 100 %) is left blank so that the
-    colour scale (0 to ``vmax``, default the largest other value) spreads over the comparisons."""
+    colour scale (0 to ``vmax``, default the largest other value) spreads over the comparisons. With
+    ``blank_diagonal=False`` the diagonal is shown, for a matrix whose diagonal is a measurement (the
+    decodings of one path across its seeds)."""
     values = frame.to_numpy(dtype=float)
-    square = frame.index.equals(frame.columns)
+    square = frame.index.equals(frame.columns) and blank_diagonal
     diagonal = np.eye(len(values)) > 0 if square else np.zeros(values.shape, dtype=np.bool_)
     off = values[np.logical_not(diagonal)]
     top = vmax if vmax is not None else (float(np.nanmax(off)) if np.isfinite(off).any() else 1.0)

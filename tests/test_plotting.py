@@ -100,6 +100,14 @@ def test_heatmap_leaves_the_diagonal_blank_and_scales_to_the_comparisons():
     plt.close(fig)
 
 
+def test_heatmap_shows_the_diagonal_when_it_is_a_measurement():
+    frame = pd.DataFrame([[0.9, 0.2], [0.2, 0.8]], index=["a", "b"], columns=["a", "b"])
+    fig, ax = plt.subplots()
+    plotting.heatmap(frame, ax, "t", fmt=".1f", vmax=1.0, blank_diagonal=False)
+    assert sorted(t.get_text() for t in ax.texts) == ["0.2", "0.2", "0.8", "0.9"]
+    plt.close(fig)
+
+
 def test_curves_over_named_stages_with_a_spread_band():
     frame = pd.DataFrame({"GBP": [1.0, 0.9, 0.2], "Gradients": [1.0, 0.1, 0.0]}, index=["original", "classifier", "stem"])
     spread = pd.DataFrame({"GBP": [0.0, 0.05, 0.1], "Gradients": [0.0, 0.2, 0.1]}, index=frame.index)
