@@ -29,8 +29,8 @@ Variant = Literal["intended", "original_code"]
 CORE_PARAMETERS = ("model", "x", "levels", "target", "variant")
 
 # How far rounding moves each criterion's threshold decisions (pathlib_pw.decisions), measured on
-# MobileNetV2 between thread counts, SIMD levels (AVX-512, AVX2, none) and batch splits; the Notes
-# page lists the measurements (scripts/measure_rounding.py). Capacity: the share of all neurons that
+# MobileNetV2 between thread counts, SIMD levels (AVX-512, AVX2, none) and batch splits; the book's
+# developer appendix lists the measurements (scripts/measure_rounding.py). Capacity: the share of all neurons that
 # may change per decision; band: how far from the cut (x max(|cut|, mean score)) a changed neuron's
 # score may lie. Rounding flips an occasional ReLU whose input sits at zero, and its gradient then
 # changes every score upstream of it (by up to 9 % of the largest score): that is why the bands are

@@ -1,6 +1,6 @@
 """Is a recomputed part of a cached result the same result? A comparison that holds on any machine.
 
-What floating point can change, and the rule for each (the Notes page states them for the reader):
+What floating point can change, and the rule for each (the book's developer appendix, book/developer.md, states them):
 
 - **Masks** come out of threshold decisions, which the recomputation replays against the records of
   the cached run (:mod:`pathlib_pw.decisions`): only few neurons, near the cut, may change, and the
