@@ -448,7 +448,7 @@ def ssim_matrix(images: np.ndarray) -> np.ndarray:
 
 
 def input_gradient_sum(model: nn.Module, x: torch.Tensor, path: Pathway | None, *, target: int) -> float:
-    """sum |d logit[target] / d x| over the one image ``x`` (1, C, H, W), through ``model`` restricted
+    """``sum |d logit[target] / d x|`` over the one image ``x`` (1, C, H, W), through ``model`` restricted
     to ``path`` (None: the full network): 0 when the path no longer connects input and output."""
     with evaluating(model), path.applied(model) if path is not None else contextlib.nullcontext():
         grad = input_gradient(model, x, target)
@@ -456,7 +456,7 @@ def input_gradient_sum(model: nn.Module, x: torch.Tensor, path: Pathway | None, 
 
 
 def greedy_scores(model: nn.Module, x: torch.Tensor, path: Pathway) -> list[torch.Tensor]:
-    """Greedy's own score of the neurons of its final path, per site: |a x d logit / d a| through the
+    """Greedy's own score of the neurons of its final path, per site: ``|a x d logit / d a|`` through the
     masked network (the score its next round would rank by), for ``path.info["target"]`` (default
     the prediction). Greedy's threshold decisions rank every neuron whose score is 0 above all
     others, so the scores they were made on say nothing about importance: these do."""

@@ -146,7 +146,7 @@ def extract_pathway(
             input (a warning and ``info["disconnected"]`` where it does not).
         return_scores: also return the per-neuron scores the criterion thresholded, one (B, ...)
             tensor per site (detached, on the model's device), for the criteria that threshold one
-            set of scores (``SPECS[name].scores``): NeuronMCT's |a x d logit / d a| and
+            set of scores (``SPECS[name].scores``): NeuronMCT's ``|a x d logit / d a|`` and
             NeuronIntGrad's integrated contributions (neuron attributions, like Captum's layer
             methods), DGR's trained gates, the active subnet's and the dead-first controls' scores.
             NeuronIntGrad's ``original_code`` variant scores only the first ``info["scored_sites"]``
