@@ -202,3 +202,43 @@ def test_no_invented_repository_address():
 
 def test_the_package_is_marked_typed():
     assert (ROOT / "pathlib_pw" / "py.typed").is_file()  # shipped in the wheel: test_packaging.py
+
+
+# |text| outside double backticks is a reStructuredText substitution reference: an undefined one fails
+# the book build (autodoc renders these docstrings on the API page)
+SUBSTITUTION = re.compile(r"(?<![\w|])\|[^|\s][^|\n]*\|(?![\w|])")
+
+
+def _docstring_outside_literals(doc: str) -> str:
+    without_literals = re.sub(r"``.*?``", "", doc, flags=re.S)
+    return "\n".join(line for line in without_literals.splitlines() if not line.lstrip().startswith((">>>", "...")))
+
+
+def test_documented_docstrings_hold_no_substitution_reference():
+    import importlib
+    import inspect
+
+    found = []
+    for name in sorted(_documented(API.read_text())):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attribute in parts[cut:]:
+                obj = getattr(obj, attribute, None)
+            break
+        docs = [inspect.getdoc(obj) or ""]
+        if inspect.ismodule(obj):
+            docs += [inspect.getdoc(v) or "" for k, v in vars(obj).items() if not k.startswith("_") and callable(v)]
+        for doc in docs:
+            hits = SUBSTITUTION.findall(_docstring_outside_literals(doc))
+            if hits:
+                found.append((name, hits[:2]))
+    assert not found, f"write these in double backticks: {found}"
+
+
+def test_the_substitution_check_finds_one():
+    assert SUBSTITUTION.findall(_docstring_outside_literals("score |a x d logit / d a| per site")) == ["|a x d logit / d a|"]
+    assert not SUBSTITUTION.findall(_docstring_outside_literals("score ``|a x d logit / d a|`` per site; a | b"))
