@@ -14,8 +14,9 @@ import pandas as pd
 import seaborn as sns
 
 # the book's text column at a 1400 px window is 772 px: a figure drawn at most this wide at the book's
-# 90 dpi is shown at 100 %, so its text lands on screen at the size it is drawn (8 pt is 10 px)
-COLUMN_WIDTH_IN = 8.5
+# 90 dpi is shown at 100 %, so its text lands on screen at the size it is drawn (8 pt is 10 px); the
+# notebook's inline backend pads the figure by 0.1 in on each side, so 8.3 in come out 765 px wide
+COLUMN_WIDTH_IN = 8.3
 DPI = 90
 # font sizes in points: nothing smaller than MIN_FONT_PT anywhere
 MIN_FONT_PT = 8.0
@@ -23,8 +24,8 @@ TICK_PT = 8.0
 LEGEND_PT = 8.0
 LABEL_PT = 9.0
 TITLE_PT = 10.0
-# a map panel in inches: at 90 dpi about 207 px, so a map can be read over its photo
-MAP_PANEL_IN = 2.3
+# a map panel in inches: at 90 dpi about 200 px, so a map can be read over its photo
+MAP_PANEL_IN = 2.25
 # markers per series in draw order, each drawn smaller than the one before, so that a series lying
 # on another still shows around it
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
@@ -382,7 +383,7 @@ def map_grid(
     is one (H, W, 3) photo for the whole figure (shown once, top left), one photo per row (left of its
     row) or, with ``photos_on_top``, one photo per column (a first row of photos). With ``overlay``
     each map is drawn translucent over its photo in grey, so that where it lies on the object can be
-    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.3 in is about 207 px); the
+    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.25 in is about 200 px); the
     figure must fit the column (:data:`COLUMN_WIDTH_IN`): ValueError naming how many columns fit."""
     if percentile is not None and not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100] or None, got {percentile!r}")

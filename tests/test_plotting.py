@@ -156,7 +156,7 @@ def test_map_grid_photos_on_top_one_per_column():
 def test_figure_is_drawn_at_the_column_width_and_refuses_wider():
     fig, axes = plotting.figure(2, 3, row_height=2.5, sharey=True)
     assert axes.shape == (2, 3)
-    assert tuple(fig.get_size_inches()) == (8.5, 5.0)
+    assert tuple(fig.get_size_inches()) == (plotting.COLUMN_WIDTH_IN, 5.0)
     assert plotting.COLUMN_WIDTH_IN * plotting.DPI <= 772  # the book's text column at a 1400 px window
     plt.close(fig)
     with pytest.raises(ValueError, match="width"):
