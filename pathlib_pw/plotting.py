@@ -397,7 +397,7 @@ def map_grid(
     if len(row_labels) != n_rows or any(len(r) != n_cols for r in rows):
         raise ValueError(f"need {n_rows} row labels and {n_cols} maps per row (one per column label)")
     single = isinstance(image, np.ndarray) and image.ndim == 3
-    images = [image] if single else list(image)
+    images: list[np.ndarray] = [np.asarray(image)] if single else [np.asarray(i) for i in image]
     wanted = 1 if single else (n_cols if photos_on_top else n_rows)
     if len(images) != wanted:
         where = "column" if photos_on_top else "row"
