@@ -376,6 +376,7 @@ def map_grid(
     percentile: float | None = 99.0,
     colorbar_label: str | None = None,
     overlay: bool = True,
+    max_width: float | None = None,
 ) -> plt.Figure:
     """Signed maps, ``rows`` x columns, in a diverging colour map centred at 0 with one colorbar for
     the figure. Each map is divided by the ``percentile`` of its magnitudes and clipped to [-1, 1], so
@@ -383,8 +384,10 @@ def map_grid(
     is one (H, W, 3) photo for the whole figure (shown once, top left), one photo per row (left of its
     row) or, with ``photos_on_top``, one photo per column (a first row of photos). With ``overlay``
     each map is drawn translucent over its photo in grey, so that where it lies on the object can be
-    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.25 in is about 200 px); the
-    figure must fit the column (:data:`COLUMN_WIDTH_IN`): ValueError naming how many columns fit."""
+    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.25 in is about 200 px). With
+    ``max_width`` (the book's chapters: :data:`COLUMN_WIDTH_IN`) a figure wider than that many inches
+    is refused with a ValueError naming how many columns fit.
+    """
     if percentile is not None and not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100] or None, got {percentile!r}")
     if colorbar_label is None:
@@ -405,11 +408,11 @@ def map_grid(
     top, left = int(photos_on_top), int(not photos_on_top)
     margin = 1.5  # row labels on the left, the colorbar on the right
     width = panel * (n_cols + left) + margin
-    if width > COLUMN_WIDTH_IN + 1e-9:
-        fits = int((COLUMN_WIDTH_IN - margin) // panel) - left
+    if max_width is not None and width > max_width + 1e-9:
+        fits = int((max_width - margin) // panel) - left
         raise ValueError(
-            f"{n_cols} columns of {panel:g} in panels are {width:.1f} in wide, more than the column's "
-            f"{COLUMN_WIDTH_IN:g} in: pass at most {fits} columns per figure, or a smaller panel"
+            f"{n_cols} columns of {panel:g} in panels are {width:.1f} in wide, more than max_width "
+            f"{max_width:g} in: pass at most {fits} columns per figure, or a smaller panel"
         )
     fig, axes = plt.subplots(n_rows + top, n_cols + left, figsize=(width, panel * (n_rows + top) + 0.3), squeeze=False)
     if photos_on_top:

@@ -207,7 +207,7 @@ def test_map_grid_maps_are_about_200_px_and_too_many_columns_are_refused():
     assert width_px >= 190
     plt.close(fig)
     with pytest.raises(ValueError, match="at most 2 columns"):
-        plotting.map_grid(image, [[np.eye(4)] * 3], ["m"], ["a", "b", "c"])
+        plotting.map_grid(image, [[np.eye(4)] * 3], ["m"], ["a", "b", "c"], max_width=plotting.COLUMN_WIDTH_IN)
 
 
 def test_series_lying_on_each_other_stay_visible():
