@@ -55,7 +55,7 @@ METHOD_COLOURS: dict[str, str] = {
     "DGR(init=r), 1000 iterations": "#063f45",
     "Random": "#7f7f7f",
     "random (control)": "#c7c7c7",
-    "Sobel edges (control)": "#8c6d31",
+    "Sobel edges (control)": "#637939",  # olive green: apart from InputIntGrad's brown
     # paths of the pathway decoding chapter
     "Original network": "#000000",
     "Active subnet": "#a6761d",
