@@ -25,7 +25,7 @@ LEGEND_PT = 8.0
 LABEL_PT = 9.0
 TITLE_PT = 10.0
 # a map panel in inches: at 90 dpi about 200 px, so a map can be read over its photo
-MAP_PANEL_IN = 2.25
+MAP_PANEL_IN = 2.35
 # markers per series in draw order, each drawn smaller than the one before, so that a series lying
 # on another still shows around it
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
@@ -384,7 +384,7 @@ def map_grid(
     is one (H, W, 3) photo for the whole figure (shown once, top left), one photo per row (left of its
     row) or, with ``photos_on_top``, one photo per column (a first row of photos). With ``overlay``
     each map is drawn translucent over its photo in grey, so that where it lies on the object can be
-    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.25 in is about 200 px). With
+    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.35 in is drawn about 200 px wide once the labels have their room). With
     ``max_width`` (the book's chapters: :data:`COLUMN_WIDTH_IN`) a figure wider than that many inches
     is refused with a ValueError naming how many columns fit.
     """
@@ -406,7 +406,7 @@ def map_grid(
         where = "column" if photos_on_top else "row"
         raise ValueError(f"image must be one (H, W, 3) photo or one per {where} ({wanted}), got {len(images)}")
     top, left = int(photos_on_top), int(not photos_on_top)
-    margin = 1.5  # row labels on the left, the colorbar on the right
+    margin = 1.2  # row labels on the left, the colorbar on the right
     width = panel * (n_cols + left) + margin
     if max_width is not None and width > max_width + 1e-9:
         fits = int((max_width - margin) // panel) - left
