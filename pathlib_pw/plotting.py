@@ -13,6 +13,23 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+# the book's text column at a 1400 px window is 772 px: a figure drawn at most this wide at the book's
+# 90 dpi is shown at 100 %, so its text lands on screen at the size it is drawn (8 pt is 10 px); the
+# notebook's inline backend pads the figure by 0.1 in on each side, so 8.3 in come out 765 px wide
+COLUMN_WIDTH_IN = 8.3
+DPI = 90
+# font sizes in points: nothing smaller than MIN_FONT_PT anywhere
+MIN_FONT_PT = 8.0
+TICK_PT = 8.0
+LEGEND_PT = 8.0
+LABEL_PT = 9.0
+TITLE_PT = 10.0
+# a map panel in inches: at 90 dpi about 200 px, so a map can be read over its photo
+MAP_PANEL_IN = 2.35
+# markers per series in draw order, each drawn smaller than the one before, so that a series lying
+# on another still shows around it
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+
 # signed maps in [-1, 1]: a diverging map centred at 0 (red: raises the explained logit)
 MAP_CMAP = "RdBu_r"
 # one colour per method in every figure of the book, ours and the authors' alike; a pathway
@@ -38,7 +55,7 @@ METHOD_COLOURS: dict[str, str] = {
     "DGR(init=r), 1000 iterations": "#063f45",
     "Random": "#7f7f7f",
     "random (control)": "#c7c7c7",
-    "Sobel edges (control)": "#8c6d31",
+    "Sobel edges (control)": "#637939",  # olive green: apart from InputIntGrad's brown
     # paths of the pathway decoding chapter
     "Original network": "#000000",
     "Active subnet": "#a6761d",
@@ -96,8 +113,44 @@ def method_label(name: str, maps: bool = False) -> str:
 
 
 def set_theme() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
-    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.titlesize": 10})
+    """The book's figure style: seaborn's white grid, drawn at :data:`DPI` with the font sizes above,
+    and figures :data:`COLUMN_WIDTH_IN` wide by default."""
+    sns.set_theme(context="notebook", style="whitegrid")
+    plt.rcParams.update(
+        {
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
+            "figure.figsize": (COLUMN_WIDTH_IN, 3.4),
+            "font.size": LABEL_PT,
+            "axes.titlesize": TITLE_PT,
+            "axes.labelsize": LABEL_PT,
+            "xtick.labelsize": TICK_PT,
+            "ytick.labelsize": TICK_PT,
+            "legend.fontsize": LEGEND_PT,
+            "legend.title_fontsize": LABEL_PT,
+            "figure.titlesize": TITLE_PT,
+        }
+    )
+
+
+def figure(
+    nrows: int = 1, ncols: int = 1, row_height: float = 3.0, width: float = COLUMN_WIDTH_IN, **kwargs: Any
+) -> tuple[plt.Figure, Any]:
+    """A figure of ``nrows`` x ``ncols`` axes at the column width (``row_height`` inches per row), laid
+    out by matplotlib's constrained layout so that titles, labels and legends stay inside it: shown at
+    100 % in the book. ``kwargs`` go to :func:`matplotlib.pyplot.subplots` (``sharex``, ``squeeze``...).
+    ValueError for a ``width`` above :data:`COLUMN_WIDTH_IN`."""
+    if nrows < 1 or ncols < 1:
+        raise ValueError(f"nrows and ncols must be at least 1, got {nrows} and {ncols}")
+    if not 0 < width <= COLUMN_WIDTH_IN:
+        raise ValueError(f"width must be in (0, {COLUMN_WIDTH_IN}] inches (the column), got {width!r}")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), layout="constrained", **kwargs)
+    return fig, axes
+
+
+def _constrained(fig: plt.Figure) -> bool:
+    engine = fig.get_layout_engine()
+    return engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine"
 
 
 def heatmap(
@@ -128,11 +181,11 @@ def heatmap(
         cbar=False,
         square=True,
         ax=ax,
-        annot_kws={"size": 9},
+        annot_kws={"size": LABEL_PT},
     )
     ax.set_title(title)
-    ax.tick_params(axis="x", rotation=45, labelsize=8)
-    ax.tick_params(axis="y", rotation=0, labelsize=8)
+    ax.tick_params(axis="x", rotation=45, labelsize=TICK_PT)
+    ax.tick_params(axis="y", rotation=0, labelsize=TICK_PT)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     return ax
@@ -143,13 +196,14 @@ def _colour(column: object) -> str | None:
 
 
 def legend_outside(ax: plt.Axes, ncol: int = 1) -> None:
-    """The axes' legend to the right of the plotted data."""
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, frameon=False)
+    """The axes' legend to the right of the plotted data (in a :func:`figure`, the axes narrow to make
+    room for it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, frameon=False)
 
 
 def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], ncol: int = 4) -> None:
     """One legend for all ``axes`` (labels deduplicated, first seen first), below the figure; every
-    axes' own legend is removed."""
+    axes' own legend is removed. In a :func:`figure` the layout makes room for it."""
     seen: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -157,20 +211,52 @@ def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], ncol: int = 4) -> No
         own = ax.get_legend()
         if own is not None:
             own.remove()
-    fig.legend(
-        list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
-    )
+    if _constrained(fig):
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=ncol, frameon=False)
+    else:
+        fig.legend(list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
 
 
-def per_site_lines(frame: pd.DataFrame, ax: plt.Axes, ylabel: str, title: str = "") -> plt.Axes:
+def _pair(column: object) -> tuple[str, str] | None:
+    """The two methods of an ``"A vs B"`` label, when both are methods of the palette."""
+    parts = str(column).split(" vs ")
+    if len(parts) == 2 and all(is_method(p) for p in parts):
+        return parts[0], parts[1]
+    return None
+
+
+def _marker_size(k: int, largest: float = 7.0, smallest: float = 3.0) -> float:
+    return max(smallest, largest - 0.8 * k)
+
+
+def per_site_lines(frame: pd.DataFrame, ax: plt.Axes, ylabel: str, title: str = "", legend: bool = True) -> plt.Axes:
     """One line per column over the sites (rows) in forward order; NaN (undefined at a site) leaves a
-    gap. Method columns take their palette colour; the legend sits outside the axes."""
-    for column in frame.columns:
-        ax.plot(np.arange(len(frame)), frame[column].to_numpy(), marker=".", label=column, color=_colour(column))
+    gap. Method columns take their palette colour; a pair ``"A vs B"`` of methods is drawn in A's
+    colour with markers filled in B's. Each series has its own marker, smaller than the one drawn
+    before it, so that a series lying on another still shows. The legend sits outside the axes
+    (``legend=False``: none, for :func:`legend_below`)."""
+    x = np.arange(len(frame))
+    for k, column in enumerate(frame.columns):
+        pair = _pair(column)
+        colour = method_colour(pair[0]) if pair else _colour(column)
+        face = method_colour(pair[1]) if pair else colour
+        ax.plot(
+            x,
+            frame[column].to_numpy(dtype=float),
+            marker=MARKERS[k % len(MARKERS)],
+            ms=_marker_size(k),
+            lw=1.4,
+            label=str(column),
+            color=colour,
+            markerfacecolor=face,
+            markeredgecolor=colour,
+            zorder=2 + k,
+        )
     ax.set_xlabel("rectifier site (forward order)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    legend_outside(ax)
+    if legend:
+        legend_outside(ax)
     return ax
 
 
@@ -198,23 +284,25 @@ def curves(
     ylim: tuple[float, float] | None = None,
     legend: bool = True,
 ) -> plt.Axes:
-    """One line per column against the index, in the method's colour; ``spread`` (same shape) draws a
+    """One line per column against the index, in the method's colour, each with its own marker (smaller
+    than the one drawn before it, so that a curve lying on another still shows); ``spread`` (same shape) draws a
     +-band around each, or, given as a (low, high) pair of frames, the band between them; ``dashed`` (columns named like ``frame``'s) adds other curves of the same
-    methods, dashed, labelled ``(dashed_label)``. ``linestyle`` and ``label_suffix`` draw ``frame``
+    methods, dashed in the same colours, labelled ``(dashed_label)`` (an index of stage names is matched by name). ``linestyle`` and ``label_suffix`` draw ``frame``
     itself as someone else's curves. ``ylim`` is widened to show every value. The legend sits outside
     the axes (``legend=False``: none, for :func:`legend_below`)."""
     named = not pd.api.types.is_numeric_dtype(frame.index)  # stage names: evenly spaced, labelled
     x = np.arange(len(frame)) if named else frame.index.to_numpy()
     drawn = []
-    for column in frame.columns:
+    for k, column in enumerate(frame.columns):
         y = frame[column].to_numpy(dtype=float)
         drawn.append(y)
         (line,) = ax.plot(
             x,
             y,
-            marker="o" if linestyle == "-" else None,
-            ms=3,
+            marker=MARKERS[k % len(MARKERS)] if linestyle == "-" else None,
+            ms=_marker_size(k, 6.0),
             ls=linestyle,
+            zorder=2 + k,
             label=f"{column}{label_suffix}",
             color=_colour(column),
         )
@@ -226,13 +314,20 @@ def curves(
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, lw=0)
             drawn += [low, high]
     if dashed is not None:
+        if named:  # the other curves at the positions of ``frame``'s stages, by name
+            missing = [str(i) for i in dashed.index if i not in frame.index]
+            if missing:
+                raise ValueError(f"dashed has rows {missing} that frame's index lacks")
+            dashed_x = np.array([frame.index.get_loc(i) for i in dashed.index])
+        else:
+            dashed_x = dashed.index.to_numpy()
         for column in dashed.columns:
             y = dashed[column].to_numpy(dtype=float)
             drawn.append(y)
-            ax.plot(dashed.index.to_numpy(), y, ls="--", lw=1.2, color=_colour(column), label=f"{column} ({dashed_label})")
+            ax.plot(dashed_x, y, ls="--", lw=1.4, color=_colour(column), label=f"{column} ({dashed_label})")
     if named:
         ax.set_xticks(x, [str(i) for i in frame.index])
-        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        ax.tick_params(axis="x", labelrotation=90, labelsize=TICK_PT)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -262,22 +357,37 @@ def _scaled(m: np.ndarray, percentile: float | None) -> np.ndarray:
     return np.clip(values / top, -1, 1) if top > 0 else values
 
 
+def _grey(photo: np.ndarray) -> np.ndarray:
+    """The photo's luminance, faded towards white, to lie under a map without competing with it."""
+    values = np.asarray(photo, dtype=np.float32)
+    grey = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32) if values.ndim == 3 else values
+    low, high = float(grey.min()), float(grey.max())
+    grey = (grey - low) / (high - low) if high > low else np.zeros_like(grey)
+    return 0.35 + 0.65 * grey
+
+
 def map_grid(
     image: np.ndarray | Sequence[np.ndarray],
     rows: Sequence[Sequence[np.ndarray]],
     row_labels: Sequence[str],
     col_labels: Sequence[str],
-    panel: float = 1.9,
+    panel: float = MAP_PANEL_IN,
     photos_on_top: bool = False,
     percentile: float | None = 99.0,
     colorbar_label: str | None = None,
+    overlay: bool = True,
+    max_width: float | None = None,
 ) -> plt.Figure:
     """Signed maps, ``rows`` x columns, in a diverging colour map centred at 0 with one colorbar for
     the figure. Each map is divided by the ``percentile`` of its magnitudes and clipped to [-1, 1], so
-    that more than its few largest pixels show (``None``: divided by its largest magnitude). ``image`` is one (H, W, 3) photo for the whole figure (shown once, top
-    left), one photo per row (left of its row) or, with ``photos_on_top``, one photo per column (a
-    first row of photos). ``panel`` is a map's size in inches (at the book's 90 dpi, 1.9 in is about
-    170 px)."""
+    that more than its few largest pixels show (``None``: divided by its largest magnitude). ``image``
+    is one (H, W, 3) photo for the whole figure (shown once, top left), one photo per row (left of its
+    row) or, with ``photos_on_top``, one photo per column (a first row of photos). With ``overlay``
+    each map is drawn translucent over its photo in grey, so that where it lies on the object can be
+    judged. ``panel`` is a map's size in inches (at the book's 90 dpi, 2.35 in is drawn about 200 px wide once the labels have their room). With
+    ``max_width`` (the book's chapters: :data:`COLUMN_WIDTH_IN`) a figure wider than that many inches
+    is refused with a ValueError naming how many columns fit.
+    """
     if percentile is not None and not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100] or None, got {percentile!r}")
     if colorbar_label is None:
@@ -290,22 +400,28 @@ def map_grid(
     if len(row_labels) != n_rows or any(len(r) != n_cols for r in rows):
         raise ValueError(f"need {n_rows} row labels and {n_cols} maps per row (one per column label)")
     single = isinstance(image, np.ndarray) and image.ndim == 3
-    images = [image] if single else list(image)
+    images: list[np.ndarray] = [np.asarray(image)] if single else [np.asarray(i) for i in image]
     wanted = 1 if single else (n_cols if photos_on_top else n_rows)
     if len(images) != wanted:
         where = "column" if photos_on_top else "row"
         raise ValueError(f"image must be one (H, W, 3) photo or one per {where} ({wanted}), got {len(images)}")
     top, left = int(photos_on_top), int(not photos_on_top)
-    fig, axes = plt.subplots(
-        n_rows + top, n_cols + left, figsize=(panel * (n_cols + left) + 0.9, panel * (n_rows + top) + 0.3), squeeze=False
-    )
+    margin = 1.2  # row labels on the left, the colorbar on the right
+    width = panel * (n_cols + left) + margin
+    if max_width is not None and width > max_width + 1e-9:
+        fits = int((max_width - margin) // panel) - left
+        raise ValueError(
+            f"{n_cols} columns of {panel:g} in panels are {width:.1f} in wide, more than max_width "
+            f"{max_width:g} in: pass at most {fits} columns per figure, or a smaller panel"
+        )
+    fig, axes = plt.subplots(n_rows + top, n_cols + left, figsize=(width, panel * (n_rows + top) + 0.3), squeeze=False)
     if photos_on_top:
         for c, photo in enumerate(images):
             axes[0, c].imshow(photo)
-            axes[0, c].set_title(col_labels[c], fontsize=8)
+            axes[0, c].set_title(col_labels[c], fontsize=TICK_PT)
     elif single:
         axes[0, 0].imshow(images[0])
-        axes[0, 0].set_title("photo", fontsize=8)
+        axes[0, 0].set_title("photo", fontsize=TICK_PT)
     else:
         for r, photo in enumerate(images):
             axes[r, 0].imshow(photo)
@@ -313,17 +429,23 @@ def map_grid(
     for r, maps in enumerate(rows):
         for c, m in enumerate(maps):
             ax = axes[r + top, c + left]
-            shown = ax.imshow(_scaled(m, percentile), cmap=MAP_CMAP, vmin=-1, vmax=1)
+            values = _scaled(m, percentile)
+            extent = (-0.5, values.shape[1] - 0.5, values.shape[0] - 0.5, -0.5)
+            if overlay:
+                photo = images[0] if single else images[c if photos_on_top else r]
+                ax.imshow(_grey(photo), cmap="gray", vmin=0, vmax=1, extent=extent)
+            shown = ax.imshow(values, cmap=MAP_CMAP, vmin=-1, vmax=1, alpha=0.75 if overlay else 1.0, extent=extent)
             if r == 0 and not photos_on_top:
-                ax.set_title(col_labels[c], fontsize=8)
+                ax.set_title(col_labels[c], fontsize=TICK_PT)
         labelled = axes[r + top, 1 if single else 0]
-        labelled.set_ylabel(row_labels[r], fontsize=8)
+        labelled.set_ylabel(row_labels[r], fontsize=TICK_PT)
     for ax in axes.flat:
         _blank(ax)
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    right = 1 - 0.85 / width
+    fig.tight_layout(rect=(0, 0, right, 1))
     if shown is not None:
-        cax = fig.add_axes((0.915, 0.3, 0.012, 0.4))
-        fig.colorbar(shown, cax=cax, label=colorbar_label).ax.tick_params(labelsize=7)
+        cax = fig.add_axes((right + 0.1 / width, 0.3, 0.12 / width, 0.4))
+        fig.colorbar(shown, cax=cax, label=colorbar_label).ax.tick_params(labelsize=TICK_PT)
     return fig
 
 
@@ -338,10 +460,19 @@ def styled(frame: pd.DataFrame, precision: int = 1) -> Any:
 
 __all__ = [
     "ALIASES",
+    "COLUMN_WIDTH_IN",
+    "DPI",
+    "LABEL_PT",
+    "LEGEND_PT",
+    "MAP_PANEL_IN",
+    "MIN_FONT_PT",
+    "TICK_PT",
+    "TITLE_PT",
     "MAP_CMAP",
     "METHOD_COLOURS",
     "canonical_method",
     "curves",
+    "figure",
     "heatmap",
     "is_method",
     "legend_below",

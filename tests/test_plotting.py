@@ -41,7 +41,7 @@ def test_map_grid_shows_one_photo_then_signed_maps_centred_at_zero_with_one_colo
     axes = np.array(fig.axes[:6]).reshape(2, 3)
     assert axes[0, 1].get_title() == "c1" and axes[1, 1].get_ylabel() == "m2"
     assert len(axes[0, 0].images) == 1 and len(axes[1, 0].images) == 0  # the one photo is shown once
-    shown = axes[0, 1].images[0]
+    shown = axes[0, 1].images[-1]  # the map, over the photo in grey
     assert np.array_equal(np.asarray(shown.get_array()), signed)  # signed, not |map|
     assert shown.get_clim() == (-1.0, 1.0) and shown.get_cmap().name == plotting.MAP_CMAP
     assert len(fig.axes) == 7  # six panels and one colorbar
@@ -51,14 +51,14 @@ def test_map_grid_shows_one_photo_then_signed_maps_centred_at_zero_with_one_colo
 def test_maps_are_scaled_by_a_percentile_of_their_magnitudes_and_clipped():
     m = np.linspace(-1.0, 1.0, 101).reshape(1, 101) ** 3  # a few large values, many small ones
     fig = plotting.map_grid(np.zeros((1, 101, 3)), [[m]], ["r"], ["c"], percentile=50.0)
-    shown = np.asarray(fig.axes[1].images[0].get_array())
+    shown = np.asarray(fig.axes[1].images[-1].get_array())
     top = np.percentile(np.abs(m), 50.0)
     assert np.allclose(shown, np.clip(m / top, -1, 1), atol=1e-6)
     assert (np.abs(shown) == 1).sum() > 2  # the largest values are clipped
     assert "50th percentile" in fig.axes[-1].get_ylabel()
     plt.close(fig)
     zero = plotting.map_grid(np.zeros((2, 2, 3)), [[np.zeros((2, 2))]], ["r"], ["c"])
-    assert not np.asarray(zero.axes[1].images[0].get_array()).any()
+    assert not np.asarray(zero.axes[1].images[-1].get_array()).any()
     plt.close(zero)
     with pytest.raises(ValueError, match="percentile"):
         plotting.map_grid(np.zeros((2, 2, 3)), [[np.zeros((2, 2))]], ["r"], ["c"], percentile=0.0)
@@ -135,7 +135,7 @@ def test_map_grid_one_photo_per_row():
     photos = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
     fig = plotting.map_grid(photos, [[np.eye(4)], [np.eye(4)]], ["a", "b"], ["c"])
     axes = np.array(fig.axes[:4]).reshape(2, 2)
-    assert np.asarray(axes[1, 0].images[0].get_array()).max() == 1.0
+    assert np.asarray(axes[1, 0].images[-1].get_array()).max() == 1.0
     plt.close(fig)
     with pytest.raises(ValueError, match="image"):
         plotting.map_grid(photos, [[np.eye(4)]], ["a"], ["c"])
@@ -146,8 +146,110 @@ def test_map_grid_photos_on_top_one_per_column():
     fig = plotting.map_grid(photos, [[np.eye(4), -np.eye(4)]], ["PathwayGrad, NeuronMCT path, 50 %"], ["a", "b"], photos_on_top=True)
     axes = np.array(fig.axes[:4]).reshape(2, 2)
     assert [ax.get_title() for ax in axes[0]] == ["a", "b"]
-    assert np.asarray(axes[0, 1].images[0].get_array()).max() == 1.0
+    assert np.asarray(axes[0, 1].images[-1].get_array()).max() == 1.0
     assert axes[1, 0].get_ylabel() == "PathwayGrad, NeuronMCT path, 50 %"
     plt.close(fig)
     with pytest.raises(ValueError, match="column"):
         plotting.map_grid(photos[:1], [[np.eye(4), np.eye(4)]], ["r"], ["a", "b"], photos_on_top=True)
+
+
+def test_figure_is_drawn_at_the_column_width_and_refuses_wider():
+    fig, axes = plotting.figure(2, 3, row_height=2.5, sharey=True)
+    assert axes.shape == (2, 3)
+    assert tuple(fig.get_size_inches()) == (plotting.COLUMN_WIDTH_IN, 5.0)
+    assert plotting.COLUMN_WIDTH_IN * plotting.DPI <= 772  # the book's text column at a 1400 px window
+    plt.close(fig)
+    with pytest.raises(ValueError, match="width"):
+        plotting.figure(1, 2, width=12.0)
+
+
+def test_theme_sets_no_font_below_eight_points():
+    plotting.set_theme()
+    sizes = {key: plt.rcParams[key] for key in plt.rcParams if key.endswith("size") and "font" in key or "labelsize" in key}
+    points = {key: matplotlib.font_manager.FontProperties(size=value).get_size_in_points() for key, value in sizes.items()}
+    assert min(points.values()) >= 8.0, points
+    assert plt.rcParams["axes.titlesize"] >= 9 and plt.rcParams["axes.labelsize"] >= 9
+    assert plt.rcParams["figure.figsize"][0] <= plotting.COLUMN_WIDTH_IN
+
+
+def test_plotting_source_has_no_literal_font_below_eight_points():
+    import inspect
+    import re
+
+    source = inspect.getsource(plotting)
+    literals = [float(v) for v in re.findall(r"(?:fontsize|labelsize|\"size\")\s*[=:]\s*(\d+(?:\.\d+)?)", source)]
+    assert all(v >= 8 for v in literals), literals
+
+
+def test_map_grid_draws_each_map_over_its_photo_in_grey():
+    photo = np.zeros((4, 4, 3))
+    photo[:2] = 1.0  # a bright top half
+    signed = np.eye(4)
+    fig = plotting.map_grid(photo, [[signed]], ["m"], ["c"])
+    ax = fig.axes[1]
+    under, over = ax.images
+    grey = np.asarray(under.get_array())
+    assert grey[0, 0] > grey[3, 0]  # the photo's brightness, in grey
+    assert 0 < over.get_alpha() < 1 and np.array_equal(np.asarray(over.get_array()), signed)
+    plt.close(fig)
+    plain = plotting.map_grid(photo, [[signed]], ["m"], ["c"], overlay=False)
+    assert len(plain.axes[1].images) == 1
+    plt.close(plain)
+
+
+def test_map_grid_maps_are_about_200_px_and_too_many_columns_are_refused():
+    image = np.zeros((4, 4, 3))
+    maps = [np.eye(4)] * 3
+    fig = plotting.map_grid([image] * 3, [maps], ["m"], ["a", "b", "c"], photos_on_top=True)
+    assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN
+    fig.canvas.draw()
+    width_px = fig.axes[3].get_window_extent().width * plotting.DPI / fig.dpi
+    assert width_px >= 190
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at most 2 columns"):
+        plotting.map_grid(image, [[np.eye(4)] * 3], ["m"], ["a", "b", "c"], max_width=plotting.COLUMN_WIDTH_IN)
+
+
+def test_series_lying_on_each_other_stay_visible():
+    frame = pd.DataFrame({"Random": [1.0, 2.0], "DGR(init=r)": [1.0, 2.0]})
+    fig, ax = plt.subplots()
+    plotting.per_site_lines(frame, ax, "dead share")
+    first, second = ax.lines
+    assert first.get_marker() != second.get_marker()
+    assert first.get_markersize() > second.get_markersize() and second.get_zorder() > first.get_zorder()
+    plt.close(fig)
+
+
+def test_a_pair_of_methods_is_drawn_in_both_methods_colours():
+    frame = pd.DataFrame({"NeuronMCT vs Random": [10.0, 20.0]})
+    fig, ax = plt.subplots()
+    plotting.per_site_lines(frame, ax, "Jaccard")
+    (line,) = ax.lines
+    assert line.get_color() == plotting.METHOD_COLOURS["NeuronMCT"]
+    assert line.get_markerfacecolor() == plotting.METHOD_COLOURS["Random"]
+    plt.close(fig)
+
+
+def test_authors_curves_over_named_stages_are_placed_by_stage_name():
+    ours = pd.DataFrame({"Gradients": [1.0, 0.5, 0.2]}, index=["original", "linear", "conv1"])
+    theirs = pd.DataFrame({"Gradients": [1.0, 0.1]}, index=["original", "conv1"])
+    fig, ax = plt.subplots()
+    plotting.curves(ours, ax, "stage", "similarity", dashed=theirs)
+    dashed = ax.lines[-1]
+    assert dashed.get_linestyle() == "--" and dashed.get_color() == ax.lines[0].get_color()
+    assert dashed.get_xdata().tolist() == [0, 2]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="lacks"):
+        plotting.curves(ours, plt.subplots()[1], "stage", "similarity", dashed=theirs.rename(index={"conv1": "stem"}))
+    plt.close("all")
+
+
+def test_legend_below_a_column_figure_stays_inside_it():
+    fig, axes = plotting.figure(1, 2)
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="Gradients")
+    plotting.legend_below(fig, list(axes))
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert legend.y0 >= 0 and legend.x1 <= fig.bbox.width
+    plt.close(fig)
