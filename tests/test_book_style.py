@@ -117,6 +117,21 @@ def test_checked_cells_are_committed_executed(path):
     assert not unexecuted, f"{path.name}: checked cells {unexecuted} have no execution count, so nbval never compares them"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_checked_prints_are_not_on_the_page(path):
+    """A checked cell that only prints (nbval compares its text) repeats numbers the page shows as tables
+    and figures: it runs and is checked, but is removed from the page (issue 30)."""
+    shown = [
+        i
+        for i, cell in _code(path)
+        if MACHINERY["an nbval marker"].search(_source(cell))
+        and _stream_text(cell)
+        and all(o.get("output_type") == "stream" for o in cell.get("outputs", []))
+        and "remove-cell" not in _tags(cell)
+    ]
+    assert not shown, f"{path.name}: checked cells {shown} print text on the page; tag them remove-cell"
+
+
 # the front matter: no claim of its own (it shows the claims table, rendered from pathlib_pw.claims)
 FRONT_MATTER = {"intro.ipynb"}
 CHAPTERS = [p for p in NOTEBOOKS if p.name not in FRONT_MATTER]
