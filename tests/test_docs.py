@@ -61,24 +61,31 @@ def test_the_api_page_documents_every_public_name():
     assert not missing, f"book/api.rst documents no directive for pathlib_pw.{missing} (pathlib_pw.__all__)"
 
 
-def test_documented_names_exist():
-    """A renamed or removed function fails here rather than as an autodoc warning at book build time."""
+_MISSING = object()
+
+
+def _resolve(name: str) -> object:
+    """The object a dotted name documents: the longest importable module, then attributes
+    (``_MISSING`` when an attribute does not exist)."""
     import importlib
 
-    stale = []
-    for name in sorted(_documented(API.read_text())):
-        parts = name.split(".")
-        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
-            try:
-                obj = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            try:
-                for attribute in parts[cut:]:
-                    obj = getattr(obj, attribute)
-            except AttributeError:
-                stale.append(name)
-            break
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            obj = getattr(obj, attribute, _MISSING)
+            if obj is _MISSING:
+                return _MISSING
+        return obj
+    return _MISSING
+
+
+def test_documented_names_exist():
+    """A renamed or removed function fails here rather than as an autodoc warning at book build time."""
+    stale = [name for name in sorted(_documented(API.read_text())) if _resolve(name) is _MISSING]
     assert not stale, f"book/api.rst documents names that do not exist: {stale}"
 
 
@@ -215,20 +222,11 @@ def _docstring_outside_literals(doc: str) -> str:
 
 
 def test_documented_docstrings_hold_no_substitution_reference():
-    import importlib
     import inspect
 
     found = []
     for name in sorted(_documented(API.read_text())):
-        parts = name.split(".")
-        for cut in range(len(parts), 0, -1):
-            try:
-                obj = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            for attribute in parts[cut:]:
-                obj = getattr(obj, attribute, None)
-            break
+        obj = _resolve(name)
         docs = [inspect.getdoc(obj) or ""]
         if inspect.ismodule(obj):
             docs += [inspect.getdoc(v) or "" for k, v in vars(obj).items() if not k.startswith("_") and callable(v)]

@@ -46,6 +46,12 @@ def pngs(notebook: Path) -> list[tuple[int, tuple[int, int]]]:
     return found
 
 
+def code_sources(notebook: Path) -> list[tuple[int, str]]:
+    """(cell index, source) of every code cell."""
+    cells = json.loads(notebook.read_text())["cells"]
+    return [(i, "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "code"]
+
+
 def test_png_size_reads_the_header():
     header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + struct.pack(">II", 765, 300)
     assert png_size(header + b"\x08\x06\x00\x00\x00") == (765, 300)
@@ -74,12 +80,7 @@ def test_every_figure_fits_the_column(notebook):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_figure_cell_sets_a_font_below_eight_points(notebook):
-    small = []
-    for index, cell in enumerate(json.loads(notebook.read_text())["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        source = "".join(cell["source"])
-        small += [(index, size) for size in LITERAL_FONT.findall(source) if float(size) < MIN_FONT_PT]
+    small = [(index, size) for index, source in code_sources(notebook) for size in LITERAL_FONT.findall(source) if float(size) < MIN_FONT_PT]
     assert not small, f"{notebook.name}: font sizes below {MIN_FONT_PT} pt (cell, size): {small}"
 
 
@@ -88,11 +89,10 @@ def test_no_figure_is_drawn_wider_than_the_column_in_the_source(notebook):
     """A figsize literal wider than the column (the PNG check sees only the committed outputs)."""
     from pathlib_pw import plotting
 
-    wide = []
-    for index, cell in enumerate(json.loads(notebook.read_text())["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        for width in re.findall(r"figsize=\((\d+(?:\.\d+)?)\s*,", "".join(cell["source"])):
-            if float(width) > plotting.COLUMN_WIDTH_IN:
-                wide.append((index, float(width)))
+    wide = [
+        (index, float(width))
+        for index, source in code_sources(notebook)
+        for width in re.findall(r"figsize=\((\d+(?:\.\d+)?)\s*,", source)
+        if float(width) > plotting.COLUMN_WIDTH_IN
+    ]
     assert not wide, f"{notebook.name}: figsize wider than {plotting.COLUMN_WIDTH_IN} in (cell, width): {wide}"
