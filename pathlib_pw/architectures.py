@@ -38,6 +38,7 @@ __all__ = [
     "Stage",
     "architecture_of",
     "class_names",
+    "gradcam_layer_of",
     "register_architecture",
 ]
 
@@ -168,13 +169,26 @@ def architecture_of(model: nn.Module) -> Architecture | None:
     return None
 
 
-def class_names(model: nn.Module) -> list[str] | None:
-    """The names of ``model``'s output classes in index order, where its architecture's record has them."""
+def _first_with(model: nn.Module, field: str) -> Architecture | None:
+    """The record of the first class along ``type(model).__mro__`` whose ``field`` is set."""
     for cls in type(model).__mro__:
         record = ARCHITECTURES.get(cls.__name__)
-        if record is not None and record.class_names is not None:
-            return record.class_names()
+        if record is not None and getattr(record, field) is not None:
+            return record
     return None
+
+
+def class_names(model: nn.Module) -> list[str] | None:
+    """The names of ``model``'s output classes in index order, where its architecture's record has them."""
+    record = _first_with(model, "class_names")
+    return None if record is None or record.class_names is None else record.class_names()
+
+
+def gradcam_layer_of(model: nn.Module) -> str | None:
+    """The default Grad-CAM layer of ``model`` (a submodule name), where its architecture's record, or
+    that of a class it derives from, has one."""
+    record = _first_with(model, "gradcam_layer")
+    return None if record is None else record.gradcam_layer
 
 
 class _GradcamLayers(MutableMapping[str, str]):

@@ -157,3 +157,16 @@ def test_bad_input(isolated, kwargs, message):
     with pytest.raises(ValueError, match=message):
         register_architecture(**kwargs)
     assert "ToyNet" not in ARCHITECTURES
+
+
+def test_gradcam_layer_of_follows_the_class_hierarchy():
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    from pathlib_pw.architectures import gradcam_layer_of
+
+    class MyResNet(ResNet):  # a subclass of torchvision's ResNet: the parent's record applies
+        pass
+
+    assert gradcam_layer_of(ResNet(BasicBlock, [1, 1, 1, 1])) == GRADCAM_LAYERS["ResNet"] == "layer4"
+    assert gradcam_layer_of(MyResNet(BasicBlock, [1, 1, 1, 1])) == "layer4"
+    assert gradcam_layer_of(nn.Linear(2, 2)) is None

@@ -16,7 +16,7 @@ from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, L
 from torch import nn
 
 from pathlib_pw import _deprecation
-from pathlib_pw.architectures import GRADCAM_LAYERS
+from pathlib_pw.architectures import GRADCAM_LAYERS, gradcam_layer_of
 from pathlib_pw.attribution.maps import Target, explained_class, input_gradient, normalize, reduce_channels
 from pathlib_pw.sites import as_model_input, evaluating, hooked
 
@@ -127,7 +127,7 @@ def _gradcam_layer(model: nn.Module, layer: str | None) -> nn.Module:
     if layer is None:
         # the first module of a known architecture, the model itself or one it wraps (select_output, ...)
         for name, module in modules.items():
-            known = next((GRADCAM_LAYERS[c.__name__] for c in type(module).__mro__ if c.__name__ in GRADCAM_LAYERS), None)
+            known = gradcam_layer_of(module)
             if known is not None:
                 layer = f"{name}.{known}" if name else known
                 break
