@@ -242,21 +242,34 @@ def _optimize(
         for _ in range(iterations):
             out = model(x)
             ce = -(p_orig * torch.log(out.softmax(1) + 1e-20)).sum(1)
-            l1 = sum(p.abs().flatten(1).sum(1) for p in params)
-            loss = ce + lams * l1
             with torch.no_grad():
+                # the gates are never negative (they start at 1 or in [0, 1) and are clamped at 0), so
+                # their sum is their L1 norm, the same float sum as that of their absolute values
+                l1 = sum(p.flatten(1).sum(1) for p in params)
+                loss = ce.detach() + lams * l1
                 keeps = out.argmax(1) == top1
                 # the lowest-loss gates overall matter only for images that never kept the prediction
                 for best, allowed in ((best_kept, keeps), (best_any, ~(best_kept.kept | keeps))):
                     improve = allowed & (loss < best.loss)
-                    if device.type == "cpu" and not bool(improve.any()):
-                        continue  # nothing to copy; on the GPU the check would cost a sync
+                    if device.type == "cpu":  # on the GPU the checks would cost a sync
+                        if not bool(improve.any()):
+                            continue  # nothing to copy
+                        if bool(improve.all()):
+                            for g, p in zip(best.gates, params):
+                                g.copy_(p)
+                            best.loss = loss.clone()
+                            continue
                     for g, p in zip(best.gates, params):
                         torch.where(per_image(improve, g), p, g, out=g)
-                    best.loss = torch.where(improve, loss.detach(), best.loss)
+                    best.loss = torch.where(improve, loss, best.loss)
                 best_kept.kept |= keeps
             optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward(inputs=params)
+            ce.sum().backward(inputs=params)
+            with torch.no_grad():
+                # the L1 term's gradient, lam x sign(gate), added as autograd would add it (an exact product)
+                for p in params:
+                    grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                    p.grad = grad.addcmul_(p.sgn(), per_image(lams, p))
             optimizer.step()
             with torch.no_grad():
                 for p in params:
