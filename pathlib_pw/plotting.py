@@ -481,8 +481,15 @@ class DownloadableTable:
         return f"<table {self.filename}: {rows} rows x {columns} columns>"
 
 
-def styled(frame: pd.DataFrame, precision: int = 1, csv_name: str | None = None, numbers: pd.DataFrame | None = None) -> Any:
-    """A table as the book shows it (HTML): fixed decimals, "-" for undefined values.
+def styled(
+    frame: pd.DataFrame,
+    precision: int = 1,
+    csv_name: str | None = None,
+    numbers: pd.DataFrame | None = None,
+    formats: dict[Any, str] | None = None,
+) -> Any:
+    """A table as the book shows it (HTML): fixed decimals, "-" for undefined values; `formats` maps
+    columns to their own format string (e.g. {"logit": "{:.1e}"}).
 
     With `csv_name` (a file stem such as "lerf-auc-digits"), the table comes with a "Download CSV" link
     to its numbers at full precision: `frame` itself, or `numbers` where the shown frame holds text
@@ -492,6 +499,12 @@ def styled(frame: pd.DataFrame, precision: int = 1, csv_name: str | None = None,
         .set_table_attributes('class="book-table"')
         .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 6px")]}])
     )
+    for column, fmt in (formats or {}).items():
+        if column not in frame.columns:
+            raise ValueError(
+                f"styled: formats names column {column!r}, which the table lacks; its columns: {list(frame.columns)}"
+            )
+        styler = styler.format(fmt, subset=[column], na_rep="-")
     if csv_name is None:
         if numbers is not None:
             raise ValueError("styled: numbers is the CSV download's content; it needs csv_name")

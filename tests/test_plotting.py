@@ -319,3 +319,11 @@ def test_a_download_name_must_be_a_plain_file_stem():
     with pytest.raises(ValueError, match="needs csv_name"):
         plotting.styled(frame, numbers=frame)
     assert not hasattr(plotting.styled(frame), "href")  # without a name: the plain Styler
+
+
+def test_a_column_can_have_its_own_format_and_an_unknown_column_is_refused():
+    frame = pd.DataFrame({"p": [0.123456], "logit": [12345.678]})
+    cells = _download(plotting.styled(frame, 2, csv_name="x", formats={"logit": "{:.1e}"}))[2]
+    assert "0.12" in cells and "1.2e+04" in cells
+    with pytest.raises(ValueError, match="formats names column 'missing'"):
+        plotting.styled(frame, formats={"missing": "{:.1e}"})
