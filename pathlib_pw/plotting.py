@@ -481,6 +481,11 @@ class DownloadableTable:
         return f"<table {self.filename}: {rows} rows x {columns} columns>"
 
 
+def _float_label(value: object) -> object:
+    """An index label as a reader writes it: 50.0 as "50", 0.25 as "0.25" (pandas shows "50.000000")."""
+    return f"{value:g}" if isinstance(value, float) else value
+
+
 def styled(
     frame: pd.DataFrame,
     precision: int = 1,
@@ -497,7 +502,9 @@ def styled(
     styler = (
         frame.style.format(precision=precision, na_rep="-")
         .set_table_attributes('class="book-table"')
-        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 6px")]}])
+        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 4px")]}])
+        .format_index(_float_label, axis=0)
+        .format_index(_float_label, axis=1)
     )
     for column, fmt in (formats or {}).items():
         if column not in frame.columns:

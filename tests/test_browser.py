@@ -183,6 +183,29 @@ return Array.from(document.querySelectorAll('div.cell_output .output.stream, div
 """
 
 
+# words of a table that the layout breaks across lines ("3.67" over "1"): a column squeezed below its
+# content's width; code names may break (they are long dotted paths)
+BROKEN_WORDS = """
+const broken = [];
+for (const cell of document.querySelectorAll('.bd-article td, .bd-article th')) {
+  if (!cell.checkVisibility()) continue;
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.parentElement.closest('code')) continue;
+    // a break after a hyphen ("Grad-" over "CAM") is where text may break
+    for (const word of node.data.matchAll(/[^\\s-]+-?/g)) {
+      const range = document.createRange();
+      range.setStart(node, word.index);
+      range.setEnd(node, word.index + word[0].length);
+      const lines = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top)));
+      if (lines.size > 1) broken.push(word[0]);
+    }
+  }
+}
+return broken;
+"""
+
+
 def _normal(text: str) -> str:
     return " ".join(text.split())
 
@@ -207,7 +230,12 @@ def visible_checked_prints(driver, prints: list[str]) -> list[str]:
 def read_page(driver, url: str, prints: list[str]) -> dict:
     requests = _open(driver, url)
     widths = driver.execute_script(WIDTH_CHECK, SLACK)
-    return {"outgoing": outgoing(requests), "widths": widths, "checked prints": visible_checked_prints(driver, prints)}
+    return {
+        "outgoing": outgoing(requests),
+        "widths": widths,
+        "broken words": driver.execute_script(BROKEN_WORDS),
+        "checked prints": visible_checked_prints(driver, prints),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +268,15 @@ def test_nothing_on_a_page_is_wider_than_the_text_column(pages, page):
 
 
 @pytest.mark.parametrize("page", PAGES)
+def test_no_table_breaks_a_number_or_word_across_lines(pages, page):
+    broken = pages(page)["broken words"]
+    assert not broken, (
+        f"{page}: {len(broken)} words of tables are broken across lines (the column is squeezed; split or "
+        f"transpose the table): {', '.join(broken[:12])}"
+    )
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_no_checked_print_is_on_the_page(pages, page):
     shown = pages(page)["checked prints"]
     assert not shown, f"{page}: checked prints are visible (tag their cells remove-cell):\n" + "\n".join(shown)
@@ -254,6 +291,7 @@ def test_the_checks_catch_a_page_that_breaks_every_rule(webdriver, tmp_path):
         <img src="data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' width='800' height='10'/>" style="max-width: 100%">
         <table><tr><td style="white-space: nowrap">a table cell far wider than the column of four hundred px, far wider</td></tr></table>
         <pre style="overflow-x: auto">a printed line that runs on behind a scrollbar, much longer than the four hundred px column</pre>
+        <table style="width: 60px"><tr><td style="overflow-wrap: anywhere">3.14159265358979</td><td>fits</td></tr></table>
         <div class="cell_output"><div class="output stream"><pre>accuracy 0.91</pre></div></div>
         <div class="cell_output" style="display: none"><div class="output stream"><pre>removed 3</pre></div></div>
         </article></main></body></html>"""
@@ -262,6 +300,7 @@ def test_the_checks_catch_a_page_that_breaks_every_rule(webdriver, tmp_path):
     assert report["outgoing"] == ["http://127.0.0.1:9/remote.png"]
     assert sorted(w["what"] for w in report["widths"]["wide"]) == ["img", "pre", "table"]
     assert report["checked prints"] == ["accuracy 0.91"]  # the hidden one is not on the page
+    assert report["broken words"] == ["3.14159265358979"]
 
 
 EXPLORER = "book/explorer.html"

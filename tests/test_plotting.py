@@ -327,3 +327,9 @@ def test_a_column_can_have_its_own_format_and_an_unknown_column_is_refused():
     assert "0.12" in cells and "1.2e+04" in cells
     with pytest.raises(ValueError, match="formats names column 'missing'"):
         plotting.styled(frame, formats={"missing": "{:.1e}"})
+
+
+def test_float_labels_are_shown_as_written_not_with_six_decimals():
+    frame = pd.DataFrame({50.0: [1.0]}, index=pd.MultiIndex.from_tuples([("chelsea", 97.5)], names=["photo", "sparsity"]))
+    cells = _download(plotting.styled(frame, csv_name="x"))[2]
+    assert "97.5" in cells and "50" in cells and not any("000" in c for c in cells)
