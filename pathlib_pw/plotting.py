@@ -3,6 +3,8 @@ notebooks call (the book's figure conventions: column width, legible text, one p
 
 from __future__ import annotations
 
+import base64
+import html
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -449,19 +451,84 @@ def map_grid(
     return fig
 
 
-def styled(frame: pd.DataFrame, precision: int = 1) -> Any:
-    """A table as the book shows it (HTML): fixed decimals, "-" for undefined values."""
-    return (
+# a table's download name: a file stem (the book uses CHAPTER-TABLE); ".csv" is added
+_CSV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class DownloadableTable:
+    """An HTML table with its numbers as a CSV download right below it.
+
+    The link is a data: URI, so it works offline and on a static site; the CSV holds the numbers at full
+    precision while the table shows them rounded."""
+
+    def __init__(self, styler: Any, numbers: pd.DataFrame, csv_name: str) -> None:
+        self.styler = styler
+        self.numbers = numbers
+        self.filename = f"{csv_name}.csv"
+
+    def csv(self) -> str:
+        return self.numbers.to_csv()
+
+    def href(self) -> str:
+        return "data:text/csv;base64," + base64.b64encode(self.csv().encode("utf-8")).decode("ascii")
+
+    def _repr_html_(self) -> str:
+        link = f'<a class="table-download" download="{html.escape(self.filename)}" href="{self.href()}">Download CSV</a>'
+        return f'<div class="book-table-block">{self.styler.to_html()}<p class="table-download">{link}</p></div>'
+
+    def __repr__(self) -> str:
+        rows, columns = self.numbers.shape
+        return f"<table {self.filename}: {rows} rows x {columns} columns>"
+
+
+def _float_label(value: object) -> object:
+    """An index label as a reader writes it: 50.0 as "50", 0.25 as "0.25" (pandas shows "50.000000")."""
+    return f"{value:g}" if isinstance(value, float) else value
+
+
+def styled(
+    frame: pd.DataFrame,
+    precision: int = 1,
+    csv_name: str | None = None,
+    numbers: pd.DataFrame | None = None,
+    formats: dict[Any, str] | None = None,
+) -> Any:
+    """A table as the book shows it (HTML): fixed decimals, "-" for undefined values; `formats` maps
+    columns to their own format string (e.g. {"logit": "{:.1e}"}).
+
+    With `csv_name` (a file stem such as "lerf-auc-digits"), the table comes with a "Download CSV" link
+    to its numbers at full precision: `frame` itself, or `numbers` where the shown frame holds text
+    (e.g. "12.3 (4.5)" cells)."""
+    styler = (
         frame.style.format(precision=precision, na_rep="-")
         .set_table_attributes('class="book-table"')
-        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 6px")]}])
+        .set_table_styles([{"selector": "th, td", "props": [("padding", "2px 4px")]}])
+        .format_index(_float_label, axis=0)
+        .format_index(_float_label, axis=1)
     )
+    for column, fmt in (formats or {}).items():
+        if column not in frame.columns:
+            raise ValueError(
+                f"styled: formats names column {column!r}, which the table lacks; its columns: {list(frame.columns)}"
+            )
+        styler = styler.format(fmt, subset=[column], na_rep="-")
+    if csv_name is None:
+        if numbers is not None:
+            raise ValueError("styled: numbers is the CSV download's content; it needs csv_name")
+        return styler
+    if not isinstance(csv_name, str) or not _CSV_NAME.match(csv_name):
+        raise ValueError(
+            f"styled: csv_name must be a file stem of lower-case letters, digits, '-' and '_' "
+            f"(e.g. 'lerf-auc-digits'; '.csv' is added), got {csv_name!r}"
+        )
+    return DownloadableTable(styler, frame if numbers is None else numbers, csv_name)
 
 
 __all__ = [
     "ALIASES",
     "COLUMN_WIDTH_IN",
     "DPI",
+    "DownloadableTable",
     "LABEL_PT",
     "LEGEND_PT",
     "MAP_PANEL_IN",

@@ -98,6 +98,19 @@ def test_tables_are_html_not_text(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_tables_offer_their_numbers_as_a_csv_download(path):
+    """Issue 30: each table a chapter shows comes with its numbers as a CSV (plotting.styled(..., csv_name=))."""
+    bare = [
+        i
+        for i, cell in _code(path)
+        for output in cell.get("outputs", [])
+        if "<table" in (html := "".join(output.get("data", {}).get("text/html", "")))
+        and not re.search(r'<a [^>]*download="[\w-]+\.csv" href="data:text/csv;base64,', html)
+    ]
+    assert not bare, f"{path.name}: cells {bare} show a table without a CSV download (plotting.styled(..., csv_name=...))"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_printed_lines_on_the_page_fit_its_width(path):
     long = [
         f"cell {i}: {line[:60]}..."

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
+from html.parser import HTMLParser
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -253,3 +257,79 @@ def test_legend_below_a_column_figure_stays_inside_it():
     legend = fig.legends[0].get_window_extent()
     assert legend.y0 >= 0 and legend.x1 <= fig.bbox.width
     plt.close(fig)
+
+
+class _Links(HTMLParser):
+    """The download links and the table cells' text of an HTML fragment."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.cells, self._in_cell = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links.append(dict(attrs))
+        self._in_cell = tag in ("td", "th")
+
+    def handle_data(self, data):
+        if self._in_cell and data.strip():
+            self.cells.append(data.strip())
+
+
+def _download(table) -> tuple[str, bytes, list[str]]:
+    parser = _Links()
+    parser.feed(table._repr_html_())
+    (link,) = parser.links
+    prefix = "data:text/csv;base64,"
+    assert link["href"].startswith(prefix)
+    return link["download"], base64.b64decode(link["href"][len(prefix) :]), parser.cells
+
+
+def test_a_table_offers_its_numbers_at_full_precision_as_a_csv_download():
+    frame = pd.DataFrame({"AUC": [12.345678901234, float("nan")], "n": [3, 4]}, index=pd.Index(["NeuronMCT", "Random"], name="method"))
+    name, content, cells = _download(plotting.styled(frame, precision=1, csv_name="lerf-auc"))
+    assert name == "lerf-auc.csv"
+    back = pd.read_csv(io.BytesIO(content), index_col="method")
+    pd.testing.assert_frame_equal(back, frame)
+    assert back.loc["NeuronMCT", "AUC"] == 12.345678901234  # not the shown rounding
+    assert "12.3" in cells and "-" in cells and not any("12.34" in c for c in cells)
+
+
+def test_a_table_with_two_column_levels_downloads_both_levels():
+    frame = pd.concat({"photos": pd.DataFrame({"a": [0.125, 2.0]}), "digits": pd.DataFrame({"a": [1 / 3, 4.0]})}, axis=1)
+    _, content, _ = _download(plotting.styled(frame, 2, csv_name="x"))
+    back = pd.read_csv(io.BytesIO(content), header=[0, 1], index_col=0)
+    np.testing.assert_array_equal(back.to_numpy(), frame.to_numpy())
+    assert list(back.columns) == [("photos", "a"), ("digits", "a")]
+
+
+def test_a_table_of_text_cells_downloads_the_numbers_behind_them():
+    numbers = pd.DataFrame({"observed": [12.3456], "chance": [4.5678]})
+    shown = pd.DataFrame({"J": ["12.3 (4.6)"]})
+    _, content, cells = _download(plotting.styled(shown, csv_name="overlap", numbers=numbers))
+    assert "12.3 (4.6)" in cells
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(content), index_col=0), numbers)
+
+
+def test_a_download_name_must_be_a_plain_file_stem():
+    frame = pd.DataFrame({"a": [1.0]})
+    for bad in ("", "Table 1", "a/b", "x.csv", 3):
+        with pytest.raises(ValueError, match="csv_name"):
+            plotting.styled(frame, csv_name=bad)
+    with pytest.raises(ValueError, match="needs csv_name"):
+        plotting.styled(frame, numbers=frame)
+    assert not hasattr(plotting.styled(frame), "href")  # without a name: the plain Styler
+
+
+def test_a_column_can_have_its_own_format_and_an_unknown_column_is_refused():
+    frame = pd.DataFrame({"p": [0.123456], "logit": [12345.678]})
+    cells = _download(plotting.styled(frame, 2, csv_name="x", formats={"logit": "{:.1e}"}))[2]
+    assert "0.12" in cells and "1.2e+04" in cells
+    with pytest.raises(ValueError, match="formats names column 'missing'"):
+        plotting.styled(frame, formats={"missing": "{:.1e}"})
+
+
+def test_float_labels_are_shown_as_written_not_with_six_decimals():
+    frame = pd.DataFrame({50.0: [1.0]}, index=pd.MultiIndex.from_tuples([("chelsea", 97.5)], names=["photo", "sparsity"]))
+    cells = _download(plotting.styled(frame, csv_name="x"))[2]
+    assert "97.5" in cells and "50" in cells and not any("000" in c for c in cells)
