@@ -34,7 +34,7 @@ test: venv
 	$(VENV)/bin/ruff check pathlib_pw tests benchmarks
 	$(VENV)/bin/ruff format --check pathlib_pw
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
 clean:
 	rm -rf _build
