@@ -31,7 +31,7 @@ endif
 	@echo "book built: _build/html/index.html"
 
 test: venv
-	$(VENV)/bin/ruff check pathlib_pw tests benchmarks
+	$(VENV)/bin/ruff check pathlib_pw tests benchmarks scripts conftest.py
 	$(VENV)/bin/ruff format --check pathlib_pw
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n auto --dist loadgroup

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,6 @@ from pathlib_pw import decisions, experiments
 from pathlib_pw.experiments import _parts, get_config, run
 from pathlib_pw.runner import cache
 from pathlib_pw.runner.contract import unit_count
-
-OTHER_CPU = {**cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
 
 
 def _compute(experiment: str, profile: str, image: int, factor: float, log_path: Path, replay: bool) -> list[dict]:
@@ -81,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--image",
                     str(image),
                 ],
-                env={**os.environ, **OTHER_CPU},
+                env=cache.other_cpu(),
                 capture_output=True,
                 text=True,
                 check=True,

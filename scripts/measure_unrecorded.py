@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -26,8 +25,6 @@ from pathlib_pw.experiments import _parts, get_config, image_slice, run
 from pathlib_pw.runner import cache
 from pathlib_pw.runner.contract import unit_count
 from pathlib_pw.runner.verification import EXACT, FLOATS
-
-OTHER_CPU = {**cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
 
 
 def _measure(experiment: str, profile: str, image: int) -> dict[str, dict[str, object]]:
@@ -75,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     images = args.images if args.images is not None else list(range(1, units))
     command = [sys.executable, __file__, args.experiment, "--profile", args.profile, "--child", "--images"]
     done = subprocess.run(
-        command + [str(i) for i in images], env={**os.environ, **OTHER_CPU}, capture_output=True, text=True, check=True
+        command + [str(i) for i in images], env=cache.other_cpu(), capture_output=True, text=True, check=True
     )
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     worst: dict[str, dict[str, object]] = defaultdict(lambda: {"largest": 0.0, "ratio": 0.0, "at": None, "image": None})

@@ -137,6 +137,13 @@ INSTRUCTION_LIMITS: dict[str, dict[str, str]] = {
 }
 
 
+def other_cpu(threads: int = 1, **extra: str) -> dict[str, str]:
+    """This process's environment as another CPU would give it to a child process: torch, oneDNN and
+    MKL limited to their baseline instructions (``INSTRUCTION_LIMITS["DEFAULT"]``) and ``threads``
+    threads, plus ``extra`` variables; for the checks that a cache verifies on any machine."""
+    return {**os.environ, **INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": str(threads), **extra}
+
+
 def machine() -> dict[str, Any]:
     """What can explain a float difference between two machines: CPU and its vector instructions,
     the kernels torch dispatches to, BLAS builds, threads, GPU."""

@@ -236,3 +236,12 @@ def test_every_committed_cache_is_of_the_current_configuration(tmp_path):
     (copy / "config.json").write_text(json.dumps(header))
     (copy / cache.DECISIONS_FILE).unlink()
     assert _stale([copy]) == ["book/maps_vs_sparsity: no decisions.npz (verify cannot check it)"]
+
+
+def test_other_cpu_limits_instructions_and_threads_and_keeps_the_environment(monkeypatch):
+    monkeypatch.setenv("PATHLIB_PW_PROBE", "kept")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
+    env = cache.other_cpu(threads=3, EXTRA="x")
+    assert env["PATHLIB_PW_PROBE"] == "kept" and env["EXTRA"] == "x" and env["OMP_NUM_THREADS"] == "3"
+    assert {k: env[k] for k in cache.INSTRUCTION_LIMITS["DEFAULT"]} == cache.INSTRUCTION_LIMITS["DEFAULT"]
+    assert env["ATEN_CPU_CAPABILITY"] == "default" and cache.other_cpu()["OMP_NUM_THREADS"] == "1"

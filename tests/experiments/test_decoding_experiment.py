@@ -4,7 +4,6 @@ check tolerance that passes float rounding and fails code changes."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import subprocess
 import sys
@@ -124,7 +123,7 @@ def _run_without_simd(config: Config, tmp_path) -> dict[str, np.ndarray]:
         "import pickle, sys, numpy as np; from pathlib_pw.experiments import decoding; "
         "config = pickle.load(open(sys.argv[1], 'rb')); np.savez(sys.argv[2], **decoding.run(config, progress=False))"
     )
-    env = {**os.environ, **cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1"}
+    env = cache.other_cpu()
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "config.pkl"), str(tmp_path / "out.npz")],
         env=env,

@@ -4,7 +4,6 @@ its verification in both directions, and the CIFAR-10 paper path on a folder wri
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -225,7 +224,7 @@ def test_the_book_cache_verifies_without_simd():
     """Another CPU, simulated: torch, oneDNN and MKL told to use no vector instructions, another thread
     count. The pathway and pixel decisions replay, the degraded sets are identical and the retrained
     model's logits move within what retraining on holes does to rounding."""
-    env = {**os.environ, **cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "2"}
+    env = cache.other_cpu(threads=2)
     done = subprocess.run([sys.executable, "-m", "pathlib_pw", "verify", "roar"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -8,7 +8,6 @@ subprocess) other SIMD instruction sets, where floats do differ."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,7 +124,7 @@ def test_other_simd_instruction_sets_pass(smoke_root):
     """A machine without AVX-512 (or without any SIMD), simulated: torch, oneDNN and MKL told to use
     less of this CPU. The cache was computed with everything this CPU has."""
     experiments.load_or_run("qualitative", "smoke", progress=False)
-    env = {**os.environ, **cache.INSTRUCTION_LIMITS["DEFAULT"], "OMP_NUM_THREADS": "1", cache.RESULTS_ENV: str(smoke_root)}
+    env = cache.other_cpu(**{cache.RESULTS_ENV: str(smoke_root)})
     done = subprocess.run([sys.executable, "-m", "pathlib_pw", "verify", "qualitative", "--profile", "smoke"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

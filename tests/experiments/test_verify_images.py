@@ -18,7 +18,6 @@ from pathlib_pw.runner import cache
 from pathlib_pw.runner.inputs import Inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OTHER_CPU = cache.INSTRUCTION_LIMITS["DEFAULT"]
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def test_a_changed_computation_of_image_1_fails_there_only(qualitative_smoke, mo
 def test_image_1_verifies_on_another_cpu(qualitative_smoke):
     """A build without SIMD on one thread: other float sums, so other decisions near the cut, which
     the records of image 1 absorb."""
-    env = {**os.environ, **OTHER_CPU, "OMP_NUM_THREADS": "1", cache.RESULTS_ENV: str(qualitative_smoke.parent.parent)}
+    env = cache.other_cpu(**{cache.RESULTS_ENV: str(qualitative_smoke.parent.parent)})
     code = "from pathlib_pw import experiments; r = experiments.verify('qualitative', 'smoke', images=[1]); print(r.text()); assert r.ok"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -180,7 +179,7 @@ def test_a_changed_computation_of_an_unrecorded_image_fails_there(dgr_retries_sm
 
 
 def test_an_unrecorded_image_verifies_on_another_cpu(dgr_retries_smoke):
-    env = {**os.environ, **OTHER_CPU, "OMP_NUM_THREADS": "1", cache.RESULTS_ENV: str(dgr_retries_smoke.parent.parent)}
+    env = cache.other_cpu(**{cache.RESULTS_ENV: str(dgr_retries_smoke.parent.parent)})
     code = "from pathlib_pw import experiments; r = experiments.verify('dgr_retries', 'smoke', images=[1]); print(r.text()); assert r.ok"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
