@@ -22,7 +22,9 @@ from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import Method
 from pathlib_pw.metrics import output_change
-from pathlib_pw.runner.inputs import ALL_PHOTOS, Inputs, pinned_options
+from pathlib_pw.experiments.maps_vs_sparsity import AUTHORS_SPARSITIES
+from pathlib_pw.experiments.qualitative import AUTHORS_IMAGES
+from pathlib_pw.runner.inputs import ALL_PHOTOS, PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.runner.verification import HALF_MAPS, PROBABILITIES
 
 
@@ -56,10 +58,17 @@ def config(profile: str) -> Config:
         return Config(inputs=Inputs(images=ALL_PHOTOS[:2], size=64), sparsities=(70.0, 90.0))
     if profile == "book":
         return Config()
-    # the authors' VGG16 on their maps-vs-sparsity image and qualitative images
+    # the authors' VGG16 on the validation images of their qualitative figure (the qualitative
+    # experiment's paper profile, whose baselines the explorer shows beside these maps), at their sparsities
     return Config(
-        inputs=Inputs(model="vgg16", source="imagenet_val", images=("16305", "39834", "40639", "3158")),
-        sparsities=(70.0, 80.0, 85.0, 90.0, 95.0, 99.0),
+        inputs=Inputs(
+            model="vgg16",
+            source="imagenet_val",
+            images=AUTHORS_IMAGES["vgg16"],
+            n_images=len(AUTHORS_IMAGES["vgg16"]),
+            alpha_chunk=PAPER_ALPHA_CHUNK,
+        ),
+        sparsities=tuple(s for s in AUTHORS_SPARSITIES if s > 0),
     )
 
 
