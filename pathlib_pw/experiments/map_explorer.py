@@ -21,9 +21,9 @@ from pathlib_pw.attribution.pathway_grad import pathway_grad
 from pathlib_pw.criteria import extract_pathways, spec
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import Method
-from pathlib_pw.metrics import output_change
 from pathlib_pw.experiments.maps_vs_sparsity import AUTHORS_SPARSITIES
 from pathlib_pw.experiments.qualitative import AUTHORS_IMAGES
+from pathlib_pw.metrics import output_change
 from pathlib_pw.runner.inputs import ALL_PHOTOS, PAPER_ALPHA_CHUNK, Inputs, pinned_options
 from pathlib_pw.runner.verification import HALF_MAPS, PROBABILITIES
 
