@@ -243,12 +243,12 @@ def curves(paths: Results, lerf: Results, lerf_digits: Results, roar: Results) -
     ]
     orders = {"least": "LeRF: least relevant removed", "most": "MoRF: most relevant removed"}
     lerf_panels = []
-    for name, results, authors in (("photos", lerf, "imagenet"), ("digits", lerf_digits, None)):
+    for name, results, dataset in (("photos", lerf, "imagenet"), ("digits", lerf_digits, None)):
         for order, order_title in orders.items():
-            mean, low, high = lerf_tables.curve_frames(results, order)
+            mean, low, high = lerf_tables.curve_frames(results.arrays, order)
             series = _frame_series(mean, low, high)
-            if authors and order == "least":
-                series += _frame_series(lerf_tables.authors_curves(authors).reindex(mean.index), dashed=True, suffix=" (authors)")
+            if dataset and order == "least":
+                series += _frame_series(lerf_tables.authors_curves(dataset).reindex(mean.index), dashed=True, suffix=" (authors)")
             lerf_panels.append(
                 _panel(
                     f"{order_title}, {name} ({len(results['names'])} images)",
@@ -263,11 +263,11 @@ def curves(paths: Results, lerf: Results, lerf_digits: Results, roar: Results) -
     roar_panels = []
     for fill in (str(f) for f in roar["fills"]):
         for mode, mode_title in modes.items():
-            mean, half = roar_tables.accuracy_frames(roar, mode, fill)
+            mean, half = roar_tables.accuracy_frames(roar.arrays, mode, fill)
             series = _frame_series(mean, mean - half, mean + half)
             if (mode, fill) == ("roar", "mean"):
-                authors = roar_tables.authors_curves()
-                series += _frame_series(authors.reindex(mean.index), dashed=True, suffix=" (authors, CIFAR-10)")
+                theirs = roar_tables.authors_curves()
+                series += _frame_series(theirs.reindex(mean.index), dashed=True, suffix=" (authors, CIFAR-10)")
             roar_panels.append(
                 _panel(
                     f"{mode_title}, {roar_tables.FILL_NAMES[fill]}",

@@ -9,7 +9,6 @@ photos, model and explained class: they are not computed twice.
 from __future__ import annotations
 
 import dataclasses
-from typing import cast
 
 import numpy as np
 import torch
@@ -100,7 +99,7 @@ def run(config: Config, device: str = "cpu", progress: bool = True) -> dict[str,
             if spec(method).seeded:
                 options["seed"] = per_image_seeds(config.seed, 1, first=image)
             with decisions.images([image]), decisions.scope(label):
-                paths = extract_pathways(model, xi, cast(Method, method), levels, target=target, **options)
+                paths = extract_pathways(model, xi, method, levels, target=target, **options)
             for j, path in enumerate(paths):
                 maps[i, m, j] = pathway_grad(model, xi, path, target=target)[0].cpu().numpy()
                 realized[i, m, j] = float(path.sparsity[0])
