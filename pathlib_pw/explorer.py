@@ -60,6 +60,12 @@ def _number(value: float, digits: int = 2) -> float | None:
     return None if math.isnan(value) else round(value, digits)
 
 
+def _significant(value: float) -> float | None:
+    """A plotted value with 4 significant digits (the digits' LeRF curves lie near 0.01); None for NaN."""
+    value = float(value)
+    return None if math.isnan(value) else float(f"{value:.4g}")
+
+
 def grey_photo(photo: np.ndarray) -> np.ndarray:
     """The photo (H, W, 3) in [0, 1] as the grey background of a map (the chapters' map grids)."""
     from pathlib_pw.plotting import _grey
@@ -199,11 +205,11 @@ def _frame_series(mean: Any, low: Any = None, high: Any = None, dashed: bool = F
             "label": f"{column}{suffix}",
             "colour": method_colour(str(column)),
             "dashed": dashed,
-            "y": [_number(v) for v in mean[column]],
+            "y": [_significant(v) for v in mean[column]],
         }
         if low is not None and high is not None:
-            entry["low"] = [_number(v) for v in low[column]]
-            entry["high"] = [_number(v) for v in high[column]]
+            entry["low"] = [_significant(v) for v in low[column]]
+            entry["high"] = [_significant(v) for v in high[column]]
         series.append(entry)
     return series
 
@@ -241,7 +247,7 @@ def curves(paths: Results, lerf: Results, lerf_digits: Results, roar: Results) -
         )
         for title, names in SWEEP_GROUPS
     ]
-    orders = {"least": "LeRF: least relevant removed", "most": "MoRF: most relevant removed"}
+    orders = {"least": "LeRF (least relevant first)", "most": "MoRF (most relevant first)"}
     lerf_panels = []
     for name, results, dataset in (("photos", lerf, "imagenet"), ("digits", lerf_digits, None)):
         for order, order_title in orders.items():
@@ -251,7 +257,7 @@ def curves(paths: Results, lerf: Results, lerf_digits: Results, roar: Results) -
                 series += _frame_series(lerf_tables.authors_curves(dataset).reindex(mean.index), dashed=True, suffix=" (authors)")
             lerf_panels.append(
                 _panel(
-                    f"{order_title}, {name} ({len(results['names'])} images)",
+                    f"{order_title}, {len(results['names'])} {name}",
                     "pixels removed (%)",
                     "|p(x') - p(x)| / p(x)",
                     mean.index,
@@ -259,7 +265,7 @@ def curves(paths: Results, lerf: Results, lerf_digits: Results, roar: Results) -
                     "95 % bootstrap interval of the mean",
                 )
             )
-    modes = {"roar": "ROAR: most relevant removed", "kar": "KAR: least relevant removed"}
+    modes = {"roar": "ROAR (most relevant removed)", "kar": "KAR (least relevant removed)"}
     roar_panels = []
     for fill in (str(f) for f in roar["fills"]):
         for mode, mode_title in modes.items():

@@ -43,6 +43,13 @@
     return Number(v).toFixed(digits === undefined ? 1 : digits);
   }
 
+  function sig(v) {
+    if (v === null || v === undefined) {
+      return "n/a";
+    }
+    return Math.abs(v) >= 100 ? Number(v).toFixed(1) : String(Number(Number(v).toPrecision(3)));
+  }
+
   /* ---------- maps ---------- */
 
   function startMaps(index) {
@@ -224,9 +231,9 @@
         }
         g.appendChild(svg("circle", { cx: X(xs[i]), cy: Y(v), r: s.dashed ? "2" : "2.8", fill: s.colour }));
         var hit = svg("circle", { cx: X(xs[i]), cy: Y(v), r: "7", fill: "transparent", class: "explorer-hit" });
-        var text = s.label + ": " + fmt(v, 3) + " at " + panel.xlabel.replace(/ \(%\)$/, "") + " " + xs[i] + " %";
+        var text = s.label + ": " + sig(v) + " at " + panel.xlabel.replace(/ \(%\)$/, "") + " " + xs[i] + " %";
         if (s.low && s.high && s.low[i] !== null) {
-          text += " (" + panel.interval + ": " + fmt(s.low[i], 3) + " to " + fmt(s.high[i], 3) + ")";
+          text += " (" + panel.interval + ": " + sig(s.low[i]) + " to " + sig(s.high[i]) + ")";
         }
         hit.addEventListener("mouseenter", function (ev) {
           tooltip.textContent = text;
