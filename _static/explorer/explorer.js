@@ -144,7 +144,8 @@
       step *= 2;
     }
     var out = [];
-    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    // up to the first tick at or above hi, so that the top of the axis is labelled
+    for (var v = Math.ceil(lo / step) * step; v < hi + step * (1 - 1e-9); v += step) {
       out.push(Math.round(v / step) * step);
     }
     return out;
@@ -198,7 +199,9 @@
       root.appendChild(svg("line", { x1: m.l, x2: width - m.r, y1: Y(v), y2: Y(v), class: "explorer-grid" }));
       root.appendChild(svg("text", { x: m.l - 6, y: Y(v) + 4, class: "explorer-tick", "text-anchor": "end" }, String(+v.toFixed(6))));
     });
-    niceTicks(xlo, xhi, 8).forEach(function (v) {
+    niceTicks(xlo, xhi, 8).filter(function (v) {
+      return v <= xhi + 1e-9;
+    }).forEach(function (v) {
       root.appendChild(svg("text", { x: X(v), y: height - m.b + 16, class: "explorer-tick", "text-anchor": "middle" }, String(v)));
     });
     root.appendChild(svg("text", { x: (m.l + width - m.r) / 2, y: height - 6, class: "explorer-axis", "text-anchor": "middle" }, panel.xlabel));
