@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # EXECUTE=force: re-execute every notebook from the cached results before building the book
 EXECUTE ?= off
 
-.PHONY: venv book test test-unit test-notebooks clean
+.PHONY: venv book explorer test test-unit test-notebooks clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ else ifneq ($(EXECUTE),off)
 endif
 	$(VENV)/bin/jupyter-book build --warningiserror --keep-going .
 	@echo "book built: _build/html/index.html"
+
+# the map explorer's committed assets (_static/explorer/data) from the cached results; tests/test_explorer.py
+# fails when they are stale
+explorer: venv
+	$(PY) scripts/build_explorer.py
 
 test: venv
 	$(VENV)/bin/ruff check pathlib_pw tests benchmarks scripts conftest.py

@@ -147,6 +147,8 @@ TOY: dict[str, Callable[[Any], dict[str, Any]]] = {
     "dgr_budget": lambda c: dict(inputs=_inputs(c, n_images=1, size=32), sweep_sparsities=(), criteria=_few(c.criteria)),
     # a validation index as the authors' 16305, within the toy folder
     "maps_vs_sparsity": lambda c: dict(inputs=_inputs(c, images=("4",), size=32)),
+    # the toy folder's validation indices 0 and 3, as the qualitative toy's VGG16 images
+    "map_explorer": lambda c: dict(inputs=_inputs(c, images=("0", "3"), n_images=2, size=32), sparsities=(70.0, 99.0)),
     # two validation indices of the toy folder per model, another two for each (the authors: nine)
     "qualitative": lambda c: dict(
         inputs=_inputs(c, images=("0", "3"), n_images=2, size=32), model_images=(("vgg16", ("0", "3")), ("resnet50", ("1", "4")))
@@ -451,11 +453,23 @@ def _check_local_linearity(a: dict[str, np.ndarray], config: Any) -> None:
     assert (a["realized"] >= 50.0 - 1.0).all()
 
 
+def _check_map_explorer(a: dict[str, np.ndarray], config: Any) -> None:
+    files = sorted(_toy_val_files())
+    assert list(a["names"]) == [files[int(i)] for i in config.inputs.images]  # the validation indices
+    assert list(a["methods"]) == ["NeuronMCT", "NeuronIntGrad", "Random"] and list(a["sparsities"]) == [70.0, 99.0]
+    assert a["maps"].shape == (2, 3, 2, 32, 32) and a["gradients"].shape == (2, 32, 32)
+    _maps(a["maps"].astype(np.float32))
+    _maps(a["gradients"].astype(np.float32))
+    assert (a["realized"] >= np.array([70.0, 99.0]) - 1.0).all()
+    assert ((a["output_change"] >= 0) & (a["output_change"] <= 1 + 1e-6)).all()
+
+
 CHECKS: dict[str, Callable[[dict[str, np.ndarray], Any], None]] = {
     "paths": _check_paths,
     "dgr_retries": _check_dgr_retries,
     "dgr_budget": _check_paths,  # the paper profile's paths already run DGR at 1000 iterations
     "maps_vs_sparsity": _check_maps_vs_sparsity,
+    "map_explorer": _check_map_explorer,
     "qualitative": _check_qualitative,
     "sanity": _check_sanity_paper,
     "sanity_own_class": _check_sanity_paper,
@@ -513,7 +527,17 @@ def test_check_lists_everything_missing_once(bare: Path):
     for name, users in (
         (
             "vgg16",
-            {"paths", "dgr_retries", "dgr_budget", "maps_vs_sparsity", "qualitative", "decoding", "decoding_sweep", "local_linearity"},
+            {
+                "paths",
+                "dgr_retries",
+                "dgr_budget",
+                "maps_vs_sparsity",
+                "map_explorer",
+                "qualitative",
+                "decoding",
+                "decoding_sweep",
+                "local_linearity",
+            },
         ),
         ("resnet50", {"qualitative", "sanity", "sanity_own_class", "lerf"}),
     ):

@@ -15,6 +15,7 @@ decoding                decoding, decoding_sweep                            deco
 lerf                    lerf, lerf_digits                                   lerf_tables
 roar                    roar, roar_mask, lerf_digits                        roar_tables, lerf_tables
 local_linearity         local_linearity                                     linearity_tables
+explorer (a MyST page)  map_explorer, qualitative (its baselines)           pathlib_pw.explorer
 ======================  ==================================================  ====================
 
 Notebooks call :func:`load_or_run`; the tests call :func:`verify`, which recomputes images of a cached
@@ -44,6 +45,7 @@ from pathlib_pw.experiments import (
     lerf,
     lerf_digits,
     local_linearity,
+    map_explorer,
     maps_vs_sparsity,
     paths,
     paths_dgr_budget,
@@ -65,6 +67,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "dgr_retries": paths_dgr_retries,
     "dgr_budget": paths_dgr_budget,
     "maps_vs_sparsity": maps_vs_sparsity,
+    "map_explorer": map_explorer,
     "qualitative": qualitative,
     "sanity": sanity,
     "sanity_efficientnet": sanity_efficientnet,
