@@ -103,7 +103,7 @@ def _target_key(target: Target, batch: int) -> torch.Tensor:
 
 
 def input_gradient_through(
-    model: nn.Module, x: torch.Tensor, path: Pathway, target: Target, *, remember: bool = False
+    model: nn.Module, x: torch.Tensor, path: Pathway, *, target: Target, remember: bool = False
 ) -> torch.Tensor:
     """d logit[target] / d input of ``model`` in eval mode restricted to ``path`` (``target`` not None).
 

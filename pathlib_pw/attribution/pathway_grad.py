@@ -48,7 +48,7 @@ def pathway_grad(
     with evaluating(model):
         if target is None:  # explain the unmasked network's prediction, not the masked one's
             target = explained_class(model, x)
-        grad = input_gradient_through(model, x, path, target)
+        grad = input_gradient_through(model, x, path, target=target)
     return normalize(reduce_channels(grad * x if times_input else grad))
 
 

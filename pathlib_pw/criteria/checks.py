@@ -84,7 +84,7 @@ def disconnected(model: nn.Module, x: torch.Tensor, path: Pathway) -> torch.Tens
         if target is None:
             with torch.no_grad():
                 target = resolve_target(None, model(x.clone()))
-        grad = input_gradient_through(model, x, path, target, remember=True)  # pathway_grad reuses it
+        grad = input_gradient_through(model, x, path, target=target, remember=True)  # pathway_grad reuses it
     return (grad.flatten(1) == 0).all(1).cpu()
 
 
