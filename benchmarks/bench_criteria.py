@@ -55,10 +55,12 @@ def seconds(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def timed_against_floor(
+def interleaved(
     fn: Callable[[], object], base: Callable[[], object], device: torch.device, repeats: int
-) -> tuple[float, float, float]:
-    """Median seconds of ``fn``, median seconds of ``base`` and the median of their per-repeat ratio."""
+) -> tuple[list[float], list[float], list[float]]:
+    """Seconds of ``fn`` per repeat, of ``base`` (timed right before and right after each run of ``fn``)
+    and the per-repeat ratio of ``fn`` to the mean of its two ``base`` timings: a shared machine's slow
+    and fast phases then cancel out of each ratio."""
     fn()  # warm-up (cudnn autotune, allocator, fx trace cache)
     base()
     runs, bases, ratios = [], [], []
@@ -68,7 +70,43 @@ def timed_against_floor(
         after = seconds(base, device)
         bases += [before, after]
         ratios.append(2 * runs[-1] / (before + after))
+    return runs, bases, ratios
+
+
+def timed_against_floor(
+    fn: Callable[[], object], base: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float, float]:
+    """Median seconds of ``fn``, median seconds of ``base`` and the median of their per-repeat ratio."""
+    runs, bases, ratios = interleaved(fn, base, device, repeats)
     return statistics.median(runs), statistics.median(bases), statistics.median(ratios)
+
+
+def machine(device: torch.device) -> str:
+    """The device in words: the GPU's name (and cuDNN's TF32 setting), or the CPU's model and torch's threads."""
+    if device.type == "cuda":  # PyTorch's default lets cuDNN convolutions use TF32 tensor cores
+        return f"{torch.cuda.get_device_name(device)} (cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"CPU ({model}, {torch.get_num_threads()} threads)"
+
+
+def write_rows(out: Path, rows: list[dict], header: str, columns: dict[str, Callable[[dict], str]]) -> None:
+    """``out``.csv (every field of ``rows``) and ``out``.md (``header``, then a table of ``columns``:
+    title -> cell of a row), each replaced in one rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out.with_suffix(".csv"))
+    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r) for cell in columns.values()) + " |" for r in rows]
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out.with_suffix(".md"))
 
 
 @contextlib.contextmanager
@@ -139,30 +177,22 @@ def reference(label: str, model: torch.nn.Module, x1: torch.Tensor, quick: bool)
 
 def write_tables(out: Path, rows: list[dict], header: str) -> None:
     """``out``.csv and ``out``.md, each replaced in one rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out.with_suffix(".csv"))
-    lines = [
-        header,
-        "",
-        "| model | batch | criterion + PathwayGrad | ms / image | one pass ms / image | passes | passes needed | x floor | batch-1 reference ms | peak memory GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        ref = "" if r["reference_ms"] is None else f"{'~' if r['extrapolated'] else ''}{r['reference_ms']:.1f}"
-        needed = "" if r["passes_needed"] is None else str(r["passes_needed"])
-        x_floor = "" if r["x_floor"] is None else f"{r['x_floor']:.2f}"
-        lines.append(
-            f"| {r['model']} | {r['batch']} | {r['criterion']} | {'~' if r['extrapolated'] else ''}{r['ms_per_image']:.1f} | "
-            f"{r['pass_ms']:.1f} | {r['passes']:.2f} | {needed} | {x_floor} | {ref} | {r['memory_gib']:.2f} |"
-        )
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out.with_suffix(".md"))
+
+    def approx(r: dict) -> str:
+        return "~" if r["extrapolated"] else ""
+
+    write_rows(out, rows, header, {
+        "model": lambda r: r["model"],
+        "batch": lambda r: str(r["batch"]),
+        "criterion + PathwayGrad": lambda r: r["criterion"],
+        "ms / image": lambda r: f"{approx(r)}{r['ms_per_image']:.1f}",
+        "one pass ms / image": lambda r: f"{r['pass_ms']:.1f}",
+        "passes": lambda r: f"{r['passes']:.2f}",
+        "passes needed": lambda r: "" if r["passes_needed"] is None else str(r["passes_needed"]),
+        "x floor": lambda r: "" if r["x_floor"] is None else f"{r['x_floor']:.2f}",
+        "batch-1 reference ms": lambda r: "" if r["reference_ms"] is None else f"{approx(r)}{r['reference_ms']:.1f}",
+        "peak memory GiB": lambda r: f"{r['memory_gib']:.2f}",
+    })  # fmt: skip
 
 
 def main() -> int:
@@ -178,10 +208,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    if device.type == "cuda":  # PyTorch's default lets cuDNN convolutions use TF32 tensor cores
-        name = f"{torch.cuda.get_device_name(device)} (cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
-    else:
-        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    name = machine(device)
     out = args.out or ROOT / "benchmarks" / "results" / ("cuda" if device.type == "cuda" else "cpu")
     header = (
         f"Measured on {name}, torch {torch.__version__}, {args.size} px, fp32, random-init weights; "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pathlib_pw import _deprecation
-from pathlib_pw.attribution.maps import Target, explained_class, input_gradient, normalize, reduce_channels
+from pathlib_pw.attribution.maps import Target, explained_class, input_gradient_through, normalize, reduce_channels
 from pathlib_pw.pathway import Pathway
 from pathlib_pw.sites import as_model_input, evaluating
 
@@ -48,8 +48,7 @@ def pathway_grad(
     with evaluating(model):
         if target is None:  # explain the unmasked network's prediction, not the masked one's
             target = explained_class(model, x)
-        with path.applied(model):
-            grad = input_gradient(model, x, target)
+        grad = input_gradient_through(model, x, path, target=target)
     return normalize(reduce_channels(grad * x if times_input else grad))
 
 

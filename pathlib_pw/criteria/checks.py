@@ -31,7 +31,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from pathlib_pw.attribution.maps import forget_input_gradients, input_gradient_through
 from pathlib_pw.pathway import Pathway
+from pathlib_pw.selection import add_all, count_true
 from pathlib_pw.sites import evaluating, resolve_target, skipped_activations
 from pathlib_pw.units import outside_stacklevel
 
@@ -82,13 +84,7 @@ def disconnected(model: nn.Module, x: torch.Tensor, path: Pathway) -> torch.Tens
         if target is None:
             with torch.no_grad():
                 target = resolve_target(None, model(x.clone()))
-        inp = x.detach().clone().requires_grad_(True)
-        with path.applied(model):
-            logits = model(inp.clone())
-        picked = logits.gather(1, torch.as_tensor(target).to(logits.device).view(-1, 1)).sum()
-        (grad,) = torch.autograd.grad(picked, inp, allow_unused=True)
-    if grad is None:
-        return torch.ones(x.shape[0], dtype=torch.bool)
+        grad = input_gradient_through(model, x, path, target=target, remember=True)  # pathway_grad reuses it
     return (grad.flatten(1) == 0).all(1).cpu()
 
 
@@ -116,6 +112,7 @@ def check_pathways(
         path.info["skipped_activations"] = list(skipped)
     if in_experiment():
         return
+    forget_input_gradients()  # those of earlier calls: only this call's pathways keep theirs
     notes: list[str] = []
     if skipped and _WARNED_SKIPPED.get(model) != tuple(skipped):
         _WARNED_SKIPPED[model] = tuple(skipped)
@@ -127,7 +124,7 @@ def check_pathways(
     over, split, cut = [], [], []
     for j, path in enumerate(paths):
         level = "" if len(paths) == 1 or requested is None else f" at {float(requested[j].max()):g} % requested"
-        empty = path.flat().sum(1) == 0
+        empty = add_all(count_true(m) for m in path.masks) == 0
         if bool(empty.any()) and not allow_empty:
             raise EmptyPathwayError(
                 f"the {criterion} pathway{level} keeps no neuron at all on {_images(empty)} of {len(path)}; "

@@ -70,6 +70,28 @@ def test_the_floor_computes_no_weight_gradients_and_restores_the_flags(bench):
     assert set(bench.PASSES) == set(bench.criteria(quick=True))
 
 
+def test_floor_benchmark_times_each_method_against_its_own_passes(tmp_path, monkeypatch, capsys):
+    module = _script("bench_floor")
+    passes = []
+    one_pass = module.one_pass
+    monkeypatch.setattr(module, "one_pass", lambda model, x: passes.append(x.shape[0]) or one_pass(model, x))
+    out = tmp_path / "floor"
+    monkeypatch.setattr(sys, "argv", ["bench_floor.py", "--models", "mobilenet_v2", "--size", "32", "--repeats", "2",
+                                      "--rounds", "2", "--criteria", "NeuronMCT", "Greedy (authors' loop)", "--out", str(out)])
+    assert module.main() == 0
+    # per criterion: a warm-up floor, then two floors around each of the 2 repeats; batch 8 throughout
+    assert len(passes) == (1 + 2 * 2) * (2 + 3) and set(passes) == {8}
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert [(r["criterion"], r["floor"]) for r in rows] == [
+        ("NeuronMCT", "2 passes (score + map)"), ("Greedy (authors' loop)", "3 passes (2 rounds + map)")]
+    assert all(0 < float(r["ratio_min"]) <= float(r["ratio_max"]) for r in rows)
+    assert float(rows[0]["pass_ms_per_image"]) == pytest.approx(float(rows[0]["floor_ms_per_image"]) / 2)
+    printed = capsys.readouterr().out
+    assert "| mobilenet_v2 | 8 | NeuronMCT | 2 passes (score + map) |" in printed and "Measured on CPU (" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["floor.csv", "floor.md"]
+    assert sorted(module.CASES) == ["mobilenet_v2", "vgg16"]
+
+
 def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, capsys):
     module = _script("bench_threshold")
     monkeypatch.setattr(sys, "argv", ["bench_threshold.py", "--device", "cpu", "--batch-sizes", "1", "3",

@@ -241,3 +241,63 @@ def test_every_model_running_function_names_the_wrapping_for_a_tuple_output():
         with pytest.raises(TypeError, match=r"must return logits of shape \(B, classes\), got a tuple.*select_output") as raised:
             call()
         assert "Traceback" not in str(raised.value), name
+
+
+def _copy(path: pw.Pathway) -> pw.Pathway:
+    """A new pathway with copies of the masks: nothing is remembered for it."""
+    return pw.Pathway.from_masks([m.clone() for m in path.masks], path.sites, path.criterion, **path.info)
+
+
+def _fresh_map(model: nn.Module, x: torch.Tensor, path: pw.Pathway, target: object = None) -> torch.Tensor:
+    return pw.pathway_grad(model, x, _copy(path), target=target)
+
+
+def _forward_count(model: nn.Module) -> list[int]:
+    """Counts the model's forward passes from now on (by its forward, not a hook: a hook is a change)."""
+    calls, forward = [0], model.forward
+
+    def counted(*args: object) -> torch.Tensor:
+        calls[0] += 1
+        return forward(*args)
+
+    model.forward = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_pathway_grad_reuses_the_connectivity_checks_gradient_without_a_pass():
+    model, x = nets.tiny_cnn(), nets.images(3)
+    path = pw.extract_pathway(model, x, "neuron_mct", 70)
+    calls = _forward_count(model)
+    reused = pw.pathway_grad(model, x, path)
+    assert calls[0] == 0, "the map came from the gradient the check computed, with no forward pass"
+    assert torch.equal(reused, _fresh_map(model, x, path)) and calls[0] == 1
+    assert torch.equal(pw.pathway_grad(model, x.clone(), path, times_input=True), pw.pathway_grad(model, x, _copy(path), times_input=True))
+
+
+@pytest.mark.parametrize("change", ["mask", "weight", "buffer", "input", "target", "hook", "next_call"])
+def test_a_remembered_gradient_is_never_used_after_what_it_depends_on_changed(change):
+    model, x = nets.tiny_cnn(), nets.images(3)
+    path = pw.extract_pathway(model, x, "neuron_mct", 70)
+    target = None
+    if change == "mask":
+        path.masks[-1][:, : path.masks[-1].shape[1] // 2] = False
+    elif change == "weight":
+        with torch.no_grad():
+            next(model.parameters()).mul_(-2.0)
+    elif change == "buffer":
+        model.register_buffer("extra", torch.zeros(1))  # a new buffer changes the state too
+        with torch.no_grad():
+            model.extra.add_(1.0)
+    elif change == "input":
+        x = x.flip(-1)
+    elif change == "target":
+        target = (path.info["target"] + 1) % 5
+    elif change == "hook":
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        first.register_forward_hook(lambda _m, _a, out: out * 3.0)
+    elif change == "next_call":
+        pw.extract_pathway(model, x, "neuron_mct", 50)  # forgets the first call's gradients
+    calls = _forward_count(model)
+    got = pw.pathway_grad(model, x, path, target=target)
+    assert calls[0] >= 1, "recomputed"
+    assert torch.equal(got, _fresh_map(model, x, path, target))
