@@ -72,7 +72,7 @@ LAYERS = [
     {"attribution_methods", "quantus_adapter", "explain", "attribution.registry", "attribution.quantus"}
     | {"runner.contract"},
     {"experiments"},
-    {"claims"},
+    {"claims", "explorer"},
     {"__main__", "__init__"},
 ]
 

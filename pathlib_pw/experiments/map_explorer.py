@@ -36,13 +36,13 @@ class Config:
     """
 
     inputs: Inputs = Inputs(images=ALL_PHOTOS)
-    """The photos (the book: all nine bundled photos)."""
+    """The photos (in the book, all nine bundled photos)."""
     methods: tuple[tuple[str, Method], ...] = (
         ("NeuronMCT", "neuron_mct"),
         ("NeuronIntGrad", "neuron_intgrad"),
         ("Random", "random"),
     )
-    """The pathways, (label, pathway criterion) pairs: the criteria whose extraction costs few passes
+    """The pathways, (label, pathway criterion) pairs, the criteria whose extraction costs few passes
     per image. Greedy's 99 rounds (12.5 s per photo measured on the book's 2-core CPU) and DGR's 300
     iterations would each add as much as all three of these take to the cache check of one photo."""
     sparsities: tuple[float, ...] = (50.0, 70.0, 80.0, 90.0, 95.0, 98.0, 99.0)
