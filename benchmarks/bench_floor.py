@@ -20,13 +20,25 @@ estimate of the quiet machine's) and the spread of all N, and beside it the fast
 fastest floor: on a quiet machine the two agree; where they do not, the load changed within a
 repeat and neither is a quiet machine's figure. Writes ``benchmarks/results/floor.md``
 and ``.csv`` (``--out`` to change).
+
+Page faults: fresh memory costs a fault per 4 KiB page on first touch, and whether a call gets fresh
+memory depends on what glibc's malloc kept from earlier calls (blocks above 32 MB come from ``mmap``
+and go back when freed; the heap's top is trimmed), so the same code can fault in 100 MB in one
+position of the loop and nothing in another. The table gives the MB faulted in per image by the
+method and by its floor (means over all calls), and the header says how malloc ran. Run it once
+as is and once with freed memory kept, which compares the computation alone::
+
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python benchmarks/bench_floor.py --out benchmarks/results/floor_kept
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,7 +75,28 @@ COLUMNS = {
     "ms / image": lambda r: f"{float(r['ms_per_image']):.1f}",
     "floor ms / image": lambda r: f"{float(r['floor_ms_per_image']):.1f}",
     "one pass ms / image": lambda r: f"{float(r['pass_ms_per_image']):.1f}",
+    "faulted MB / image: method, floor": lambda r: f"{float(r['fault_mb_per_image']):.0f}, {float(r['floor_fault_mb_per_image']):.0f}",
 }
+MALLOC_KEPT = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def malloc_setting() -> str:
+    """How glibc's malloc runs in this process, in words (it reads its settings once, at start-up)."""
+    kept = {name: os.environ[name] for name in MALLOC_KEPT if name in os.environ}
+    if not kept:
+        return "glibc malloc as configured by default"
+    return "glibc malloc with " + " ".join(f"{k}={v}" for k, v in kept.items()) + " (freed memory kept)"
+
+
+def faulting(fn: Callable[[], None], faults: list[int]) -> Callable[[], None]:
+    """``fn``, appending the minor page faults of each call to ``faults``."""
+
+    def call() -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    return call
 
 
 def criteria(rounds: int, iterations: int, steps: int) -> list[Criterion]:
@@ -88,13 +121,17 @@ def measure(model: torch.nn.Module, x: torch.Tensor, c: Criterion, repeats: int,
         for _ in range(c.floor):
             one_pass(model, x)
 
-    runs, floors, ratios = interleaved(run, floor, device, repeats)
+    run_faults: list[int] = []
+    floor_faults: list[int] = []
+    runs, floors, ratios = interleaved(faulting(run, run_faults), faulting(floor, floor_faults), device, repeats)
     batch = x.shape[0]
+    per_image_mb = resource.getpagesize() / 1e6 / batch
     return {
         "criterion": c.label, "floor": f"{c.floor} pass{'es' if c.floor > 1 else ''} ({c.why})", "ratio_min": min(ratios),
         "ratio_max": max(ratios), "ms_per_image": min(runs) / batch * 1e3,
         "floor_ms_per_image": min(floors) / batch * 1e3, "pass_ms_per_image": min(floors) / c.floor / batch * 1e3,
-        "repeats": repeats,
+        "repeats": repeats, "fault_mb_per_image": sum(run_faults) / len(run_faults) * per_image_mb,
+        "floor_fault_mb_per_image": sum(floor_faults) / len(floor_faults) * per_image_mb,
     }  # fmt: skip
 
 
@@ -119,11 +156,13 @@ def main() -> int:
             parser.error(f"--criteria: unknown {unknown}; accepted: {[c.label for c in table]}")
         table = [c for c in table if c.label in args.criteria]
     header = (
-        f"Measured on {machine(device)}, torch {torch.__version__}, {args.size} px, 90 % sparsity, float32. "
+        f"Measured on {machine(device)}, torch {torch.__version__}, {malloc_setting()}, {args.size} px, 90 % sparsity, "
+        "float32. "
         f"Ratio: the method (criterion + PathwayGrad) over its floor, timed right before and after it, the "
         f"smallest of {args.repeats} interleaved repeats, then the spread of all {args.repeats}; fastest / fastest "
         "floor: the fastest repeat of the method over that of its floor; ms per image: the fastest repeat. One "
-        "pass: forward + backward to the input, weights frozen."
+        "pass: forward + backward to the input, weights frozen. Faulted MB: memory touched for the first time (minor "
+        "page faults), per image and call, the method's and its floor's."
     )
     rows = []
     for name in args.models:

@@ -3,6 +3,7 @@ sorts, plain sums and a barrier."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,39 @@ def test_kth_smallest_counts_nan_as_largest_and_falls_back_for_other_dtypes():
     flat = torch.tensor([[4.0, 1.0, 3.0, 2.0], [0.5, 0.25, 1.0, 2.0]], dtype=torch.bfloat16)
     assert kth_smallest([flat], torch.tensor([1, 2])).tolist() == [2.0, 1.0]
     assert kth_smallest([flat], torch.tensor([0, 0])).tolist() == [1.0, 0.25]
+
+
+@pytest.mark.parametrize("samples", [4, 16, 256])
+def test_bracketed_kth_is_the_sorted_value_on_every_branch(samples, monkeypatch):
+
+    # the CPU selection behind kth_smallest, against numpy's sort, with rows whose rank k falls
+    # inside tied blocks at the low bound (zeros), at the high bound (gates at 1), a single value, NaN
+    fallbacks = []
+    real = selection._sorted_kth
+    monkeypatch.setattr(selection, "_sorted_kth", lambda parts, k: fallbacks.append(k) or real(parts, k))
+    g = np.random.default_rng(3)
+    n = 3000
+    rows = {
+        "distinct": g.random(n, dtype=np.float32),
+        "zeros": np.where(g.random(n) < 0.5, 0.0, g.random(n)).astype(np.float32),
+        "ones": np.where(g.random(n) < 0.4, 1.0, g.random(n)).astype(np.float32),
+        "four values": g.integers(0, 4, n).astype(np.float64),
+        "one value": np.full(n, 2.5, dtype=np.float16),
+        "nan": np.where(g.random(n) < 0.01, np.nan, g.random(n)).astype(np.float32),
+    }
+    ranks = [*range(0, n, 7), n - 1]
+    for name, row in rows.items():
+        want = np.sort(row)
+        parts = np.split(row, [1, 700, 700, 2100])  # sites of different sizes, one of them empty
+        before = len(fallbacks)
+        for k in ranks:
+            got = selection._bracketed_kth(parts, k, samples=samples)
+            assert got == want[k] or (np.isnan(got) and np.isnan(want[k])), (name, k)
+            assert got.dtype == row.dtype
+        if name == "nan":
+            assert len(fallbacks) - before == len(ranks)  # NaN anywhere: the full sort
+        elif samples == 256:
+            assert len(fallbacks) - before < len(ranks) / 20, name  # the bracket itself answered
 
 
 @pytest.mark.parametrize("samples", [8, 64, 4096])

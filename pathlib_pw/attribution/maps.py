@@ -90,10 +90,13 @@ def _state(model: nn.Module, path: Pathway) -> tuple[int, ...]:
     """What the gradient through ``path`` depends on besides the input and target: the identity and
     in-place version of every parameter, buffer and mask, and the modules' hook counts."""
     out: list[int] = []
-    for t in itertools.chain(model.parameters(), model.buffers(), path.masks):
-        out += (id(t), t._version)
-    for m in model.modules():
+    for m in model.modules():  # one walk: model.parameters() and .buffers() each walk the modules again
+        for t in itertools.chain(m._parameters.values(), m._buffers.values()):
+            if t is not None:
+                out += (id(t), t._version)
         out.append(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks))
+    for t in path.masks:
+        out += (id(t), t._version)
     return tuple(out)
 
 

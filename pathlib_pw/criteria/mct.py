@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
 
@@ -18,7 +20,20 @@ def neuron_mct_scores(
     """Per-site scores |a * g| with ``(scores, site names, target, activations)``: NeuronMCT as a
     neuron attribution (the scores :func:`neuron_mct` thresholds)."""
     _, acts, grads, names, tgt = activations_and_gradients(model, x, target)
-    return [torch.mul(a, g).abs_() for a, g in zip(acts, grads)], names, tgt, acts
+    return [_times_abs(g, a, owned) for a, g, owned in zip(acts, grads, _writable(grads))], names, tgt, acts
+
+
+def _times_abs(g: torch.Tensor, a: torch.Tensor, owned: bool) -> torch.Tensor:
+    """|a x g|, written over ``g`` where it is ours alone (a fresh tensor of scores the size of the
+    network's activations costs more in page faults than the product itself); the same values."""
+    return g.mul_(a).abs_() if owned else torch.mul(a, g).abs_()
+
+
+def _writable(grads: list[torch.Tensor]) -> list[bool]:
+    """Which gradients may be overwritten: contiguous (not a broadcast view) and sharing memory with no
+    other gradient (two sites whose outputs are one tensor get the same gradient object)."""
+    shared = Counter(g.untyped_storage().data_ptr() for g in grads)
+    return [g.is_contiguous() and shared[g.untyped_storage().data_ptr()] == 1 for g in grads]
 
 
 def neuron_mct(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import resource
 import sys
 from pathlib import Path
 
@@ -86,10 +87,31 @@ def test_floor_benchmark_times_each_method_against_its_own_passes(tmp_path, monk
         ("NeuronMCT", "2 passes (score + map)"), ("Greedy (authors' loop)", "3 passes (2 rounds + map)")]
     assert all(0 < float(r["ratio_min"]) <= float(r["ratio_max"]) for r in rows)
     assert float(rows[0]["pass_ms_per_image"]) == pytest.approx(float(rows[0]["floor_ms_per_image"]) / 2)
+    assert all(float(r["fault_mb_per_image"]) >= 0 and float(r["floor_fault_mb_per_image"]) >= 0 for r in rows)
     printed = capsys.readouterr().out
     assert "| mobilenet_v2 | 8 | NeuronMCT | 2 passes (score + map) |" in printed and "Measured on CPU (" in printed
+    assert "glibc malloc as configured by default" in printed or "freed memory kept" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["floor.csv", "floor.md"]
     assert sorted(module.CASES) == ["mobilenet_v2", "vgg16"]
+
+
+def test_floor_benchmark_counts_the_page_faults_of_each_call(monkeypatch):
+    module = _script("bench_floor")
+    faults, touched = [], []
+
+    def touch() -> None:  # 64 MB of fresh memory, written: at least 64 MB / page size minor faults
+        block = bytearray(64 << 20)
+        block[:: resource.getpagesize()] = b"x" * len(block[:: resource.getpagesize()])
+        touched.append(block)
+
+    module.faulting(touch, faults)()
+    module.faulting(lambda: None, faults)()
+    assert faults[0] >= (64 << 20) // resource.getpagesize() * 0.9 and faults[1] < 100
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "68719476736")
+    assert "MALLOC_TRIM_THRESHOLD_=68719476736 (freed memory kept)" in module.malloc_setting()
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    assert module.malloc_setting() == "glibc malloc as configured by default"
 
 
 def test_threshold_benchmark_runs_and_checks_agreement(tmp_path, monkeypatch, capsys):
@@ -130,3 +152,14 @@ def test_page_fault_counter_runs_and_counts_per_image(monkeypatch, capsys):
     assert header.startswith("threads 1, glibc malloc settings")
     assert [line.split(":")[0] for line in lines] == ["mobilenet_v2 batch 1", "mobilenet_v2 batch 2"]
     assert all("minor faults per image" in line and "seconds per image" in line for line in lines)
+
+
+def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, capsys):
+    module = _script("compare_steps")
+    monkeypatch.setattr(sys, "argv", ["compare_steps.py", "--size", "64", "--batch", "2", "--repeats", "1"])
+    assert module.main() == 0  # raises when a variant's map differs from the code's
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in lines[3:-1]] == [
+        "| none (the code as it is)", "| selection", "| count", "| scores", "| masks", "| selection, count, scores, masks"]
+    # every step is put back afterwards
+    assert module.selection._bracketed_kth is not module.sorted_selection and module.pathway.masking is not module.float_masking

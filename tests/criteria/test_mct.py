@@ -190,3 +190,37 @@ def test_torchvision_float32(name):
         scores, _ = R.mct_scores(model, x[b : b + 1])
         _, thr = R.percentile_masks(scores, 70)
         R.assert_masks_match_scores(R.batch_masks(path, b), scores, thr, what=f"{name} image {b}")
+
+
+class _SharedAndBroadcast(torch.nn.Module):
+    """Two sites on one tensor (``relu_`` twice: one gradient object for both) and a last site whose
+    gradient is a broadcast view (its output is only summed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.head = torch.nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        h = torch.relu_(h)
+        h = h.relu_()
+        pooled = torch.relu(h * 2.0).sum(dim=(2, 3))
+        return self.head(pooled)
+
+
+@pytest.mark.parametrize("net", ["shared and broadcast", "tiny_relu6", "tiny_resnet"])
+def test_scores_written_over_the_gradients_equal_the_literal_product(net):
+
+    # neuron_mct_scores writes |a x g| over the gradient where it owns it: the same values as the
+    # product on fresh memory, also where two sites share one gradient or a gradient is a broadcast view
+    model = _SharedAndBroadcast().double().eval() if net == "shared and broadcast" else getattr(nets, net)()
+    x = nets.images(3) if net != "shared and broadcast" else torch.randn(3, 2, 5, 5, dtype=torch.float64)
+    _, acts, grads, names, _ = pw.sites.activations_and_gradients(model, x)
+    want = [torch.mul(a, g).abs() for a, g in zip(acts, grads)]
+    got, got_names, _, _ = pw.criteria.mct.neuron_mct_scores(model, x)
+    assert got_names == names
+    assert all(torch.equal(w, s) for w, s in zip(want, got))
+    if net == "shared and broadcast":
+        flags = pw.criteria.mct._writable(pw.sites.activations_and_gradients(model, x)[2])
+        assert flags[:2] == [False, False] and flags[2] is False  # shared, shared, broadcast

@@ -1,0 +1,139 @@
+"""NeuronMCT + PathwayGrad with each step of the second round of issue 31 undone, against the code as it is.
+
+    python benchmarks/compare_steps.py                     # MobileNetV2 batch 8, 9 repeats
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python benchmarks/compare_steps.py
+
+The steps (each gives the same masks and maps, checked here on every call): the selection by a sampled
+bracket instead of a sort of each image's scores (``selection``); counting kept neurons row by row
+instead of numpy's count along an axis (``count``); the scores written over the gradients instead
+of into fresh memory (``scores``); the masks multiplied as booleans instead of as float copies
+(``masks``). Each variant runs with one step undone (``all`` with every step undone, ``none`` is the
+code as it is), in one process, every repeat timing the floor and then each variant in turn; the
+table gives each variant's smallest ratio to the floor around it, the spread, and the MB faulted in
+per image (see ``bench_floor.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import resource
+import statistics
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_criteria import machine, one_pass, seconds  # noqa: E402
+from bench_floor import faulting, malloc_setting  # noqa: E402
+
+import pathlib_pw as pw  # noqa: E402
+from pathlib_pw import pathway, selection  # noqa: E402
+from pathlib_pw.criteria import mct  # noqa: E402
+
+
+def sorted_selection(parts, k):  # type: ignore[no-untyped-def]
+    return selection._sorted_kth(parts, k)
+
+
+def count_along_axis(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
+    rows = mask.flatten(1)
+    if not by_numpy:
+        return rows.sum(1)
+    return torch.from_numpy(np.count_nonzero(rows.numpy(), axis=1).astype(np.int64))
+
+
+def float_masking(masks, sites):  # type: ignore[no-untyped-def]
+    copies: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+
+    def float_edit(index: int, output: torch.Tensor) -> torch.Tensor:
+        key = (output.device, output.dtype)
+        if key not in copies:
+            copies[key] = [m.to(device=output.device, dtype=output.dtype) for m in masks]
+        return output * copies[key][index]
+
+    return float_edit
+
+
+# step -> (module, attribute, its former implementation)
+STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
+    "selection": (selection, "_bracketed_kth", sorted_selection),
+    "count": (selection, "_count_true", count_along_axis),
+    "scores": (mct, "_writable", lambda grads: [False] * len(grads)),
+    "masks": (pathway, "masking", float_masking),
+}
+
+
+@contextlib.contextmanager
+def undone(steps: list[str]) -> Iterator[None]:
+    saved = [(module, name, getattr(module, name)) for module, name, _ in (STEPS[s] for s in steps)]
+    try:
+        for s in steps:
+            module, name, former = STEPS[s]
+            setattr(module, name, former)
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mobilenet_v2", choices=["mobilenet_v2", "vgg16"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    device = torch.device("cpu")
+    model = pw.load_model(args.model, pretrained=args.model == "mobilenet_v2")
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    variants = {"none": [], **{s: [s] for s in STEPS}, "all": list(STEPS)}
+    results: dict[str, torch.Tensor] = {}
+
+    def run(name: str) -> None:
+        with undone(variants[name]):
+            path = pw.extract_pathway(model, x, "neuron_mct", 90.0)
+            maps = pw.pathway_grad(model, x, path)
+        if name in results and not torch.equal(results[name], maps):
+            raise AssertionError(f"variant {name} changed its map between calls")
+        results.setdefault(name, maps)
+        if not torch.equal(results["none"], maps):
+            raise AssertionError(f"variant {name} computes another map than the code as it is")
+
+    def floor() -> None:
+        one_pass(model, x)
+        one_pass(model, x)
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    ratios: dict[str, list[float]] = {name: [] for name in variants}
+    faults: dict[str, list[int]] = {name: [] for name in [*variants, "floor"]}
+    for name in variants:  # warm-up
+        run(name)
+    for _ in range(args.repeats):
+        for name in variants:
+            before = seconds(faulting(floor, faults["floor"]), device)
+            times[name].append(seconds(faulting(lambda name=name: run(name), faults[name]), device))
+            ratios[name].append(times[name][-1] / before)
+    page_mb = resource.getpagesize() / 1e6 / args.batch
+    print(f"{machine(device)}, torch {torch.__version__}, {malloc_setting()}; {args.model} batch {args.batch}, "
+          f"{args.size} px, 90 % sparsity, {args.repeats} repeats; ratio: the variant over the two-pass floor timed "
+          "right before it")  # fmt: skip
+    print("| steps undone | x floor (min) | spread | median | ms / image (min) | faulted MB / image |")
+    print("|---|---|---|---|---|---|")
+    for name in variants:
+        undone_steps = ", ".join(variants[name]) or "none (the code as it is)"
+        print(f"| {undone_steps} | {min(ratios[name]):.2f} | {min(ratios[name]):.2f}..{max(ratios[name]):.2f} | "
+              f"{statistics.median(ratios[name]):.2f} | {min(times[name]) / args.batch * 1e3:.1f} | "
+              f"{statistics.mean(faults[name]) * page_mb:.0f} |")  # fmt: skip
+    print(f"floor: {statistics.mean(faults['floor']) * page_mb:.0f} MB faulted in per image and call")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
