@@ -336,7 +336,7 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
     A mask with one image broadcasts over the batch; a site count or shape that does not match the
     model raises ValueError.
     """
-    on_device: dict[torch.device, list[torch.Tensor]] = {}
+    float_masks: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
 
     def edit(index: int, output: torch.Tensor) -> torch.Tensor:
         if index >= len(masks):
@@ -351,11 +351,12 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
                 f"output has shape {tuple(output.shape)}: use the input size and batch the pathway was "
                 "extracted with (or a one-image pathway, which broadcasts)"
             )
-        if output.device not in on_device:
-            on_device[output.device] = [m.to(output.device) for m in masks]
-        # the product with the boolean mask itself (promoted inside the kernel, the same values as with a
-        # float mask): a float copy of the masks, torch.where and masked_fill are slower on the CPU (Performance page)
-        return output * on_device[output.device][index]
+        key = (output.device, output.dtype)
+        if key not in float_masks:
+            # a product with a float mask: torch.where, masked_fill and the boolean mask itself are slower on the CPU
+            # (optimization log)
+            float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in masks]
+        return output * float_masks[key][index]
 
     return edit
 

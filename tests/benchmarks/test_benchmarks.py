@@ -160,6 +160,6 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
     assert module.main() == 0  # raises when a variant's map differs from the code's
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" | ")[0] for line in lines[3:-1]] == [
-        "| none (the code as it is)", "| selection", "| count", "| scores", "| masks", "| selection, count, scores, masks"]
+        "| none (the code as it is)", "| selection", "| count", "| scores", "| masks", "| selection, count, scores"]
     # every step is put back afterwards
-    assert module.selection._bracketed_kth is not module.sorted_selection and module.pathway.masking is not module.float_masking
+    assert module.selection._bracketed_kth is not module.sorted_selection and module.pathway.masking is not module.boolean_masking
