@@ -101,7 +101,8 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
     in ``[lo, hi]`` (about 1 % of them), and only those are sorted. A bound the sample holds twice
     may be a large block of tied values (the dead neurons' zeros): its values are counted, not kept. A
     bracket that misses rank k, or a NaN anywhere, falls back to sorting every value: the result is
-    the same order statistic whatever the sample, the sample only decides how fast it comes.
+    the same order statistic whatever the sample, the sample only decides how fast it comes (where
+    the sort would give -0.0 it may give 0.0, which compares equal: every threshold decision is the same).
     """
     n = sum(p.size for p in parts)
     if n <= 4 * samples or any(np.isnan(p.max()) for p in parts if p.size):

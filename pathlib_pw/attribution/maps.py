@@ -88,7 +88,8 @@ _REMEMBERED: dict[int, _Remembered] = {}
 
 def _state(model: nn.Module, path: Pathway) -> tuple[int, ...]:
     """What the gradient through ``path`` depends on besides the input and target: the identity and
-    in-place version of every parameter, buffer and mask, and the modules' hook counts."""
+    in-place version of every parameter, buffer and mask, and the modules' hook counts (tensors a
+    module registers; one its forward uses without registering it is not seen)."""
     out: list[int] = []
     for m in model.modules():  # one walk: model.parameters() and .buffers() each walk the modules again
         for t in itertools.chain(m._parameters.values(), m._buffers.values()):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import torch
 from torch import nn
 
@@ -24,16 +22,27 @@ def neuron_mct_scores(
 
 
 def _times_abs(g: torch.Tensor, a: torch.Tensor, owned: bool) -> torch.Tensor:
-    """|a x g|, written over ``g`` where it is ours alone (a fresh tensor of scores the size of the
-    network's activations costs more in page faults than the product itself); the same values."""
-    return g.mul_(a).abs_() if owned else torch.mul(a, g).abs_()
+    """|a x g|, written over ``g`` where nothing else holds its memory (a fresh tensor of scores the size
+    of the network's activations costs page faults); the same product, operands in the same order."""
+    return torch.mul(a, g, out=g).abs_() if owned else torch.mul(a, g).abs_()
 
 
 def _writable(grads: list[torch.Tensor]) -> list[bool]:
-    """Which gradients may be overwritten: contiguous (not a broadcast view) and sharing memory with no
-    other gradient (two sites whose outputs are one tensor get the same gradient object)."""
-    shared = Counter(g.untyped_storage().data_ptr() for g in grads)
-    return [g.is_contiguous() and shared[g.untyped_storage().data_ptr()] == 1 for g in grads]
+    """Which gradients may be overwritten: contiguous (not a broadcast view) and the only tensor on
+    their memory. Another site's gradient (two sites on one tensor share one), a gradient a hook of the
+    model kept, or a buffer a custom backward returned as the gradient all hold it too; so does any
+    tensor where torch offers no use count (then nothing is overwritten)."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:
+        return [False] * len(grads)
+
+    def uses(t: torch.Tensor) -> int:
+        storage = t.untyped_storage()  # held while counted
+        return int(use_count(storage._cdata))
+
+    probe = torch.empty(1)
+    alone = uses(probe)  # what a tensor nothing else shares reads
+    return [g.is_contiguous() and uses(g) == alone for g in grads]
 
 
 def neuron_mct(

@@ -224,3 +224,63 @@ def test_scores_written_over_the_gradients_equal_the_literal_product(net):
     if net == "shared and broadcast":
         flags = pw.criteria.mct._writable(pw.sites.activations_and_gradients(model, x)[2])
         assert flags[:2] == [False, False] and flags[2] is False  # shared, shared, broadcast
+
+
+class _KeepsGradient(torch.nn.Module):
+    """Keeps its site's gradient (a Grad-CAM-style tensor hook) and hands a buffer back as a gradient
+    (a custom backward): neither may be overwritten by the scores."""
+
+    class _Weighted(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, w):  # noqa: ANN001, ANN205
+            ctx.w = w
+            return (a * w).sum(1, keepdim=True)
+
+        @staticmethod
+        def backward(ctx, g):  # noqa: ANN001, ANN205
+            return ctx.w.view(1, -1), None  # the buffer itself (one image)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(4, 6), torch.nn.Linear(4, 6)
+        self.head = torch.nn.Linear(6, 3)
+        self.register_buffer("w", torch.randn(6))
+        self.saved: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = torch.relu(self.first(x.flatten(1)))
+        if kept.requires_grad:
+            kept.register_hook(lambda g: setattr(self, "saved", g))
+        other = torch.relu(self.second(x.flatten(1)))
+        return self.head(kept) + torch.cat([self._Weighted.apply(other, self.w)] * 3, 1)
+
+
+def test_scores_never_overwrite_a_gradient_held_elsewhere():
+
+    torch.manual_seed(0)
+    model, x = _KeepsGradient().eval(), torch.randn(1, 4, 1, 1)
+    _, acts, grads, _, _ = pw.sites.activations_and_gradients(model, x)
+    saved, buffer = model.saved.clone(), model.w.clone()
+    assert torch.equal(saved, grads[0]) and torch.equal(buffer.view(1, -1), grads[1])
+    scores, _, _, _ = pw.criteria.mct.neuron_mct_scores(model, x)
+    assert torch.equal(model.saved, saved) and torch.equal(model.w, buffer)  # both untouched
+    assert all(torch.equal(s, torch.mul(a, g).abs()) for s, a, g in zip(scores, acts, grads))
+    # an ordinary network's gradients are its own: written over (else the step does nothing)
+    relu6 = nets.tiny_relu6()
+    assert any(pw.criteria.mct._writable(pw.sites.activations_and_gradients(relu6, nets.images(2))[2]))
+
+
+def test_scores_written_in_place_keep_the_products_operand_order_bit_for_bit():
+
+    # a NaN activation times a NaN gradient: the product's NaN payload depends on the operand order,
+    # so the in-place score must be a x g as the literal product computes it (bits compared)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+    with torch.no_grad():
+        model[1].bias.view(torch.int32)[:] = 0x7FC00123
+        model[3].weight.view(torch.int32)[:] = 0x7FC00456
+    x = torch.randn(1, 4, 1, 1)
+    _, acts, grads, _, _ = pw.sites.activations_and_gradients(model, x)
+    want = torch.mul(acts[0], grads[0]).abs()
+    assert pw.criteria.mct._writable(grads) == [True]  # the in-place path is the one tested
+    scores, _, _, _ = pw.criteria.mct.neuron_mct_scores(model, x)
+    assert torch.equal(scores[0].view(torch.int32), want.view(torch.int32))
