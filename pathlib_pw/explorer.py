@@ -66,25 +66,18 @@ def _significant(value: float) -> float | None:
     return None if math.isnan(value) else float(f"{value:.4g}")
 
 
-def grey_photo(photo: np.ndarray) -> np.ndarray:
-    """The photo (H, W, 3) in [0, 1] as the grey background of a map (the chapters' map grids)."""
-    from pathlib_pw.plotting import _grey
-
-    return _grey(photo)
-
-
 def render_map(values: np.ndarray, grey: np.ndarray) -> np.ndarray:
     """One signed map (H, W) as an RGB image (H, W, 3) of uint8: divided by its :data:`PERCENTILE`th
     percentile of magnitudes and clipped to [-1, 1], coloured with :data:`pathlib_pw.plotting.MAP_CMAP`
     (centred at 0) and laid at :data:`OVERLAY_ALPHA` over ``grey`` (H, W) in [0, 1]."""
     from matplotlib import colormaps
 
-    from pathlib_pw.plotting import MAP_CMAP, _scaled
+    from pathlib_pw.plotting import MAP_CMAP, scaled_map
 
     values, grey = np.asarray(values), np.asarray(grey, dtype=np.float32)
     if values.ndim != 2 or grey.shape != values.shape:
         raise ValueError(f"values and grey must be two (H, W) arrays of one shape, got {values.shape} and {grey.shape}")
-    colours = colormaps[MAP_CMAP]((_scaled(values, PERCENTILE) + 1) / 2)[..., :3]
+    colours = colormaps[MAP_CMAP]((scaled_map(values, PERCENTILE) + 1) / 2)[..., :3]
     mixed = OVERLAY_ALPHA * colours + (1 - OVERLAY_ALPHA) * grey[..., None]
     return np.clip(np.rint(mixed * 255), 0, 255).astype(np.uint8)
 
@@ -175,6 +168,8 @@ def index(maps: Results, qualitative: Results) -> dict[str, Any]:
 
 def images(maps: Results, qualitative: Results) -> dict[str, np.ndarray]:
     """Every picture :func:`index` names: path relative to :data:`DATA_DIR` -> RGB uint8 (H, W, 3)."""
+    from pathlib_pw.plotting import grey_background
+
     _check_pair(maps, qualitative)
     names = [str(n) for n in maps["names"]]
     rgb = _photos(maps)
@@ -185,7 +180,7 @@ def images(maps: Results, qualitative: Results) -> dict[str, np.ndarray]:
     for i, name in enumerate(names):
         folder = _photo_dir(name)
         photo = rgb[i]
-        grey = grey_photo(photo)
+        grey = grey_background(photo)
         out[f"{folder}/photo.webp"] = (photo * 255).round().astype(np.uint8)
         out[f"{folder}/gradients.webp"] = render_map(maps["gradients"][i], grey)
         for label, column in BASELINES:
@@ -378,7 +373,6 @@ __all__ = [
     "build",
     "curves",
     "figure_png",
-    "grey_photo",
     "images",
     "index",
     "load_sources",

@@ -350,7 +350,9 @@ def _blank(ax: plt.Axes) -> None:
         spine.set_visible(False)
 
 
-def _scaled(m: np.ndarray, percentile: float | None) -> np.ndarray:
+def scaled_map(m: np.ndarray, percentile: float | None) -> np.ndarray:
+    """A signed map divided by its ``percentile``-th percentile of magnitudes (its maximum when None,
+    or when that percentile is 0) and clipped to [-1, 1], as the map grids colour it."""
     values = np.asarray(m, dtype=np.float32)
     magnitude = np.abs(values)
     top = float(magnitude.max() if percentile is None else np.percentile(magnitude, percentile))
@@ -359,8 +361,9 @@ def _scaled(m: np.ndarray, percentile: float | None) -> np.ndarray:
     return np.clip(values / top, -1, 1) if top > 0 else values
 
 
-def _grey(photo: np.ndarray) -> np.ndarray:
-    """The photo's luminance, faded towards white, to lie under a map without competing with it."""
+def grey_background(photo: np.ndarray) -> np.ndarray:
+    """The photo's luminance (H, W) in [0.35, 1], faded towards white, to lie under a map without
+    competing with it."""
     values = np.asarray(photo, dtype=np.float32)
     grey = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32) if values.ndim == 3 else values
     low, high = float(grey.min()), float(grey.max())
@@ -431,11 +434,11 @@ def map_grid(
     for r, maps in enumerate(rows):
         for c, m in enumerate(maps):
             ax = axes[r + top, c + left]
-            values = _scaled(m, percentile)
+            values = scaled_map(m, percentile)
             extent = (-0.5, values.shape[1] - 0.5, values.shape[0] - 0.5, -0.5)
             if overlay:
                 photo = images[0] if single else images[c if photos_on_top else r]
-                ax.imshow(_grey(photo), cmap="gray", vmin=0, vmax=1, extent=extent)
+                ax.imshow(grey_background(photo), cmap="gray", vmin=0, vmax=1, extent=extent)
             shown = ax.imshow(values, cmap=MAP_CMAP, vmin=-1, vmax=1, alpha=0.75 if overlay else 1.0, extent=extent)
             if r == 0 and not photos_on_top:
                 ax.set_title(col_labels[c], fontsize=TICK_PT)
@@ -540,6 +543,7 @@ __all__ = [
     "canonical_method",
     "curves",
     "figure",
+    "grey_background",
     "heatmap",
     "is_method",
     "legend_below",
@@ -548,6 +552,7 @@ __all__ = [
     "method_colour",
     "method_label",
     "per_site_lines",
+    "scaled_map",
     "set_theme",
     "styled",
 ]
