@@ -16,15 +16,13 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pathlib_pw.runner.cache import Results
+from pathlib_pw.runner.cache import Results, replace_folder
 
 DATA_DIR = Path("_static") / "explorer" / "data"
 """Where :func:`build` writes, relative to the book's root."""
@@ -110,8 +108,11 @@ def _photos(maps: Results) -> np.ndarray:
     return denormalize(x).permute(0, 2, 3, 1).clamp(0, 1).numpy()
 
 
-def _photo_dir(name: str) -> str:
-    return f"maps/{_slug(name)}"
+def _picture(photo: str, what: str, level: float | None = None) -> str:
+    """The file of one picture of ``photo`` (relative to :data:`DATA_DIR`): ``what`` is "photo",
+    "gradients", a baseline's label, or a criterion with its sparsity ``level``; :func:`index` names
+    it and :func:`images` draws it."""
+    return f"maps/{_slug(photo)}/{_slug(what)}{'' if level is None else f'_{level:g}'}.webp"
 
 
 def index(maps: Results, qualitative: Results) -> dict[str, Any]:
@@ -129,17 +130,16 @@ def index(maps: Results, qualitative: Results) -> dict[str, Any]:
     levels = [float(s) for s in maps["sparsities"]]
     photos = []
     for i, name in enumerate(str(n) for n in maps["names"]):
-        folder = _photo_dir(name)
         series = {}
         for m, criterion in enumerate(criteria):
-            entries = [{"requested": 0.0, "realized": 0.0, "output_change": 0.0, "src": f"{folder}/gradients.webp"}]
+            entries = [{"requested": 0.0, "realized": 0.0, "output_change": 0.0, "src": _picture(name, "gradients")}]
             for j, level in enumerate(levels):
                 entries.append(
                     {
                         "requested": level,
                         "realized": _number(maps["realized"][i, m, j]),
                         "output_change": _number(100 * maps["output_change"][i, m, j]),
-                        "src": f"{folder}/{_slug(criterion)}_{level:g}.webp",
+                        "src": _picture(name, criterion, level),
                     }
                 )
             series[criterion] = entries
@@ -148,10 +148,10 @@ def index(maps: Results, qualitative: Results) -> dict[str, Any]:
                 "name": name,
                 "predicted": classes[int(maps["predicted"][i])],
                 "probability": _number(maps["probability"][i], 3),
-                "photo": f"{folder}/photo.webp",
+                "photo": _picture(name, "photo"),
                 "maps": series,
-                "baselines": {"Gradients": f"{folder}/gradients.webp"}
-                | {label: f"{folder}/{_slug(label)}.webp" for label, _ in BASELINES},
+                "baselines": {"Gradients": _picture(name, "gradients")}
+                | {label: _picture(name, label) for label, _ in BASELINES},
             }
         )
     return {
@@ -178,16 +178,15 @@ def images(maps: Results, qualitative: Results) -> dict[str, np.ndarray]:
     levels = [float(s) for s in maps["sparsities"]]
     out = {}
     for i, name in enumerate(names):
-        folder = _photo_dir(name)
         photo = rgb[i]
         grey = grey_background(photo)
-        out[f"{folder}/photo.webp"] = (photo * 255).round().astype(np.uint8)
-        out[f"{folder}/gradients.webp"] = render_map(maps["gradients"][i], grey)
+        out[_picture(name, "photo")] = (photo * 255).round().astype(np.uint8)
+        out[_picture(name, "gradients")] = render_map(maps["gradients"][i], grey)
         for label, column in BASELINES:
-            out[f"{folder}/{_slug(label)}.webp"] = render_map(qualitative["maps"][i, 0, columns.index(column)], grey)
+            out[_picture(name, label)] = render_map(qualitative["maps"][i, 0, columns.index(column)], grey)
         for m, criterion in enumerate(criteria):
             for j, level in enumerate(levels):
-                out[f"{folder}/{_slug(criterion)}_{level:g}.webp"] = render_map(maps["maps"][i, m, j], grey)
+                out[_picture(name, criterion, level)] = render_map(maps["maps"][i, m, j], grey)
     return out
 
 
@@ -340,13 +339,12 @@ def figure_png(maps: Results, photo: int = 0, levels: Sequence[float] = (50.0, 9
 def build(root: str | os.PathLike[str] = ".", profile: str = "book") -> Path:
     """Write the explorer's assets under ``root``/:data:`DATA_DIR`: ``index.json``, ``curves.json``,
     the maps and photos as WebP and ``figure.png``. They are written to a new folder beside it that
-    then replaces the old one, so an interrupted build leaves the old assets whole. Returns the folder."""
+    then replaces the old one (:func:`~pathlib_pw.runner.cache.replace_folder`), so an interrupted
+    build leaves the old assets whole. Returns the folder."""
     sources = load_sources(profile)
     maps, qualitative = sources["map_explorer"], sources["qualitative"]
-    target = Path(root) / DATA_DIR
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=".data-new-", dir=target.parent))
-    try:
+
+    def write(fresh: Path) -> None:
         for relative, rgb in images(maps, qualitative).items():
             path = fresh / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -355,15 +353,9 @@ def build(root: str | os.PathLike[str] = ".", profile: str = "book") -> Path:
         chosen = curves(sources["paths"], sources["lerf"], sources["lerf_digits"], sources["roar"])
         (fresh / "curves.json").write_text(to_json(chosen))
         (fresh / "figure.png").write_bytes(figure_png(maps))
-        fresh.chmod(0o755)
-        old = target.parent / f".data-old-{fresh.name.removeprefix('.data-new-')}"
-        if target.exists():
-            target.rename(old)
-        fresh.rename(target)
-    except BaseException:
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+
+    target = Path(root) / DATA_DIR
+    replace_folder(target, write)
     return target
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -408,15 +408,12 @@ def save(
     return load(directory)
 
 
-def _install(directory: Path, write: Any) -> None:
+def replace_folder(directory: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` fills a temporary sibling of ``directory``, which then replaces it: the previous
-    result is moved aside, the new one renamed into place, the old one removed. Any failure, Ctrl-C
-    included, leaves the previous result in place and no temporary folder behind."""
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-{os.getpid()}-", dir=directory.parent))
-    except OSError as error:
-        raise _write_error(directory, error) from error
+    folder is moved aside, the new one renamed into place, the old one removed. Any failure, Ctrl-C
+    included, leaves the previous folder in place and no temporary folder behind."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-{os.getpid()}-", dir=directory.parent))
     moved = None
     try:
         normal_permissions(tmp)
@@ -425,16 +422,25 @@ def _install(directory: Path, write: Any) -> None:
             moved = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             directory.rename(moved)
         tmp.rename(directory)
-    except BaseException as error:
+    except BaseException:
         if moved is not None and not directory.exists():
             with contextlib.suppress(OSError):  # else the next start recovers it
                 moved.rename(directory)
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, OSError) and not isinstance(error, CacheWriteError):
-            raise _write_error(directory, error) from error
         raise
     if moved is not None:
         shutil.rmtree(moved, ignore_errors=True)
+
+
+def _install(directory: Path, write: Callable[[Path], None]) -> None:
+    """:func:`replace_folder` for a result folder: a folder that cannot be written raises
+    :class:`CacheWriteError`, which says how to make room or write elsewhere."""
+    try:
+        replace_folder(directory, write)
+    except CacheWriteError:
+        raise
+    except OSError as error:
+        raise _write_error(directory, error) from error
 
 
 def add_records(directory: Path, decisions: Any, **meta: Any) -> None:
