@@ -38,10 +38,6 @@ from pathlib_pw import pathway, selection  # noqa: E402
 from pathlib_pw.criteria import mct  # noqa: E402
 
 
-def sorted_selection(parts, k):  # type: ignore[no-untyped-def]
-    return selection._sorted_kth(parts, k)
-
-
 def count_along_axis(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
     rows = mask.flatten(1)
     if not by_numpy:
@@ -58,7 +54,7 @@ def boolean_masking(masks, sites):  # type: ignore[no-untyped-def]
 
 # step -> (module, attribute, its former implementation)
 STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
-    "selection": (selection, "_bracketed_kth", sorted_selection),
+    "selection": (selection, "_bracketed_kth", selection._sorted_kth),
     "count": (selection, "_count_true", count_along_axis),
     "scores": (mct, "_writable", lambda grads: [False] * len(grads)),
     "masks": (pathway, "masking", boolean_masking),

@@ -162,4 +162,4 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
     assert [line.split(" | ")[0] for line in lines[3:-1]] == [
         "| none (the code as it is)", "| selection", "| count", "| scores", "| masks", "| selection, count, scores"]
     # every step is put back afterwards
-    assert module.selection._bracketed_kth is not module.sorted_selection and module.pathway.masking is not module.boolean_masking
+    assert module.selection._bracketed_kth is not module.selection._sorted_kth and module.pathway.masking is not module.boolean_masking
