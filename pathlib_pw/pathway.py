@@ -354,8 +354,10 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
         key = (output.device, output.dtype)
         if key not in float_masks:
             # a product with a float mask: torch.where, masked_fill and the boolean mask itself are slower on the CPU
-            # (optimization log)
-            float_masks[key] = [m.to(device=output.device, dtype=output.dtype) for m in masks]
+            # (optimization log); copied from the masks' bytes, which converts twice as fast as from bool
+            float_masks[key] = [
+                torch.empty(m.shape, device=output.device, dtype=output.dtype).copy_(m.view(torch.uint8)) for m in masks
+            ]
         return output * float_masks[key][index]
 
     return edit

@@ -96,19 +96,23 @@ def _sorted_kth(parts: Sequence[np.ndarray], k: int) -> np.generic:
 def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) -> np.generic:
     """The (k+1)-th smallest value of the 1-d arrays ``parts`` taken together (NaN largest), exactly.
 
-    :func:`sampled_kth`'s bracket in numpy for one image: a sorted random sample of ``samples`` values
-    gives ``lo <= hi`` around rank k; one pass per part counts the values below ``lo`` and keeps those
-    in ``[lo, hi]`` (about 1 % of them), and only those are sorted. A bound the sample holds twice
-    may be a large block of tied values (the dead neurons' zeros): its values are counted, not kept. A
-    bracket that misses rank k, or a NaN anywhere, falls back to sorting every value: the result is
-    the same order statistic whatever the sample, the sample only decides how fast it comes (where
-    the sort would give -0.0 it may give 0.0, which compares equal: every threshold decision is the same).
+    :func:`sampled_kth`'s bracket in numpy for one image: a sorted sample of at least ``samples``
+    values (every ``n // samples``-th value from a random start in each part: an even sample read in
+    order, where random positions cost a cache miss each) gives ``lo <= hi`` around rank k; one pass
+    per part counts the values below ``lo`` and keeps those in ``[lo, hi]`` (about 1 % of them), and
+    only those are sorted. A bound the sample holds twice may be a large block of tied values (the
+    dead neurons' zeros): its values are counted, not kept. A NaN compares false both ways, so the
+    same counts find one without a pass of its own. A bracket that misses rank k, or a NaN anywhere,
+    falls back to sorting every value: the result is the same order statistic whatever the sample,
+    the sample only decides how fast it comes (where the sort would give -0.0 it may give 0.0, which
+    compares equal: every threshold decision is the same).
     """
     n = sum(p.size for p in parts)
-    if n <= 4 * samples or any(np.isnan(p.max()) for p in parts if p.size):
+    if n <= 4 * samples:
         return _sorted_kth(parts, k)
+    stride = n // samples
     rng = np.random.default_rng(0)
-    sample = np.concatenate([p[rng.integers(0, p.size, max(1, p.size * samples // n))] for p in parts if p.size])
+    sample = np.concatenate([p[int(rng.integers(0, min(stride, p.size))) :: stride] for p in parts if p.size])
     sample.sort()
     m = len(sample)
     share = k / (n - 1)
@@ -116,28 +120,37 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
     lo = sample[max(0, int(np.floor(share * (m - 1) - margin)))]
     hi = sample[min(m - 1, int(np.ceil(share * (m - 1) + margin)))]
     # a value the sample holds twice may be a large tied block (the dead neurons' zeros): counted, not sorted
-    tied_lo, tied_hi = lo == hi or np.count_nonzero(sample == lo) > 1, np.count_nonzero(sample == hi) > 1
+    tied_lo, tied_hi = np.count_nonzero(sample == lo) > 1, np.count_nonzero(sample == hi) > 1
     below, at_lo, at_hi = 0, 0, 0
+    unordered = 0  # values neither >= lo nor <= hi: NaN (lo < hi), or a NaN bound
     inside = []
     # two boolean buffers reused for every part, not a fresh site-sized temporary per comparison
     largest = max(p.size for p in parts)
     keep_buffer, test_buffer = np.empty(largest, dtype=bool), np.empty(largest, dtype=bool)
     for p in parts:
         keep, test = keep_buffer[: p.size], test_buffer[: p.size]
-        np.greater_equal(p, lo, out=keep)
-        count = int(np.count_nonzero(keep))
-        below += p.size - count
         if lo == hi:
+            not_below = int(np.count_nonzero(np.greater_equal(p, lo, out=keep)))
+            part_below = int(np.count_nonzero(np.less(p, lo, out=test)))
+            below += part_below
+            unordered += p.size - not_below - part_below
             at_lo += int(np.count_nonzero(np.equal(p, lo, out=test)))
             continue
-        if tied_lo:
-            np.greater(p, lo, out=keep)
-            at_lo += count - int(np.count_nonzero(keep))
-        if tied_hi:
-            at_hi += int(np.count_nonzero(np.equal(p, hi, out=test)))
-        (np.less if tied_hi else np.less_equal)(p, hi, out=test)
+        # above: > lo where lo is a tied block (counted apart), else >= lo; upto: < hi where hi is, else <= hi
+        above = int(np.count_nonzero((np.greater if tied_lo else np.greater_equal)(p, lo, out=keep)))
+        part_at_lo = int(np.count_nonzero(np.equal(p, lo, out=test))) if tied_lo else 0
+        part_at_hi = int(np.count_nonzero(np.equal(p, hi, out=test))) if tied_hi else 0
+        upto = int(np.count_nonzero((np.less if tied_hi else np.less_equal)(p, hi, out=test)))
         keep &= test
-        inside.append(p[keep])
+        kept = p[keep]
+        # every ordered value is above or up to, or both (lo < hi): those both are the ones kept
+        unordered += p.size - above - upto + kept.size
+        below += p.size - above - part_at_lo
+        at_lo += part_at_lo
+        at_hi += part_at_hi
+        inside.append(kept)
+    if unordered:
+        return _sorted_kth(parts, k)
     rank = k - below
     if 0 <= rank < at_lo:
         return lo

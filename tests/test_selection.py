@@ -54,6 +54,7 @@ def test_bracketed_kth_is_the_sorted_value_on_every_branch(samples, monkeypatch)
         "four values": g.integers(0, 4, n).astype(np.float64),
         "one value": np.full(n, 2.5, dtype=np.float16),
         "nan": np.where(g.random(n) < 0.01, np.nan, g.random(n)).astype(np.float32),
+        "one value, one nan": np.where(np.arange(n) == 1234, np.nan, 2.5).astype(np.float32),
     }
     ranks = [*range(0, n, 7), n - 1]
     for name, row in rows.items():
@@ -64,10 +65,28 @@ def test_bracketed_kth_is_the_sorted_value_on_every_branch(samples, monkeypatch)
             got = selection._bracketed_kth(parts, k, samples=samples)
             assert got == want[k] or (np.isnan(got) and np.isnan(want[k])), (name, k)
             assert got.dtype == row.dtype
-        if name == "nan":
+        if "nan" in name:
             assert len(fallbacks) - before == len(ranks)  # NaN anywhere: the full sort
         elif samples == 256:
             assert len(fallbacks) - before < len(ranks) / 20, name  # the bracket itself answered
+
+
+@pytest.mark.parametrize("samples", [4, 256])
+def test_bracketed_kth_finds_a_nan_the_sample_missed(samples):
+
+    # the sample holds a few hundredths of the values: a single NaN is almost never in it, and the
+    # passes' counts must still see it (NaN is largest: every rank moves)
+    g = np.random.default_rng(11)
+    n = 3000
+    for position in g.choice(n, 12, replace=False):
+        for base in (g.random(n, dtype=np.float32), np.where(g.random(n) < 0.5, 0.0, g.random(n)).astype(np.float32)):
+            row = base.copy()
+            row[position] = np.nan
+            want = np.sort(row)
+            parts = np.split(row, [5, 1900])
+            for k in (0, 1500, 2700, n - 2, n - 1):
+                got = selection._bracketed_kth(parts, k, samples=samples)
+                assert got == want[k] or (np.isnan(got) and np.isnan(want[k])), (position, k)
 
 
 @pytest.mark.parametrize("samples", [8, 64, 4096])
