@@ -354,13 +354,19 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
         key = (output.device, output.dtype)
         if key not in float_masks:
             # a product with a float mask: torch.where, masked_fill and the boolean mask itself are slower on the CPU
-            # (optimization log); copied from the masks' bytes, which converts twice as fast as from bool
-            float_masks[key] = [
-                torch.empty(m.shape, device=output.device, dtype=output.dtype).copy_(m.view(torch.uint8)) for m in masks
-            ]
+            # (optimization log)
+            float_masks[key] = float_copies(masks, output.device, output.dtype)
         return output * float_masks[key][index]
 
     return edit
+
+
+def float_copies(masks: Sequence[torch.Tensor], device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The masks as tensors of ``dtype`` on ``device``; a boolean mask converted from its bytes (twice
+    as fast as from bool on the CPU)."""
+    return [
+        torch.empty(m.shape, device=device, dtype=dtype).copy_(m.view(torch.uint8) if m.dtype == torch.bool else m) for m in masks
+    ]
 
 
 def _same_tensor(a: object, b: object) -> bool:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, realized_sparsity
+from pathlib_pw.pathway import Pathway, float_copies, realized_sparsity
 from pathlib_pw.sites import record_activations
 
 
@@ -116,6 +116,20 @@ def test_applied_equals_manual_masked_forward(tiny, tools, act, inplace):
     assert not torch.allclose(y, plain)  # the masks matter
     torch.testing.assert_close(plain, tiny.manual(net, x), **tol)  # and are gone afterwards
     assert tools.no_hooks(net)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_float_copies_are_the_masks_converted(dtype):
+
+    # converted from the masks' bytes: the same 0/1 values as .to(dtype), also for a transposed (not
+    # contiguous) mask and a mask that is not boolean
+    g = _gen(9)
+    masks = [torch.rand((2, 3, 5), generator=g) < 0.5, (torch.rand((2, 5, 3), generator=g) < 0.3).transpose(1, 2)]
+    masks.append(torch.rand((1, 4), generator=g) * 3)
+    copies = float_copies(masks, torch.device("cpu"), dtype)
+    for m, c in zip(masks, copies):
+        assert c.dtype == dtype and c.shape == m.shape
+        assert torch.equal(c, m.to(dtype))
 
 
 def test_applied_broadcasts_one_image_pathway(tiny):

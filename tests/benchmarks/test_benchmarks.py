@@ -163,3 +163,19 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
         "| none (the code as it is)", "| selection", "| count", "| scores", "| masks", "| selection, count, scores"]
     # every step is put back afterwards
     assert module.selection._bracketed_kth is not module.selection._sorted_kth and module.pathway.masking is not module.boolean_masking
+
+
+@pytest.mark.pathway_checks  # as a user calls it: the second pass is the connectivity check's
+def test_profile_by_part_times_every_part_and_restores_the_functions(monkeypatch, capsys):
+    module = _script("profile_parts")
+    before = {part: getattr(owner, name) for part, (owner, name) in module.PARTS.items()}
+    monkeypatch.setattr(sys, "argv", ["profile_parts.py", "--size", "64", "--batch", "2", "--repeats", "2"])
+    assert module.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[4:]}
+    assert list(rows) == [module.CALL, *module.PARTS, module.OTHER, module.FLOOR]
+    times = {part: float(cells[0]) for part, cells in rows.items()}
+    # each part ran (a part whose wrapper never fired reads 0) and lies within the call
+    assert all(0 < times[part] <= times[module.CALL] for part in module.PARTS), times
+    assert times["threshold: the selection of each cut"] <= times["threshold: all of it"]
+    assert {part: getattr(owner, name) for part, (owner, name) in module.PARTS.items()} == before
