@@ -1,4 +1,4 @@
-"""NeuronMCT + PathwayGrad with each step of the second round of issue 31 undone, against the code as it is.
+"""NeuronMCT + PathwayGrad with each step of issue 31's second and third rounds undone, against the code as it is.
 
     python benchmarks/compare_steps.py                     # MobileNetV2 batch 8, 9 repeats
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python benchmarks/compare_steps.py
@@ -6,7 +6,9 @@
 The steps (each gives the same masks and maps, checked here on every call): the selection by a sampled
 bracket instead of a sort of each image's scores (``selection``); counting kept neurons row by row
 instead of numpy's count along an axis (``count``); the scores written over the gradients instead
-of into fresh memory (``scores``). ``masks`` is a step tried and not kept: it multiplies by the
+of into fresh memory (``scores``); the selection's NaN found by its passes' counts instead of by a
+pass of its own, a maximum over every site (``nan_pass`` puts that pass back), and the masks' float
+copies converted from their bytes instead of from bool (``copies``). ``masks`` is a step tried and not kept: it multiplies by the
 boolean masks instead of float copies, so that variant puts the step in. Each variant runs with one
 step undone (``all``: the three kept steps undone; ``none`` is the code as it is), in one process,
 every repeat timing the floor and then each variant in turn; the table gives each variant's
@@ -45,6 +47,16 @@ def count_along_axis(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
     return torch.from_numpy(np.count_nonzero(rows.numpy(), axis=1).astype(np.int64))
 
 
+def bracket_after_a_nan_pass(parts, k, samples=65536):  # type: ignore[no-untyped-def]
+    if any(np.isnan(p.max()) for p in parts if p.size):
+        return selection._sorted_kth(parts, k)
+    return BRACKETED_KTH(parts, k, samples)
+
+
+def copies_from_bool(masks, device, dtype):  # type: ignore[no-untyped-def]
+    return [m.to(device=device, dtype=dtype) for m in masks]
+
+
 def boolean_masking(masks, sites):  # type: ignore[no-untyped-def]
     def boolean_edit(index: int, output: torch.Tensor) -> torch.Tensor:
         return output * masks[index]  # promoted inside the kernel: the same values as a float mask
@@ -52,16 +64,21 @@ def boolean_masking(masks, sites):  # type: ignore[no-untyped-def]
     return boolean_edit
 
 
+BRACKETED_KTH = selection._bracketed_kth
+
 # step -> (module, attribute, its former implementation)
 STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
     "selection": (selection, "_bracketed_kth", selection._sorted_kth),
     "count": (selection, "_count_true", count_along_axis),
     "scores": (mct, "_writable", lambda grads: [False] * len(grads)),
+    "nan_pass": (selection, "_bracketed_kth", bracket_after_a_nan_pass),
+    "copies": (pathway, "float_copies", copies_from_bool),
     "masks": (pathway, "masking", boolean_masking),
 }
 
 
-KEPT_STEPS = ["selection", "count", "scores"]
+# the sort (selection undone) last: it replaces the bracket, NaN pass or not
+KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "selection"]
 
 
 @contextlib.contextmanager

@@ -114,8 +114,12 @@ def main() -> int:
                 rows[part].append(spent[part])
             rows[OTHER].append(whole - sum(spent[part] for part in DISJOINT))
     per_image = 1000.0 / args.batch
-    print(f"# NeuronMCT + PathwayGrad by part: MobileNetV2, batch {args.batch}, {args.size} px, {args.sparsity:g} % sparsity")
-    print(f"# {machine(torch.device('cpu'))}; {malloc_setting()}; {args.repeats} repeats")
+    print(
+        f"NeuronMCT + PathwayGrad by part, measured on {machine(torch.device('cpu'))}, torch {torch.__version__}, "
+        f"{malloc_setting()}: MobileNetV2 (ImageNet weights), batch {args.batch}, {args.size} px, {args.sparsity:g} % "
+        f"sparsity, float32; each part's smallest and median time over {args.repeats} repeats, in ms per image."
+    )
+    print()
     print("| part | ms / image (min) | median |")
     print("|---|---|---|")
     for part in (CALL, *PARTS, OTHER, FLOOR):

@@ -160,9 +160,11 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
     assert module.main() == 0  # raises when a variant's map differs from the code's
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" | ")[0] for line in lines[3:-1]] == [
-        "| none (the code as it is)", "| selection", "| count", "| scores", "| masks", "| selection, count, scores"]
+        "| none (the code as it is)", "| selection", "| count", "| scores", "| nan_pass", "| copies", "| masks",
+        "| count, scores, nan_pass, copies, selection"]
     # every step is put back afterwards
-    assert module.selection._bracketed_kth is not module.selection._sorted_kth and module.pathway.masking is not module.boolean_masking
+    assert module.selection._bracketed_kth is module.BRACKETED_KTH and module.pathway.masking is not module.boolean_masking
+    assert module.pathway.float_copies is not module.copies_from_bool
 
 
 @pytest.mark.pathway_checks  # as a user calls it: the second pass is the connectivity check's
@@ -172,6 +174,7 @@ def test_profile_by_part_times_every_part_and_restores_the_functions(monkeypatch
     monkeypatch.setattr(sys, "argv", ["profile_parts.py", "--size", "64", "--batch", "2", "--repeats", "2"])
     assert module.main() == 0
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("NeuronMCT + PathwayGrad by part, measured on CPU") and lines[1] == ""
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[4:]}
     assert list(rows) == [module.CALL, *module.PARTS, module.OTHER, module.FLOOR]
     times = {part: float(cells[0]) for part, cells in rows.items()}
