@@ -3,14 +3,15 @@
     python benchmarks/compare_steps.py                     # MobileNetV2 batch 8, 9 repeats
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python benchmarks/compare_steps.py
 
-The steps (each gives the same masks and maps, checked here on every call): the selection by a sampled
+The steps (each gives the same maps, checked here on every call): the selection by a sampled
 bracket instead of a sort of each image's scores (``selection``); counting kept neurons row by row
 instead of numpy's count along an axis (``count``); the scores written over the gradients instead
 of into fresh memory (``scores``); the selection's NaN found by its passes' counts instead of by a
-pass of its own, a maximum over every site (``nan_pass`` puts that pass back), and the masks' float
+pass of its own, a maximum over every site (``nan_pass`` puts that pass back on top of the new
+counts, so it measures the maximum's pass alone; the even sample has no variant), and the masks' float
 copies converted from their bytes instead of from bool (``copies``). ``masks`` is a step tried and not kept: it multiplies by the
 boolean masks instead of float copies, so that variant puts the step in. Each variant runs with one
-step undone (``all``: the three kept steps undone; ``none`` is the code as it is), in one process,
+step undone (``all``: every kept step undone; ``none`` is the code as it is), in one process,
 every repeat timing the floor and then each variant in turn; the table gives each variant's
 smallest ratio to the floor around it, the spread, the median, and the MB faulted in
 per image (see ``bench_floor.py``).

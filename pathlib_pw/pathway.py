@@ -363,7 +363,7 @@ def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
 
 def float_copies(masks: Sequence[torch.Tensor], device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
     """The masks as tensors of ``dtype`` on ``device``; a boolean mask converted from its bytes (twice
-    as fast as from bool on the CPU)."""
+    as fast as from bool on the CPU; torch's comparisons and conversions give bytes 0 and 1 only)."""
     return [
         torch.empty(m.shape, device=device, dtype=dtype).copy_(m.view(torch.uint8) if m.dtype == torch.bool else m) for m in masks
     ]

@@ -88,9 +88,16 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
 
 def _sorted_kth(parts: Sequence[np.ndarray], k: int) -> np.generic:
     """The (k+1)-th smallest of the parts together by a full sort (numpy's sort puts NaN last)."""
-    row = np.concatenate(parts)
+    return _sorted(np.concatenate(parts))[k]
+
+
+def _sorted(row: np.ndarray) -> np.ndarray:
+    """``row`` sorted in place; float16 sorted as float32 (exact): numpy's vectorized float16 sort
+    misplaces values among many infinities on AVX-512 CPUs (``[-2] + [-inf] * 543`` starts with -2)."""
+    if row.dtype == np.float16:
+        return np.sort(row.astype(np.float32)).astype(np.float16)
     row.sort()
-    return row[k]
+    return row
 
 
 def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) -> np.generic:
@@ -104,8 +111,8 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
     dead neurons' zeros): its values are counted, not kept. A NaN compares false both ways, so the
     same counts find one without a pass of its own. A bracket that misses rank k, or a NaN anywhere,
     falls back to sorting every value: the result is the same order statistic whatever the sample,
-    the sample only decides how fast it comes (where the sort would give -0.0 it may give 0.0, which
-    compares equal: every threshold decision is the same).
+    the sample only decides how fast it comes (only the sign of a zero may differ from the sort's,
+    which places equal zeros in no set order: they compare equal, every threshold decision is the same).
     """
     n = sum(p.size for p in parts)
     if n <= 4 * samples:
@@ -160,8 +167,7 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
         return hi
     if not 0 <= rank < len(values):
         return _sorted_kth(parts, k)
-    values.sort()
-    return values[rank]
+    return _sorted(values)[rank]
 
 
 def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> torch.Tensor:

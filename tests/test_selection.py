@@ -71,6 +71,23 @@ def test_bracketed_kth_is_the_sorted_value_on_every_branch(samples, monkeypatch)
             assert len(fallbacks) - before < len(ranks) / 20, name  # the bracket itself answered
 
 
+def test_sorted_kth_is_right_for_float16_among_many_infinities():
+
+    # numpy's vectorized float16 sort (AVX-512) puts -2 before 543 times -inf; the fallback sorts as float32
+    row = np.array([-2.0] + [-np.inf] * 543, dtype=np.float16)
+    for k, want in ((0, -np.inf), (542, -np.inf), (543, -2.0)):
+        got = selection._sorted_kth([row[:100], row[100:]], k)
+        assert got == want and got.dtype == np.float16, k
+    # the bracket's kept values too: with a stride above 543 the sample holds one -inf at most, so lo
+    # can be -inf without a tie and every -inf is kept and sorted
+    g = np.random.default_rng(4)
+    row = np.concatenate([[-2.0], [-np.inf] * 543, g.random(1656)]).astype(np.float16)
+    want = np.sort(row.astype(np.float64))
+    for k in (0, 300, 542, 543, 544, 1000, 2199):
+        got = selection._bracketed_kth([row[:700], row[700:]], k, samples=4)
+        assert got == want[k] and got.dtype == np.float16, k
+
+
 @pytest.mark.parametrize("samples", [4, 256])
 def test_bracketed_kth_finds_a_nan_the_sample_missed(samples):
 
