@@ -119,8 +119,7 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
         return _sorted_kth(parts, k)
     stride = n // samples
     rng = np.random.default_rng(0)
-    sample = np.concatenate([p[int(rng.integers(0, min(stride, p.size))) :: stride] for p in parts if p.size])
-    sample.sort()
+    sample = _sorted(np.concatenate([p[int(rng.integers(0, min(stride, p.size))) :: stride] for p in parts if p.size]))
     m = len(sample)
     share = k / (n - 1)
     margin = 4.0 * np.sqrt(m * share * (1 - share)) + 16.0
