@@ -28,7 +28,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -107,6 +107,20 @@ def write_rows(out: Path, rows: list[dict], header: str, columns: dict[str, Call
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out.with_suffix(".md"))
+
+
+@contextlib.contextmanager
+def patched(replacements: Sequence[tuple[object, str, object]]) -> Iterator[None]:
+    """Each ``(module, attribute, value)`` set in order for the block (a later one for the same
+    attribute wins); every attribute restored on exit, also after an error."""
+    saved = [(module, name, getattr(module, name)) for module, name, _ in replacements]
+    try:
+        for module, name, value in replacements:
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
 
 
 @contextlib.contextmanager

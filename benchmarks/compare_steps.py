@@ -25,7 +25,7 @@ import resource
 import statistics
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_criteria import machine, one_pass, seconds  # noqa: E402
+from bench_criteria import machine, one_pass, patched, seconds  # noqa: E402
 from bench_floor import faulting, malloc_setting  # noqa: E402
 
 import pathlib_pw as pw  # noqa: E402
@@ -82,17 +82,9 @@ STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
 KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "selection"]
 
 
-@contextlib.contextmanager
-def undone(steps: list[str]) -> Iterator[None]:
-    saved = [(module, name, getattr(module, name)) for module, name, _ in (STEPS[s] for s in steps)]
-    try:
-        for s in steps:
-            module, name, former = STEPS[s]
-            setattr(module, name, former)
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+def undone(steps: list[str]) -> contextlib.AbstractContextManager[None]:
+    """The former implementation of each step in place for the block."""
+    return patched([STEPS[s] for s in steps])
 
 
 def main() -> int:

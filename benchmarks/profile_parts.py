@@ -23,14 +23,14 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_criteria import machine, one_pass  # noqa: E402
+from bench_criteria import machine, one_pass, patched  # noqa: E402
 from bench_floor import malloc_setting  # noqa: E402
 
 import pathlib_pw as pw  # noqa: E402
@@ -56,10 +56,8 @@ DISJOINT = ("first pass: activations and gradients", "scores: absolute activatio
             "second pass: through the masked network", "PathwayGrad: the map from the kept gradient")  # fmt: skip
 
 
-@contextlib.contextmanager
-def timed(spent: dict[str, float]) -> Iterator[None]:
+def timed(spent: dict[str, float]) -> contextlib.AbstractContextManager[None]:
     """Every part's function wrapped to add its wall-clock seconds to ``spent[part]``; unwrapped after."""
-    originals = [(module, name, getattr(module, name)) for module, name in PARTS.values()]
 
     def wrap(part: str, fn: Callable[..., object]) -> Callable[..., object]:
         def timed_call(*args: object, **kwargs: object) -> object:
@@ -71,13 +69,7 @@ def timed(spent: dict[str, float]) -> Iterator[None]:
 
         return timed_call
 
-    try:
-        for part, (module, name) in PARTS.items():
-            setattr(module, name, wrap(part, getattr(module, name)))
-        yield
-    finally:
-        for module, name, fn in originals:
-            setattr(module, name, fn)
+    return patched([(module, name, wrap(part, getattr(module, name))) for part, (module, name) in PARTS.items()])
 
 
 def main() -> int:

@@ -182,3 +182,13 @@ def test_profile_by_part_times_every_part_and_restores_the_functions(monkeypatch
     assert all(0 < times[part] <= times[module.CALL] for part in module.PARTS), times
     assert times["threshold: the selection of each cut"] <= times["threshold: all of it"]
     assert {part: getattr(owner, name) for part, (owner, name) in module.PARTS.items()} == before
+
+
+def test_patched_sets_in_order_and_restores_after_an_error(bench):
+    import types
+
+    target = types.SimpleNamespace(f="original", g="other")
+    with pytest.raises(RuntimeError), bench.patched([(target, "f", "first"), (target, "g", "new"), (target, "f", "second")]):
+        assert (target.f, target.g) == ("second", "new")  # the later replacement of f wins
+        raise RuntimeError
+    assert (target.f, target.g) == ("original", "other")
