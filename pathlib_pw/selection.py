@@ -21,6 +21,7 @@ import torch
 T = TypeVar("T")
 
 __all__ = [
+    "above_kth",
     "add_all",
     "count_true",
     "kth_smallest",
@@ -86,6 +87,26 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
     return sampled_kth(pooled(per_site), k)
 
 
+def above_kth(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """:func:`kth_smallest`'s cut and, per site, the mask of the scores above it (``s > cut``, as torch compares).
+
+    On the CPU the bracket's own pass writes the masks: the comparison with its upper bound is most of
+    every mask, and only the values it kept (about 1 %) are compared with the cut; a call that ends in
+    another branch compares in numpy (the same IEEE ``>``). That spares a full pass over the scores
+    (optimization log). Elsewhere the cut of :func:`sampled_kth` and torch's comparison.
+    """
+    k = k.to(torch.long).cpu()
+    _check_ranks(k, per_site[0].shape[0] if per_site else 0, sum(s[0].numel() for s in per_site))
+    if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
+        arrays = [s.detach().flatten(1).numpy() for s in per_site]
+        masks = [torch.empty(s.shape, dtype=torch.bool) for s in per_site]
+        outs = [m.view(m.shape[0], -1).numpy() for m in masks]
+        cuts = map_images(lambda b: _bracketed_kth([a[b] for a in arrays], int(k[b]), above=[o[b] for o in outs]), len(k))
+        return torch.from_numpy(np.array(cuts)), masks
+    cut = sampled_kth(pooled(per_site), k)
+    return cut, [s > per_image(cut.to(s.device), s) for s in per_site]
+
+
 def _sorted_kth(parts: Sequence[np.ndarray], k: int) -> np.generic:
     """The (k+1)-th smallest of the parts together by a full sort (numpy's sort puts NaN last)."""
     return _sorted(np.concatenate(parts))[k]
@@ -100,7 +121,9 @@ def _sorted(row: np.ndarray) -> np.ndarray:
     return row
 
 
-def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) -> np.generic:
+def _bracketed_kth(
+    parts: Sequence[np.ndarray], k: int, samples: int = 65536, above: Sequence[np.ndarray] | None = None
+) -> np.generic:
     """The (k+1)-th smallest value of the 1-d arrays ``parts`` taken together (NaN largest), exactly.
 
     :func:`sampled_kth`'s bracket in numpy for one image: a sorted sample of at least ``samples``
@@ -113,10 +136,24 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
     falls back to sorting every value: the result is the same order statistic whatever the sample,
     the sample only decides how fast it comes (only the sign of a zero may differ from the sort's,
     which places equal zeros in no set order: they compare equal, every threshold decision is the same).
+
+    With ``above`` (boolean arrays shaped like ``parts``) each ``above[i]`` is also set to
+    ``parts[i] > result``: where the bracket answers, its comparison with ``hi`` becomes the mask and
+    only the kept values are compared with the result; elsewhere numpy compares.
     """
+    value, filled = _bracketed(parts, k, samples, above)
+    if above is not None and not filled:
+        for p, out in zip(parts, above):
+            np.greater(p, value, out=out)
+    return value
+
+
+def _bracketed(parts: Sequence[np.ndarray], k: int, samples: int, above: Sequence[np.ndarray] | None) -> tuple[np.generic, bool]:
+    """:func:`_bracketed_kth`'s value, and whether ``above`` was filled with ``parts[i] > value`` on the way
+    (only where the value is one of the kept ones)."""
     n = sum(p.size for p in parts)
     if n <= 4 * samples:
-        return _sorted_kth(parts, k)
+        return _sorted_kth(parts, k), False
     stride = n // samples
     rng = np.random.default_rng(0)
     sample = _sorted(np.concatenate([p[int(rng.integers(0, min(stride, p.size))) :: stride] for p in parts if p.size]))
@@ -129,12 +166,14 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
     tied_lo, tied_hi = np.count_nonzero(sample == lo) > 1, np.count_nonzero(sample == hi) > 1
     below, at_lo, at_hi = 0, 0, 0
     unordered = 0  # values neither >= lo nor <= hi: NaN (lo < hi), or a NaN bound
-    inside = []
-    # two boolean buffers reused for every part, not a fresh site-sized temporary per comparison
+    inside, where = [], []
+    # boolean buffers reused for every part, not a fresh site-sized temporary per comparison; with
+    # ``above`` the last comparison (up to hi) is written there, and inverted it is the mask above hi
     largest = max(p.size for p in parts)
     keep_buffer, test_buffer = np.empty(largest, dtype=bool), np.empty(largest, dtype=bool)
-    for p in parts:
-        keep, test = keep_buffer[: p.size], test_buffer[: p.size]
+    for i, p in enumerate(parts):
+        keep = keep_buffer[: p.size]
+        test = test_buffer[: p.size] if above is None or lo == hi else above[i]
         if lo == hi:
             not_below = int(np.count_nonzero(np.greater_equal(p, lo, out=keep)))
             part_below = int(np.count_nonzero(np.less(p, lo, out=test)))
@@ -142,31 +181,44 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
             unordered += p.size - not_below - part_below
             at_lo += int(np.count_nonzero(np.equal(p, lo, out=test)))
             continue
-        # above: > lo where lo is a tied block (counted apart), else >= lo; upto: < hi where hi is, else <= hi
-        above = int(np.count_nonzero((np.greater if tied_lo else np.greater_equal)(p, lo, out=keep)))
+        # from lo: > lo where lo is a tied block (counted apart), else >= lo; upto: < hi where hi is, else <= hi
+        from_lo = int(np.count_nonzero((np.greater if tied_lo else np.greater_equal)(p, lo, out=keep)))
         part_at_lo = int(np.count_nonzero(np.equal(p, lo, out=test))) if tied_lo else 0
         part_at_hi = int(np.count_nonzero(np.equal(p, hi, out=test))) if tied_hi else 0
         upto = int(np.count_nonzero((np.less if tied_hi else np.less_equal)(p, hi, out=test)))
         keep &= test
-        kept = p[keep]
-        # every ordered value is above or up to, or both (lo < hi): those both are the ones kept
-        unordered += p.size - above - upto + kept.size
-        below += p.size - above - part_at_lo
+        if above is None:
+            kept = p[keep]
+        else:
+            positions = np.flatnonzero(keep)
+            kept = p[positions]
+            where.append(positions)
+            np.logical_not(test, out=test)
+        # every ordered value is from lo or up to hi, or both (lo < hi): those both are the ones kept
+        unordered += p.size - from_lo - upto + kept.size
+        below += p.size - from_lo - part_at_lo
         at_lo += part_at_lo
         at_hi += part_at_hi
         inside.append(kept)
     if unordered:
-        return _sorted_kth(parts, k)
+        return _sorted_kth(parts, k), False
     rank = k - below
     if 0 <= rank < at_lo:
-        return lo
+        return lo, False
     rank -= at_lo
     values = np.concatenate(inside) if inside else sample[:0]
     if len(values) <= rank < len(values) + at_hi:
-        return hi
+        return hi, False
     if not 0 <= rank < len(values):
-        return _sorted_kth(parts, k)
-    return _sorted(values)[rank]
+        return _sorted_kth(parts, k), False
+    value = _sorted(values)[rank]
+    if above is None:
+        return value, False
+    # the mask is "above hi" (or "at or above hi" where hi is a tied block, which lies above the
+    # value: the value is a kept one, below hi); of the kept values those above the value join it
+    for out, positions, kept in zip(above, where, inside):
+        out[positions[kept > value]] = True
+    return value, True
 
 
 def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 
 from pathlib_pw import decisions
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.selection import count_true, kth_smallest, map_images, per_image, pooled, split_like
+from pathlib_pw.selection import above_kth, count_true, kth_smallest, map_images, pooled, split_like
 
 __all__ = ["as_percent", "global_threshold", "percentile_count", "remove_lowest", "threshold_pathway", "tie_broken_pathway"]
 
@@ -59,8 +59,7 @@ def global_threshold(
     ``near_zero`` is passed on: neurons whose decision also hangs on an activation within rounding of zero).
     """
     k = percentile_count(scores, sparsity) - 1
-    cut = kth_smallest(scores, k)
-    masks = [s > per_image(cut.to(s.device), s) for s in scores]
+    cut, masks = above_kth(scores, k)
     return (decisions.checkpoint(scores, masks, cut, near_zero) if checkpoint else masks), cut
 
 

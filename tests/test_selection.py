@@ -65,10 +65,16 @@ def test_bracketed_kth_is_the_sorted_value_on_every_branch(samples, monkeypatch)
             got = selection._bracketed_kth(parts, k, samples=samples)
             assert got == want[k] or (np.isnan(got) and np.isnan(want[k])), (name, k)
             assert got.dtype == row.dtype
+            # the masks written on the way: "above the value" exactly, whichever branch answered
+            above = [np.ones(p.size, dtype=bool) for p in parts]  # every entry must be written
+            assert selection._bracketed_kth(parts, k, samples=samples, above=above) == got or np.isnan(got)
+            for p, mask in zip(parts, above):
+                assert np.array_equal(mask, p > want[k]), (name, k)
+        # two calls per rank (without and with the masks)
         if "nan" in name:
-            assert len(fallbacks) - before == len(ranks)  # NaN anywhere: the full sort
+            assert len(fallbacks) - before == 2 * len(ranks)  # NaN anywhere: the full sort
         elif samples == 256:
-            assert len(fallbacks) - before < len(ranks) / 20, name  # the bracket itself answered
+            assert len(fallbacks) - before < 2 * len(ranks) / 20, name  # the bracket itself answered
 
 
 def test_sorted_kth_is_right_for_float16_among_many_infinities():
@@ -104,6 +110,30 @@ def test_bracketed_kth_finds_a_nan_the_sample_missed(samples):
             for k in (0, 1500, 2700, n - 2, n - 1):
                 got = selection._bracketed_kth(parts, k, samples=samples)
                 assert got == want[k] or (np.isnan(got) and np.isnan(want[k])), (position, k)
+                above = [np.ones(p.size, dtype=bool) for p in parts]
+                selection._bracketed_kth(parts, k, samples=samples, above=above)
+                assert all(np.array_equal(mask, p > want[k]) for p, mask in zip(parts, above)), (position, k)
+
+
+def test_above_kth_writes_the_masks_in_the_brackets_pass_and_equals_the_comparison(monkeypatch):
+
+    # 1.2 million scores per image: the bracket answers, and its pass writes the masks (no comparison
+    # after it); against kth_smallest and torch's ">" on sites of different shapes, one of them a
+    # transposed (non-contiguous) view, with exact zeros (a tied block) and every value about 17 times
+    fused = []
+    real = selection._bracketed
+    monkeypatch.setattr(selection, "_bracketed", lambda *a: (lambda r: fused.append(r[1]) or r)(real(*a)))
+    g = torch.Generator().manual_seed(7)
+    flat = torch.rand(3, 1_200_000, generator=g)
+    flat = torch.where(torch.rand(3, 1_200_000, generator=g) < 0.3, 0.0, torch.round(flat * 50_000) / 50_000)
+    sites = [flat[:, :200_000].view(3, 8, 25, 1000).transpose(2, 3), flat[:, 200_000:1_199_990], flat[:, 1_199_990:]]
+    for k in (torch.tensor([0, 1, 2]), torch.tensor([400_000, 900_000, 1_199_999]), torch.tensor([1_080_000] * 3)):
+        cut, masks = selection.above_kth(sites, k)
+        assert torch.equal(cut, kth_smallest(sites, k))
+        for s, m in zip(sites, masks):
+            assert m.dtype == torch.bool and m.shape == s.shape
+            assert torch.equal(m, s > per_image(cut, s))
+    assert any(fused) and not all(fused)  # both the bracket's masks and numpy's comparison were used
 
 
 @pytest.mark.parametrize("samples", [8, 64, 4096])
