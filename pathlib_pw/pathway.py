@@ -11,11 +11,12 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from pathlib_pw import _deprecation
 from pathlib_pw.selection import add_all, count_true, pooled
-from pathlib_pw.sites import Edit, Trace, hooked
+from pathlib_pw.sites import Trace, hooked
 
 # the version of the file format written by Pathway.save
 FORMAT = "pathlib_pw.Pathway"
@@ -315,8 +316,10 @@ class Pathway:
     def applied(self, model: nn.Module) -> Iterator[None]:
         """Multiply every rectifier output of ``model`` by this pathway's mask inside the block.
 
-        The masks broadcast over the batch when the pathway holds one image. The hooks are removed
-        on exit, also when the body raises.
+        The masks broadcast over the batch when the pathway holds one image. An in-place ``nn.ReLU``
+        or ``nn.ReLU6`` module has its removed neurons zeroed in its input instead (:class:`Masking`):
+        the same outputs and gradients, and, as for an in-place functional call, every use of that
+        tensor sees the mask. The hooks are removed on exit, also when the body raises.
         """
 
         def check_count(trace: Trace) -> None:
@@ -326,39 +329,120 @@ class Pathway:
                     "sites: the pathway was extracted from a different model"
                 )
 
-        with hooked(model, masking(self.masks, self.sites), keep_outputs=False, on_end=check_count):
+        edit = Masking(self.masks, self.sites)
+        with hooked(model, edit, keep_outputs=False, on_end=check_count, before=edit.zero_removed_inputs):
             yield
 
 
-def masking(masks: Sequence[torch.Tensor], sites: Sequence[str]) -> Edit:
-    """A :func:`~pathlib_pw.sites.hooked` edit that multiplies each rectifier output by its mask.
+class Masking:
+    """Each rectifier output multiplied by its pathway mask: a :func:`~pathlib_pw.sites.hooked` edit.
 
-    A mask with one image broadcasts over the batch; a site count or shape that does not match the
-    model raises ValueError.
+    Called as the edit, it returns the output times a float copy of the mask (a mask with one image
+    broadcasts over the batch; a site count or shape that does not match the model raises
+    ValueError). Passed as ``before`` too (:meth:`zero_removed_inputs`), it zeroes the input of an
+    in-place ``nn.ReLU``/``nn.ReLU6`` module where the mask removes a neuron, before the module
+    overwrites that input anyway: the rectifier's output is then already masked, and its own backward
+    passes no gradient through a zero, so neither pass makes a product tensor or a float copy of the
+    mask. Both give the same outputs and gradients for every finite pre-activation; a removed neuron
+    is exactly zero here also where the product gives NaN (infinity or NaN times zero). The tensor
+    is edited, not a copy: like an in-place functional call (:mod:`pathlib_pw.sites`), any other use
+    of the rectifier's output in the model sees the mask too.
     """
-    float_masks: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
 
-    def edit(index: int, output: torch.Tensor) -> torch.Tensor:
-        if index >= len(masks):
+    def __init__(self, masks: Sequence[torch.Tensor], sites: Sequence[str]) -> None:
+        self.masks, self.sites = masks, sites
+        self.float_masks: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        self.buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def mask(self, index: int, activation: torch.Tensor) -> torch.Tensor:
+        """Site ``index``'s mask, checked against the activation it masks (ValueError if it does not fit)."""
+        if index >= len(self.masks):
             raise ValueError(
-                f"the model has more rectifier calls than this pathway has sites ({len(masks)}): "
+                f"the model has more rectifier calls than this pathway has sites ({len(self.masks)}): "
                 "the pathway was extracted from a different model"
             )
-        mask = masks[index]
-        if tuple(mask.shape[1:]) != tuple(output.shape[1:]) or mask.shape[0] not in (1, output.shape[0]):
+        mask = self.masks[index]
+        if tuple(mask.shape[1:]) != tuple(activation.shape[1:]) or mask.shape[0] not in (1, activation.shape[0]):
             raise ValueError(
-                f"pathway site {sites[index]!r} has mask shape {tuple(mask.shape)} but the rectifier "
-                f"output has shape {tuple(output.shape)}: use the input size and batch the pathway was "
+                f"pathway site {self.sites[index]!r} has mask shape {tuple(mask.shape)} but the rectifier "
+                f"output has shape {tuple(activation.shape)}: use the input size and batch the pathway was "
                 "extracted with (or a one-image pathway, which broadcasts)"
             )
+        return mask
+
+    def __call__(self, index: int, output: torch.Tensor) -> torch.Tensor:
+        self.mask(index, output)
         key = (output.device, output.dtype)
-        if key not in float_masks:
+        if key not in self.float_masks:
             # a product with a float mask: torch.where, masked_fill and the boolean mask itself are slower on the CPU
             # (optimization log)
-            float_masks[key] = float_copies(masks, output.device, output.dtype)
-        return output * float_masks[key][index]
+            self.float_masks[key] = float_copies(self.masks, output.device, output.dtype)
+        return output * self.float_masks[key][index]
 
-    return edit
+    def zero_removed_inputs(self, index: int, x: torch.Tensor) -> bool:
+        """Zero ``x``, the input of site ``index``'s in-place rectifier, where its mask removes a neuron;
+        False (nothing done, the output gets the product) for a tensor this cannot edit in place."""
+        mask = self.mask(index, x)
+        if (
+            mask.dtype != torch.bool
+            or mask.device != x.device
+            or x.dtype not in _SAME_SIZE_INTEGER
+            or not (x.is_contiguous() and mask.is_contiguous())
+            or x._is_view()
+            or (x.is_leaf and x.requires_grad)
+            or type(x) is not torch.Tensor  # a subclass may not keep plain bits
+            or fwAD.unpack_dual(x).tangent is not None  # forward-mode AD: the product masks the tangent too
+        ):
+            return False
+        # on the CPU a cache-sized step; elsewhere one step per tensor (each step is a few kernel launches)
+        size = _CHUNK if x.device.type == "cpu" else x.numel()
+        key = (x.device, x.dtype)
+        if key not in self.buffers or self.buffers[key].numel() < size:
+            self.buffers[key] = torch.empty(size, device=x.device, dtype=_SAME_SIZE_INTEGER[x.dtype])
+        _ZeroRemoved.apply(x, mask, self.buffers[key][:size])
+        return True
+
+
+# a float dtype -> the integer dtype of its size: a removed neuron's bits are ANDed with 0, a kept one's with all ones
+_SAME_SIZE_INTEGER = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+}
+# elements per step on the CPU: one step's integer mask stays in the cache, and no site-sized float copy is made
+_CHUNK = 1 << 20
+
+
+def zero_removed_(x: torch.Tensor, keep: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """``x`` with every element where ``keep`` is False set to +0, in place, exactly (bits ANDed with 0,
+    whatever the value); ``keep`` has x's shape or one image that broadcasts over x's batch, both
+    contiguous; ``buffer`` is a 1-d integer tensor of x's element size, whose length sets the step."""
+    bits = x.view(x.shape[0], -1).view(buffer.dtype)
+    rows = keep.view(keep.shape[0], -1).view(torch.uint8)
+    if rows.shape[0] == bits.shape[0]:
+        bits, rows = bits.view(1, -1), rows.view(1, -1)
+    step = buffer.numel()
+    for b in range(bits.shape[0]):
+        row, flags = bits[b], rows[0 if rows.shape[0] == 1 else b]
+        for start in range(0, row.numel(), step):
+            end = min(row.numel(), start + step)
+            row[start:end].bitwise_and_(buffer[: end - start].copy_(flags[start:end]).neg_())
+    return x
+
+
+class _ZeroRemoved(torch.autograd.Function):
+    """:func:`zero_removed_` with the gradient passed through unchanged: for the input of a ReLU or
+    ReLU6 only, whose backward passes nothing where its (saved) input or output is zero."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(x)
+        return zero_removed_(x, keep, buffer)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grads[0], None, None
 
 
 def float_copies(masks: Sequence[torch.Tensor], device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:

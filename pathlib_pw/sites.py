@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
@@ -62,6 +63,8 @@ OTHER_ACTIVATION_FUNCTIONS: dict[Callable[..., Any], str] = {
 }  # fmt: skip
 
 Edit = Callable[[int, torch.Tensor], torch.Tensor]
+# edits the input of an in-place rectifier module in place before the module runs; True if it did
+InputEdit = Callable[[int, torch.Tensor], bool]
 
 # model -> (its submodules' ids, whether its forward pass made a functional rectifier call)
 # and the functional non-rectifier activations it called outside activation modules (:func:`skipped_activations`)
@@ -209,6 +212,7 @@ def hooked(
     *,
     keep_outputs: bool = True,
     on_end: Callable[[Trace], None] | None = None,
+    before: InputEdit | None = None,
 ) -> Iterator[Trace]:
     """Hook every rectifier call of ``model`` (modules and functional calls) for the duration of the block.
 
@@ -216,17 +220,24 @@ def hooked(
     gate, a scaled copy); the returned tensor is what the rest of the network sees and what is
     recorded in ``trace.outputs``. The site counter restarts at every forward call of ``model``, and
     ``on_end(trace)`` runs after each one. Rectifier calls outside ``model``'s forward pass are not sites.
+
+    ``before(site_index, input)`` may instead edit the input of an in-place ``nn.ReLU``/``nn.ReLU6``
+    module in place, just before the module overwrites it (returning True; ``edit`` is then not called
+    for that call): only where that changes nothing any other hook sees, that is where no hook is
+    registered after this block's pre-hook and none before its forward hook (else ``edit`` runs).
     """
     modules = rectifier_modules(model)
     probed = makes_functional_calls(model)
     trace = Trace()
     calls_per_name: Counter[str] = Counter()
 
+    edited_before: set[int] = set()  # this forward pass's sites whose input ``before`` edited
+
     def record(name: str, output: torch.Tensor) -> torch.Tensor:
         index = len(trace.calls)
         trace.calls.append((name, calls_per_name[name]))
         calls_per_name[name] += 1
-        new = edit(index, output) if edit is not None else output
+        new = edit(index, output) if edit is not None and index not in edited_before else output
         if keep_outputs:
             trace.outputs.append(new)
         return new
@@ -236,6 +247,25 @@ def hooked(
     def reset(_module: nn.Module, _args: object) -> None:
         trace._reset()
         calls_per_name.clear()
+        edited_before.clear()
+
+    def input_editor(module: nn.Module, forward_hook: int) -> RemovableHandle:
+        assert before is not None
+        own: list[int] = []
+
+        def edit_input(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            alone = (
+                not _global_forward_hooks
+                and next(reversed(module._forward_pre_hooks)) == own[0]
+                and next(iter(module._forward_hooks)) == forward_hook
+            )
+            index = len(trace.calls)
+            if alone and args and isinstance(args[0], torch.Tensor) and before(index, args[0]):
+                edited_before.add(index)
+
+        handle = module.register_forward_pre_hook(edit_input)
+        own.append(handle.id)
+        return handle
 
     def make_hook(name: str) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor | None]:
         def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
@@ -259,14 +289,16 @@ def hooked(
             handles.append(model.register_forward_hook(finish))
         if on_end is not None:
             handles.append(model.register_forward_hook(lambda _m, _a, _o: on_end(trace)))
-        for name, module in modules:
-            handles.append(module.register_forward_hook(make_hook(name)))
-        if functional is None:
-            yield trace
-        else:
+        forward_hooks = [module.register_forward_hook(make_hook(name)) for name, module in modules]
+        handles += forward_hooks
+        if functional is not None:
             functional.add_hooks(handles)
-            with functional:
-                yield trace
+        if before is not None:  # last, so that each input editor is its module's last pre-hook
+            for (_, module), forward_hook in zip(modules, forward_hooks):
+                if type(module) in RECTIFIER_TYPES and module.inplace:
+                    handles.append(input_editor(module, forward_hook.id))
+        with functional if functional is not None else contextlib.nullcontext():
+            yield trace
     finally:
         for handle in handles:
             handle.remove()
@@ -362,15 +394,16 @@ def activations_and_gradients(
     x: torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
     edit: Edit | None = None,
+    before: InputEdit | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[str], torch.Tensor]:
     """Forward and backward of the target logits.
 
     Returns ``(logits, activations, d logit / d activation, site names, target)``; ``target=None``
-    explains the prediction of this (possibly edited) forward pass. Images are independent in eval
-    mode, so one backward of the summed target logits gives every image its own gradient. Parameter
-    ``.grad`` fields are left untouched.
+    explains the prediction of this (possibly edited) forward pass (``edit`` and ``before`` as for
+    :func:`hooked`). Images are independent in eval mode, so one backward of the summed target logits
+    gives every image its own gradient. Parameter ``.grad`` fields are left untouched.
     """
-    with evaluating(model), hooked(model, edit) as trace:
+    with evaluating(model), hooked(model, edit, before=before) as trace:
         inp = as_model_input(x, model).detach().requires_grad_(True)
         logits = model(inp.clone())  # never an in-place op on the leaf or the caller's tensor
         tgt = resolve_target(target, logits)

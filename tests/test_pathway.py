@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from pathlib_pw.pathway import Pathway, float_copies, realized_sparsity
-from pathlib_pw.sites import record_activations
+from pathlib_pw import pathway
+from pathlib_pw.pathway import Masking, Pathway, float_copies, realized_sparsity, zero_removed_
+from pathlib_pw.sites import hooked, record_activations
 
 
 def _gen(seed):
@@ -130,6 +131,120 @@ def test_float_copies_are_the_masks_converted(dtype):
     for m, c in zip(masks, copies):
         assert c.dtype == dtype and c.shape == m.shape
         assert torch.equal(c, m.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("step", [1, 7, 1 << 20])
+def test_zero_removed_sets_exactly_the_removed_elements_to_plus_zero(dtype, step):
+
+    # against torch.where, bit for bit: kept elements untouched (infinities, NaN, -0 included), removed
+    # ones +0 whatever they held; one mask per image and one mask broadcast over the batch; steps that
+    # do and do not divide the sizes
+    g = _gen(10)
+    x = torch.randn((3, 4, 5, 6), generator=g).to(dtype)
+    flat = x.view(-1)
+    flat[::11], flat[3::13], flat[5::17], flat[7::19] = math.inf, -math.inf, math.nan, -0.0
+    integer = pathway._SAME_SIZE_INTEGER[dtype]
+    for keep in (torch.rand(x.shape, generator=g) < 0.5, torch.rand((1, *x.shape[1:]), generator=g) < 0.5):
+        want = torch.where(keep, x, torch.zeros((), dtype=dtype))
+        got = zero_removed_(x.clone(), keep, torch.empty(step, dtype=integer))
+        assert torch.equal(got.view(integer), want.view(integer))
+
+
+def _output_and_gradient(net, x, path):
+    x = x.clone().requires_grad_(True)
+    with path.applied(net):
+        y = net(x)
+    y[:, 1].sum().backward()
+    return y.detach(), x.grad
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6])
+@pytest.mark.parametrize("images", [3, 1])
+def test_zeroed_inputs_give_the_products_outputs_and_gradients(tiny, tools, act, images, monkeypatch):
+
+    # in-place rectifiers: every site's input is zeroed where its mask removes a neuron, and the
+    # rectifier's own backward stops the gradient there; against the product with the mask after the
+    # rectifier (the same class with the zeroing turned off) and the literal masked forward, exactly
+    net = tiny.make(act=act, inplace=True, seed=3, scale=4.0 if act is nn.ReLU6 else 1.0).double()
+    x = torch.randn((3, 3, 8, 8), generator=_gen(3), dtype=torch.float64)
+    path = _tiny_path(tiny, images, seed=4)
+    zeroed = []
+    monkeypatch.setattr(pathway, "zero_removed_", lambda *a: zeroed.append(1) or zero_removed_(*a))
+    y, grad = _output_and_gradient(net, x, path)
+    assert len(zeroed) == 3  # every site, the reused module's two calls included
+    monkeypatch.setattr(Masking, "zero_removed_inputs", lambda self, index, x: False)
+    y_product, grad_product = _output_and_gradient(net, x, path)
+    assert len(zeroed) == 3
+    assert torch.equal(y, y_product) and torch.equal(grad, grad_product)
+    torch.testing.assert_close(y, tiny.manual(net, x, [m.double() for m in path.masks]).detach())  # its BN formula rounds otherwise
+    assert tools.no_hooks(net)
+
+
+def test_zeroed_inputs_leave_an_earlier_edit_before_the_mask(tiny):
+
+    # a hook registered before the pathway's (an outer block's edit) must see the rectifier's own
+    # output, as with the product: the zeroing then steps aside; an inner block's edit comes after the mask
+    net = tiny.make(act=nn.ReLU, inplace=True, seed=5).double()
+    x = torch.randn((2, 3, 8, 8), generator=_gen(5), dtype=torch.float64)
+    path = _tiny_path(tiny, 2, seed=6)
+    masks = [m.double() for m in path.masks]
+    shift = [torch.full((1, *shape), 0.5, dtype=torch.float64) for shape in tiny.shapes]
+    with torch.no_grad():
+        with hooked(net, lambda i, o: o + shift[i], keep_outputs=False), path.applied(net):
+            outer = net(x)
+        with path.applied(net), hooked(net, lambda i, o: o + shift[i], keep_outputs=False):
+            inner = net(x)
+
+    def manual(order):
+        calls = []
+
+        def rect(t):
+            i = len(calls)
+            calls.append(i)
+            a = torch.relu(t)
+            return (a + shift[i]) * masks[i] if order == "edit first" else a * masks[i] + shift[i]
+
+        return tiny.manual(net, x, rect=rect)
+
+    with torch.no_grad():
+        edit_first, mask_first = manual("edit first"), manual("mask first")
+    assert not torch.allclose(edit_first, mask_first)  # the order shows
+    torch.testing.assert_close(outer, edit_first)
+    torch.testing.assert_close(inner, mask_first)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6])
+def test_a_removed_neuron_is_zero_whatever_its_pre_activation(act):
+
+    # the product gives NaN for NaN (and, after ReLU, +inf) times zero; the zeroed input gives 0
+    pre = torch.tensor([[math.inf, -math.inf, math.nan, 2.0, math.inf, -math.inf, math.nan, 2.0]])
+    keep = torch.tensor([[False] * 4 + [True] * 4])
+    path = Pathway.from_masks([keep], ["0"])
+    net = nn.Sequential(act(inplace=True))
+    with torch.no_grad(), path.applied(net):
+        out = net(pre.clone())
+    kept = act()(pre[:, 4:])
+    assert out[:, :4].tolist() == [[0.0] * 4]
+    assert torch.equal(out[:, 4:].nan_to_num(-1.0), kept.nan_to_num(-1.0))
+
+
+def test_zeroed_inputs_step_aside_for_tensors_they_cannot_edit(tiny):
+
+    # a view, a leaf that needs its gradient, a forward-mode dual tensor, a mask that is not boolean:
+    # nothing edited (the caller makes the product), the tensor untouched
+    masking = Masking([torch.tensor([[True, False, True, False]])], ["s"])
+    base = torch.arange(1.0, 9.0).view(2, 4)
+    leaf = torch.ones(1, 4, requires_grad=True)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(torch.ones(1, 4), torch.ones(1, 4)) * 1.0  # not a view
+        for x in (base[:1], leaf, dual):
+            before = x.detach().clone()
+            assert masking.zero_removed_inputs(0, x) is False
+            assert torch.equal(x.detach(), before)
+    assert Masking([torch.ones(1, 4)], ["s"]).zero_removed_inputs(0, torch.ones(1, 4)) is False
+    fresh = torch.ones(1, 4)
+    assert masking.zero_removed_inputs(0, fresh) is True and fresh.tolist() == [[1.0, 0.0, 1.0, 0.0]]
 
 
 def test_applied_broadcasts_one_image_pathway(tiny):

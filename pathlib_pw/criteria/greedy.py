@@ -24,7 +24,7 @@ from pathlib_pw import decisions
 from pathlib_pw.criteria._progress import bar
 from pathlib_pw.criteria.seeds import per_image_seeds, tie_keys
 from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
-from pathlib_pw.pathway import Pathway, masking
+from pathlib_pw.pathway import Masking, Pathway
 from pathlib_pw.selection import add_all, per_image
 from pathlib_pw.sites import activations_and_gradients
 from pathlib_pw.thresholds import global_threshold, remove_lowest
@@ -40,8 +40,9 @@ def _taylor(
     masks: list[torch.Tensor] | None,
     names: Sequence[str] = (),
 ):
-    edit = None if masks is None else masking(masks, names)
-    _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit)
+    edit = None if masks is None else Masking(masks, names)
+    before = None if edit is None else edit.zero_removed_inputs
+    _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit, before)
     return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt
 
 
