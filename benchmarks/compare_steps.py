@@ -1,4 +1,4 @@
-"""NeuronMCT + PathwayGrad with each step of issue 31's second and third rounds undone, against the code as it is.
+"""NeuronMCT + PathwayGrad with each step of issue 31's second to fourth rounds undone, against the code as it is.
 
     python benchmarks/compare_steps.py                     # MobileNetV2 batch 8, 9 repeats
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python benchmarks/compare_steps.py
@@ -8,9 +8,12 @@ bracket instead of a sort of each image's scores (``selection``); counting kept 
 instead of numpy's count along an axis (``count``); the scores written over the gradients instead
 of into fresh memory (``scores``); the selection's NaN found by its passes' counts instead of by a
 pass of its own, a maximum over every site (``nan_pass`` puts that pass back on top of the new
-counts, so it measures the maximum's pass alone; the even sample has no variant), and the masks' float
-copies converted from their bytes instead of from bool (``copies``). ``masks`` is a step tried and not kept: it multiplies by the
-boolean masks instead of float copies, so that variant puts the step in. Each variant runs with one
+counts, so it measures the maximum's pass alone; the even sample has no variant); the masks' float
+copies converted from their bytes instead of from bool (``copies``: only where a product is made,
+so alone it changes nothing on MobileNetV2 since ``zeroed_inputs``); the masks written by the
+bracket's own pass instead of by a comparison with the cut after it (``bracket_masks``); and removed
+neurons zeroed in the input of an in-place rectifier instead of a product with a float copy of the
+mask after it (``zeroed_inputs``). Each variant runs with one
 step undone (``all``: every kept step undone; ``none`` is the code as it is), in one process,
 every repeat timing the floor and then each variant in turn; the table gives each variant's
 smallest ratio to the floor around it, the spread, the median, and the MB faulted in
@@ -37,7 +40,7 @@ from bench_criteria import machine, one_pass, patched, seconds  # noqa: E402
 from bench_floor import faulting, malloc_setting  # noqa: E402
 
 import pathlib_pw as pw  # noqa: E402
-from pathlib_pw import pathway, selection  # noqa: E402
+from pathlib_pw import pathway, selection, thresholds  # noqa: E402
 from pathlib_pw.criteria import mct  # noqa: E402
 
 
@@ -48,38 +51,45 @@ def count_along_axis(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
     return torch.from_numpy(np.count_nonzero(rows.numpy(), axis=1).astype(np.int64))
 
 
-def bracket_after_a_nan_pass(parts, k, samples=65536):  # type: ignore[no-untyped-def]
+def bracket_after_a_nan_pass(parts, k, samples, above):  # type: ignore[no-untyped-def]
     if any(np.isnan(p.max()) for p in parts if p.size):
-        return selection._sorted_kth(parts, k)
-    return BRACKETED_KTH(parts, k, samples)
+        return selection._sorted_kth(parts, k), False
+    return BRACKETED(parts, k, samples, above)
+
+
+def sorted_selection(parts, k, samples, above):  # type: ignore[no-untyped-def]
+    return selection._sorted_kth(parts, k), False
+
+
+def masks_compared_after(per_site, k):  # type: ignore[no-untyped-def]
+    cut = selection.kth_smallest(per_site, k)
+    return cut, [s > selection.per_image(cut, s) for s in per_site]
 
 
 def copies_from_bool(masks, device, dtype):  # type: ignore[no-untyped-def]
     return [m.to(device=device, dtype=dtype) for m in masks]
 
 
-def boolean_masking(masks, sites):  # type: ignore[no-untyped-def]
-    def boolean_edit(index: int, output: torch.Tensor) -> torch.Tensor:
-        return output * masks[index]  # promoted inside the kernel: the same values as a float mask
-
-    return boolean_edit
+def products_only(self, index, x):  # type: ignore[no-untyped-def]
+    return False
 
 
-BRACKETED_KTH = selection._bracketed_kth
+BRACKETED = selection._bracketed
 
 # step -> (module, attribute, its former implementation)
 STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
-    "selection": (selection, "_bracketed_kth", selection._sorted_kth),
+    "selection": (selection, "_bracketed", sorted_selection),
     "count": (selection, "_count_true", count_along_axis),
     "scores": (mct, "_writable", lambda grads: [False] * len(grads)),
-    "nan_pass": (selection, "_bracketed_kth", bracket_after_a_nan_pass),
+    "nan_pass": (selection, "_bracketed", bracket_after_a_nan_pass),
     "copies": (pathway, "float_copies", copies_from_bool),
-    "masks": (pathway, "masking", boolean_masking),
+    "bracket_masks": (thresholds, "above_kth", masks_compared_after),
+    "zeroed_inputs": (pathway.Masking, "zero_removed_inputs", products_only),
 }
 
 
 # the sort (selection undone) last: it replaces the bracket, NaN pass or not
-KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "selection"]
+KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "bracket_masks", "zeroed_inputs", "selection"]
 
 
 def undone(steps: list[str]) -> contextlib.AbstractContextManager[None]:

@@ -5,9 +5,10 @@
 
 Each part is timed by wrapping the function that does it (wall clock, so numpy's threads and torch's
 intra-op threads count as they run): the first pass (forward and backward for every site's activation
-and gradient), the scores, the selection of each image's cut and the rest of the threshold (the
-comparison with the cut), the second pass through the masked network (the connectivity check, whose
-input gradient PathwayGrad reuses) with the float copies of the masks inside it, and PathwayGrad's
+and gradient), the scores, the selection of each image's cut with the masks its pass writes and the
+rest of the threshold, the second pass through the masked network (the connectivity check, whose
+input gradient PathwayGrad reuses) with the masks' application inside it (removed neurons zeroed in
+the rectifiers' inputs), and PathwayGrad's
 map from that gradient (``pathway_grad`` as a whole); "everything else" is the call's time less those parts (validation, the
 pathway's bookkeeping, Python). Each repeat times two floor passes and then one call; the table gives
 each part's smallest time over the repeats, in ms per image, and the median. The parts' minima come
@@ -42,10 +43,10 @@ from pathlib_pw.criteria.checks import PathwayWarning  # noqa: E402
 PARTS: dict[str, tuple[object, str]] = {
     "first pass: activations and gradients": (mct, "activations_and_gradients"),
     "scores: absolute activation x gradient": (mct, "_times_abs"),
-    "threshold: the selection of each cut": (thresholds, "kth_smallest"),
+    "threshold: each cut and the masks above it": (thresholds, "above_kth"),
     "threshold: all of it": (thresholds, "global_threshold"),
     "second pass: through the masked network": (checks, "input_gradient_through"),
-    "of which the masks' float copies": (pathway, "float_copies"),
+    "of which zeroing the removed neurons": (pathway, "zero_removed_"),
     "PathwayGrad: the map from the kept gradient": (pw, "pathway_grad"),
 }
 CALL = "the whole call"
