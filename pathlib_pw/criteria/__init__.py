@@ -21,7 +21,7 @@ from pathlib_pw.criteria.checks import check_pathways
 from pathlib_pw.criteria.seeds import per_image_seeds
 from pathlib_pw.criteria.spec import CriterionSpec, Method, Variant
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.sites import as_index_tensor, as_model_input, check_input, rectifier_modules
+from pathlib_pw.sites import as_index_tensor, as_model_input, rectifier_modules
 from pathlib_pw.thresholds import as_percent
 from pathlib_pw.units import warn_if_share
 
@@ -295,7 +295,7 @@ def _extract(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     rectifier_modules(model)
-    check_input(x)
+    x = as_model_input(x, model)  # validated once: the copy below is made from it
     unknown = sorted(set(options) - set(description.options))
     if unknown:
         raise TypeError(f"unknown option(s) {unknown} for criterion {method!r}; accepted options: {list(description.options)}")
@@ -332,7 +332,7 @@ def _extract(
             target = target.expand(batch)
 
     # criteria run many forward passes on x; a copy keeps the caller's tensor safe from in-place rectifiers
-    x = as_model_input(x, model).detach().clone()
+    x = x.detach().clone()
     step = batch if batch_size is None else batch_size
     starts = range(0, batch, step)
     parts = []
