@@ -148,6 +148,7 @@ def main() -> int:
         print(f"| {undone_steps} | {min(ratios[name]):.2f} | {min(ratios[name]):.2f}..{max(ratios[name]):.2f} | "
               f"{statistics.median(ratios[name]):.2f} | {min(times[name]) / args.batch * 1e3:.1f} | "
               f"{statistics.mean(faults[name]) * page_mb:.0f} |")  # fmt: skip
+    print()  # not a row of the table
     print(f"floor: {statistics.mean(faults['floor']) * page_mb:.0f} MB faulted in per image and call")
     return 0
 

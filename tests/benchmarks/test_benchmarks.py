@@ -159,7 +159,8 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
     monkeypatch.setattr(sys, "argv", ["compare_steps.py", "--size", "64", "--batch", "2", "--repeats", "1"])
     assert module.main() == 0  # raises when a variant's map differs from the code's
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" | ")[0] for line in lines[3:-1]] == [
+    assert lines[-2] == "" and lines[-1].startswith("floor: ")  # a line of its own, not a row of the table
+    assert [line.split(" | ")[0] for line in lines[3:-2]] == [
         "| none (the code as it is)", "| selection", "| count", "| scores", "| nan_pass", "| copies", "| bracket_masks",
         "| zeroed_inputs", "| count, scores, nan_pass, copies, bracket_masks, zeroed_inputs, selection"]
     # every step is put back afterwards
