@@ -79,12 +79,7 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
     took 40 times longer on some images with many tied scores (Performance page). Elsewhere
     :func:`sampled_kth` on the pooled scores.
     """
-    k = k.to(torch.long).cpu()
-    _check_ranks(k, per_site[0].shape[0] if per_site else 0, sum(s[0].numel() for s in per_site))
-    if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
-        arrays = [s.detach().flatten(1).numpy() for s in per_site]
-        return torch.from_numpy(np.array(map_images(lambda b: _bracketed_kth([a[b] for a in arrays], int(k[b])), len(k))))
-    return sampled_kth(pooled(per_site), k)
+    return _select(per_site, k, masks=False)[0]
 
 
 def above_kth(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -95,16 +90,26 @@ def above_kth(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> tuple[torch.
     another branch compares in numpy (the same IEEE ``>``). That spares a full pass over the scores
     (optimization log). Elsewhere the cut of :func:`sampled_kth` and torch's comparison.
     """
+    cut, above = _select(per_site, k, masks=True)
+    assert above is not None
+    return cut, above
+
+
+def _select(per_site: Sequence[torch.Tensor], k: torch.Tensor, masks: bool) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """:func:`kth_smallest`, and with ``masks`` :func:`above_kth`'s masks (else None)."""
     k = k.to(torch.long).cpu()
     _check_ranks(k, per_site[0].shape[0] if per_site else 0, sum(s[0].numel() for s in per_site))
     if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
         arrays = [s.detach().flatten(1).numpy() for s in per_site]
-        masks = [torch.empty(s.shape, dtype=torch.bool) for s in per_site]
-        outs = [m.view(m.shape[0], -1).numpy() for m in masks]
-        cuts = map_images(lambda b: _bracketed_kth([a[b] for a in arrays], int(k[b]), above=[o[b] for o in outs]), len(k))
-        return torch.from_numpy(np.array(cuts)), masks
+        above = [torch.empty(s.shape, dtype=torch.bool) for s in per_site] if masks else None
+        outs = None if above is None else [m.view(m.shape[0], -1).numpy() for m in above]
+
+        def one(b: int) -> np.generic:
+            return _bracketed_kth([a[b] for a in arrays], int(k[b]), above=None if outs is None else [o[b] for o in outs])
+
+        return torch.from_numpy(np.array(map_images(one, len(k)))), above
     cut = sampled_kth(pooled(per_site), k)
-    return cut, [s > per_image(cut.to(s.device), s) for s in per_site]
+    return cut, [s > per_image(cut.to(s.device), s) for s in per_site] if masks else None
 
 
 def _sorted_kth(parts: Sequence[np.ndarray], k: int) -> np.generic:
