@@ -33,15 +33,13 @@ Ties = Literal["random", "position"]
 TIES: tuple[Ties, ...] = ("random", "position")
 
 
-def taylor_scores(
+def _taylor(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor | int | None,
-    masks: Sequence[torch.Tensor] | None,
+    masks: list[torch.Tensor] | None,
     names: Sequence[str] = (),
-) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
-    """Greedy's score ``|a x d logit / d a|`` of every neuron through the network masked by ``masks``
-    (None: unmasked), with the site names and the explained target."""
+):
     edit = None if masks is None else Masking(masks, names)
     before = None if edit is None else edit.zero_removed_inputs
     _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit, before)
@@ -127,7 +125,7 @@ def _intended(
     seeds: torch.Tensor,
 ) -> list[Pathway]:
     """One pruning run towards the largest level, with a snapshot when each level is reached."""
-    scores, names, tgt = taylor_scores(model, x, target, None)
+    scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     wanted = torch.stack([lv.to(torch.float64) for lv in levels]).amax(0)
     total = sum(s[0].numel() for s in scores)
@@ -151,7 +149,7 @@ def _intended(
                 if r == i + 1:
                     snapshots[j] = masks
             if i + 1 < n_rounds:
-                scores, _, _ = taylor_scores(model, x, tgt, masks, names)
+                scores, _, _ = _taylor(model, x, tgt, masks, names)
             rounds_bar.update()
     return [
         Pathway.from_masks(
@@ -185,7 +183,7 @@ def _mean_score(scores: list[torch.Tensor]) -> torch.Tensor:
 def _original_code(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
-    scores, names, tgt = taylor_scores(model, x, target, None)
+    scores, names, tgt = _taylor(model, x, target, None)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     with bar(rounds, "greedy (original code)", "round") as rounds_bar:
         for i in range(rounds):
@@ -197,7 +195,7 @@ def _original_code(
             near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
             masks = decisions.checkpoint(replaced, [k | (s <= 0) for k, s in zip(keep, scores)], cut, near_zero, scale)
             if i + 1 < rounds:  # the authors re-score once more after the last round; unused
-                scores, _, _ = taylor_scores(model, x, tgt, masks, names)
+                scores, _, _ = _taylor(model, x, tgt, masks, names)
             rounds_bar.update()
     return masks, names, tgt
 
