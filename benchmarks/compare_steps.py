@@ -1,4 +1,4 @@
-"""NeuronMCT + PathwayGrad with each step of issue 31's second to fourth rounds undone, against the code as it is.
+"""NeuronMCT + PathwayGrad with each step of issue 31's second to fifth rounds undone, against the code as it is.
 
     python benchmarks/compare_steps.py                     # MobileNetV2 batch 8, 9 repeats
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python benchmarks/compare_steps.py
@@ -13,7 +13,9 @@ copies converted from their bytes instead of from bool (``copies``: only where a
 so alone it changes nothing on MobileNetV2 since ``zeroed_inputs``); the masks written by the
 bracket's own pass instead of by a comparison with the cut after it (``bracket_masks``); and removed
 neurons zeroed in the input of an in-place rectifier instead of a product with a float copy of the
-mask after it (``zeroed_inputs``). Each variant runs with one
+mask after it (``zeroed_inputs``); the realized sparsity from the selection's own counts instead of a
+count of the masks (``counted``); and the empty-path check by numpy's ``any`` site by site, stopping
+once every image keeps a neuron, instead of a count of every mask (``empty_scan``). Each variant runs with one
 step undone (``all``: every kept step undone; ``none`` is the code as it is), in one process,
 every repeat timing the floor and then each variant in turn; the table gives each variant's
 smallest ratio to the floor around it, the spread, the median, and the MB faulted in
@@ -41,7 +43,7 @@ from bench_floor import faulting, malloc_setting  # noqa: E402
 
 import pathlib_pw as pw  # noqa: E402
 from pathlib_pw import pathway, selection, thresholds  # noqa: E402
-from pathlib_pw.criteria import mct  # noqa: E402
+from pathlib_pw.criteria import checks, mct  # noqa: E402
 
 
 def count_along_axis(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
@@ -53,17 +55,27 @@ def count_along_axis(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
 
 def bracket_after_a_nan_pass(parts, k, samples, above):  # type: ignore[no-untyped-def]
     if any(np.isnan(p.max()) for p in parts if p.size):
-        return selection._sorted_kth(parts, k), False
+        return selection._sorted_kth(parts, k), None
     return BRACKETED(parts, k, samples, above)
 
 
 def sorted_selection(parts, k, samples, above):  # type: ignore[no-untyped-def]
-    return selection._sorted_kth(parts, k), False
+    return selection._sorted_kth(parts, k), None
 
 
 def masks_compared_after(per_site, k):  # type: ignore[no-untyped-def]
     cut = selection.kth_smallest(per_site, k)
-    return cut, [s > selection.per_image(cut, s) for s in per_site]
+    masks = [s > selection.per_image(cut, s) for s in per_site]
+    return cut, masks, selection.add_all(selection.count_true(m) for m in masks)
+
+
+def masks_counted(scores, sparsity, checkpoint, near_zero):  # type: ignore[no-untyped-def]
+    masks, cut, _ = THRESHOLDED(scores, sparsity, checkpoint, near_zero)
+    return masks, cut, None  # the pathway counts its masks
+
+
+def counted_empty(masks):  # type: ignore[no-untyped-def]
+    return selection.add_all(selection.count_true(m) for m in masks).cpu() == 0
 
 
 def copies_from_bool(masks, device, dtype):  # type: ignore[no-untyped-def]
@@ -75,6 +87,7 @@ def products_only(self, index, x):  # type: ignore[no-untyped-def]
 
 
 BRACKETED = selection._bracketed
+THRESHOLDED = thresholds._thresholded
 
 # step -> (module, attribute, its former implementation)
 STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
@@ -85,11 +98,13 @@ STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
     "copies": (pathway, "float_copies", copies_from_bool),
     "bracket_masks": (thresholds, "above_kth", masks_compared_after),
     "zeroed_inputs": (pathway.Masking, "zero_removed_inputs", products_only),
+    "counted": (thresholds, "_thresholded", masks_counted),
+    "empty_scan": (checks, "keeps_nothing", counted_empty),
 }
 
 
 # the sort (selection undone) last: it replaces the bracket, NaN pass or not
-KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "bracket_masks", "zeroed_inputs", "selection"]
+KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "bracket_masks", "zeroed_inputs", "counted", "empty_scan", "selection"]
 
 
 def undone(steps: list[str]) -> contextlib.AbstractContextManager[None]:

@@ -43,8 +43,8 @@ from pathlib_pw.criteria.checks import PathwayWarning  # noqa: E402
 PARTS: dict[str, tuple[object, str]] = {
     "first pass: activations and gradients": (mct, "activations_and_gradients"),
     "scores: absolute activation x gradient": (mct, "_times_abs"),
-    "threshold: each cut and the masks above it": (thresholds, "above_kth"),
-    "threshold: all of it": (thresholds, "global_threshold"),
+    "threshold: each cut, the masks above it, their counts": (thresholds, "above_kth"),
+    "threshold: all of it": (thresholds, "_thresholded"),
     "second pass: through the masked network": (checks, "input_gradient_through"),
     "of which zeroing the removed neurons": (pathway, "zero_removed_"),
     "PathwayGrad: the map from the kept gradient": (pw, "pathway_grad"),

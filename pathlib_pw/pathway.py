@@ -504,6 +504,9 @@ def _check_info(info: dict[str, Any], batch: int) -> None:
 
 def realized_sparsity(masks: Sequence[torch.Tensor]) -> torch.Tensor:
     """Percent of removed neurons per image, shape (B,)."""
-    kept = add_all(count_true(m).to(torch.float64) for m in masks)
-    total = sum(m[0].numel() for m in masks)
-    return (100.0 * (1.0 - kept / total)).float()
+    return sparsity_of_kept(add_all(count_true(m) for m in masks), sum(m[0].numel() for m in masks))
+
+
+def sparsity_of_kept(kept: torch.Tensor, total: int) -> torch.Tensor:
+    """Percent of removed neurons per image, (B,) float32, from the kept neurons' counts (B,) out of ``total``."""
+    return (100.0 * (1.0 - kept.to(torch.float64) / total)).float()

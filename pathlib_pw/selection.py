@@ -23,6 +23,7 @@ T = TypeVar("T")
 __all__ = [
     "above_kth",
     "add_all",
+    "any_true",
     "count_true",
     "kth_smallest",
     "kthvalue_rows",
@@ -57,6 +58,17 @@ def count_true(mask: torch.Tensor) -> torch.Tensor:
     return _count_true(mask, by_numpy=mask.device.type == "cpu")
 
 
+def any_true(mask: torch.Tensor) -> torch.Tensor:
+    """Whether each image's mask holds a True: (B,) bool on the mask's device.
+
+    On the CPU numpy's ``any``, which stops at a row's first True (torch's reads every element, and
+    ten times slower than numpy counts them)."""
+    rows = mask.flatten(1)
+    if mask.device.type != "cpu":
+        return rows.any(1)
+    return torch.from_numpy(rows.numpy().any(1))
+
+
 def _count_true(mask: torch.Tensor, by_numpy: bool) -> torch.Tensor:
     """:func:`count_true` with the device's choice made by the caller, so that the tests run the
     GPU's branch (torch's sum) on the CPU too."""
@@ -82,34 +94,41 @@ def kth_smallest(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> torch.Ten
     return _select(per_site, k, masks=False)[0]
 
 
-def above_kth(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """:func:`kth_smallest`'s cut and, per site, the mask of the scores above it (``s > cut``, as torch compares).
+def above_kth(per_site: Sequence[torch.Tensor], k: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """:func:`kth_smallest`'s cut, per site the mask of the scores above it (``s > cut``, as torch
+    compares), and the number of scores above it per image ((B,) int64, on the masks' device).
 
-    On the CPU the bracket's own pass writes the masks: the comparison with its upper bound is most of
-    every mask, and only the values it kept (about 1 %) are compared with the cut; a call that ends in
-    another branch compares in numpy (the same IEEE ``>``). That spares a full pass over the scores
-    (optimization log). Elsewhere the cut of :func:`sampled_kth` and torch's comparison.
+    On the CPU the bracket's own pass writes the masks and counts them: the comparison with its upper
+    bound is most of every mask, and only the values it kept (about 1 %) are compared with the cut; a
+    call that ends in another branch compares and counts in numpy (the same IEEE ``>``). That spares a
+    full pass over the scores and one over the masks (optimization log). Elsewhere the cut of
+    :func:`sampled_kth`, torch's comparison and :func:`count_true`.
     """
-    cut, above = _select(per_site, k, masks=True)
-    assert above is not None
-    return cut, above
+    cut, above, counts = _select(per_site, k, masks=True)
+    assert above is not None and counts is not None
+    return cut, above, counts
 
 
-def _select(per_site: Sequence[torch.Tensor], k: torch.Tensor, masks: bool) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """:func:`kth_smallest`, and with ``masks`` :func:`above_kth`'s masks (else None)."""
+def _select(
+    per_site: Sequence[torch.Tensor], k: torch.Tensor, masks: bool
+) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor | None]:
+    """:func:`kth_smallest`, and with ``masks`` :func:`above_kth`'s masks and counts (else None)."""
     k = k.to(torch.long).cpu()
     _check_ranks(k, per_site[0].shape[0] if per_site else 0, sum(s[0].numel() for s in per_site))
     if all(s.device.type == "cpu" and s.dtype in _NUMPY_SELECTABLE for s in per_site):
         arrays = [s.detach().flatten(1).numpy() for s in per_site]
-        above = [torch.empty(s.shape, dtype=torch.bool) for s in per_site] if masks else None
-        outs = None if above is None else [m.view(m.shape[0], -1).numpy() for m in above]
-
-        def one(b: int) -> np.generic:
-            return _bracketed_kth([a[b] for a in arrays], int(k[b]), above=None if outs is None else [o[b] for o in outs])
-
-        return torch.from_numpy(np.array(map_images(one, len(k)))), above
+        if not masks:
+            values = map_images(lambda b: _bracketed_kth([a[b] for a in arrays], int(k[b])), len(k))
+            return torch.from_numpy(np.array(values)), None, None
+        above = [torch.empty(s.shape, dtype=torch.bool) for s in per_site]
+        outs = [m.view(m.shape[0], -1).numpy() for m in above]
+        found = map_images(lambda b: _bracketed_above([a[b] for a in arrays], int(k[b]), [o[b] for o in outs]), len(k))
+        return torch.from_numpy(np.array([v for v, _ in found])), above, torch.tensor([c for _, c in found], dtype=torch.int64)
     cut = sampled_kth(pooled(per_site), k)
-    return cut, [s > per_image(cut.to(s.device), s) for s in per_site] if masks else None
+    if not masks:
+        return cut, None, None
+    above = [s > per_image(cut.to(s.device), s) for s in per_site]
+    return cut, above, add_all(count_true(m) for m in above)
 
 
 def _sorted_kth(parts: Sequence[np.ndarray], k: int) -> np.generic:
@@ -126,9 +145,7 @@ def _sorted(row: np.ndarray) -> np.ndarray:
     return row
 
 
-def _bracketed_kth(
-    parts: Sequence[np.ndarray], k: int, samples: int = 65536, above: Sequence[np.ndarray] | None = None
-) -> np.generic:
+def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) -> np.generic:
     """The (k+1)-th smallest value of the 1-d arrays ``parts`` taken together (NaN largest), exactly.
 
     :func:`sampled_kth`'s bracket in numpy for one image: a sorted sample of at least ``samples``
@@ -141,24 +158,31 @@ def _bracketed_kth(
     falls back to sorting every value: the result is the same order statistic whatever the sample,
     the sample only decides how fast it comes (only the sign of a zero may differ from the sort's,
     which places equal zeros in no set order: they compare equal, every threshold decision is the same).
-
-    With ``above`` (boolean arrays shaped like ``parts``) each ``above[i]`` is also set to
-    ``parts[i] > result``: where the bracket answers, its comparison with ``hi`` becomes the mask and
-    only the kept values are compared with the result; elsewhere numpy compares.
     """
-    value, filled = _bracketed(parts, k, samples, above)
-    if above is not None and not filled:
-        for p, out in zip(parts, above):
-            np.greater(p, value, out=out)
-    return value
+    return _bracketed(parts, k, samples, None)[0]
 
 
-def _bracketed(parts: Sequence[np.ndarray], k: int, samples: int, above: Sequence[np.ndarray] | None) -> tuple[np.generic, bool]:
-    """:func:`_bracketed_kth`'s value, and whether ``above`` was filled with ``parts[i] > value`` on the way
-    (only where the value is one of the kept ones)."""
+def _bracketed_above(
+    parts: Sequence[np.ndarray], k: int, above: Sequence[np.ndarray], samples: int = 65536
+) -> tuple[np.generic, int]:
+    """:func:`_bracketed_kth`'s value, each ``above[i]`` (a boolean array shaped like ``parts[i]``) set
+    to ``parts[i] > value``, and how many values that is. Where the bracket answers, its comparison
+    with ``hi`` becomes the mask and its count, and only the kept values are compared with the value;
+    elsewhere numpy compares and counts."""
+    value, count = _bracketed(parts, k, samples, above)
+    if count is None:
+        count = sum(int(np.count_nonzero(np.greater(p, value, out=out))) for p, out in zip(parts, above))
+    return value, count
+
+
+def _bracketed(
+    parts: Sequence[np.ndarray], k: int, samples: int, above: Sequence[np.ndarray] | None
+) -> tuple[np.generic, int | None]:
+    """:func:`_bracketed_kth`'s value, and, where ``above`` was filled with ``parts[i] > value`` on the
+    way (only where the value is one of the kept ones), the number of values above it (else None)."""
     n = sum(p.size for p in parts)
     if n <= 4 * samples:
-        return _sorted_kth(parts, k), False
+        return _sorted_kth(parts, k), None
     stride = n // samples
     rng = np.random.default_rng(0)
     sample = _sorted(np.concatenate([p[int(rng.integers(0, min(stride, p.size))) :: stride] for p in parts if p.size]))
@@ -170,6 +194,7 @@ def _bracketed(parts: Sequence[np.ndarray], k: int, samples: int, above: Sequenc
     # a value the sample holds twice may be a large tied block (the dead neurons' zeros): counted, not sorted
     tied_lo, tied_hi = np.count_nonzero(sample == lo) > 1, np.count_nonzero(sample == hi) > 1
     below, at_lo, at_hi = 0, 0, 0
+    above_hi = 0  # with ``above``: the values its comparison with hi put there
     unordered = 0  # values neither >= lo nor <= hi: NaN (lo < hi), or a NaN bound
     inside, where = [], []
     # boolean buffers reused for every part, not a fresh site-sized temporary per comparison; with
@@ -199,6 +224,7 @@ def _bracketed(parts: Sequence[np.ndarray], k: int, samples: int, above: Sequenc
             kept = p[positions]
             where.append(positions)
             np.logical_not(test, out=test)
+            above_hi += p.size - upto
         # every ordered value is from lo or up to hi, or both (lo < hi): those both are the ones kept
         unordered += p.size - from_lo - upto + kept.size
         below += p.size - from_lo - part_at_lo
@@ -206,24 +232,27 @@ def _bracketed(parts: Sequence[np.ndarray], k: int, samples: int, above: Sequenc
         at_hi += part_at_hi
         inside.append(kept)
     if unordered:
-        return _sorted_kth(parts, k), False
+        return _sorted_kth(parts, k), None
     rank = k - below
     if 0 <= rank < at_lo:
-        return lo, False
+        return lo, None
     rank -= at_lo
     values = np.concatenate(inside) if inside else sample[:0]
     if len(values) <= rank < len(values) + at_hi:
-        return hi, False
+        return hi, None
     if not 0 <= rank < len(values):
-        return _sorted_kth(parts, k), False
+        return _sorted_kth(parts, k), None
     value = _sorted(values)[rank]
     if above is None:
-        return value, False
+        return value, None
     # the mask is "above hi" (or "at or above hi" where hi is a tied block, which lies above the
     # value: the value is a kept one, below hi); of the kept values those above the value join it
+    count = above_hi
     for out, positions, kept in zip(above, where, inside):
-        out[positions[kept > value]] = True
-    return value, True
+        joining = positions[kept > value]
+        out[joining] = True
+        count += joining.size
+    return value, count
 
 
 def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> torch.Tensor:

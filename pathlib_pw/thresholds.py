@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from pathlib_pw import decisions
-from pathlib_pw.pathway import Pathway
+from pathlib_pw.pathway import Pathway, realized_sparsity, sparsity_of_kept
 from pathlib_pw.selection import above_kth, count_true, kth_smallest, map_images, pooled, split_like
 
 __all__ = ["as_percent", "global_threshold", "percentile_count", "remove_lowest", "threshold_pathway", "tie_broken_pathway"]
@@ -58,9 +58,19 @@ def global_threshold(
     :func:`pathlib_pw.decisions.checkpoint` (recorded or replayed when an experiment asks for it;
     ``near_zero`` is passed on: neurons whose decision also hangs on an activation within rounding of zero).
     """
+    masks, cut, _ = _thresholded(scores, sparsity, checkpoint, near_zero)
+    return masks, cut
+
+
+def _thresholded(
+    scores: Sequence[torch.Tensor], sparsity: torch.Tensor, checkpoint: bool, near_zero: Sequence[torch.Tensor] | None
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """:func:`global_threshold`'s masks and cut, and the neurons each image keeps (None where a
+    replayed decision changed the masks: then they are to be counted)."""
     k = percentile_count(scores, sparsity) - 1
-    cut, masks = above_kth(scores, k)
-    return (decisions.checkpoint(scores, masks, cut, near_zero) if checkpoint else masks), cut
+    cut, masks, kept = above_kth(scores, k)
+    decided = decisions.checkpoint(scores, masks, cut, near_zero) if checkpoint else masks
+    return decided, cut, kept if decided is masks else None
 
 
 def remove_lowest(
@@ -137,8 +147,11 @@ def threshold_pathway(
 ) -> Pathway:
     """The pathway of :func:`global_threshold`, with the requested sparsity and cut in ``info``
     (``near_zero``: see :func:`global_threshold`)."""
-    masks, cut = global_threshold(scores, sparsity, near_zero=near_zero)
-    return Pathway.from_masks(masks, sites, method, requested_sparsity=sparsity.float(), threshold=cut.float().cpu(), **info)
+    masks, cut, kept = _thresholded(scores, sparsity, True, near_zero)
+    # the selection counted what it kept: no pass over the masks to count them again
+    realized = realized_sparsity(masks) if kept is None else sparsity_of_kept(kept, sum(m[0].numel() for m in masks))
+    info = {"requested_sparsity": sparsity.float(), "threshold": cut.float().cpu(), **info}
+    return Pathway(list(masks), list(sites), realized, method, info)
 
 
 def tie_broken_pathway(

@@ -12,7 +12,8 @@ import torch
 
 from pathlib_pw import decisions
 from pathlib_pw.decisions import DecisionLog, Rounding, session, sketches
-from pathlib_pw.thresholds import global_threshold, remove_lowest
+from pathlib_pw.pathway import realized_sparsity
+from pathlib_pw.thresholds import global_threshold, remove_lowest, threshold_pathway
 from tests import nets
 
 LOOSE = Rounding("threshold", capacity=0.1, band=1.0)
@@ -438,3 +439,34 @@ def test_the_threshold_functions_call_checkpoint_through_the_package(monkeypatch
     global_threshold(_scores(), torch.tensor([50.0, 50.0], dtype=torch.float64))
     remove_lowest(_scores(), torch.tensor([100, 100]))
     assert seen == [2, 2]
+
+
+def test_threshold_pathways_sparsity_counts_the_replayed_masks_not_the_selections():
+    # the selection counts what it keeps; a replay that moves neurons makes those counts stale, and
+    # the pathway's sparsity must then be the count of the masks it holds
+    scores, level = _scores(), torch.tensor([50.0, 50.0], dtype=torch.float64)
+    names = [f"site{i}" for i in range(len(scores))]
+    with decisions.recording() as log, decisions.criterion(LOOSE):
+        recorded = threshold_pathway(scores, level, names, "test")
+    assert torch.equal(recorded.sparsity, realized_sparsity(recorded.masks))
+    perturbed, _ = _near_cut_swap(scores, 50.0)
+    free = threshold_pathway(perturbed, level, names, "test")
+    with decisions.replaying(log) as report, decisions.criterion(LOOSE):
+        replayed = threshold_pathway(perturbed, level, names, "test")
+    assert report.changed == 2 and all(torch.equal(a, b) for a, b in zip(replayed.masks, recorded.masks))
+    assert not all(torch.equal(a, b) for a, b in zip(free.masks, recorded.masks))
+    for path in (free, replayed):
+        assert torch.equal(path.sparsity, realized_sparsity(path.masks))
+    # a replay that removes one neuron more than the selection did: the count must follow the masks
+    real = decisions.checkpoint
+
+    def one_more_removed(scores, masks, cut, near_zero=None, scale=None):  # type: ignore[no-untyped-def]
+        out = [m.clone() for m in real(scores, masks, cut, near_zero, scale)]
+        out[0].view(out[0].shape[0], -1)[0, out[0][0].flatten().nonzero()[0]] = False
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decisions, "checkpoint", one_more_removed)
+        fewer = threshold_pathway(scores, level, names, "test")
+    assert torch.equal(fewer.sparsity, realized_sparsity(fewer.masks))
+    assert float(fewer.sparsity[0]) > float(recorded.sparsity[0]) and float(fewer.sparsity[1]) == float(recorded.sparsity[1])

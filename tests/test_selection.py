@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pathlib_pw import selection
-from pathlib_pw.selection import count_true, kth_smallest, map_images, per_image
+from pathlib_pw.selection import any_true, count_true, kth_smallest, map_images, per_image
 
 
 def test_kth_smallest_is_the_order_statistic_on_both_sides_and_with_ties():
@@ -67,9 +67,11 @@ def test_bracketed_kth_is_the_sorted_value_on_every_branch(samples, monkeypatch)
             assert got.dtype == row.dtype
             # the masks written on the way: "above the value" exactly, whichever branch answered
             above = [np.ones(p.size, dtype=bool) for p in parts]  # every entry must be written
-            assert selection._bracketed_kth(parts, k, samples=samples, above=above) == got or np.isnan(got)
+            value, count = selection._bracketed_above(parts, k, above, samples=samples)
+            assert value == got or np.isnan(got)
             for p, mask in zip(parts, above):
                 assert np.array_equal(mask, p > want[k]), (name, k)
+            assert count == np.count_nonzero(row > want[k]), (name, k)  # and counted them
         # two calls per rank (without and with the masks)
         if "nan" in name:
             assert len(fallbacks) - before == 2 * len(ranks)  # NaN anywhere: the full sort
@@ -111,8 +113,9 @@ def test_bracketed_kth_finds_a_nan_the_sample_missed(samples):
                 got = selection._bracketed_kth(parts, k, samples=samples)
                 assert got == want[k] or (np.isnan(got) and np.isnan(want[k])), (position, k)
                 above = [np.ones(p.size, dtype=bool) for p in parts]
-                selection._bracketed_kth(parts, k, samples=samples, above=above)
+                _, count = selection._bracketed_above(parts, k, above, samples=samples)
                 assert all(np.array_equal(mask, p > want[k]) for p, mask in zip(parts, above)), (position, k)
+                assert count == np.count_nonzero(row > want[k]), (position, k)
 
 
 def test_above_kth_writes_the_masks_in_the_brackets_pass_and_equals_the_comparison(monkeypatch):
@@ -122,17 +125,18 @@ def test_above_kth_writes_the_masks_in_the_brackets_pass_and_equals_the_comparis
     # transposed (non-contiguous) view, with exact zeros (a tied block) and every value about 17 times
     fused = []
     real = selection._bracketed
-    monkeypatch.setattr(selection, "_bracketed", lambda *a: (lambda r: fused.append(r[1]) or r)(real(*a)))
+    monkeypatch.setattr(selection, "_bracketed", lambda *a: (lambda r: fused.append(r[1] is not None) or r)(real(*a)))
     g = torch.Generator().manual_seed(7)
     flat = torch.rand(3, 1_200_000, generator=g)
     flat = torch.where(torch.rand(3, 1_200_000, generator=g) < 0.3, 0.0, torch.round(flat * 50_000) / 50_000)
     sites = [flat[:, :200_000].view(3, 8, 25, 1000).transpose(2, 3), flat[:, 200_000:1_199_990], flat[:, 1_199_990:]]
     for k in (torch.tensor([0, 1, 2]), torch.tensor([400_000, 900_000, 1_199_999]), torch.tensor([1_080_000] * 3)):
-        cut, masks = selection.above_kth(sites, k)
+        cut, masks, kept = selection.above_kth(sites, k)
         assert torch.equal(cut, kth_smallest(sites, k))
         for s, m in zip(sites, masks):
             assert m.dtype == torch.bool and m.shape == s.shape
             assert torch.equal(m, s > per_image(cut, s))
+        assert kept.dtype == torch.int64 and torch.equal(kept, (flat > per_image(cut, flat)).sum(1))
     assert any(fused) and not all(fused)  # both the bracket's masks and numpy's comparison were used
 
 
@@ -250,6 +254,31 @@ def test_count_true_takes_torchs_branch_off_the_cpu(monkeypatch):
     assert meta.shape == (3,) and meta.dtype == torch.int64 and meta.device.type == "meta"
     count_true(torch.zeros(3, 4, dtype=torch.bool))
     assert branches == [False, True]
+
+
+def test_any_true_matches_torchs_any_per_image():
+
+    # numpy's any stops at a row's first True: rows empty, True only at the very end or start, a view
+    mask = torch.zeros(4, 3, 50, 70, dtype=torch.bool)
+    mask[1, -1, -1, -1] = True
+    mask[2, 0, 0, 0] = True
+    mask[3] = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(1)) > 0.5
+    for m in (mask, mask[:, 1:], mask.transpose(1, 3), torch.zeros(2, 0, dtype=torch.bool)):
+        got = any_true(m)
+        assert got.dtype == torch.bool and torch.equal(got, m.reshape(m.shape[0], -1).any(1))
+    assert any_true(mask).tolist() == [False, True, True, True]
+    meta = any_true(torch.zeros(3, 4, dtype=torch.bool, device="meta"))  # torch's branch off the CPU
+    assert meta.shape == (3,) and meta.device.type == "meta"
+
+
+def test_above_kth_counts_on_torchs_branch_too():
+    # bfloat16 scores take the branch a GPU takes (sampled_kth, torch's comparison and count)
+    g = torch.Generator().manual_seed(9)
+    sites = [torch.rand(2, 5, 7, generator=g).bfloat16(), torch.rand(2, 11, generator=g).bfloat16()]
+    cut, masks, kept = selection.above_kth(sites, torch.tensor([3, 40]))
+    assert torch.equal(cut, kth_smallest(sites, torch.tensor([3, 40])))
+    assert all(torch.equal(m, s > per_image(cut, s)) for s, m in zip(sites, masks))
+    assert torch.equal(kept, sum(m.flatten(1).sum(1) for m in masks))
 
 
 def test_map_images_keeps_order_on_threads():

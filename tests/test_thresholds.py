@@ -289,3 +289,24 @@ def test_percentile_count_is_k_plus_one_of_the_paper_rule():
         assert percentile_count(scores, level).tolist() == [want], p
         masks, _ = global_threshold(scores, level, checkpoint=False)
         assert sum(int((~m).sum()) for m in masks) == want, p
+
+
+def test_threshold_pathways_sparsity_from_the_selections_counts_equals_counting_its_masks(monkeypatch):
+
+    # 1.3 million scores per image with a block of exact zeros: the bracket answers and counts what it
+    # kept; the sparsity from those counts must be the masks' own, bit for bit, on every branch
+    from pathlib_pw import selection
+    from pathlib_pw.thresholds import threshold_pathway
+
+    counted = []
+    real = selection._bracketed
+    monkeypatch.setattr(selection, "_bracketed", lambda *a: (lambda r: counted.append(r[1] is not None) or r)(real(*a)))
+    g = _gen(5)
+    flat = torch.where(torch.rand(3, 1_300_000, generator=g) < 0.4, 0.0, torch.rand(3, 1_300_000, generator=g))
+    scores = [flat[:, :300_000].view(3, 30, 100, 100), flat[:, 300_000:]]
+    for p in ([90.0, 50.0, 99.9], [10.0, 30.0, 0.0]):  # the last: the cut falls in the zeros (a bound's tie)
+        path = threshold_pathway(scores, torch.tensor(p, dtype=torch.float64), ["a", "b"], "test")
+        assert torch.equal(path.sparsity, realized_sparsity(path.masks)), p
+        want, _ = _ref_threshold(scores, p)
+        assert all(torch.equal(m, w) for m, w in zip(path.masks, want)), p
+    assert any(counted) and not all(counted)

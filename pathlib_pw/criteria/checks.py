@@ -33,7 +33,7 @@ from torch import nn
 
 from pathlib_pw.attribution.maps import forget_input_gradients, input_gradient_through
 from pathlib_pw.pathway import Pathway
-from pathlib_pw.selection import add_all, count_true
+from pathlib_pw.selection import any_true
 from pathlib_pw.sites import evaluating, resolve_target, skipped_activations
 from pathlib_pw.units import outside_stacklevel
 
@@ -88,6 +88,17 @@ def disconnected(model: nn.Module, x: torch.Tensor, path: Pathway) -> torch.Tens
     return (grad.flatten(1) == 0).all(1).cpu()
 
 
+def keeps_nothing(masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B,) bool on the CPU: the images whose masks keep no neuron at all. Site by site, stopping as
+    soon as every image keeps one (on a usable path, after the first site): not a count of every mask."""
+    keeps = torch.zeros(masks[0].shape[0], dtype=torch.bool)
+    for m in masks:
+        keeps |= any_true(m).cpu()
+        if bool(keeps.all()):
+            break
+    return ~keeps
+
+
 def _images(flags: torch.Tensor) -> str:
     index = flags.nonzero().flatten().tolist()
     shown = ", ".join(map(str, index[:8])) + (", ..." if len(index) > 8 else "")
@@ -124,7 +135,7 @@ def check_pathways(
     over, split, cut = [], [], []
     for j, path in enumerate(paths):
         level = "" if len(paths) == 1 or requested is None else f" at {float(requested[j].max()):g} % requested"
-        empty = add_all(count_true(m) for m in path.masks) == 0
+        empty = keeps_nothing(path.masks)
         if bool(empty.any()) and not allow_empty:
             raise EmptyPathwayError(
                 f"the {criterion} pathway{level} keeps no neuron at all on {_images(empty)} of {len(path)}; "

@@ -162,11 +162,13 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
     assert lines[-2] == "" and lines[-1].startswith("floor: ")  # a line of its own, not a row of the table
     assert [line.split(" | ")[0] for line in lines[3:-2]] == [
         "| none (the code as it is)", "| selection", "| count", "| scores", "| nan_pass", "| copies", "| bracket_masks",
-        "| zeroed_inputs", "| count, scores, nan_pass, copies, bracket_masks, zeroed_inputs, selection"]
+        "| zeroed_inputs", "| counted", "| empty_scan",
+        "| count, scores, nan_pass, copies, bracket_masks, zeroed_inputs, counted, empty_scan, selection"]
     # every step is put back afterwards
     assert module.selection._bracketed is module.BRACKETED and module.thresholds.above_kth is module.selection.above_kth
     assert module.pathway.float_copies is not module.copies_from_bool
     assert module.pathway.Masking.zero_removed_inputs is not module.products_only
+    assert module.thresholds._thresholded is module.THRESHOLDED and module.checks.keeps_nothing is not module.counted_empty
 
 
 @pytest.mark.pathway_checks  # as a user calls it: the second pass is the connectivity check's
@@ -182,7 +184,7 @@ def test_profile_by_part_times_every_part_and_restores_the_functions(monkeypatch
     times = {part: float(cells[0]) for part, cells in rows.items()}
     # each part ran (a part whose wrapper never fired reads 0) and lies within the call
     assert all(0 < times[part] <= times[module.CALL] for part in module.PARTS), times
-    assert times["threshold: each cut and the masks above it"] <= times["threshold: all of it"]
+    assert times["threshold: each cut, the masks above it, their counts"] <= times["threshold: all of it"]
     assert {part: getattr(owner, name) for part, (owner, name) in module.PARTS.items()} == before
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pathlib_pw as pw
-from pathlib_pw.criteria.checks import EmptyPathwayError, PathwayWarning, recorded_by_experiment
+from pathlib_pw.criteria.checks import EmptyPathwayError, PathwayWarning, keeps_nothing, recorded_by_experiment
 from pathlib_pw.models import select_output
 from pathlib_pw.thresholds import threshold_pathway, tie_broken_pathway
 from tests import nets
@@ -110,6 +110,29 @@ def test_a_path_that_keeps_nothing_raises_unless_allowed():
         pw.extract_pathway(model, x, "dgr", 50, iterations=20, ties="all")
     with pytest.raises(TypeError, match="allow_empty must be a bool"):
         pw.extract_pathway(model, x, "neuron_mct", 50, allow_empty="yes")
+
+
+def test_keeps_nothing_finds_an_image_empty_at_every_site_and_no_other():
+
+    # the scan stops once every image keeps a neuron: an image empty at the first sites but keeping
+    # one at the last is not empty, one empty everywhere is, whatever order the sites come in
+    def masks(batch: int, empty: set[int], late: set[int], early: set[int] = set()) -> list[torch.Tensor]:
+        out = [torch.ones(batch, 3, 4, dtype=torch.bool), torch.ones(batch, 6, dtype=torch.bool), torch.ones(batch, 2, 2, dtype=torch.bool)]
+        for b in empty | late | early:
+            for m in out:
+                m[b] = False
+        for b in late:
+            out[-1][b, 1, 1] = True
+        for b in early:
+            out[0][b, 2, 3] = True
+        return out
+
+    assert keeps_nothing(masks(4, set(), set())).tolist() == [False] * 4
+    assert keeps_nothing(masks(4, {2}, {0})).tolist() == [False, False, True, False]
+    assert keeps_nothing(masks(3, {0, 1, 2}, set())).tolist() == [True] * 3
+    assert keeps_nothing(masks(2, set(), {0, 1})).tolist() == [False, False]
+    assert keeps_nothing(masks(2, {1}, set())[::-1]).tolist() == [False, True]
+    assert keeps_nothing(masks(3, {2}, {1}, {0})).tolist() == [False, False, True]
 
 
 def test_one_warning_per_kind_for_several_levels():
