@@ -575,3 +575,26 @@ def test_recorded_activations_gradients_and_logits_are_detached(net, input_requi
     ]:
         assert t.requires_grad is False and t.grad_fn is None, name
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_check_input_rejects_every_nan_and_infinity_and_accepts_finite_values_whose_sum_overflows():
+    from pathlib_pw.sites import check_input
+
+    # the sum answers for most batches; finite values that overflow it (or cancel an infinity into
+    # NaN) must still be told apart by the element-wise test
+    big = torch.full((2, 3, 4, 4), 3e38)
+    assert check_input(big) is big and not torch.isfinite(big.sum())
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        x = torch.zeros(2, 3, 4, 4, dtype=dtype)
+        assert check_input(x) is x
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            y = x.clone()
+            y[1, 2, 3, 0] = bad
+            with pytest.raises(ValueError, match="x contains NaN or infinite values"):
+                check_input(y)
+        both = x.clone()
+        both[0, 0, 0, 0], both[1, 0, 0, 0] = float("inf"), -float("inf")  # a NaN sum
+        with pytest.raises(ValueError, match="images contains NaN"):
+            check_input(both, "images")
+    half = torch.full((1, 3, 8, 8), 60000.0, dtype=torch.float16)  # finite, its float16 sum is not
+    assert check_input(half) is half
