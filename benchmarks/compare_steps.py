@@ -15,7 +15,9 @@ bracket's own pass instead of by a comparison with the cut after it (``bracket_m
 neurons zeroed in the input of an in-place rectifier instead of a product with a float copy of the
 mask after it (``zeroed_inputs``); the realized sparsity from the selection's own counts instead of a
 count of the masks (``counted``); and the empty-path check by numpy's ``any`` site by site, stopping
-once every image keeps a neuron, instead of a count of every mask (``empty_scan``). Each variant runs with one
+once every image keeps a neuron, instead of a count of every mask (``empty_scan``); and the input's
+finiteness told by its sum before the element-wise test instead of by that test alone
+(``finite_sum``). Each variant runs with one
 step undone (``all``: every kept step undone; ``none`` is the code as it is), in one process,
 every repeat timing the floor and then each variant in turn; the table gives each variant's
 smallest ratio to the floor around it, the spread, the median, and the MB faulted in
@@ -42,7 +44,7 @@ from bench_criteria import machine, one_pass, patched, seconds  # noqa: E402
 from bench_floor import faulting, malloc_setting  # noqa: E402
 
 import pathlib_pw as pw  # noqa: E402
-from pathlib_pw import pathway, selection, thresholds  # noqa: E402
+from pathlib_pw import pathway, selection, sites, thresholds  # noqa: E402
 from pathlib_pw.criteria import checks, mct  # noqa: E402
 
 
@@ -78,6 +80,12 @@ def counted_empty(masks):  # type: ignore[no-untyped-def]
     return selection.add_all(selection.count_true(m) for m in masks).cpu() == 0
 
 
+def finite_by_elements(x, name="x"):  # type: ignore[no-untyped-def]
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return CHECK_INPUT(x, name)
+
+
 def copies_from_bool(masks, device, dtype):  # type: ignore[no-untyped-def]
     return [m.to(device=device, dtype=dtype) for m in masks]
 
@@ -88,6 +96,7 @@ def products_only(self, index, x):  # type: ignore[no-untyped-def]
 
 BRACKETED = selection._bracketed
 THRESHOLDED = thresholds._thresholded
+CHECK_INPUT = sites.check_input
 
 # step -> (module, attribute, its former implementation)
 STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
@@ -100,11 +109,12 @@ STEPS: dict[str, tuple[object, str, Callable[..., object]]] = {
     "zeroed_inputs": (pathway.Masking, "zero_removed_inputs", products_only),
     "counted": (thresholds, "_thresholded", masks_counted),
     "empty_scan": (checks, "keeps_nothing", counted_empty),
+    "finite_sum": (sites, "check_input", finite_by_elements),
 }
 
 
 # the sort (selection undone) last: it replaces the bracket, NaN pass or not
-KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "bracket_masks", "zeroed_inputs", "counted", "empty_scan", "selection"]
+KEPT_STEPS = ["count", "scores", "nan_pass", "copies", "bracket_masks", "zeroed_inputs", "counted", "empty_scan", "finite_sum", "selection"]
 
 
 def undone(steps: list[str]) -> contextlib.AbstractContextManager[None]:
