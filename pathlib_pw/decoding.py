@@ -65,8 +65,8 @@ import torch
 from torch import nn
 
 from pathlib_pw.attribution.maps import input_gradient
-from pathlib_pw.pathway import Masking, Pathway
-from pathlib_pw.sites import activations_and_gradients, evaluating, model_device
+from pathlib_pw.pathway import Pathway, taylor_scores
+from pathlib_pw.sites import evaluating, model_device
 
 __all__ = [
     "DECODING",
@@ -460,8 +460,7 @@ def greedy_scores(model: nn.Module, x: torch.Tensor, path: Pathway) -> list[torc
     masked network (the score its next round would rank by), for ``path.info["target"]`` (default
     the prediction). Greedy's threshold decisions rank every neuron whose score is 0 above all
     others, so the scores they were made on say nothing about importance: these do."""
-    _, acts, grads, _, _ = activations_and_gradients(model, x, path.info.get("target"), Masking(path.masks, path.sites))
-    return [(a * g).abs() for a, g in zip(acts, grads)]
+    return taylor_scores(model, x, path.info.get("target"), path.masks, path.sites)[0]
 
 
 def top_neuron(path: Pathway, scores: list[torch.Tensor]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from pathlib_pw import _deprecation
 from pathlib_pw.selection import add_all, count_true, pooled
-from pathlib_pw.sites import Trace, hooked
+from pathlib_pw.sites import Trace, activations_and_gradients, hooked
 
 # the version of the file format written by Pathway.save
 FORMAT = "pathlib_pw.Pathway"
@@ -401,6 +401,25 @@ class Masking:
             self.buffers[key] = torch.empty(size, device=x.device, dtype=_SAME_SIZE_INTEGER[x.dtype])
         _ZeroRemoved.apply(x, mask, self.buffers[key][:size])
         return True
+
+
+def taylor_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | int | None = None,
+    masks: Sequence[torch.Tensor] | None = None,
+    sites: Sequence[str] = (),
+) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
+    """``|a x d logit / d a|`` of every neuron through the network masked by ``masks`` (one per site,
+    named ``sites``; the whole network when None), with the site names and the explained class.
+
+    Greedy's score in each round (Khakzar et al., CVPR 2021, section 3), and the decoding chapter's
+    ranking of a Greedy path's neurons by the score its next round would use. The masks are applied
+    as :meth:`Pathway.applied` applies them."""
+    edit = None if masks is None else Masking(masks, sites)
+    before = None if edit is None else edit.zero_removed_inputs
+    _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit, before)
+    return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt
 
 
 # a float dtype -> the integer dtype of its size: a removed neuron's bits are ANDed with 0, a kept one's with all ones

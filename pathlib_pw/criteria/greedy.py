@@ -14,7 +14,6 @@ alone. The intended variant breaks ties by a seeded random order of each image's
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -24,26 +23,12 @@ from pathlib_pw import decisions
 from pathlib_pw.criteria._progress import bar
 from pathlib_pw.criteria.seeds import per_image_seeds, tie_keys
 from pathlib_pw.criteria.spec import BURSTY, CriterionSpec
-from pathlib_pw.pathway import Masking, Pathway
+from pathlib_pw.pathway import Pathway, taylor_scores
 from pathlib_pw.selection import add_all, per_image
-from pathlib_pw.sites import activations_and_gradients
 from pathlib_pw.thresholds import global_threshold, remove_lowest
 
 Ties = Literal["random", "position"]
 TIES: tuple[Ties, ...] = ("random", "position")
-
-
-def _taylor(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor | int | None,
-    masks: list[torch.Tensor] | None,
-    names: Sequence[str] = (),
-):
-    edit = None if masks is None else Masking(masks, names)
-    before = None if edit is None else edit.zero_removed_inputs
-    _, acts, grads, names, tgt = activations_and_gradients(model, x, target, edit, before)
-    return [(a * g).abs() for a, g in zip(acts, grads)], names, tgt
 
 
 def greedy(
@@ -125,7 +110,7 @@ def _intended(
     seeds: torch.Tensor,
 ) -> list[Pathway]:
     """One pruning run towards the largest level, with a snapshot when each level is reached."""
-    scores, names, tgt = _taylor(model, x, target, None)
+    scores, names, tgt = taylor_scores(model, x, target)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     wanted = torch.stack([lv.to(torch.float64) for lv in levels]).amax(0)
     total = sum(s[0].numel() for s in scores)
@@ -149,7 +134,7 @@ def _intended(
                 if r == i + 1:
                     snapshots[j] = masks
             if i + 1 < n_rounds:
-                scores, _, _ = _taylor(model, x, tgt, masks, names)
+                scores, _, _ = taylor_scores(model, x, tgt, masks, names)
             rounds_bar.update()
     return [
         Pathway.from_masks(
@@ -183,7 +168,7 @@ def _mean_score(scores: list[torch.Tensor]) -> torch.Tensor:
 def _original_code(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None, step: float, rounds: int
 ) -> tuple[list[torch.Tensor], list[str], torch.Tensor]:
-    scores, names, tgt = _taylor(model, x, target, None)
+    scores, names, tgt = taylor_scores(model, x, target)
     masks = [torch.ones_like(s, dtype=torch.bool) for s in scores]
     with bar(rounds, "greedy (original code)", "round") as rounds_bar:
         for i in range(rounds):
@@ -195,7 +180,7 @@ def _original_code(
             near_zero = [s <= per_image(NEAR_ZERO * scale, s) for s in scores]
             masks = decisions.checkpoint(replaced, [k | (s <= 0) for k, s in zip(keep, scores)], cut, near_zero, scale)
             if i + 1 < rounds:  # the authors re-score once more after the last round; unused
-                scores, _, _ = _taylor(model, x, tgt, masks, names)
+                scores, _, _ = taylor_scores(model, x, tgt, masks, names)
             rounds_bar.update()
     return masks, names, tgt
 

@@ -111,8 +111,8 @@ def test_bars_are_closed_after_an_exception(capsys, monkeypatch):
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    real = greedy_module._taylor
-    monkeypatch.setattr(greedy_module, "_taylor", failing_taylor)
+    real = greedy_module.taylor_scores
+    monkeypatch.setattr(greedy_module, "taylor_scores", failing_taylor)
     before = set(tqdm._instances)
     with pytest.raises(RuntimeError, match="boom") as raised:
         pw.extract_pathways(nets.tiny_cnn(), nets.images(4), "greedy", [40.0], batch_size=2, rounds=5, progress=True)
