@@ -162,14 +162,14 @@ def test_step_comparison_undoes_each_step_and_gets_the_same_maps(monkeypatch, ca
     assert lines[-2] == "" and lines[-1].startswith("floor: ")  # a line of its own, not a row of the table
     assert [line.split(" | ")[0] for line in lines[3:-2]] == [
         "| none (the code as it is)", "| selection", "| count", "| scores", "| nan_pass", "| copies", "| bracket_masks",
-        "| zeroed_inputs", "| counted", "| empty_scan", "| finite_sum",
-        "| count, scores, nan_pass, copies, bracket_masks, zeroed_inputs, counted, empty_scan, finite_sum, selection"]
+        "| zeroed_inputs", "| counted", "| empty_scan", "| finite_sum", "| partition",
+        "| count, scores, nan_pass, copies, bracket_masks, zeroed_inputs, counted, empty_scan, finite_sum, partition, selection"]
     # every step is put back afterwards
     assert module.selection._bracketed is module.BRACKETED and module.thresholds.above_kth is module.selection.above_kth
     assert module.pathway.float_copies is not module.copies_from_bool
     assert module.pathway.Masking.zero_removed_inputs is not module.products_only
     assert module.thresholds._thresholded is module.THRESHOLDED and module.checks.keeps_nothing is not module.counted_empty
-    assert module.sites.check_input is module.CHECK_INPUT
+    assert module.sites.check_input is module.CHECK_INPUT and module.selection._partition is not module.sort_in_place
 
 
 @pytest.mark.pathway_checks  # as a user calls it: the second pass is the connectivity check's
