@@ -250,7 +250,8 @@ def test_greedy_stays_on_the_recorded_path_when_rounding_differs(monkeypatch):
     loose = Rounding("threshold", capacity=0.05, band=5.0)
     with decisions.recording() as log, decisions.criterion(loose):
         recorded = greedy.greedy(model, x, [torch.full((2,), 20.0, dtype=torch.float64)], None, "intended")[0]
-    real = greedy.activations_and_gradients
+    scoring = sys.modules["pathlib_pw.pathway"]  # where Greedy's rounds take their activations and gradients
+    real = scoring.activations_and_gradients
     g = torch.Generator().manual_seed(0)
 
     def noisy(*args, **kwargs):
@@ -258,7 +259,7 @@ def test_greedy_stays_on_the_recorded_path_when_rounding_differs(monkeypatch):
         grads = [gr * (1 + 3e-2 * torch.randn(gr.shape, generator=g, dtype=gr.dtype)) for gr in grads]
         return logits, acts, grads, names, tgt
 
-    monkeypatch.setattr(greedy, "activations_and_gradients", noisy)
+    monkeypatch.setattr(scoring, "activations_and_gradients", noisy)
     free = greedy.greedy(model, x, [torch.full((2,), 20.0, dtype=torch.float64)], None, "intended")[0]
     assert any(not torch.equal(a, b) for a, b in zip(free.masks, recorded.masks))
     with decisions.replaying(log) as report, decisions.criterion(loose):
