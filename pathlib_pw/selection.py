@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 T = TypeVar("T")
+S = TypeVar("S", float, torch.Tensor)
 
 __all__ = [
     "above_kth",
@@ -145,6 +146,13 @@ def _sorted(row: np.ndarray) -> np.ndarray:
     return row
 
 
+def _bracket(share: S, samples: int) -> tuple[S, S]:
+    """Where the value of relative rank ``share`` (k / (n - 1), a float or a tensor of them) falls
+    among ``samples`` sorted sample values, and the bracket's half-width around it: four standard
+    deviations of the sample's count below that value, plus 16 values."""
+    return share * (samples - 1), 4.0 * (samples * share * (1 - share)) ** 0.5 + 16.0
+
+
 def _partition(values: np.ndarray, ranks: list[int]) -> None:
     """``values`` rearranged in place so that ``values[r]`` is what a sort would put there, for each r in
     ``ranks`` (numpy's introselect; NaN last, as its sort puts it)."""
@@ -195,9 +203,8 @@ def _bracketed(
     rng = np.random.default_rng(0)
     sample = np.concatenate([p[int(rng.integers(0, min(stride, p.size))) :: stride] for p in parts if p.size])
     m = len(sample)
-    share = k / (n - 1)
-    margin = 4.0 * np.sqrt(m * share * (1 - share)) + 16.0
-    bounds = [max(0, int(np.floor(share * (m - 1) - margin))), min(m - 1, int(np.ceil(share * (m - 1) + margin)))]
+    centre, margin = _bracket(k / (n - 1), m)
+    bounds = [max(0, int(np.floor(centre - margin))), min(m - 1, int(np.ceil(centre + margin)))]
     _partition(sample, bounds)
     lo, hi = sample[bounds[0]], sample[bounds[1]]
     # a value the sample holds twice may be a large tied block (the dead neurons' zeros): counted, not sorted
@@ -284,9 +291,7 @@ def sampled_kth(flat: torch.Tensor, k: torch.Tensor, samples: int = 65536) -> to
     kd = k.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     sample = flat.gather(1, torch.randint(n, (batch, samples), device=device, generator=gen)).sort(1).values
-    share = kd.double() / (n - 1)
-    margin = 4.0 * torch.sqrt(samples * share * (1 - share)) + 16.0
-    centre = share * (samples - 1)
+    centre, margin = _bracket(kd.double() / (n - 1), samples)
     lo = sample.gather(1, (centre - margin).floor().clamp(0, samples - 1).long().view(-1, 1))
     hi = sample.gather(1, (centre + margin).ceil().clamp(0, samples - 1).long().view(-1, 1))
     below = count_true(flat < lo)
