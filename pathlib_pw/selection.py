@@ -168,12 +168,13 @@ def _bracketed_kth(parts: Sequence[np.ndarray], k: int, samples: int = 65536) ->
     order statistics; one pass per part counts the values below ``lo`` and keeps those in ``[lo, hi]``
     (about 1 % of them), and the wanted one is selected among those. Both selections partition
     (numpy's introselect, NaN last as in its sort) rather than sort: three times faster on 65,536
-    values, and the same order statistics. A bound the sample holds twice may be a large block of tied values (the
-    dead neurons' zeros): its values are counted, not kept. A NaN compares false both ways, so the
-    same counts find one without a pass of its own. A bracket that misses rank k, or a NaN anywhere,
-    falls back to sorting every value: the result is the same order statistic whatever the sample,
-    the sample only decides how fast it comes (only the sign of a zero may differ from the sort's,
-    which places equal zeros in no set order: they compare equal, every threshold decision is the same).
+    values, and the same order statistics. A bound the sample holds twice may be a large block of
+    tied values (the dead neurons' zeros): its values are counted, not kept. A NaN compares false
+    both ways, so the same counts find one without a pass of its own. A bracket that misses rank k,
+    or a NaN anywhere, falls back to sorting every value: the result is the same order statistic
+    whatever the sample, the sample only decides how fast it comes (only the sign of a zero may differ
+    from the sort's, which places equal zeros in no set order: they compare equal, every threshold
+    decision is the same).
     """
     return _bracketed(parts, k, samples, None)[0]
 
@@ -207,7 +208,7 @@ def _bracketed(
     bounds = [max(0, int(np.floor(centre - margin))), min(m - 1, int(np.ceil(centre + margin)))]
     _partition(sample, bounds)
     lo, hi = sample[bounds[0]], sample[bounds[1]]
-    # a value the sample holds twice may be a large tied block (the dead neurons' zeros): counted, not sorted
+    # a value the sample holds twice may be a large tied block (the dead neurons' zeros): counted, not kept
     tied_lo, tied_hi = np.count_nonzero(sample == lo) > 1, np.count_nonzero(sample == hi) > 1
     below, at_lo, at_hi = 0, 0, 0
     above_hi = 0  # with ``above``: the values its comparison with hi put there
