@@ -17,8 +17,10 @@ Each repeat times the floor, the method and the floor again (``bench_criteria.in
 ratio of a repeat is the method over the mean of its two floors. On a shared machine a slow phase
 only ever makes a repeat slower, so the table reports the smallest ratio of the N repeats (the best
 estimate of the quiet machine's) and the spread of all N, and beside it the fastest run over the
-fastest floor: on a quiet machine the two agree; where they do not, the load changed within a
-repeat and neither is a quiet machine's figure. Writes ``benchmarks/results/floor.md``
+fastest floor: on a quiet machine with freed memory kept (below) the two agree; where they do not,
+the load changed within a repeat, or (with malloc as configured by default) the page faults did:
+the fastest floor is then one that faulted in little, and neither is the computation's figure.
+Writes ``benchmarks/results/floor.md``
 and ``.csv`` (``--out`` to change).
 
 Page faults: fresh memory costs a fault per 4 KiB page on first touch, and whether a call gets fresh
