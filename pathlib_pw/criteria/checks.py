@@ -163,7 +163,7 @@ def check_pathways(
         gone = disconnected(model, x, path)
         path.info["disconnected"] = gone
         if bool(gone.any()):
-            sites = [name for name, m in zip(path.sites, path.masks) if not bool(m[gone].flatten(1).any(1).all())]
+            sites = [name for name, m in zip(path.sites, path.masks) if not bool(any_true(m[gone]).all())]
             named = f" (sites that keep no neuron: {', '.join(sites[:6])}{', ...' if len(sites) > 6 else ''})" if sites else ""
             cut.append(f"at {float(path.sparsity[gone].max()):.2f} % realized sparsity on {_images(gone)} of {len(path)}{named}")
     if over:
